@@ -1,0 +1,71 @@
+package resources
+
+import (
+	"context"
+
+	pb "github.com/berth-dev/berth/sdk/internal/gen/resourcesv1"
+)
+
+// server serves a Controller over gRPC. Errors are mapped to status codes
+// by the errdefs interceptors installed on every Berth gRPC server.
+type server struct {
+	pb.UnimplementedResourcesServer
+	impl Controller
+}
+
+func (s *server) CreateGroup(ctx context.Context, r *pb.CreateGroupRequest) (*pb.CreateGroupResponse, error) {
+	p, err := s.impl.CreateGroup(ctx, r.Id, limitsFromPB(r.Limits))
+	if err != nil {
+		return nil, err
+	}
+	return &pb.CreateGroupResponse{Placement: placementToPB(p)}, nil
+}
+
+func (s *server) Attach(ctx context.Context, r *pb.AttachRequest) (*pb.AttachResponse, error) {
+	return &pb.AttachResponse{}, s.impl.Attach(ctx, r.Id, int(r.Pid))
+}
+
+func (s *server) Update(ctx context.Context, r *pb.UpdateRequest) (*pb.UpdateResponse, error) {
+	return &pb.UpdateResponse{}, s.impl.Update(ctx, r.Id, limitsFromPB(r.Limits))
+}
+
+func (s *server) SetPaused(ctx context.Context, r *pb.SetPausedRequest) (*pb.SetPausedResponse, error) {
+	return &pb.SetPausedResponse{}, s.impl.SetPaused(ctx, r.Id, r.Paused)
+}
+
+func (s *server) Usage(ctx context.Context, r *pb.UsageRequest) (*pb.UsageResponse, error) {
+	u, err := s.impl.Usage(ctx, r.Id)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.UsageResponse{Usage: usageToPB(u)}, nil
+}
+
+func (s *server) List(ctx context.Context, _ *pb.ListRequest) (*pb.ListResponse, error) {
+	groups, err := s.impl.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := &pb.ListResponse{}
+	for _, g := range groups {
+		out.Groups = append(out.Groups, groupToPB(g))
+	}
+	return out, nil
+}
+
+func (s *server) Delete(ctx context.Context, r *pb.DeleteRequest) (*pb.DeleteResponse, error) {
+	return &pb.DeleteResponse{}, s.impl.Delete(ctx, r.Id)
+}
+
+func (s *server) Events(_ *pb.EventsRequest, stream pb.Resources_EventsServer) error {
+	events, err := s.impl.Events(stream.Context())
+	if err != nil {
+		return err
+	}
+	for e := range events {
+		if err := stream.Send(eventToPB(e)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
