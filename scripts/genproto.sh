@@ -9,12 +9,14 @@ command -v protoc >/dev/null || { echo "protoc missing: run scripts/install-deps
 tools=.cache/bin
 mkdir -p "$tools"
 go build -o "$tools/" google.golang.org/protobuf/cmd/protoc-gen-go google.golang.org/grpc/cmd/protoc-gen-go-grpc
-rm -rf sdk/internal/gen
-mkdir -p sdk/internal/gen
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
 mapfile -t protos < <(cd sdk/proto && find . -name '*.proto' | sed 's|^\./||' | LC_ALL=C sort)
 protoc -I sdk/proto \
   --plugin=protoc-gen-go="$tools/protoc-gen-go" \
   --plugin=protoc-gen-go-grpc="$tools/protoc-gen-go-grpc" \
-  --go_out=. --go_opt=module=github.com/berth-dev/berth \
-  --go-grpc_out=. --go-grpc_opt=module=github.com/berth-dev/berth \
+  --go_out="$out" --go_opt=module=github.com/berth-dev/berth \
+  --go-grpc_out="$out" --go-grpc_opt=module=github.com/berth-dev/berth \
   "${protos[@]}"
+rm -rf sdk/internal/gen
+mv "$out/sdk/internal/gen" sdk/internal/gen
