@@ -269,6 +269,7 @@ func TestDecodePluginBodyErrors(t *testing.T) {
   root = 12
   bogus = true
   size = "big"
+  enabeld = false
 }
 `
 	spec := schema.Object(map[string]*schema.Spec{
@@ -283,6 +284,7 @@ func TestDecodePluginBodyErrors(t *testing.T) {
 		`config.hcl:3,3-8: in plugin "snapshot" "overlay": An argument named "bogus" is not expected here.`,
 		`config.hcl:1,29-29: in plugin "snapshot" "overlay": The argument "upper_dir" is required, but no definition was found.`,
 		`config.hcl:4,10-15: in plugin "snapshot" "overlay": Inappropriate value for attribute "size": a number is required.`,
+		`config.hcl:5,3-10: in plugin "snapshot" "overlay": An argument named "enabeld" is not expected here. Did you mean "enabled"?`,
 	} {
 		if !strings.Contains(out, want+"\n") {
 			t.Errorf("missing line\n  %s\nin\n%s", want, out)

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -43,7 +44,7 @@ func DecodePluginBody(p *Plugin, spec *schema.Spec) (schema.Config, hcl.Diagnost
 		ctx = NewEvalContext(Options{})
 	}
 	val, diags := hcldec.Decode(p.Body, ds, ctx)
-	diags = wrapDiags(p, diags)
+	diags = wrapDiags(p, suggestEnvelope(diags))
 	for _, d := range diags {
 		if d.Subject == nil {
 			d.Subject = p.DeclRange.Ptr()
@@ -62,6 +63,21 @@ func DecodePluginBody(p *Plugin, spec *schema.Spec) (schema.Config, hcl.Diagnost
 		})
 	}
 	return c, diags
+}
+
+var unsupportedArgRE = regexp.MustCompile(`^An argument named "([^"]+)" is not expected here\.$`)
+
+// suggestEnvelope adds "Did you mean" for a misspelled envelope attribute,
+// which reaches the plugin's schema as an unknown setting.
+func suggestEnvelope(diags hcl.Diagnostics) hcl.Diagnostics {
+	for _, d := range diags {
+		if m := unsupportedArgRE.FindStringSubmatch(d.Detail); m != nil {
+			if s := suggest(m[1], ReservedAttributes); s != "" {
+				d.Detail += fmt.Sprintf(" Did you mean %q?", s)
+			}
+		}
+	}
+	return diags
 }
 
 // specNames lists the attribute and block names the root of spec claims.
