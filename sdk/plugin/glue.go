@@ -31,8 +31,16 @@ func (p *GRPCPlugin) GRPCServer(broker *goplugin.GRPCBroker, s *grpc.Server) err
 }
 
 // GRPCClient implements goplugin.GRPCPlugin.
-func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *goplugin.GRPCBroker, conn *grpc.ClientConn) (any, error) {
-	return p.NewClient(conn), nil
+// ctx is cancelled by go-plugin when the plugin process exits; the client
+// exposes it as Done.
+func (p *GRPCPlugin) GRPCClient(ctx context.Context, broker *goplugin.GRPCBroker, conn *grpc.ClientConn) (any, error) {
+	c := p.NewClient(conn)
+	if b, ok := c.(interface {
+		setDispensed(context.Context, *goplugin.GRPCBroker)
+	}); ok {
+		b.setDispensed(ctx, broker)
+	}
+	return c, nil
 }
 
 // ClientBase is embedded in every layer's typed client: the plugin's Base
@@ -40,7 +48,9 @@ func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *goplugin.GRPCBroker, conn 
 // it).
 type ClientBase struct {
 	*BaseClient
-	conn *grpc.ClientConn
+	conn   *grpc.ClientConn
+	broker *goplugin.GRPCBroker
+	done   context.Context
 }
 
 // NewClientBase wraps conn.
@@ -49,7 +59,25 @@ func NewClientBase(conn *grpc.ClientConn) ClientBase {
 }
 
 // Conn returns the connection the client uses.
-func (c ClientBase) Conn() *grpc.ClientConn { return c.conn }
+func (c *ClientBase) Conn() *grpc.ClientConn { return c.conn }
+
+// Broker returns the go-plugin broker of the plugin's connection, through
+// which the core serves the plugin its handles; nil for a client that was
+// not dispensed by go-plugin (a brokered handle, a test connection).
+func (c *ClientBase) Broker() *goplugin.GRPCBroker { return c.broker }
+
+// Done is closed when the plugin process exits; nil (never closed) for a
+// client that was not dispensed by go-plugin.
+func (c *ClientBase) Done() <-chan struct{} {
+	if c.done == nil {
+		return nil
+	}
+	return c.done.Done()
+}
+
+func (c *ClientBase) setDispensed(done context.Context, b *goplugin.GRPCBroker) {
+	c.done, c.broker = done, b
+}
 
 // Client is what every layer's typed client offers besides its layer calls.
 type Client interface {
@@ -57,4 +85,6 @@ type Client interface {
 	HandleWatcher
 	ConfigureWithHandles(ctx context.Context, req ConfigureRequest, handleIDs map[string]uint32) error
 	Conn() *grpc.ClientConn
+	Broker() *goplugin.GRPCBroker
+	Done() <-chan struct{}
 }

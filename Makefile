@@ -1,0 +1,57 @@
+# Berth. Quick start on a fresh Debian machine, as root:
+#   make demo    # build, start the daemon, show it working, stop it
+#   make test    # install what the tests need, then run them all
+GO      ?= go
+BIN     := bin
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -X github.com/berth-dev/berth/internal/version.Version=$(VERSION) -X github.com/berth-dev/berth/internal/version.Commit=$(COMMIT)
+PLUGINS := $(notdir $(wildcard plugins/*))
+TEST_FLAGS ?=
+
+.PHONY: all build deps test test-short demo proto check-proto lint clean
+all: build
+
+build:
+	@mkdir -p $(BIN)/plugins
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/berth ./core/cmd/berth
+	@for p in $(PLUGINS); do \
+		echo "$(GO) build -o $(BIN)/plugins/$$p ./plugins/$$p"; \
+		$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/plugins/$$p ./plugins/$$p || exit 1; \
+	done
+
+# System packages the project needs (protoc, …), installed by its own script.
+deps:
+	./scripts/install-deps.sh
+
+# The whole suite, privileged tests included (run as root).
+test: deps build
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 30m $(TEST_FLAGS) ./...
+
+test-short: build
+	$(GO) test -short -count=1 ./...
+
+demo: build
+	./scripts/demo.sh
+
+# Regenerate sdk/internal/gen from sdk/proto; the result is committed and
+# check-proto proves it is reproduced byte for byte.
+proto:
+	./scripts/genproto.sh
+
+check-proto: proto
+	git diff --exit-code -- sdk/internal/gen
+	@test -z "$$(git status --porcelain -- sdk/internal/gen)" || { echo "untracked generated files"; exit 1; }
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+	$(GO) mod tidy -diff
+
+clean:
+	rm -rf $(BIN) .cache
+
+include internal/tools/darwincheck/check-darwin.mk
+include bench/bench.mk
+bench: build

@@ -1,0 +1,72 @@
+# Berth's configuration: the daemon's own settings and the plugin that serves
+# each of the five layers. One file for Linux and macOS: `platform` ("linux",
+# "darwin"), `arch` and `env` are variables, and the usual functions (lower,
+# lookup, format, …) work in every expression.
+#
+# Check it with: berth config validate config.hcl
+
+berth {
+  # Persistent state (images, snapshots, container records) and the daemon's
+  # log when it runs in the background.
+  state_dir = "/var/lib/berth"
+  # Sockets and the pid file. Keep it short: unix socket paths must stay
+  # under 104 bytes on macOS.
+  runtime_dir = platform == "darwin" ? "/var/run/berth" : "/run/berth"
+  # Where plugin binaries named <layer>-<name> are looked for; relative paths
+  # are relative to this file (bin/plugins is where `make build` puts them).
+  plugin_dirs = ["bin/plugins", "/usr/local/lib/berth/plugins", "/usr/lib/berth/plugins"]
+  log_level   = lower(lookup(env, "BERTH_LOG_LEVEL", "info"))
+}
+
+# Layer 5: the public API (gRPC on a unix socket). The CLI is its client.
+plugin "api" "grpc" {
+  # socket      = "/run/berth/api.sock"   # default: <runtime_dir>/api-grpc/api.sock
+  socket_mode = "0660"
+}
+
+# The layers below are configured here as they land; each block is disabled
+# until its plugin is built (a disabled block is still checked for mistakes).
+#
+# Every block accepts: enabled, default, path (explicit binary), sha256 (the
+# binary's checksum, verified at every launch), start_timeout, and for
+# isolation plugins snapshotter (the snapshot plugin bound to that mode).
+
+# Layer 1: resource limits (cgroup v1/v2 on Linux; rlimits and policies on macOS).
+plugin "resources" "cgroup" {
+  enabled = false # platform == "linux"
+}
+plugin "resources" "darwin" {
+  enabled = false # platform == "darwin"
+}
+
+# Layer 3: snapshotters. Sandboxes use directories, VMs use block images.
+plugin "snapshot" "overlay" {
+  enabled = false # platform == "linux"
+}
+plugin "snapshot" "apfs" {
+  enabled = false # platform == "darwin"
+}
+plugin "snapshot" "ext4" {
+  enabled = false
+}
+
+# Layer 2: isolation modes; each container picks one with --isolation.
+plugin "isolation" "sandbox" {
+  enabled     = false
+  default     = true
+  snapshotter = platform == "darwin" ? "apfs" : "overlay"
+}
+plugin "isolation" "vm" {
+  enabled       = false
+  snapshotter   = "ext4"
+  start_timeout = "1m"
+}
+plugin "isolation" "hybrid" {
+  enabled     = false # platform == "linux"
+  snapshotter = "ext4"
+}
+
+# Layer 4: the container state machine and its store.
+plugin "lifecycle" "local" {
+  enabled = false
+}

@@ -1,0 +1,254 @@
+// Package daemon is the Berth daemon: it loads config.hcl, starts the
+// plugins through the host, serves the core's admin socket and the core
+// services brokered to plugins, and shuts everything down cleanly.
+//
+// Files under runtime_dir (keep it short: unix socket paths stay under 104
+// bytes on macOS):
+//
+//	berthd.pid           pid of the daemon, flock'ed while it runs
+//	admin.sock           the core's admin socket (System service), mode 0600
+//	<layer>-<name>/      each plugin's runtime dir (its go-plugin socket, …)
+//	api-grpc/api.sock    the public API (api-grpc's default)
+//
+// Under state_dir: plugins/<layer>-<name>/ for each plugin's state, and
+// berthd.log when the daemon runs in the background.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/berth-dev/berth/core/config"
+	"github.com/berth-dev/berth/core/host"
+	"github.com/berth-dev/berth/internal/version"
+	"github.com/berth-dev/berth/sdk"
+	"github.com/berth-dev/berth/sdk/api"
+	"github.com/berth-dev/berth/sdk/errdefs"
+	"github.com/berth-dev/berth/sdk/plugin"
+)
+
+// File names under the runtime dir.
+const (
+	PidFile     = "berthd.pid"
+	AdminSocket = "admin.sock"
+)
+
+// AdminSocketPath returns the admin socket of a daemon using cfg.
+func AdminSocketPath(cfg *config.Config) string {
+	return filepath.Join(cfg.Berth.RuntimeDir, AdminSocket)
+}
+
+// Options configure Run.
+type Options struct {
+	Config *config.Config
+	Logger hclog.Logger
+	// HostOptions override the host's health and backoff timings (tests).
+	HealthInterval time.Duration
+	RestartBackoff time.Duration
+	// Ready, when set, is closed once the admin socket serves.
+	Ready chan<- struct{}
+}
+
+// Run runs the daemon until ctx is done or a client asks it to shut down.
+func Run(ctx context.Context, opts Options) error {
+	cfg := opts.Config
+	log := opts.Logger
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	for dir, mode := range map[string]os.FileMode{cfg.Berth.StateDir: 0o711, cfg.Berth.RuntimeDir: 0o711} {
+		if err := os.MkdirAll(dir, mode); err != nil {
+			return fmt.Errorf("create %s: %w", dir, err)
+		}
+	}
+	unlock, err := lockPidFile(filepath.Join(cfg.Berth.RuntimeDir, PidFile))
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	specs, diags := HostSpecs(cfg)
+	if diags.HasErrors() {
+		return fmt.Errorf("%s", strings.TrimSpace(config.FormatDiagnostics(diags)))
+	}
+
+	sys := &system{cfg: cfg, started: time.Now(), shutdown: make(chan struct{})}
+	h := host.New(host.Options{
+		Logger:         log,
+		LogLevel:       cfg.Berth.LogLevel,
+		StateDir:       cfg.Berth.StateDir,
+		RuntimeDir:     cfg.Berth.RuntimeDir,
+		HealthInterval: opts.HealthInterval,
+		RestartBackoff: opts.RestartBackoff,
+		Services: map[string]host.Service{
+			plugin.HandleSystem: func(s *grpc.Server) { api.RegisterSystemServer(s, sys) },
+		},
+	})
+	sys.host = h
+	defer func() {
+		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		h.Stop(stopCtx)
+		log.Info("plugins stopped")
+	}()
+
+	// The admin socket comes up first, so `berth system status` works while
+	// plugins start.
+	adminPath := AdminSocketPath(cfg)
+	l, err := listenAdmin(adminPath)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(adminPath)
+	admin := sdk.NewGRPCServer(nil)
+	api.RegisterSystemServer(admin, sys)
+	healthpb.RegisterHealthServer(admin, health.NewServer())
+	go func() { _ = admin.Serve(l) }()
+	defer admin.Stop()
+
+	log.Info("starting plugins", "count", len(specs), "config", cfg.Filename)
+	if err := h.Start(ctx, specs); err != nil {
+		return err
+	}
+	log.Info("daemon ready", "pid", os.Getpid(), "admin_socket", adminPath)
+	if opts.Ready != nil {
+		close(opts.Ready)
+	}
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "reason", context.Cause(ctx))
+	case <-sys.shutdown:
+		log.Info("shutting down", "reason", "requested by a client")
+	}
+	return nil
+}
+
+// lockPidFile takes an exclusive lock on the pid file and writes our pid,
+// or reports the daemon that holds it. The returned func releases it.
+func lockPidFile(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open pid file: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		b, _ := os.ReadFile(path)
+		_ = f.Close()
+		return nil, errdefs.AlreadyExists("a berth daemon is already running (pid %s, pid file %s)", strings.TrimSpace(string(b)), path)
+	}
+	if err := f.Truncate(0); err == nil {
+		_, err = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	if err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("write pid file: %w", err)
+	}
+	return func() {
+		_ = os.Remove(path)
+		_ = f.Close()
+	}, nil
+}
+
+// ReadPid returns the pid in the pid file under runtimeDir, 0 when none.
+func ReadPid(runtimeDir string) int {
+	b, err := os.ReadFile(filepath.Join(runtimeDir, PidFile))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
+}
+
+func listenAdmin(path string) (net.Listener, error) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("remove stale admin socket: %w", err)
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen on admin socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		_ = l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// system is the core's System service, served on the admin socket and
+// brokered to api plugins.
+type system struct {
+	cfg      *config.Config
+	host     *host.Host
+	started  time.Time
+	once     sync.Once
+	shutdown chan struct{}
+
+	mu        sync.Mutex
+	endpoints map[string][]api.Endpoint // last known, by api plugin name
+}
+
+var _ api.System = (*system)(nil)
+
+func (s *system) Version(context.Context) (api.VersionInfo, error) { return version.Info(), nil }
+
+func (s *system) Plugins(context.Context) ([]api.PluginStatus, error) { return s.host.Plugins(), nil }
+
+func (s *system) Shutdown(context.Context) error {
+	s.once.Do(func() { close(s.shutdown) })
+	return nil
+}
+
+func (s *system) Status(ctx context.Context) (api.Status, error) {
+	plugins := s.host.Plugins()
+	return api.Status{
+		Version:     version.Info(),
+		Pid:         os.Getpid(),
+		StartedAt:   s.started,
+		ConfigFile:  s.cfg.Filename,
+		StateDir:    s.cfg.Berth.StateDir,
+		RuntimeDir:  s.cfg.Berth.RuntimeDir,
+		AdminSocket: AdminSocketPath(s.cfg),
+		Endpoints:   s.frontendEndpoints(ctx, plugins),
+		Plugins:     plugins,
+	}, nil
+}
+
+// frontendEndpoints asks each api plugin where it serves, remembering the
+// answer so a restarting frontend still shows its last endpoints.
+func (s *system) frontendEndpoints(ctx context.Context, plugins []api.PluginStatus) []api.Endpoint {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.endpoints == nil {
+		s.endpoints = map[string][]api.Endpoint{}
+	}
+	var out []api.Endpoint
+	for _, p := range plugins {
+		if p.Layer != plugin.LayerAPI {
+			continue
+		}
+		if c, err := s.host.Client(plugin.LayerAPI, p.Name); err == nil {
+			if f, ok := c.(api.Frontend); ok {
+				callCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				if es, err := f.Endpoints(callCtx); err == nil {
+					s.endpoints[p.Name] = es
+				}
+				cancel()
+			}
+		}
+		out = append(out, s.endpoints[p.Name]...)
+	}
+	return out
+}

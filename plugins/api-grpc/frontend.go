@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/berth-dev/berth/internal/version"
+	"github.com/berth-dev/berth/sdk"
+	"github.com/berth-dev/berth/sdk/api"
+	"github.com/berth-dev/berth/sdk/errdefs"
+	"github.com/berth-dev/berth/sdk/plugin"
+	"github.com/berth-dev/berth/sdk/schema"
+)
+
+// settings are the plugin's block of config.hcl.
+type settings struct {
+	// Socket is the public API socket; empty means api.sock in the plugin's
+	// runtime dir.
+	Socket *string `json:"socket"`
+	// SocketMode is the socket's permission bits, as an octal string.
+	SocketMode *string `json:"socket_mode"`
+}
+
+// frontend serves the public API. It holds no state of its own: the core
+// and lifecycle own everything it shows.
+type frontend struct {
+	log hclog.Logger
+
+	mu       sync.Mutex
+	server   *grpc.Server
+	listener net.Listener
+	socket   string
+}
+
+var _ api.Frontend = (*frontend)(nil)
+
+func newFrontend(log hclog.Logger) *frontend { return &frontend{log: log} }
+
+func (f *frontend) Info(context.Context) (plugin.Info, error) {
+	return plugin.HostInfo(plugin.LayerAPI, "grpc", version.Version, api.CapGRPC, api.CapSystem, api.CapPlugins), nil
+}
+
+func (f *frontend) ConfigSchema(context.Context) (*schema.Spec, error) {
+	return schema.Object(map[string]*schema.Spec{
+		"socket":      schema.Attr("socket", "string", false),
+		"socket_mode": schema.Default(schema.Attr("socket_mode", "string", false), schema.Literal(`"0660"`)),
+	}), nil
+}
+
+// Configure (re)starts the API server on the configured socket. Calling it
+// again with the same socket keeps the server and swaps nothing.
+func (f *frontend) Configure(_ context.Context, req plugin.ConfigureRequest) error {
+	var s settings
+	if err := req.Config.Decode(&s); err != nil {
+		return errdefs.InvalidArgument("api grpc config: %v", err)
+	}
+	socket := filepath.Join(req.RuntimeDir, "api.sock")
+	if s.Socket != nil && *s.Socket != "" {
+		socket = *s.Socket
+	}
+	mode := os.FileMode(0o660)
+	if s.SocketMode != nil {
+		var m uint32
+		if _, err := fmt.Sscanf(*s.SocketMode, "%o", &m); err != nil || m > 0o777 {
+			return errdefs.InvalidArgument("api grpc config: socket_mode %q is not an octal permission like \"0660\"", *s.SocketMode)
+		}
+		mode = os.FileMode(m)
+	}
+	system, err := api.SystemFromHandles(req.Handles)
+	if err != nil {
+		return err
+	}
+
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.server != nil {
+		if f.socket == socket {
+			return nil
+		}
+		f.server.Stop()
+		_ = os.Remove(f.socket)
+	}
+	l, err := listenUnix(socket, mode)
+	if err != nil {
+		return err
+	}
+	srv := sdk.NewGRPCServer(nil)
+	api.RegisterSystemServer(srv, system)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			f.log.Error("public API server stopped", "error", err)
+		}
+	}()
+	f.server, f.listener, f.socket = srv, l, socket
+	f.log.Info("serving the public API", "socket", socket)
+	return nil
+}
+
+func (f *frontend) Endpoints(context.Context) ([]api.Endpoint, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.server == nil {
+		return nil, nil
+	}
+	return []api.Endpoint{{Kind: "grpc", Address: "unix://" + f.socket}}, nil
+}
+
+// listenUnix listens on path, replacing a stale socket left by an earlier
+// process, and sets its permissions.
+func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("api socket dir: %w", err)
+	}
+	if c, err := net.Dial("unix", path); err == nil {
+		_ = c.Close()
+		return nil, errdefs.AlreadyExists("api socket %s is served by another process; is another daemon running?", path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("remove stale api socket: %w", err)
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen on api socket: %w", err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		_ = l.Close()
+		return nil, fmt.Errorf("chmod api socket: %w", err)
+	}
+	return l, nil
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the system packages Berth's build and tests need, on Debian or
+# Ubuntu, as root. Idempotent: it installs only what is missing.
+set -euo pipefail
+packages=(
+  protobuf-compiler   # protoc, for make proto / check-proto
+  iproute2            # ip, for network namespace tests
+  util-linux          # nsenter, unshare, flock
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: missing packages ${missing[*]}; run as root (or: sudo $0)" >&2
+    exit 1
+  fi
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
