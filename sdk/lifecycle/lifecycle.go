@@ -203,7 +203,7 @@ type Manager interface {
 	Pause(ctx context.Context, ref string) (Container, error)
 	Resume(ctx context.Context, ref string) (Container, error)
 	// Checkpoint saves a running or paused container (running goes through
-	// paused); LeaveRunning keeps it running afterwards.
+	// paused); leaveRunning keeps it running afterwards.
 	Checkpoint(ctx context.Context, ref string, leaveRunning bool) (Container, error)
 	// Restore runs a checkpointed container from its checkpoint.
 	Restore(ctx context.Context, ref string) (Container, error)

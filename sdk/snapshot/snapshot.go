@@ -12,10 +12,10 @@
 // Unpacking an image, layer by layer:
 //
 //	mounts, _ := sn.Prepare(ctx, "extract-1", "")          // empty parent: base layer
-//	_, _ = sn.Apply(ctx, "extract-1", layer1, desc1)        // unpack into it
+//	_, _ = sn.Apply(ctx, "extract-1", desc1, blob1)         // unpack into it
 //	_ = sn.Commit(ctx, diffIDChain1, "extract-1")           // name it by chain ID
 //	_, _ = sn.Prepare(ctx, "extract-2", diffIDChain1)       // next layer on top
-//	_, _ = sn.Apply(ctx, "extract-2", layer2, desc2)
+//	_, _ = sn.Apply(ctx, "extract-2", desc2, blob2)
 //	_ = sn.Commit(ctx, diffIDChain2, "extract-2")
 //
 // Running a container: mounts, _ := sn.Prepare(ctx, containerID, topChainID),
