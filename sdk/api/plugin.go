@@ -31,7 +31,7 @@ func newClientAny(conn *grpc.ClientConn) any { return NewClient(conn) }
 func SystemFromHandles(h *plugin.Handles) (*SystemClient, error) {
 	conn, err := h.Dial(plugin.HandleSystem)
 	if err != nil {
-		return nil, err
+		return nil, errdefs.ToGRPC(err)
 	}
 	return NewSystemClient(conn), nil
 }
@@ -44,7 +44,7 @@ type frontendServer struct {
 func (s *frontendServer) Endpoints(ctx context.Context, _ *pb.EndpointsRequest) (*pb.EndpointsResponse, error) {
 	es, err := s.impl.Endpoints(ctx)
 	if err != nil {
-		return nil, err
+		return nil, errdefs.ToGRPC(err)
 	}
 	return &pb.EndpointsResponse{Endpoints: endpointsToPB(es)}, nil
 }

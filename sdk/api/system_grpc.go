@@ -22,7 +22,7 @@ type systemServer struct {
 func (s *systemServer) Version(ctx context.Context, _ *pb.VersionRequest) (*pb.VersionInfo, error) {
 	v, err := s.impl.Version(ctx)
 	if err != nil {
-		return nil, err
+		return nil, errdefs.ToGRPC(err)
 	}
 	return versionToPB(v), nil
 }
@@ -30,7 +30,7 @@ func (s *systemServer) Version(ctx context.Context, _ *pb.VersionRequest) (*pb.V
 func (s *systemServer) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.SystemStatus, error) {
 	st, err := s.impl.Status(ctx)
 	if err != nil {
-		return nil, err
+		return nil, errdefs.ToGRPC(err)
 	}
 	return statusToPB(st), nil
 }
@@ -38,13 +38,13 @@ func (s *systemServer) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.Sys
 func (s *systemServer) Plugins(ctx context.Context, _ *pb.PluginsRequest) (*pb.PluginsResponse, error) {
 	ps, err := s.impl.Plugins(ctx)
 	if err != nil {
-		return nil, err
+		return nil, errdefs.ToGRPC(err)
 	}
 	return &pb.PluginsResponse{Plugins: pluginsToPB(ps)}, nil
 }
 
 func (s *systemServer) Shutdown(ctx context.Context, _ *pb.ShutdownRequest) (*pb.ShutdownResponse, error) {
-	return &pb.ShutdownResponse{}, s.impl.Shutdown(ctx)
+	return &pb.ShutdownResponse{}, errdefs.ToGRPC(s.impl.Shutdown(ctx))
 }
 
 // SystemClient is a System reached over gRPC.

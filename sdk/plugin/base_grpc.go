@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/berth-dev/berth/sdk/errdefs"
 
 	goplugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
@@ -29,7 +30,7 @@ type baseServer struct {
 func (s *baseServer) Info(ctx context.Context, _ *pluginv1.InfoRequest) (*pluginv1.InfoResponse, error) {
 	info, err := s.impl.Info(ctx)
 	if err != nil {
-		return nil, err
+		return nil, errdefs.ToGRPC(err)
 	}
 	return &pluginv1.InfoResponse{
 		Layer:        string(info.Layer),
@@ -45,7 +46,7 @@ func (s *baseServer) Info(ctx context.Context, _ *pluginv1.InfoRequest) (*plugin
 func (s *baseServer) ConfigSchema(ctx context.Context, _ *pluginv1.ConfigSchemaRequest) (*pluginv1.ConfigSchemaResponse, error) {
 	spec, err := s.impl.ConfigSchema(ctx)
 	if err != nil {
-		return nil, err
+		return nil, errdefs.ToGRPC(err)
 	}
 	b, err := json.Marshal(spec)
 	if err != nil {
@@ -71,7 +72,7 @@ func (s *baseServer) Configure(ctx context.Context, req *pluginv1.ConfigureReque
 		Handles:    handles,
 	})
 	if err != nil {
-		return nil, err
+		return nil, errdefs.ToGRPC(err)
 	}
 	return &pluginv1.ConfigureResponse{}, nil
 }
@@ -102,7 +103,7 @@ var _ HandleWatcher = (*BaseClient)(nil)
 func (b *BaseClient) Info(ctx context.Context) (Info, error) {
 	r, err := b.c.Info(ctx, &pluginv1.InfoRequest{})
 	if err != nil {
-		return Info{}, err
+		return Info{}, errdefs.FromGRPC(err)
 	}
 	return Info{
 		Layer:        Layer(r.Layer),
@@ -119,7 +120,7 @@ func (b *BaseClient) Info(ctx context.Context) (Info, error) {
 func (b *BaseClient) ConfigSchema(ctx context.Context) (*schema.Spec, error) {
 	r, err := b.c.ConfigSchema(ctx, &pluginv1.ConfigSchemaRequest{})
 	if err != nil {
-		return nil, err
+		return nil, errdefs.FromGRPC(err)
 	}
 	var spec schema.Spec
 	if err := json.Unmarshal(r.SpecJson, &spec); err != nil {
@@ -144,7 +145,7 @@ func (b *BaseClient) ConfigureWithHandles(ctx context.Context, req ConfigureRequ
 		RuntimeDir: req.RuntimeDir,
 		Handles:    handleIDs,
 	})
-	return err
+	return errdefs.FromGRPC(err)
 }
 
 // HandleChanged implements HandleWatcher by forwarding to the plugin.

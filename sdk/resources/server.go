@@ -2,12 +2,13 @@ package resources
 
 import (
 	"context"
+	"github.com/berth-dev/berth/sdk/errdefs"
 
 	pb "github.com/berth-dev/berth/sdk/internal/gen/resourcesv1"
 )
 
-// server serves a Controller over gRPC. Errors are mapped to status codes
-// by the errdefs interceptors installed on every Berth gRPC server.
+// server serves a Controller over gRPC, mapping errors to status codes
+// itself so kinds survive on any gRPC server, go-plugin's default included.
 type server struct {
 	pb.UnimplementedResourcesServer
 	impl Controller
@@ -16,27 +17,27 @@ type server struct {
 func (s *server) CreateGroup(ctx context.Context, r *pb.CreateGroupRequest) (*pb.CreateGroupResponse, error) {
 	p, err := s.impl.CreateGroup(ctx, r.Id, limitsFromPB(r.Limits))
 	if err != nil {
-		return nil, err
+		return nil, errdefs.ToGRPC(err)
 	}
 	return &pb.CreateGroupResponse{Placement: placementToPB(p)}, nil
 }
 
 func (s *server) Attach(ctx context.Context, r *pb.AttachRequest) (*pb.AttachResponse, error) {
-	return &pb.AttachResponse{}, s.impl.Attach(ctx, r.Id, int(r.Pid))
+	return &pb.AttachResponse{}, errdefs.ToGRPC(s.impl.Attach(ctx, r.Id, int(r.Pid)))
 }
 
 func (s *server) Update(ctx context.Context, r *pb.UpdateRequest) (*pb.UpdateResponse, error) {
-	return &pb.UpdateResponse{}, s.impl.Update(ctx, r.Id, limitsFromPB(r.Limits))
+	return &pb.UpdateResponse{}, errdefs.ToGRPC(s.impl.Update(ctx, r.Id, limitsFromPB(r.Limits)))
 }
 
 func (s *server) SetPaused(ctx context.Context, r *pb.SetPausedRequest) (*pb.SetPausedResponse, error) {
-	return &pb.SetPausedResponse{}, s.impl.SetPaused(ctx, r.Id, r.Paused)
+	return &pb.SetPausedResponse{}, errdefs.ToGRPC(s.impl.SetPaused(ctx, r.Id, r.Paused))
 }
 
 func (s *server) Usage(ctx context.Context, r *pb.UsageRequest) (*pb.UsageResponse, error) {
 	u, err := s.impl.Usage(ctx, r.Id)
 	if err != nil {
-		return nil, err
+		return nil, errdefs.ToGRPC(err)
 	}
 	return &pb.UsageResponse{Usage: usageToPB(u)}, nil
 }
@@ -44,7 +45,7 @@ func (s *server) Usage(ctx context.Context, r *pb.UsageRequest) (*pb.UsageRespon
 func (s *server) List(ctx context.Context, _ *pb.ListRequest) (*pb.ListResponse, error) {
 	groups, err := s.impl.List(ctx)
 	if err != nil {
-		return nil, err
+		return nil, errdefs.ToGRPC(err)
 	}
 	out := &pb.ListResponse{}
 	for _, g := range groups {
@@ -54,13 +55,13 @@ func (s *server) List(ctx context.Context, _ *pb.ListRequest) (*pb.ListResponse,
 }
 
 func (s *server) Delete(ctx context.Context, r *pb.DeleteRequest) (*pb.DeleteResponse, error) {
-	return &pb.DeleteResponse{}, s.impl.Delete(ctx, r.Id)
+	return &pb.DeleteResponse{}, errdefs.ToGRPC(s.impl.Delete(ctx, r.Id))
 }
 
 func (s *server) Events(_ *pb.EventsRequest, stream pb.Resources_EventsServer) error {
 	events, err := s.impl.Events(stream.Context())
 	if err != nil {
-		return err
+		return errdefs.ToGRPC(err)
 	}
 	for e := range events {
 		if err := stream.Send(eventToPB(e)); err != nil {
