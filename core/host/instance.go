@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -114,7 +115,7 @@ func (i *instance) supervise(ctx context.Context, first chan<- error) {
 			return
 		}
 		i.log.Error("plugin went away; restarting", "reason", reason, "backoff", backoff)
-		i.kill()
+		i.kill(true)
 		i.mu.Lock()
 		i.health, i.lastErr, i.pid = api.HealthRestarting, reason.Error(), 0
 		i.mu.Unlock()
@@ -230,7 +231,7 @@ func (i *instance) launch(ctx context.Context) (err error) {
 
 	rpc, err := client.Client()
 	if err != nil {
-		return i.launchError(err)
+		return i.launchError(err, client.Exited())
 	}
 	raw, err := rpc.Dispense(string(s.Layer))
 	if err != nil {
@@ -294,18 +295,21 @@ func (i *instance) launch(ctx context.Context) (err error) {
 }
 
 // launchError turns go-plugin's start errors into messages a user can act on.
-func (i *instance) launchError(err error) error {
+func (i *instance) launchError(err error, exited bool) error {
 	s := i.spec
-	msg := err.Error()
+	msg := strings.ToLower(err.Error())
 	switch {
 	case errors.Is(err, goplugin.ErrChecksumsDoNotMatch):
 		return errdefs.InvalidArgument("plugin %s: binary %s does not match the sha256 in config.hcl; rebuild it or update the checksum", s.ID(), s.Path)
 	case strings.Contains(msg, "timeout while waiting for plugin to start"):
 		return errdefs.Unavailable("plugin %s: %s did not complete its handshake within %s (start_timeout)", s.ID(), s.Path, s.StartTimeout)
-	case strings.Contains(msg, "Incompatible API version"), strings.Contains(msg, "Incompatible core API version"), strings.Contains(msg, "Unsupported plugin protocol"):
+	case strings.Contains(msg, "incompatible api version"), strings.Contains(msg, "incompatible core api version"), strings.Contains(msg, "unsupported plugin protocol"):
 		return errdefs.InvalidArgument("plugin %s: %s speaks another plugin protocol (this Berth speaks version %d): %v", s.ID(), s.Path, plugin.ProtocolVersion, err)
-	case strings.Contains(msg, "plugin exited before we could connect"):
+	case exited, strings.Contains(msg, "plugin exited before we could connect"),
+		strings.Contains(msg, "failed to read any lines from plugin's stdout"):
 		return errdefs.Unavailable("plugin %s: %s exited during its handshake; see the daemon log for its output", s.ID(), s.Path)
+	case strings.Contains(msg, "unrecognized remote plugin message"):
+		return errdefs.InvalidArgument("plugin %s: %s is not a Berth plugin (its first output was not a plugin handshake): %v", s.ID(), s.Path, err)
 	}
 	return fmt.Errorf("plugin %s: start %s: %w", s.ID(), s.Path, err)
 }
@@ -319,15 +323,42 @@ func negotiateAPIVersion(offered []string) (string, error) {
 	return "", errdefs.InvalidArgument("plugin supports API versions %v; this Berth supports %v", offered, supportedAPIVersions)
 }
 
-// kill stops the current plugin process, if any: gracefully, then by force
-// (go-plugin waits two seconds before killing).
-func (i *instance) kill() {
+// gracefulStop bounds go-plugin's graceful shutdown of a plugin, whose
+// Shutdown call has no deadline of its own: a frozen plugin would block it.
+const gracefulStop = 5 * time.Second
+
+// kill stops the current plugin process, if any: gracefully (go-plugin's
+// Shutdown, then its own kill after two seconds), and with SIGKILL when that
+// does not finish in gracefulStop — or at once when force is set.
+func (i *instance) kill(force ...bool) {
 	i.mu.Lock()
-	client := i.client
+	client, pid := i.client, i.pid
 	i.client, i.typed = nil, nil
 	i.mu.Unlock()
-	if client != nil {
+	if client == nil {
+		return
+	}
+	if pid == 0 {
+		if rc := client.ReattachConfig(); rc != nil {
+			pid = rc.Pid
+		}
+	}
+	if len(force) > 0 && force[0] && pid > 0 {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	done := make(chan struct{})
+	go func() {
 		client.Kill()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(gracefulStop):
+		if pid > 0 {
+			i.log.Warn("plugin did not stop gracefully; killing it", "pid", pid)
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		<-done
 	}
 }
 
