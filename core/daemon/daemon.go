@@ -118,7 +118,7 @@ func Run(ctx context.Context, opts Options) error {
 	api.RegisterSystemServer(admin, sys)
 	healthpb.RegisterHealthServer(admin, health.NewServer())
 	go func() { _ = admin.Serve(l) }()
-	defer admin.Stop()
+	defer stopGracefully(admin)
 
 	log.Info("starting plugins", "count", len(specs), "config", cfg.Filename)
 	if err := h.Start(ctx, specs); err != nil {
@@ -135,6 +135,21 @@ func Run(ctx context.Context, opts Options) error {
 		log.Info("shutting down", "reason", "requested by a client")
 	}
 	return nil
+}
+
+// stopGracefully lets in-flight admin calls (the Shutdown that got us here)
+// finish, for at most five seconds.
+func stopGracefully(s *grpc.Server) {
+	done := make(chan struct{})
+	go func() {
+		s.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		s.Stop()
+	}
 }
 
 // lockPidFile takes an exclusive lock on the pid file and writes our pid,

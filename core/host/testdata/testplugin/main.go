@@ -66,7 +66,7 @@ func (c *controller) Info(context.Context) (plugin.Info, error) {
 
 func (c *controller) ConfigSchema(context.Context) (*schema.Spec, error) {
 	return schema.Object(map[string]*schema.Spec{
-		"label": schema.Attr("label", "string", false),
+		"label": schema.Attr("label", "string", true),
 	}), nil
 }
 
