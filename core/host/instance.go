@@ -101,11 +101,13 @@ func (i *instance) supervise(ctx context.Context, first chan<- error) {
 
 	backoff := i.host.opts.RestartBackoff
 	err := i.launch(ctx)
-	first <- err
 	if err != nil {
+		i.kill()
 		i.setFailed(err)
+		first <- err
 		return
 	}
+	first <- nil
 	for {
 		ranFrom := time.Now()
 		reason := i.monitor()

@@ -147,6 +147,12 @@ func (f *fake) Walk(ctx context.Context, fn WalkFunc, filters ...string) (err er
 			return err
 		}
 	}
+	if f.walkDone != nil {
+		// A long walk: it ends only when the client cancels, which is what
+		// the test checks (a short one could finish before the cancel).
+		<-ctx.Done()
+		return ctx.Err()
+	}
 	return nil
 }
 
