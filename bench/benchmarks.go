@@ -7,10 +7,6 @@ import "github.com/berth-dev/berth/bench/runner"
 // and its target ratio ours/peer. Our programs are given relative to the
 // repository root (bin/berth, bin/plugins/…); a benchmark whose programs
 // are missing is reported as skipped, never faked.
-//
-// TODO(go-plugin-handshake): time starting a plugin from bin/plugins and
-// completing the go-plugin handshake, once a plugin binary exists and a
-// fair peer is chosen.
 var benchmarks = []runner.Benchmark{
 	{
 		Name:        "noise-floor",
@@ -32,5 +28,15 @@ var benchmarks = []runner.Benchmark{
 		// that pays for the daemon's dependencies on every start.
 		Target:     4.0,
 		Iterations: 100,
+	},
+	{
+		Name:        "plugin-launch",
+		Description: "berth config validate with one plugin (launch api-grpc, go-plugin handshake over a unix socket, Info, ConfigSchema, stop) against the same command with no plugin: the price of one out-of-process plugin launch",
+		Ours:        runner.Side{Run: runner.Cmd("bin/berth", "config", "validate", "bench/testdata/one-plugin.hcl")},
+		Peer:        runner.Side{Run: runner.Cmd("bin/berth", "config", "validate", "bench/testdata/no-plugin.hcl")},
+		// A plugin launch is one more Go process start plus a handshake and
+		// a graceful stop; it should cost no more than the CLI itself does.
+		Target:     2.0,
+		Iterations: 40,
 	},
 }

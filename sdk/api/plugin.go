@@ -31,7 +31,7 @@ func newClientAny(conn *grpc.ClientConn) any { return NewClient(conn) }
 func SystemFromHandles(h *plugin.Handles) (*SystemClient, error) {
 	conn, err := h.Dial(plugin.HandleSystem)
 	if err != nil {
-		return nil, errdefs.ToGRPC(err)
+		return nil, err
 	}
 	return NewSystemClient(conn), nil
 }
