@@ -124,6 +124,9 @@ func Run(ctx context.Context, opts Options) error {
 	if err := h.Start(ctx, specs); err != nil {
 		return err
 	}
+	if err := checkBindings(h.Plugins(), specs); err != nil {
+		return err
+	}
 	log.Info("daemon ready", "pid", os.Getpid(), "admin_socket", adminPath)
 	if opts.Ready != nil {
 		close(opts.Ready)

@@ -290,7 +290,7 @@ func TestHandlesSurviveRestartAndDependentsAreTold(t *testing.T) {
 	}
 	logPath := filepath.Join(h.opts.StateDir, "plugins", "lifecycle-probe", "probe.log")
 	probeLog := func() string { b, _ := os.ReadFile(logPath); return string(b) }
-	for _, want := range []string{"handles [resources]", "create-group /test/probe-group <nil>"} {
+	for _, want := range []string{"handles [resources]", "info resources layer=resources name=ok default=false caps=[usage]", "create-group /test/probe-group <nil>"} {
 		if !strings.Contains(probeLog(), want) {
 			t.Fatalf("probe log lacks %q:\n%s", want, probeLog())
 		}

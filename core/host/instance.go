@@ -273,14 +273,18 @@ func (i *instance) launch(ctx context.Context) (err error) {
 
 	targets := i.host.handlesFor(s)
 	ids := map[string]uint32{}
+	handleInfo := map[string]plugin.HandleInfo{}
 	broker := typed.Broker()
 	for name, t := range targets {
 		id := broker.NextId()
 		go broker.AcceptAndServe(id, i.host.serverFor(name, t))
 		ids[name] = id
+		if t.instance != nil {
+			handleInfo[name] = t.instance.handleInfo()
+		}
 	}
 	req := plugin.ConfigureRequest{Config: config, APIVersion: apiVersion, StateDir: stateDir, RuntimeDir: runtimeDir}
-	if err := typed.ConfigureWithHandles(callCtx, req, ids); err != nil {
+	if err := typed.ConfigureWithHandles(callCtx, req, ids, handleInfo); err != nil {
 		return fmt.Errorf("plugin %s: Configure: %w", s.ID(), err)
 	}
 
@@ -400,6 +404,19 @@ func (i *instance) notifyDependents(available bool, reason string) {
 		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 		c.HandleChanged(ctx, plugin.HandleChange{Handle: handle, Available: available, Reason: reason})
 		cancel()
+	}
+}
+
+// handleInfo describes this plugin to the plugins given a handle to it.
+func (i *instance) handleInfo() plugin.HandleInfo {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return plugin.HandleInfo{
+		Layer:        i.spec.Layer,
+		Name:         i.spec.Name,
+		Default:      i.spec.Default,
+		Snapshotter:  i.spec.Snapshotter,
+		Capabilities: i.info.Capabilities,
 	}
 }
 

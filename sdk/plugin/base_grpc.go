@@ -61,7 +61,11 @@ func (s *baseServer) Configure(ctx context.Context, req *pluginv1.ConfigureReque
 		if s.handles != nil {
 			_ = s.handles.Close()
 		}
-		handles = NewHandles(s.broker, req.Handles)
+		info := map[string]HandleInfo{}
+		for name, i := range req.HandleInfo {
+			info[name] = HandleInfo{Layer: Layer(i.Layer), Name: i.Name, Default: i.Default, Snapshotter: i.Snapshotter, Capabilities: i.Capabilities}
+		}
+		handles = NewHandles(s.broker, req.Handles, info)
 		s.handles = handles
 	}
 	err := s.impl.Configure(ctx, ConfigureRequest{
@@ -132,18 +136,23 @@ func (b *BaseClient) ConfigSchema(ctx context.Context) (*schema.Spec, error) {
 // Configure implements Base. Handles in req cannot cross the wire; use
 // ConfigureWithHandles to send broker IDs.
 func (b *BaseClient) Configure(ctx context.Context, req ConfigureRequest) error {
-	return b.ConfigureWithHandles(ctx, req, nil)
+	return b.ConfigureWithHandles(ctx, req, nil, nil)
 }
 
 // ConfigureWithHandles sends req with handle name -> broker ID pairs the
-// plugin will dial through its go-plugin broker.
-func (b *BaseClient) ConfigureWithHandles(ctx context.Context, req ConfigureRequest, handleIDs map[string]uint32) error {
+// plugin will dial through its go-plugin broker, and what each reaches.
+func (b *BaseClient) ConfigureWithHandles(ctx context.Context, req ConfigureRequest, handleIDs map[string]uint32, info map[string]HandleInfo) error {
+	pbInfo := map[string]*pluginv1.HandleInfo{}
+	for name, i := range info {
+		pbInfo[name] = &pluginv1.HandleInfo{Layer: string(i.Layer), Name: i.Name, Default: i.Default, Snapshotter: i.Snapshotter, Capabilities: i.Capabilities}
+	}
 	_, err := b.c.Configure(ctx, &pluginv1.ConfigureRequest{
 		ConfigJson: req.Config.JSON,
 		ApiVersion: req.APIVersion,
 		StateDir:   req.StateDir,
 		RuntimeDir: req.RuntimeDir,
 		Handles:    handleIDs,
+		HandleInfo: pbInfo,
 	})
 	return errdefs.FromGRPC(err)
 }

@@ -83,7 +83,7 @@ func (c *ClientBase) setDispensed(done context.Context, b *goplugin.GRPCBroker) 
 type Client interface {
 	Base
 	HandleWatcher
-	ConfigureWithHandles(ctx context.Context, req ConfigureRequest, handleIDs map[string]uint32) error
+	ConfigureWithHandles(ctx context.Context, req ConfigureRequest, handleIDs map[string]uint32, info map[string]HandleInfo) error
 	Conn() *grpc.ClientConn
 	Broker() *goplugin.GRPCBroker
 	Done() <-chan struct{}

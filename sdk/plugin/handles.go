@@ -36,13 +36,50 @@ type Handles struct {
 	mu     sync.Mutex
 	broker *goplugin.GRPCBroker
 	ids    map[string]uint32
+	info   map[string]HandleInfo
 	conns  map[string]*grpc.ClientConn
 }
 
+// HandleInfo describes the plugin a handle reaches, so that a plugin given
+// several (lifecycle is given every isolation mode and every snapshotter)
+// knows the default mode, which snapshotter is bound to which mode, and
+// what each offers.
+type HandleInfo struct {
+	Layer Layer
+	// Name is the plugin's instance name in config.hcl ("sandbox").
+	Name    string
+	Default bool
+	// Snapshotter is, for an isolation plugin, the name of the snapshot
+	// plugin bound to its mode (its handle is HandleSnapshotPrefix+name).
+	Snapshotter  string
+	Capabilities []string
+}
+
 // NewHandles is used by the SDK's server adapter; plugin code receives
-// Handles in ConfigureRequest.
-func NewHandles(broker *goplugin.GRPCBroker, ids map[string]uint32) *Handles {
-	return &Handles{broker: broker, ids: ids, conns: map[string]*grpc.ClientConn{}}
+// Handles in ConfigureRequest. info may be nil.
+func NewHandles(broker *goplugin.GRPCBroker, ids map[string]uint32, info map[string]HandleInfo) *Handles {
+	return &Handles{broker: broker, ids: ids, info: info, conns: map[string]*grpc.ClientConn{}}
+}
+
+// Info describes the plugin handle name reaches; false for core services
+// and unknown handles.
+func (h *Handles) Info(name string) (HandleInfo, bool) {
+	if h == nil {
+		return HandleInfo{}, false
+	}
+	i, ok := h.info[name]
+	return i, ok
+}
+
+// Default returns the handle of the default plugin of layer among those
+// given, and false when there is none.
+func (h *Handles) Default(layer Layer) (string, bool) {
+	for _, name := range h.Names() {
+		if i, ok := h.Info(name); ok && i.Layer == layer && i.Default {
+			return name, true
+		}
+	}
+	return "", false
 }
 
 // Names lists the handles this plugin was given, sorted.

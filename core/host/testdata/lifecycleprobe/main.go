@@ -44,6 +44,9 @@ func (p *probe) Configure(ctx context.Context, req plugin.ConfigureRequest) erro
 	defer p.mu.Unlock()
 	p.logf = filepath.Join(req.StateDir, "probe.log")
 	p.record("handles %v", req.Handles.Names())
+	if i, ok := req.Handles.Info(plugin.HandleResources); ok {
+		p.record("info resources layer=%s name=%s default=%v caps=%v", i.Layer, i.Name, i.Default, i.Capabilities)
+	}
 	res, err := resources.FromHandles(req.Handles)
 	if err != nil {
 		return err

@@ -240,7 +240,9 @@ type ConfigureRequest struct {
 	StateDir   string `protobuf:"bytes,3,opt,name=state_dir,json=stateDir,proto3" json:"state_dir,omitempty"`
 	RuntimeDir string `protobuf:"bytes,4,opt,name=runtime_dir,json=runtimeDir,proto3" json:"runtime_dir,omitempty"`
 	// Handle name -> go-plugin broker id.
-	Handles       map[string]uint32 `protobuf:"bytes,5,rep,name=handles,proto3" json:"handles,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	Handles map[string]uint32 `protobuf:"bytes,5,rep,name=handles,proto3" json:"handles,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// Handle name -> what it reaches (for plugin handles).
+	HandleInfo    map[string]*HandleInfo `protobuf:"bytes,6,rep,name=handle_info,json=handleInfo,proto3" json:"handle_info,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -310,6 +312,91 @@ func (x *ConfigureRequest) GetHandles() map[string]uint32 {
 	return nil
 }
 
+func (x *ConfigureRequest) GetHandleInfo() map[string]*HandleInfo {
+	if x != nil {
+		return x.HandleInfo
+	}
+	return nil
+}
+
+// HandleInfo describes the plugin a handle reaches.
+type HandleInfo struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Layer   string                 `protobuf:"bytes,1,opt,name=layer,proto3" json:"layer,omitempty"`
+	Name    string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Default bool                   `protobuf:"varint,3,opt,name=default,proto3" json:"default,omitempty"`
+	// For isolation plugins: the snapshot plugin bound to that mode.
+	Snapshotter   string   `protobuf:"bytes,4,opt,name=snapshotter,proto3" json:"snapshotter,omitempty"`
+	Capabilities  []string `protobuf:"bytes,5,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HandleInfo) Reset() {
+	*x = HandleInfo{}
+	mi := &file_berth_plugin_v1_plugin_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HandleInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HandleInfo) ProtoMessage() {}
+
+func (x *HandleInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_plugin_v1_plugin_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HandleInfo.ProtoReflect.Descriptor instead.
+func (*HandleInfo) Descriptor() ([]byte, []int) {
+	return file_berth_plugin_v1_plugin_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *HandleInfo) GetLayer() string {
+	if x != nil {
+		return x.Layer
+	}
+	return ""
+}
+
+func (x *HandleInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *HandleInfo) GetDefault() bool {
+	if x != nil {
+		return x.Default
+	}
+	return false
+}
+
+func (x *HandleInfo) GetSnapshotter() string {
+	if x != nil {
+		return x.Snapshotter
+	}
+	return ""
+}
+
+func (x *HandleInfo) GetCapabilities() []string {
+	if x != nil {
+		return x.Capabilities
+	}
+	return nil
+}
+
 type ConfigureResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -318,7 +405,7 @@ type ConfigureResponse struct {
 
 func (x *ConfigureResponse) Reset() {
 	*x = ConfigureResponse{}
-	mi := &file_berth_plugin_v1_plugin_proto_msgTypes[5]
+	mi := &file_berth_plugin_v1_plugin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -330,7 +417,7 @@ func (x *ConfigureResponse) String() string {
 func (*ConfigureResponse) ProtoMessage() {}
 
 func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_plugin_v1_plugin_proto_msgTypes[5]
+	mi := &file_berth_plugin_v1_plugin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -343,7 +430,7 @@ func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureResponse.ProtoReflect.Descriptor instead.
 func (*ConfigureResponse) Descriptor() ([]byte, []int) {
-	return file_berth_plugin_v1_plugin_proto_rawDescGZIP(), []int{5}
+	return file_berth_plugin_v1_plugin_proto_rawDescGZIP(), []int{6}
 }
 
 type HandleChangedRequest struct {
@@ -357,7 +444,7 @@ type HandleChangedRequest struct {
 
 func (x *HandleChangedRequest) Reset() {
 	*x = HandleChangedRequest{}
-	mi := &file_berth_plugin_v1_plugin_proto_msgTypes[6]
+	mi := &file_berth_plugin_v1_plugin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -369,7 +456,7 @@ func (x *HandleChangedRequest) String() string {
 func (*HandleChangedRequest) ProtoMessage() {}
 
 func (x *HandleChangedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_plugin_v1_plugin_proto_msgTypes[6]
+	mi := &file_berth_plugin_v1_plugin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -382,7 +469,7 @@ func (x *HandleChangedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandleChangedRequest.ProtoReflect.Descriptor instead.
 func (*HandleChangedRequest) Descriptor() ([]byte, []int) {
-	return file_berth_plugin_v1_plugin_proto_rawDescGZIP(), []int{6}
+	return file_berth_plugin_v1_plugin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *HandleChangedRequest) GetHandle() string {
@@ -414,7 +501,7 @@ type HandleChangedResponse struct {
 
 func (x *HandleChangedResponse) Reset() {
 	*x = HandleChangedResponse{}
-	mi := &file_berth_plugin_v1_plugin_proto_msgTypes[7]
+	mi := &file_berth_plugin_v1_plugin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -426,7 +513,7 @@ func (x *HandleChangedResponse) String() string {
 func (*HandleChangedResponse) ProtoMessage() {}
 
 func (x *HandleChangedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_plugin_v1_plugin_proto_msgTypes[7]
+	mi := &file_berth_plugin_v1_plugin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -439,7 +526,7 @@ func (x *HandleChangedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandleChangedResponse.ProtoReflect.Descriptor instead.
 func (*HandleChangedResponse) Descriptor() ([]byte, []int) {
-	return file_berth_plugin_v1_plugin_proto_rawDescGZIP(), []int{7}
+	return file_berth_plugin_v1_plugin_proto_rawDescGZIP(), []int{8}
 }
 
 var File_berth_plugin_v1_plugin_proto protoreflect.FileDescriptor
@@ -458,7 +545,7 @@ const file_berth_plugin_v1_plugin_proto_rawDesc = "" +
 	"\fcapabilities\x18\a \x03(\tR\fcapabilities\"\x15\n" +
 	"\x13ConfigSchemaRequest\"3\n" +
 	"\x14ConfigSchemaResponse\x12\x1b\n" +
-	"\tspec_json\x18\x01 \x01(\fR\bspecJson\"\x98\x02\n" +
+	"\tspec_json\x18\x01 \x01(\fR\bspecJson\"\xc8\x03\n" +
 	"\x10ConfigureRequest\x12\x1f\n" +
 	"\vconfig_json\x18\x01 \x01(\fR\n" +
 	"configJson\x12\x1f\n" +
@@ -467,10 +554,22 @@ const file_berth_plugin_v1_plugin_proto_rawDesc = "" +
 	"\tstate_dir\x18\x03 \x01(\tR\bstateDir\x12\x1f\n" +
 	"\vruntime_dir\x18\x04 \x01(\tR\n" +
 	"runtimeDir\x12H\n" +
-	"\ahandles\x18\x05 \x03(\v2..berth.plugin.v1.ConfigureRequest.HandlesEntryR\ahandles\x1a:\n" +
+	"\ahandles\x18\x05 \x03(\v2..berth.plugin.v1.ConfigureRequest.HandlesEntryR\ahandles\x12R\n" +
+	"\vhandle_info\x18\x06 \x03(\v21.berth.plugin.v1.ConfigureRequest.HandleInfoEntryR\n" +
+	"handleInfo\x1a:\n" +
 	"\fHandlesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\"\x13\n" +
+	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\x1aZ\n" +
+	"\x0fHandleInfoEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
+	"\x05value\x18\x02 \x01(\v2\x1b.berth.plugin.v1.HandleInfoR\x05value:\x028\x01\"\x96\x01\n" +
+	"\n" +
+	"HandleInfo\x12\x14\n" +
+	"\x05layer\x18\x01 \x01(\tR\x05layer\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
+	"\adefault\x18\x03 \x01(\bR\adefault\x12 \n" +
+	"\vsnapshotter\x18\x04 \x01(\tR\vsnapshotter\x12\"\n" +
+	"\fcapabilities\x18\x05 \x03(\tR\fcapabilities\"\x13\n" +
 	"\x11ConfigureResponse\"d\n" +
 	"\x14HandleChangedRequest\x12\x16\n" +
 	"\x06handle\x18\x01 \x01(\tR\x06handle\x12\x1c\n" +
@@ -495,33 +594,37 @@ func file_berth_plugin_v1_plugin_proto_rawDescGZIP() []byte {
 	return file_berth_plugin_v1_plugin_proto_rawDescData
 }
 
-var file_berth_plugin_v1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_berth_plugin_v1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_berth_plugin_v1_plugin_proto_goTypes = []any{
 	(*InfoRequest)(nil),           // 0: berth.plugin.v1.InfoRequest
 	(*InfoResponse)(nil),          // 1: berth.plugin.v1.InfoResponse
 	(*ConfigSchemaRequest)(nil),   // 2: berth.plugin.v1.ConfigSchemaRequest
 	(*ConfigSchemaResponse)(nil),  // 3: berth.plugin.v1.ConfigSchemaResponse
 	(*ConfigureRequest)(nil),      // 4: berth.plugin.v1.ConfigureRequest
-	(*ConfigureResponse)(nil),     // 5: berth.plugin.v1.ConfigureResponse
-	(*HandleChangedRequest)(nil),  // 6: berth.plugin.v1.HandleChangedRequest
-	(*HandleChangedResponse)(nil), // 7: berth.plugin.v1.HandleChangedResponse
-	nil,                           // 8: berth.plugin.v1.ConfigureRequest.HandlesEntry
+	(*HandleInfo)(nil),            // 5: berth.plugin.v1.HandleInfo
+	(*ConfigureResponse)(nil),     // 6: berth.plugin.v1.ConfigureResponse
+	(*HandleChangedRequest)(nil),  // 7: berth.plugin.v1.HandleChangedRequest
+	(*HandleChangedResponse)(nil), // 8: berth.plugin.v1.HandleChangedResponse
+	nil,                           // 9: berth.plugin.v1.ConfigureRequest.HandlesEntry
+	nil,                           // 10: berth.plugin.v1.ConfigureRequest.HandleInfoEntry
 }
 var file_berth_plugin_v1_plugin_proto_depIdxs = []int32{
-	8, // 0: berth.plugin.v1.ConfigureRequest.handles:type_name -> berth.plugin.v1.ConfigureRequest.HandlesEntry
-	0, // 1: berth.plugin.v1.Base.Info:input_type -> berth.plugin.v1.InfoRequest
-	2, // 2: berth.plugin.v1.Base.ConfigSchema:input_type -> berth.plugin.v1.ConfigSchemaRequest
-	4, // 3: berth.plugin.v1.Base.Configure:input_type -> berth.plugin.v1.ConfigureRequest
-	6, // 4: berth.plugin.v1.Base.HandleChanged:input_type -> berth.plugin.v1.HandleChangedRequest
-	1, // 5: berth.plugin.v1.Base.Info:output_type -> berth.plugin.v1.InfoResponse
-	3, // 6: berth.plugin.v1.Base.ConfigSchema:output_type -> berth.plugin.v1.ConfigSchemaResponse
-	5, // 7: berth.plugin.v1.Base.Configure:output_type -> berth.plugin.v1.ConfigureResponse
-	7, // 8: berth.plugin.v1.Base.HandleChanged:output_type -> berth.plugin.v1.HandleChangedResponse
-	5, // [5:9] is the sub-list for method output_type
-	1, // [1:5] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	9,  // 0: berth.plugin.v1.ConfigureRequest.handles:type_name -> berth.plugin.v1.ConfigureRequest.HandlesEntry
+	10, // 1: berth.plugin.v1.ConfigureRequest.handle_info:type_name -> berth.plugin.v1.ConfigureRequest.HandleInfoEntry
+	5,  // 2: berth.plugin.v1.ConfigureRequest.HandleInfoEntry.value:type_name -> berth.plugin.v1.HandleInfo
+	0,  // 3: berth.plugin.v1.Base.Info:input_type -> berth.plugin.v1.InfoRequest
+	2,  // 4: berth.plugin.v1.Base.ConfigSchema:input_type -> berth.plugin.v1.ConfigSchemaRequest
+	4,  // 5: berth.plugin.v1.Base.Configure:input_type -> berth.plugin.v1.ConfigureRequest
+	7,  // 6: berth.plugin.v1.Base.HandleChanged:input_type -> berth.plugin.v1.HandleChangedRequest
+	1,  // 7: berth.plugin.v1.Base.Info:output_type -> berth.plugin.v1.InfoResponse
+	3,  // 8: berth.plugin.v1.Base.ConfigSchema:output_type -> berth.plugin.v1.ConfigSchemaResponse
+	6,  // 9: berth.plugin.v1.Base.Configure:output_type -> berth.plugin.v1.ConfigureResponse
+	8,  // 10: berth.plugin.v1.Base.HandleChanged:output_type -> berth.plugin.v1.HandleChangedResponse
+	7,  // [7:11] is the sub-list for method output_type
+	3,  // [3:7] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_berth_plugin_v1_plugin_proto_init() }
@@ -535,7 +638,7 @@ func file_berth_plugin_v1_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_plugin_v1_plugin_proto_rawDesc), len(file_berth_plugin_v1_plugin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
