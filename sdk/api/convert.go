@@ -1,9 +1,8 @@
 package api
 
 import (
-	"time"
-
 	pb "github.com/berth-dev/berth/sdk/internal/gen/apiv1"
+	"github.com/berth-dev/berth/sdk/internal/wire"
 	"github.com/berth-dev/berth/sdk/plugin"
 )
 
@@ -41,7 +40,7 @@ func pluginsToPB(ps []PluginStatus) []*pb.PluginStatus {
 			Layer: string(p.Layer), Name: p.Name, Version: p.Version, Platform: p.Platform,
 			Pid: int64(p.Pid), Health: p.Health, Path: p.Path, Restarts: int32(p.Restarts),
 			LastError: p.LastError, Default: p.Default, Capabilities: p.Capabilities,
-			StartedUnixNano: unixNano(p.StartedAt),
+			StartedUnixNano: wire.UnixNano(p.StartedAt),
 		})
 	}
 	return out
@@ -54,7 +53,7 @@ func pluginsFromPB(ps []*pb.PluginStatus) []PluginStatus {
 			Layer: plugin.Layer(p.Layer), Name: p.Name, Version: p.Version, Platform: p.Platform,
 			Pid: int(p.Pid), Health: p.Health, Path: p.Path, Restarts: int(p.Restarts),
 			LastError: p.LastError, Default: p.Default, Capabilities: p.Capabilities,
-			StartedAt: fromUnixNano(p.StartedUnixNano),
+			StartedAt: wire.FromUnixNano(p.StartedUnixNano),
 		})
 	}
 	return out
@@ -62,7 +61,7 @@ func pluginsFromPB(ps []*pb.PluginStatus) []PluginStatus {
 
 func statusToPB(s Status) *pb.SystemStatus {
 	return &pb.SystemStatus{
-		Version: versionToPB(s.Version), Pid: int64(s.Pid), StartedUnixNano: unixNano(s.StartedAt),
+		Version: versionToPB(s.Version), Pid: int64(s.Pid), StartedUnixNano: wire.UnixNano(s.StartedAt),
 		ConfigFile: s.ConfigFile, StateDir: s.StateDir, RuntimeDir: s.RuntimeDir, AdminSocket: s.AdminSocket,
 		Endpoints: endpointsToPB(s.Endpoints), Plugins: pluginsToPB(s.Plugins),
 	}
@@ -70,22 +69,8 @@ func statusToPB(s Status) *pb.SystemStatus {
 
 func statusFromPB(s *pb.SystemStatus) Status {
 	return Status{
-		Version: versionFromPB(s.Version), Pid: int(s.Pid), StartedAt: fromUnixNano(s.StartedUnixNano),
+		Version: versionFromPB(s.Version), Pid: int(s.Pid), StartedAt: wire.FromUnixNano(s.StartedUnixNano),
 		ConfigFile: s.ConfigFile, StateDir: s.StateDir, RuntimeDir: s.RuntimeDir, AdminSocket: s.AdminSocket,
 		Endpoints: endpointsFromPB(s.Endpoints), Plugins: pluginsFromPB(s.Plugins),
 	}
-}
-
-func unixNano(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func fromUnixNano(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n)
 }

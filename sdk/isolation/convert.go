@@ -4,12 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"syscall"
-	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	pb "github.com/berth-dev/berth/sdk/internal/gen/isolationv1"
 	"github.com/berth-dev/berth/sdk/internal/gen/resourcesv1"
+	"github.com/berth-dev/berth/sdk/internal/wire"
 	"github.com/berth-dev/berth/sdk/mount"
 	"github.com/berth-dev/berth/sdk/resources"
 )
@@ -170,14 +170,14 @@ func vmFromPB(v *pb.VMSizing) *VMSizing {
 }
 
 func exitToPB(e ExitStatus) *pb.ExitStatus {
-	return &pb.ExitStatus{Code: int64(e.Code), Signal: int64(e.Signal), ExitedAtUnixNano: unixNano(e.ExitedAt), OomKilled: e.OOMKilled}
+	return &pb.ExitStatus{Code: int64(e.Code), Signal: int64(e.Signal), ExitedAtUnixNano: wire.UnixNano(e.ExitedAt), OomKilled: e.OOMKilled}
 }
 
 func exitFromPB(e *pb.ExitStatus) ExitStatus {
 	if e == nil {
 		return ExitStatus{}
 	}
-	return ExitStatus{Code: int(e.Code), Signal: syscall.Signal(e.Signal), ExitedAt: fromUnixNano(e.ExitedAtUnixNano), OOMKilled: e.OomKilled}
+	return ExitStatus{Code: int(e.Code), Signal: syscall.Signal(e.Signal), ExitedAt: wire.FromUnixNano(e.ExitedAtUnixNano), OOMKilled: e.OomKilled}
 }
 
 func exitPtrToPB(e *ExitStatus) *pb.ExitStatus {
@@ -197,7 +197,7 @@ func exitPtrFromPB(e *pb.ExitStatus) *ExitStatus {
 
 func taskToPB(t TaskInfo) (*pb.TaskInfo, error) {
 	out := &pb.TaskInfo{
-		Id: t.ID, Pid: int64(t.Pid), Status: string(t.Status), Exit: exitPtrToPB(t.Exit), CreatedAtUnixNano: unixNano(t.CreatedAt),
+		Id: t.ID, Pid: int64(t.Pid), Status: string(t.Status), Exit: exitPtrToPB(t.Exit), CreatedAtUnixNano: wire.UnixNano(t.CreatedAt),
 	}
 	if t.Spec != nil {
 		s, err := specToPB(*t.Spec)
@@ -214,7 +214,7 @@ func taskFromPB(t *pb.TaskInfo) (TaskInfo, error) {
 		return TaskInfo{}, nil
 	}
 	out := TaskInfo{
-		ID: t.Id, Pid: int(t.Pid), Status: Status(t.Status), Exit: exitPtrFromPB(t.Exit), CreatedAt: fromUnixNano(t.CreatedAtUnixNano),
+		ID: t.Id, Pid: int(t.Pid), Status: Status(t.Status), Exit: exitPtrFromPB(t.Exit), CreatedAt: wire.FromUnixNano(t.CreatedAtUnixNano),
 	}
 	if t.Spec != nil {
 		s, err := specFromPB(t.Spec)
@@ -252,7 +252,7 @@ func tasksFromPB(ts []*pb.TaskInfo) ([]TaskInfo, error) {
 
 func statsToPB(u Stats) *resourcesv1.Usage {
 	return &resourcesv1.Usage{
-		TimeUnixNano: unixNano(u.Time), CpuUsageNanos: u.CPUUsageNanos,
+		TimeUnixNano: wire.UnixNano(u.Time), CpuUsageNanos: u.CPUUsageNanos,
 		CpuThrottledPeriods: u.CPUThrottledPeriods, CpuThrottledNanos: u.CPUThrottledNanos,
 		MemoryBytes: u.MemoryBytes, MemoryPeakBytes: u.MemoryPeakBytes, SwapBytes: u.SwapBytes,
 		IoReadBytes: u.IOReadBytes, IoWriteBytes: u.IOWriteBytes, Pids: u.Pids,
@@ -264,7 +264,7 @@ func statsFromPB(u *resourcesv1.Usage) Stats {
 		return Stats{}
 	}
 	return Stats{
-		Time: fromUnixNano(u.TimeUnixNano), CPUUsageNanos: u.CpuUsageNanos,
+		Time: wire.FromUnixNano(u.TimeUnixNano), CPUUsageNanos: u.CpuUsageNanos,
 		CPUThrottledPeriods: u.CpuThrottledPeriods, CPUThrottledNanos: u.CpuThrottledNanos,
 		MemoryBytes: u.MemoryBytes, MemoryPeakBytes: u.MemoryPeakBytes, SwapBytes: u.SwapBytes,
 		IOReadBytes: u.IoReadBytes, IOWriteBytes: u.IoWriteBytes, Pids: u.Pids,
@@ -272,23 +272,9 @@ func statsFromPB(u *resourcesv1.Usage) Stats {
 }
 
 func eventToPB(e TaskEvent) *pb.TaskEvent {
-	return &pb.TaskEvent{Kind: e.Kind, Id: e.ID, ExecId: e.ExecID, Exit: exitPtrToPB(e.Exit), TimeUnixNano: unixNano(e.Time)}
+	return &pb.TaskEvent{Kind: e.Kind, Id: e.ID, ExecId: e.ExecID, Exit: exitPtrToPB(e.Exit), TimeUnixNano: wire.UnixNano(e.Time)}
 }
 
 func eventFromPB(e *pb.TaskEvent) TaskEvent {
-	return TaskEvent{Kind: e.Kind, ID: e.Id, ExecID: e.ExecId, Exit: exitPtrFromPB(e.Exit), Time: fromUnixNano(e.TimeUnixNano)}
-}
-
-func unixNano(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func fromUnixNano(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n)
+	return TaskEvent{Kind: e.Kind, ID: e.Id, ExecID: e.ExecId, Exit: exitPtrFromPB(e.Exit), Time: wire.FromUnixNano(e.TimeUnixNano)}
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	pb "github.com/berth-dev/berth/sdk/internal/gen/lifecyclev1"
+	"github.com/berth-dev/berth/sdk/internal/wire"
 	"github.com/berth-dev/berth/sdk/isolation"
 	"github.com/berth-dev/berth/sdk/resources"
 )
@@ -110,8 +111,8 @@ func containerToPB(c Container) *pb.Container {
 		Isolation: c.Isolation, SnapshotKey: c.SnapshotKey, State: string(c.State),
 		Pid: int64(c.Pid), ExitCode: int64(c.ExitCode), OomKilled: c.OOMKilled,
 		Checkpoint: c.Checkpoint, RestartCount: int64(c.RestartCount),
-		CreatedAtUnixNano: unixNano(c.CreatedAt), StartedAtUnixNano: unixNano(c.StartedAt),
-		FinishedAtUnixNano: unixNano(c.FinishedAt),
+		CreatedAtUnixNano: wire.UnixNano(c.CreatedAt), StartedAtUnixNano: wire.UnixNano(c.StartedAt),
+		FinishedAtUnixNano: wire.UnixNano(c.FinishedAt),
 	}
 }
 
@@ -124,8 +125,8 @@ func containerFromPB(c *pb.Container) Container {
 		Isolation: c.Isolation, SnapshotKey: c.SnapshotKey, State: State(c.State),
 		Pid: int(c.Pid), ExitCode: int(c.ExitCode), OOMKilled: c.OomKilled,
 		Checkpoint: c.Checkpoint, RestartCount: int(c.RestartCount),
-		CreatedAt: fromUnixNano(c.CreatedAtUnixNano), StartedAt: fromUnixNano(c.StartedAtUnixNano),
-		FinishedAt: fromUnixNano(c.FinishedAtUnixNano),
+		CreatedAt: wire.FromUnixNano(c.CreatedAtUnixNano), StartedAt: wire.FromUnixNano(c.StartedAtUnixNano),
+		FinishedAt: wire.FromUnixNano(c.FinishedAtUnixNano),
 	}
 }
 
@@ -141,11 +142,11 @@ func execConfigFromPB(e *pb.ExecConfig) ExecConfig {
 }
 
 func eventToPB(e Event) *pb.Event {
-	return &pb.Event{Kind: e.Kind, ContainerId: e.ContainerID, Name: e.Name, ExitCode: int64(e.ExitCode), TimeUnixNano: unixNano(e.Time), Attributes: e.Attributes}
+	return &pb.Event{Kind: e.Kind, ContainerId: e.ContainerID, Name: e.Name, ExitCode: int64(e.ExitCode), TimeUnixNano: wire.UnixNano(e.Time), Attributes: e.Attributes}
 }
 
 func eventFromPB(e *pb.Event) Event {
-	return Event{Kind: e.Kind, ContainerID: e.ContainerId, Name: e.Name, ExitCode: int(e.ExitCode), Time: fromUnixNano(e.TimeUnixNano), Attributes: e.Attributes}
+	return Event{Kind: e.Kind, ContainerID: e.ContainerId, Name: e.Name, ExitCode: int(e.ExitCode), Time: wire.FromUnixNano(e.TimeUnixNano), Attributes: e.Attributes}
 }
 
 func filterToPB(f Filter) *pb.Filter {
@@ -168,19 +169,19 @@ func filterFromPB(f *pb.Filter) Filter {
 }
 
 func exitToPB(e isolation.ExitStatus) *pb.ExitStatus {
-	return &pb.ExitStatus{Code: int64(e.Code), Signal: int32(e.Signal), ExitedAtUnixNano: unixNano(e.ExitedAt), OomKilled: e.OOMKilled}
+	return &pb.ExitStatus{Code: int64(e.Code), Signal: int32(e.Signal), ExitedAtUnixNano: wire.UnixNano(e.ExitedAt), OomKilled: e.OOMKilled}
 }
 
 func exitFromPB(e *pb.ExitStatus) isolation.ExitStatus {
 	if e == nil {
 		return isolation.ExitStatus{}
 	}
-	return isolation.ExitStatus{Code: int(e.Code), Signal: syscall.Signal(e.Signal), ExitedAt: fromUnixNano(e.ExitedAtUnixNano), OOMKilled: e.OomKilled}
+	return isolation.ExitStatus{Code: int(e.Code), Signal: syscall.Signal(e.Signal), ExitedAt: wire.FromUnixNano(e.ExitedAtUnixNano), OOMKilled: e.OomKilled}
 }
 
 func statsToPB(u isolation.Stats) *pb.Stats {
 	return &pb.Stats{
-		TimeUnixNano: unixNano(u.Time), CpuUsageNanos: u.CPUUsageNanos,
+		TimeUnixNano: wire.UnixNano(u.Time), CpuUsageNanos: u.CPUUsageNanos,
 		CpuThrottledPeriods: u.CPUThrottledPeriods, CpuThrottledNanos: u.CPUThrottledNanos,
 		MemoryBytes: u.MemoryBytes, MemoryPeakBytes: u.MemoryPeakBytes, SwapBytes: u.SwapBytes,
 		IoReadBytes: u.IOReadBytes, IoWriteBytes: u.IOWriteBytes, Pids: u.Pids,
@@ -192,23 +193,9 @@ func statsFromPB(u *pb.Stats) isolation.Stats {
 		return isolation.Stats{}
 	}
 	return isolation.Stats{
-		Time: fromUnixNano(u.TimeUnixNano), CPUUsageNanos: u.CpuUsageNanos,
+		Time: wire.FromUnixNano(u.TimeUnixNano), CPUUsageNanos: u.CpuUsageNanos,
 		CPUThrottledPeriods: u.CpuThrottledPeriods, CPUThrottledNanos: u.CpuThrottledNanos,
 		MemoryBytes: u.MemoryBytes, MemoryPeakBytes: u.MemoryPeakBytes, SwapBytes: u.SwapBytes,
 		IOReadBytes: u.IoReadBytes, IOWriteBytes: u.IoWriteBytes, Pids: u.Pids,
 	}
-}
-
-func unixNano(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func fromUnixNano(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n)
 }

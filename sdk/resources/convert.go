@@ -1,9 +1,8 @@
 package resources
 
 import (
-	"time"
-
 	pb "github.com/berth-dev/berth/sdk/internal/gen/resourcesv1"
+	"github.com/berth-dev/berth/sdk/internal/wire"
 )
 
 func limitsToPB(l Limits) *pb.Limits {
@@ -46,7 +45,7 @@ func placementFromPB(p *pb.Placement) Placement {
 
 func usageToPB(u Usage) *pb.Usage {
 	return &pb.Usage{
-		TimeUnixNano: unixNano(u.Time), CpuUsageNanos: u.CPUUsageNanos,
+		TimeUnixNano: wire.UnixNano(u.Time), CpuUsageNanos: u.CPUUsageNanos,
 		CpuThrottledPeriods: u.CPUThrottledPeriods, CpuThrottledNanos: u.CPUThrottledNanos,
 		MemoryBytes: u.MemoryBytes, MemoryPeakBytes: u.MemoryPeakBytes, SwapBytes: u.SwapBytes,
 		IoReadBytes: u.IOReadBytes, IoWriteBytes: u.IOWriteBytes, Pids: u.Pids,
@@ -58,7 +57,7 @@ func usageFromPB(u *pb.Usage) Usage {
 		return Usage{}
 	}
 	return Usage{
-		Time: fromUnixNano(u.TimeUnixNano), CPUUsageNanos: u.CpuUsageNanos,
+		Time: wire.FromUnixNano(u.TimeUnixNano), CPUUsageNanos: u.CpuUsageNanos,
 		CPUThrottledPeriods: u.CpuThrottledPeriods, CPUThrottledNanos: u.CpuThrottledNanos,
 		MemoryBytes: u.MemoryBytes, MemoryPeakBytes: u.MemoryPeakBytes, SwapBytes: u.SwapBytes,
 		IOReadBytes: u.IoReadBytes, IOWriteBytes: u.IoWriteBytes, Pids: u.Pids,
@@ -66,11 +65,11 @@ func usageFromPB(u *pb.Usage) Usage {
 }
 
 func eventToPB(e LimitEvent) *pb.LimitEvent {
-	return &pb.LimitEvent{GroupId: e.GroupID, Resource: e.Resource, Kind: e.Kind, Count: e.Count, Message: e.Message, TimeUnixNano: unixNano(e.Time)}
+	return &pb.LimitEvent{GroupId: e.GroupID, Resource: e.Resource, Kind: e.Kind, Count: e.Count, Message: e.Message, TimeUnixNano: wire.UnixNano(e.Time)}
 }
 
 func eventFromPB(e *pb.LimitEvent) LimitEvent {
-	return LimitEvent{GroupID: e.GroupId, Resource: e.Resource, Kind: e.Kind, Count: e.Count, Message: e.Message, Time: fromUnixNano(e.TimeUnixNano)}
+	return LimitEvent{GroupID: e.GroupId, Resource: e.Resource, Kind: e.Kind, Count: e.Count, Message: e.Message, Time: wire.FromUnixNano(e.TimeUnixNano)}
 }
 
 func groupToPB(g Group) *pb.Group {
@@ -87,18 +86,4 @@ func groupFromPB(g *pb.Group) Group {
 		pids[i] = int(p)
 	}
 	return Group{ID: g.Id, Limits: limitsFromPB(g.Limits), Placement: placementFromPB(g.Placement), Paused: g.Paused, Pids: pids}
-}
-
-func unixNano(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func fromUnixNano(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n)
 }

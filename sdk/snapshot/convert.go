@@ -1,16 +1,15 @@
 package snapshot
 
 import (
-	"time"
-
 	pb "github.com/berth-dev/berth/sdk/internal/gen/snapshotv1"
+	"github.com/berth-dev/berth/sdk/internal/wire"
 	"github.com/berth-dev/berth/sdk/mount"
 )
 
 func infoToPB(i Info) *pb.Info {
 	return &pb.Info{
 		Kind: string(i.Kind), Name: i.Name, Parent: i.Parent, Labels: i.Labels,
-		CreatedUnixNano: unixNano(i.Created), UpdatedUnixNano: unixNano(i.Updated),
+		CreatedUnixNano: wire.UnixNano(i.Created), UpdatedUnixNano: wire.UnixNano(i.Updated),
 	}
 }
 
@@ -20,7 +19,7 @@ func infoFromPB(i *pb.Info) Info {
 	}
 	return Info{
 		Kind: Kind(i.Kind), Name: i.Name, Parent: i.Parent, Labels: i.Labels,
-		Created: fromUnixNano(i.CreatedUnixNano), Updated: fromUnixNano(i.UpdatedUnixNano),
+		Created: wire.FromUnixNano(i.CreatedUnixNano), Updated: wire.FromUnixNano(i.UpdatedUnixNano),
 	}
 }
 
@@ -74,18 +73,4 @@ func labelOpts(labels map[string]string) []Opt {
 		return nil
 	}
 	return []Opt{WithLabels(labels)}
-}
-
-func unixNano(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func fromUnixNano(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n)
 }
