@@ -1,0 +1,11 @@
+//go:build !linux
+
+package spec
+
+import specs "github.com/opencontainers/runtime-spec/specs-go"
+
+// defaultSeccomp leaves seccomp unset off Linux: moby/profiles builds the
+// profile for the host's kernel and architecture, which only Linux has. An
+// isolation plugin running Linux containers elsewhere (a VM's guest agent)
+// fills it with the profile of the kernel it runs on.
+func defaultSeccomp(*specs.Spec) (*specs.LinuxSeccomp, error) { return nil, nil }
