@@ -1,0 +1,128 @@
+package images
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/berth-dev/berth/core/images/content"
+	"github.com/berth-dev/berth/sdk/errdefs"
+	"github.com/berth-dev/berth/sdk/images"
+)
+
+// Pull implements images.Service.
+func (s *Service) Pull(ctx context.Context, ref string, opts images.PullOptions, progress images.ProgressFunc) (images.Image, error) {
+	pr, err := parseRef(ref, s.opts.InsecureRegistries)
+	if err != nil {
+		return images.Image{}, err
+	}
+	img, entry, err := s.pull(ctx, pr, opts, progress)
+	if err != nil {
+		return images.Image{}, fmt.Errorf("pull %s: %w", pr.display, err)
+	}
+	s.log.Info("pulled image", "ref", pr.display, "digest", entry.Digest)
+	return img, nil
+}
+
+func (s *Service) pull(ctx context.Context, pr parsedRef, opts images.PullOptions, progress images.ProgressFunc) (images.Image, refEntry, error) {
+	in := s.newIngestion(progress)
+	in.emit(images.Progress{ID: pr.display, Phase: images.PhaseResolving})
+	plat := s.platform(opts.Platform)
+	desc, err := remote.Get(pr.ref, s.remoteOptions(ctx, remote.WithPlatform(plat))...)
+	if err != nil {
+		return images.Image{}, refEntry{}, registryError(pr, err)
+	}
+	if !oneOf(desc.MediaType, manifestTypes) && !oneOf(desc.MediaType, indexTypes) {
+		return images.Image{}, refEntry{}, errdefs.InvalidArgument("unsupported manifest media type %q (want an OCI or Docker v2 image manifest or index)", desc.MediaType)
+	}
+	img, err := desc.Image()
+	if err != nil {
+		if oneOf(desc.MediaType, indexTypes) {
+			return images.Image{}, refEntry{}, errdefs.NotFound("no image for platform %s in index %s: %v", platformString(plat), content.Digest(desc.Digest.String()).Short(), err)
+		}
+		return images.Image{}, refEntry{}, registryError(pr, err)
+	}
+	sm, err := in.image(ctx, img)
+	if err != nil {
+		in.abort()
+		return images.Image{}, refEntry{}, registryError(pr, err)
+	}
+	entry := refEntry{Digest: sm.digest, MediaType: string(sm.mediaType), RepoDigest: content.Digest(desc.Digest.String()), Updated: time.Now().UTC()}
+	if err := in.commit(map[string]refEntry{pr.display: entry}); err != nil {
+		in.abort()
+		return images.Image{}, refEntry{}, err
+	}
+	out, err := s.imageFor(pr.display, entry)
+	return out, entry, err
+}
+
+func platformString(p v1.Platform) string {
+	return images.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant}.String()
+}
+
+// registryError turns ggcr's transport errors into typed errors that tell
+// the user what to do.
+func registryError(pr parsedRef, err error) error {
+	var te *transport.Error
+	if !errors.As(err, &te) {
+		return err
+	}
+	reg := pr.ref.Context().RegistryStr()
+	switch te.StatusCode {
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return errdefs.InvalidArgument("%v: registry %s refused access (HTTP %d); log in with `berth registry login %s`, or check the name", err, reg, te.StatusCode, reg)
+	case http.StatusNotFound:
+		return errdefs.NotFound("%v", err)
+	case http.StatusTooManyRequests, http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
+		return errdefs.Unavailable("%v: registry %s is unavailable (HTTP %d), try again later", err, reg, te.StatusCode)
+	}
+	return err
+}
+
+// Push implements images.Service.
+func (s *Service) Push(ctx context.Context, ref string, _ images.PushOptions, progress images.ProgressFunc) error {
+	pr, err := parseRef(ref, s.opts.InsecureRegistries)
+	if err != nil {
+		return err
+	}
+	d, _, err := s.resolve(ref)
+	if err != nil {
+		return err
+	}
+	si, err := loadManifest(s.store, d)
+	if err != nil {
+		return err
+	}
+	img, err := si.image()
+	if err != nil {
+		return err
+	}
+	updates := make(chan v1.Update, 16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for u := range updates {
+			if progress != nil && u.Error == nil {
+				progress(images.Progress{ID: pr.display, Phase: images.PhaseUploading, Current: u.Complete, Total: u.Total})
+			}
+		}
+	}()
+	var target name.Reference = pr.ref
+	err = remote.Write(target, img, s.remoteOptions(ctx, remote.WithProgress(updates))...)
+	<-done
+	if err != nil {
+		return fmt.Errorf("push %s: %w", pr.display, registryError(pr, err))
+	}
+	if progress != nil {
+		progress(images.Progress{ID: pr.display, Phase: images.PhasePushed})
+	}
+	s.log.Info("pushed image", "ref", pr.display, "digest", d)
+	return nil
+}
