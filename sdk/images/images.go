@@ -203,6 +203,13 @@ type Service interface {
 	Import(ctx context.Context, opts ImportOptions) (Image, error)
 	// OpenBlob reads a stored blob by digest.
 	OpenBlob(ctx context.Context, digest string) (io.ReadCloser, error)
+	// AddLease makes lease id hold the image ref names: its blobs stay
+	// while the lease lives, and Remove refuses the image's last name to
+	// a container lease (ContainerLease + ID) unless forced. Idempotent.
+	AddLease(ctx context.Context, id, ref string) error
+	// DeleteLease ends lease id, deleting the blobs only it held. Deleting
+	// an unknown lease is not an error.
+	DeleteLease(ctx context.Context, id string) error
 }
 
 // ContainerLease is the prefix of leases that containers hold on images
