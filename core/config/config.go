@@ -9,6 +9,9 @@
 //	  plugin_dirs = ["bin/plugins", "/usr/local/lib/berth/plugins", "/usr/lib/berth/plugins"]
 //	  log_level   = "info"                   # trace, debug, info, warn, error, off
 //	  log_file    = ""                       # default <state_dir>/berthd.log
+//	  insecure_registries = []               # registries (host[:port]) reached over plain HTTP;
+//	                                         # localhost and 127.0.0.1 always are
+//	  pull_parallelism    = 4                # layers one pull downloads at once, 1..16
 //	}
 //
 //	plugin "<layer>" "<name>" {              # layer: resources, isolation, snapshot, lifecycle, api
@@ -96,6 +99,10 @@ const (
 	DefaultStateDir     = "/var/lib/berth"
 	DefaultLogLevel     = "info"
 	DefaultStartTimeout = 30 * time.Second
+	// DefaultPullParallelism is how many layers a pull downloads at once.
+	DefaultPullParallelism = 4
+	// MaxPullParallelism bounds berth.pull_parallelism.
+	MaxPullParallelism = 16
 	// MaxRuntimeDirLen is the longest runtime_dir accepted without a warning,
 	// leaving room for socket names under the 104-byte macOS limit.
 	MaxRuntimeDirLen = 64
@@ -122,7 +129,12 @@ type Berth struct {
 	PluginDirs []string
 	LogLevel   string // trace, debug, info, warn, error or off
 	LogFile    string
-	DefRange   hcl.Range // the berth block, or the file start when absent
+	// InsecureRegistries are registries (host[:port]) the image service
+	// reaches over plain HTTP; localhost and 127.0.0.1 always are.
+	InsecureRegistries []string
+	// PullParallelism is how many layers one pull downloads at once.
+	PullParallelism int
+	DefRange        hcl.Range // the berth block, or the file start when absent
 }
 
 // Plugin is one plugin block: its envelope decoded, its own settings kept

@@ -98,11 +98,21 @@ func TestShippedExample(t *testing.T) {
 	}
 }
 
+func TestRegistrySettings(t *testing.T) {
+	cfg := mustParse(t, "berth {\n  insecure_registries = [\"reg.lan:5000\"]\n  pull_parallelism = 8\n}\n", Options{})
+	if b := cfg.Berth; b.PullParallelism != 8 || len(b.InsecureRegistries) != 1 || b.InsecureRegistries[0] != "reg.lan:5000" {
+		t.Errorf("%+v", b)
+	}
+}
+
 func TestDefaultsWithoutBerthBlock(t *testing.T) {
 	cfg := mustParse(t, `plugin "api" "grpc" {}`, Options{OS: "darwin"})
 	b := cfg.Berth
 	if b.RuntimeDir != "/var/run/berth" || b.LogLevel != "info" || len(b.PluginDirs) != 3 {
 		t.Errorf("%+v", b)
+	}
+	if b.PullParallelism != DefaultPullParallelism || len(b.InsecureRegistries) != 0 {
+		t.Errorf("registry defaults: %+v", b)
 	}
 	p := cfg.Plugins[0]
 	if !p.Enabled || p.StartTimeout != DefaultStartTimeout || p.Path != "" || p.BinaryName() != "api-grpc" {
@@ -151,6 +161,12 @@ func TestErrors(t *testing.T) {
 			`config.hcl:2,15-21: log_level "loud" is not one of trace, debug, info, warn, error, off.`},
 		{"plugin_dirs type", "berth {\n  plugin_dirs = \"bin\"\n}\n",
 			`config.hcl:2,17-22: Inappropriate value for attribute "plugin_dirs": list of string required, but have string.`},
+		{"pull_parallelism zero", "berth {\n  pull_parallelism = 0\n}\n",
+			`config.hcl:2,22-23: pull_parallelism must be a whole number from 1 to 16, got 0.`},
+		{"pull_parallelism fraction", "berth {\n  pull_parallelism = 2.5\n}\n",
+			`config.hcl:2,22-25: pull_parallelism must be a whole number from 1 to 16, got 2.5.`},
+		{"insecure_registries type", "berth {\n  insecure_registries = \"reg:5000\"\n}\n",
+			`config.hcl:2,25-35: Inappropriate value for attribute "insecure_registries": list of string required, but have string.`},
 		{"duplicate berth", "berth {}\nberth {}\n",
 			`config.hcl:2,1-6: The berth block is already defined at config.hcl:1,1-6; merge the two.`},
 		{"missing env", "plugin \"api\" \"grpc\" {\n  path = env.NOPE\n}\n",

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"io"
+	"math/big"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclparse"
+	"github.com/zclconf/go-cty/cty"
 )
 
 // Options change what a Loader sees of its environment; the zero value uses
@@ -167,11 +169,12 @@ func (d *decoder) decode(body hcl.Body, filename string) *Config {
 
 func (d *decoder) berth(b *hcl.Block, filename string) Berth {
 	out := Berth{
-		StateDir:   DefaultStateDir,
-		RuntimeDir: defaultRuntimeDir(d.ctx),
-		PluginDirs: slices.Clone(DefaultPluginDirs),
-		LogLevel:   DefaultLogLevel,
-		DefRange:   *fileStart(filename),
+		StateDir:        DefaultStateDir,
+		RuntimeDir:      defaultRuntimeDir(d.ctx),
+		PluginDirs:      slices.Clone(DefaultPluginDirs),
+		LogLevel:        DefaultLogLevel,
+		PullParallelism: DefaultPullParallelism,
+		DefRange:        *fileStart(filename),
 	}
 	subject := out.DefRange // where a runtime_dir warning points
 	if b != nil {
@@ -201,6 +204,22 @@ func (d *decoder) berth(b *hcl.Block, filename string) Berth {
 		}
 		if v, ok := d.str(attrs["log_file"], false); ok {
 			out.LogFile = v
+		}
+		if a := attrs["insecure_registries"]; a != nil {
+			if v, ok := d.strList(a); ok {
+				out.InsecureRegistries = v
+			}
+		}
+		if a := attrs["pull_parallelism"]; a != nil {
+			if v, ok := d.value(a, cty.Number); ok {
+				n, acc := v.AsBigFloat().Int64()
+				if acc != big.Exact || n < 1 || n > MaxPullParallelism {
+					d.errorf(a.Expr.Range(), "Invalid pull_parallelism",
+						"pull_parallelism must be a whole number from 1 to %d, got %s.", MaxPullParallelism, v.AsBigFloat().Text('g', -1))
+				} else {
+					out.PullParallelism = int(n)
+				}
+			}
 		}
 	}
 	out.StateDir = d.abs(out.StateDir)
