@@ -1,0 +1,316 @@
+package manager
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/berth-dev/berth/plugins/lifecycle-local/statemachine"
+	"github.com/berth-dev/berth/plugins/lifecycle-local/store"
+	"github.com/berth-dev/berth/sdk/errdefs"
+	"github.com/berth-dev/berth/sdk/isolation"
+	"github.com/berth-dev/berth/sdk/lifecycle"
+	"github.com/berth-dev/berth/sdk/resources"
+)
+
+// watch starts the Wait watcher of a running container's current run.
+// It ends at the exit, or quietly when the isolation plugin goes away
+// (reconciliation watches again when it comes back).
+func (m *Manager) watch(rec store.Record) {
+	id, run, mode := rec.Container.ID, rec.Run, rec.Container.Isolation
+	m.mu.Lock()
+	if m.watching[id] == run {
+		m.mu.Unlock()
+		return
+	}
+	m.watching[id] = run
+	layers := m.layers
+	m.mu.Unlock()
+	m.watchEvents(mode)
+	go func() {
+		defer func() {
+			m.mu.Lock()
+			if m.watching[id] == run {
+				delete(m.watching, id)
+			}
+			m.mu.Unlock()
+		}()
+		iso, err := layers.Isolation(mode)
+		if err != nil {
+			return
+		}
+		st, err := iso.Wait(m.ctx, id, "")
+		if err != nil {
+			if m.ctx.Err() == nil {
+				m.log.Debug("wait for container ended without an exit; reconciliation takes over", "container_id", id, "error", err)
+			}
+			return
+		}
+		m.exited(id, run, st)
+	}()
+}
+
+// watchEvents subscribes once to isolation mode's task events: exits feed
+// the same path as Wait, OOM kills become events.
+func (m *Manager) watchEvents(mode string) {
+	m.mu.Lock()
+	key := "isolation/" + mode
+	if _, ok := m.eventSubs[key]; ok {
+		m.mu.Unlock()
+		return
+	}
+	ctx, cancel := context.WithCancel(m.ctx)
+	m.eventSubs[key] = cancel
+	layers := m.layers
+	m.mu.Unlock()
+	done := func() {
+		m.mu.Lock()
+		delete(m.eventSubs, key)
+		m.mu.Unlock()
+		cancel()
+	}
+	iso, err := layers.Isolation(mode)
+	if err != nil {
+		done()
+		return
+	}
+	events, err := iso.Events(ctx)
+	if err != nil {
+		m.log.Debug("isolation events unavailable", "mode", mode, "error", err)
+		done()
+		return
+	}
+	go func() {
+		defer done()
+		for e := range events {
+			if e.ExecID != "" {
+				continue
+			}
+			switch e.Kind {
+			case isolation.EventExit:
+				if e.Exit != nil {
+					m.exitedEvent(e.ID, *e.Exit)
+				}
+			case isolation.EventOOM:
+				m.oom(e.ID)
+			}
+		}
+	}()
+}
+
+// watchResourceEvents subscribes once to the resources plugin's limit
+// events, for OOM kills.
+func (m *Manager) watchResourceEvents() {
+	m.mu.Lock()
+	const key = "resources"
+	if cancel, ok := m.eventSubs[key]; ok {
+		// A returning plugin: the old stream ended or soon will.
+		cancel()
+	}
+	ctx, cancel := context.WithCancel(m.ctx)
+	m.eventSubs[key] = cancel
+	layers := m.layers
+	m.mu.Unlock()
+	res, err := layers.Resources()
+	if err != nil {
+		return
+	}
+	events, err := res.Events(ctx)
+	if err != nil {
+		m.log.Debug("resources events unavailable", "error", err)
+		return
+	}
+	go func() {
+		for e := range events {
+			if e.Kind == resources.EventOOMKill {
+				m.oom(e.GroupID)
+			}
+		}
+	}()
+}
+
+func (m *Manager) oom(id string) {
+	st, _, err := m.env()
+	if err != nil {
+		return
+	}
+	rec, err := st.Get(id)
+	if err != nil {
+		return
+	}
+	m.emit(lifecycle.EventOOM, rec, nil)
+}
+
+// exitedEvent handles an exit reported by isolation events, which do not
+// say which run ended: an exit from before the current run started is a
+// late report of an earlier run.
+func (m *Manager) exitedEvent(id string, st isolation.ExitStatus) {
+	s, _, err := m.env()
+	if err != nil {
+		return
+	}
+	rec, err := s.Get(id)
+	if err != nil {
+		return
+	}
+	if !st.ExitedAt.IsZero() && st.ExitedAt.Before(rec.Container.StartedAt) {
+		return
+	}
+	m.exited(id, rec.Run, st)
+}
+
+// exited records that run of container id ended with st, unless the
+// container has moved on (another run, stopped, checkpointed), then
+// applies the restart policy.
+func (m *Manager) exited(id string, run int, st isolation.ExitStatus) {
+	unlock := m.lock(id)
+	defer unlock()
+	s, layers, err := m.env()
+	if err != nil {
+		return
+	}
+	rec, err := s.Get(id)
+	if err != nil || rec.Run != run || statemachine.Exit.Allowed(rec.Container.State) == false {
+		return
+	}
+	if rec.Container.State == lifecycle.StatePaused && rec.Group != "" {
+		if res, err := layers.Resources(); err == nil {
+			_ = res.SetPaused(m.ctx, rec.Group, false)
+		}
+	}
+	if _, err := m.markExited(rec, st, nil); err != nil {
+		m.log.Error("record exit", "container_id", id, "error", err)
+	}
+}
+
+// markExited writes the stopped state with st (lock held), emits the exit
+// and applies the restart policy.
+func (m *Manager) markExited(rec store.Record, st isolation.ExitStatus, extra map[string]string) (store.Record, error) {
+	if err := check(rec, statemachine.Exit); err != nil {
+		return rec, err
+	}
+	finished := st.ExitedAt
+	if finished.IsZero() {
+		finished = time.Now()
+	}
+	rec, err := m.update(rec.Container.ID, func(r *store.Record) {
+		r.Container.State = lifecycle.StateStopped
+		r.Container.ExitCode = st.Code
+		r.Container.OOMKilled = st.OOMKilled
+		r.Container.Pid = 0
+		r.Container.FinishedAt = finished.UTC()
+	})
+	if err != nil {
+		return rec, err
+	}
+	a := map[string]string{"exit_code": strconv.Itoa(st.Code)}
+	if st.OOMKilled {
+		a["oom_killed"] = "true"
+	}
+	for k, v := range extra {
+		a[k] = v
+	}
+	m.log.Info("container exited", "container_id", rec.Container.ID, "exit_code", st.Code, "run", rec.Run)
+	m.emit(lifecycle.EventExit, rec, a)
+	m.applyRestartPolicy(rec)
+	return rec, nil
+}
+
+// ShouldRestart reports whether a container that just stopped is
+// restarted by its policy.
+func ShouldRestart(rec store.Record) bool {
+	if rec.ManualStop || rec.Container.State != lifecycle.StateStopped {
+		return false
+	}
+	p := rec.Container.Config.Restart
+	switch p.Name {
+	case "always", "unless-stopped":
+		return true
+	case "on-failure":
+		return rec.Container.ExitCode != 0 && (p.MaxRetries <= 0 || rec.Container.RestartCount < p.MaxRetries)
+	default:
+		return false
+	}
+}
+
+// applyRestartPolicy schedules the restart of a stopped container when its
+// policy says so, after the exponential backoff delay.
+func (m *Manager) applyRestartPolicy(rec store.Record) {
+	if !ShouldRestart(rec) {
+		return
+	}
+	id, run := rec.Container.ID, rec.Run
+	m.mu.Lock()
+	delay := m.backoff[id]
+	ran := rec.Container.FinishedAt.Sub(rec.Container.StartedAt)
+	if delay == 0 || ran >= m.settings.RestartResetAfter {
+		delay = m.settings.RestartBackoff
+	}
+	m.backoff[id] = min(delay*2, m.settings.MaxRestartBackoff)
+	if t, ok := m.timers[id]; ok {
+		t.Stop()
+	}
+	m.timers[id] = time.AfterFunc(delay, func() { m.restart(id, run) })
+	m.mu.Unlock()
+	m.log.Info("restart scheduled", "container_id", id, "policy", rec.Container.Config.Restart.Name, "restarts", rec.Container.RestartCount, "delay", delay)
+}
+
+// restart is the restart policy's timer firing for run of container id.
+func (m *Manager) restart(id string, run int) {
+	unlock := m.lock(id)
+	defer unlock()
+	m.mu.Lock()
+	delete(m.timers, id)
+	m.mu.Unlock()
+	if m.ctx.Err() != nil {
+		return
+	}
+	rec, err := m.update(id, func(r *store.Record) {
+		if r.Run == run && ShouldRestart(*r) {
+			r.Container.RestartCount++
+		}
+	})
+	if err != nil || rec.Run != run || rec.Container.State != lifecycle.StateStopped || rec.ManualStop {
+		return
+	}
+	if rec.Container.RestartCount == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(m.ctx, time.Minute)
+	defer cancel()
+	if rec, err = m.start(ctx, rec); err != nil {
+		m.log.Warn("restart failed", "container_id", id, "error", err)
+		if errdefs.IsUnavailable(err) {
+			return // the isolation plugin is away; reconciliation retries
+		}
+		m.applyRestartPolicy(rec)
+	}
+}
+
+// cancelRestart cancels a pending restart of id.
+func (m *Manager) cancelRestart(id string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if t, ok := m.timers[id]; ok {
+		t.Stop()
+		delete(m.timers, id)
+	}
+}
+
+func (m *Manager) resetBackoff(id string) {
+	m.mu.Lock()
+	delete(m.backoff, id)
+	m.mu.Unlock()
+}
+
+// forget drops what the manager keeps in memory for a deleted container.
+func (m *Manager) forget(id string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if t, ok := m.timers[id]; ok {
+		t.Stop()
+		delete(m.timers, id)
+	}
+	delete(m.backoff, id)
+	delete(m.watching, id)
+}
