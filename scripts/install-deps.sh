@@ -6,6 +6,11 @@ packages=(
   protobuf-compiler   # protoc, for make proto / check-proto
   iproute2            # ip, for network namespace tests
   util-linux          # nsenter, unshare, flock
+  gcc pkg-config      # cgo: the sandbox init's nsenter and libseccomp
+  libseccomp-dev      # seccomp filters in the sandbox init (static lib too)
+  busybox-static      # tiny rootfs for sandbox tests
+  runc                # the sandbox benchmark's peer
+  criu                # checkpoint/restore where `criu check` passes
 )
 missing=()
 for p in "${packages[@]}"; do

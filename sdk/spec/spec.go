@@ -134,10 +134,11 @@ var rlimitTypes = []string{
 }
 
 // DefaultRlimits are the limits a container gets when the user sets none:
-// what dockerd started by systemd passes on (LimitNOFILE=infinity).
-func DefaultRlimits() []specs.POSIXRlimit {
-	return []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 1048576, Soft: 1048576}}
-}
+// none, as in Docker's default spec, so the container inherits the
+// runtime's own limits (dockerd's, here the isolation plugin's). Setting
+// Docker-on-systemd's 1048576 files would fail where the runtime lacks
+// CAP_SYS_RESOURCE.
+func DefaultRlimits() []specs.POSIXRlimit { return nil }
 
 // Build returns the runtime spec of a container created from image img with
 // the user's cfg. Root.Path is "rootfs" (isolation plugins take the rootfs

@@ -1,0 +1,442 @@
+package sandbox_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/internal/sandbox"
+	"github.com/berth-dev/berth/internal/sandbox/sandboxtest"
+	"github.com/berth-dev/berth/sdk/lifecycle"
+	"github.com/berth-dev/berth/sdk/mount"
+	"github.com/berth-dev/berth/sdk/spec"
+)
+
+// These tests run real containers as root: namespaces, an overlay rootfs of
+// busybox, cgroups named berth-test-*, seccomp and capabilities. Each
+// container is checked for leaks (mounts, cgroups) when it ends.
+
+var (
+	initPath  string
+	probePath string
+	lowerDir  string
+	setupErr  error
+	isRoot    = os.Geteuid() == 0
+	testCount int
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "berth-test-sandbox")
+	if err != nil {
+		panic(err)
+	}
+	if isRoot {
+		// Exec'd processes are reparented to us when their nsenter
+		// intermediate exits.
+		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+			setupErr = err
+		}
+		if setupErr == nil {
+			initPath, setupErr = sandboxtest.BuildInit(dir)
+		}
+		if setupErr == nil {
+			probePath, setupErr = sandboxtest.BuildProbe(dir)
+		}
+		if setupErr == nil {
+			lowerDir = filepath.Join(dir, "rootfs")
+			setupErr = sandboxtest.Rootfs(lowerDir)
+		}
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func launcher(t *testing.T) *sandbox.Launcher {
+	t.Helper()
+	sandboxtest.RequireRoot(t)
+	if setupErr != nil {
+		t.Fatalf("test setup: %v", setupErr)
+	}
+	l, err := sandbox.NewLauncher(initPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// box is one test container.
+type box struct {
+	t       *testing.T
+	l       *sandbox.Launcher
+	spec    *specs.Spec
+	dir     string
+	cg      *sandbox.Cgroup
+	c       *sandbox.Container
+	stdout  *os.File
+	outBuf  bytes.Buffer
+	outDone chan struct{}
+}
+
+// newBox creates (not starts) a container running args with the user's
+// options cfg, on an overlay of the busybox rootfs, in cgroup
+// berth-test-<n>.
+func newBox(t *testing.T, cfg lifecycle.Config, args ...string) (*box, error) {
+	t.Helper()
+	l := launcher(t)
+	cfg.Cmd = args
+	s, err := spec.Build(spec.ImageConfig{Env: []string{"PATH=/bin"}}, cfg, spec.Extra{ContainerID: "sandboxtest1234"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newBoxSpec(t, l, s)
+}
+
+func newBoxSpec(t *testing.T, l *sandbox.Launcher, s *specs.Spec) (*box, error) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "berth-test-box")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &box{t: t, l: l, spec: s, dir: dir, outDone: make(chan struct{})}
+	for _, d := range []string{"rootfs", "upper", "work"} {
+		must(t, os.Mkdir(filepath.Join(dir, d), 0o755))
+	}
+	testCount++
+	cg, err := sandbox.OpenCgroup(fmt.Sprintf("berth-test-%d-%d", os.Getpid(), testCount), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.cg = cg
+	t.Cleanup(b.cleanup)
+	r, w, err := os.Pipe()
+	must(t, err)
+	b.stdout = r
+	go func() { _, _ = io.Copy(&b.outBuf, r); close(b.outDone) }()
+	opts := sandbox.CreateOptions{
+		Spec: s, RootDir: filepath.Join(dir, "rootfs"), Cgroup: cg,
+		Rootfs: []mount.Mount{{Type: "overlay", Source: "overlay", Options: []string{
+			"lowerdir=" + lowerDir, "upperdir=" + filepath.Join(dir, "upper"), "workdir=" + filepath.Join(dir, "work")}}},
+		Stdio: sandbox.Stdio{Stdout: w, Stderr: w},
+	}
+	c, err := l.Create(opts)
+	w.Close()
+	if err != nil {
+		return b, err
+	}
+	b.c = c
+	return b, nil
+}
+
+// run starts the box and returns its output and exit code.
+func (b *box) run() (string, int) {
+	b.t.Helper()
+	if err := b.c.Start(); err != nil {
+		b.t.Fatalf("start: %v", err)
+	}
+	return b.wait()
+}
+
+func (b *box) wait() (string, int) {
+	b.t.Helper()
+	st, err := b.c.Process.Wait()
+	if err != nil {
+		b.t.Fatalf("wait: %v", err)
+	}
+	select {
+	case <-b.outDone:
+	case <-time.After(30 * time.Second):
+		b.t.Fatal("container output did not end 30s after its init exited")
+	}
+	return b.outBuf.String(), st.ExitCode()
+}
+
+// cleanup kills what is left and asserts nothing leaked: no process in the
+// cgroup, no cgroup, no mount under the box dir.
+func (b *box) cleanup() {
+	t := b.t
+	if b.c != nil {
+		_ = b.c.Process.Kill()
+		_, _ = b.c.Process.Wait()
+	}
+	b.cg.Kill()
+	deadline := time.Now().Add(30 * time.Second)
+	for len(b.cg.Pids()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if pids := b.cg.Pids(); len(pids) > 0 {
+		t.Errorf("processes %v left in the container's cgroup", pids)
+	}
+	if err := b.cg.Remove(); err != nil {
+		t.Errorf("remove cgroup: %v", err)
+	}
+	for _, d := range b.cg.Created {
+		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("cgroup %s left behind", d)
+		}
+	}
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(mi), b.dir) {
+		t.Errorf("mounts under %s leaked to the host:\n%s", b.dir, mi)
+	}
+	if err := os.RemoveAll(b.dir); err != nil {
+		t.Errorf("remove %s: %v", b.dir, err)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func runSh(t *testing.T, cfg lifecycle.Config, script string) (string, int) {
+	t.Helper()
+	b, err := newBox(t, cfg, "sh", "-c", script)
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	return b.run()
+}
+
+// dockerCapEff is CapEff of Docker's default capability set.
+const dockerCapEff = "00000000a80425fb"
+
+func TestContainerBasics(t *testing.T) {
+	out, code := runSh(t, lifecycle.Config{}, `
+echo pid=$$
+echo host=$(hostname)
+grep CapEff /proc/self/status
+grep NoNewPrivs /proc/self/status
+grep Seccomp: /proc/self/status
+echo cwd=$(pwd)
+echo home=$HOME
+ip link 2>/dev/null | grep -c '^[0-9]' | sed 's/^/links=/'
+cat /sys/class/net/lo/operstate | sed 's/^/lo=/'
+ulimit -n | sed 's/^/nofile=/'
+exit 7`)
+	if code != 7 {
+		t.Errorf("exit code %d, want 7; output:\n%s", code, out)
+	}
+	for _, want := range []string{"pid=1\n", "host=sandboxtest1\n", "CapEff:\t" + dockerCapEff, "NoNewPrivs:\t0",
+		"Seccomp:\t2", "cwd=/\n", "home=/root\n", "links=1\n", "lo=unknown\n", fmt.Sprintf("nofile=%d\n", nofile(t))} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func nofile(t *testing.T) uint64 {
+	var l unix.Rlimit
+	must(t, unix.Getrlimit(unix.RLIMIT_NOFILE, &l))
+	return l.Cur
+}
+
+func TestRlimits(t *testing.T) {
+	l := launcher(t)
+	s, err := spec.Build(spec.ImageConfig{Env: []string{"PATH=/bin"}, Cmd: []string{"sh", "-c", "ulimit -n; ulimit -u"}},
+		lifecycle.Config{}, spec.Extra{Rlimits: []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 64, Hard: 128}, {Type: "RLIMIT_NPROC", Soft: 77, Hard: 77}}})
+	must(t, err)
+	b, err := newBoxSpec(t, l, s)
+	must(t, err)
+	out, code := b.run()
+	if code != 0 || out != "64\n77\n" {
+		t.Fatalf("ulimits %q (exit %d), want 64 and 77", out, code)
+	}
+}
+
+func TestCreateWaitsForStart(t *testing.T) {
+	b, err := newBox(t, lifecycle.Config{}, "sh", "-c", "touch /ran; echo ran")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", b.c.Process.Pid))
+	must(t, err)
+	if !strings.HasPrefix(exe, "/memfd:berth-sandbox-init") {
+		t.Errorf("the created init runs %q, want the sealed memfd copy", exe)
+	}
+	// CVE-2019-5736: the binary the container can reach through
+	// /proc/PID/exe cannot be written.
+	if f, err := os.OpenFile(fmt.Sprintf("/proc/%d/exe", b.c.Process.Pid), os.O_WRONLY, 0); err == nil {
+		_, werr := f.Write([]byte("overwritten"))
+		f.Close()
+		if werr == nil {
+			t.Error("wrote to the container init's executable")
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	if _, err := os.Stat(filepath.Join(b.dir, "upper", "ran")); err == nil {
+		t.Fatal("the workload ran before Start")
+	}
+	procs, _ := os.ReadFile(filepath.Join(b.cg.V1["pids"], "cgroup.procs"))
+	if !strings.Contains(string(procs), fmt.Sprint(b.c.Process.Pid)) {
+		t.Errorf("created init %d is not in its cgroup (procs %q)", b.c.Process.Pid, procs)
+	}
+	out, code := b.run()
+	if code != 0 || out != "ran\n" {
+		t.Fatalf("after start: %q, exit %d", out, code)
+	}
+	if _, err := os.Stat(filepath.Join(b.dir, "upper", "ran")); err != nil {
+		t.Errorf("the workload's write is not in the overlay upper dir: %v", err)
+	}
+	if b2, _ := os.ReadFile(initPath); bytes.Contains(b2, []byte("overwritten")) {
+		t.Error("the init binary on the host was modified")
+	}
+}
+
+func TestUserAndGroups(t *testing.T) {
+	out, code := runSh(t, lifecycle.Config{User: "web"}, "id; grep CapEff /proc/self/status; echo home=$HOME")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	for _, want := range []string{"uid=1000(web) gid=1000(web) groups=50(staff)", "CapEff:\t0000000000000000", "home=/home/web"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestCreateErrorsNameTheCause(t *testing.T) {
+	_, err := newBox(t, lifecycle.Config{}, "no-such-command")
+	if err == nil || !strings.Contains(err.Error(), `exec "no-such-command"`) {
+		t.Errorf("missing command: error %v, want it named", err)
+	}
+	_, err = newBox(t, lifecycle.Config{User: "ghost"}, "true")
+	if err == nil || !strings.Contains(err.Error(), `user "ghost"`) {
+		t.Errorf("missing user: error %v, want it named", err)
+	}
+}
+
+func TestReadonlyRootfsAndMounts(t *testing.T) {
+	src := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(src, "hello"), []byte("from host\n"), 0o644))
+	out, code := runSh(t, lifecycle.Config{ReadOnlyRootfs: true, Mounts: []lifecycle.Mount{
+		{Type: "bind", Source: src, Destination: "/data", ReadOnly: true},
+		{Type: "tmpfs", Destination: "/scratch"},
+	}}, `cat /data/hello; touch /x 2>/dev/null || echo rootfs-ro; touch /data/y 2>/dev/null || echo data-ro; touch /scratch/z && echo scratch-rw`)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	for _, want := range []string{"from host", "rootfs-ro", "data-ro", "scratch-rw"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestExecJoinsTheContainer(t *testing.T) {
+	b, err := newBox(t, lifecycle.Config{}, "sh", "-c", "echo started; exec sleep 1000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r, w, err := os.Pipe()
+	must(t, err)
+	proc := *b.spec.Process
+	proc.Args = []string{"sh", "-c", "echo pid=$$; hostname; cat /proc/1/comm; grep CapEff /proc/self/status; ls /proc/self/fd | wc -l"}
+	p, err := b.l.Exec(sandbox.ExecOptions{Pid: b.c.Process.Pid, Spec: b.spec, Process: &proc, Cgroup: b.cg, Stdio: sandbox.Stdio{Stdout: w, Stderr: w}})
+	w.Close()
+	if err != nil {
+		t.Fatalf("exec: %v", err)
+	}
+	out, _ := io.ReadAll(r)
+	st, err := p.Wait()
+	if err != nil || st.ExitCode() != 0 {
+		t.Fatalf("exec'd process: %v %v\n%s", st, err, out)
+	}
+	for _, want := range []string{"sandboxtest1\n", "sleep\n", "CapEff:\t" + dockerCapEff} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("exec output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(string(out), "pid=1\n") || !strings.Contains(string(out), "pid=") {
+		t.Errorf("exec'd shell is not a non-init process of the container's pid namespace:\n%s", out)
+	}
+	// Freeze and thaw the whole container.
+	must(t, b.cg.Freeze())
+	if !b.cg.Frozen() {
+		t.Error("cgroup not frozen after Freeze")
+	}
+	must(t, b.cg.Thaw())
+	must(t, b.c.Process.Signal(syscall.SIGKILL))
+	if _, code := b.wait(); code != -1 {
+		t.Errorf("killed init exit code %d, want -1 (signalled)", code)
+	}
+}
+
+func TestExecIntoMissingContainerFails(t *testing.T) {
+	l := launcher(t)
+	s, err := spec.Build(spec.ImageConfig{Cmd: []string{"true"}}, lifecycle.Config{}, spec.Extra{})
+	must(t, err)
+	_, err = l.Exec(sandbox.ExecOptions{Pid: 1 << 22, Spec: s, Process: s.Process})
+	if err == nil || !strings.Contains(err.Error(), "enter the namespaces of pid") {
+		t.Fatalf("exec into a missing pid: %v", err)
+	}
+}
+
+// TestSecurity checks, from inside a default container, what Docker's
+// defaults forbid.
+func TestSecurity(t *testing.T) {
+	disk, err := sandboxtest.HostDisk()
+	if err != nil {
+		t.Skipf("no host disk to probe: %v", err)
+	}
+	// A host fd that must not leak into the container.
+	leak, err := os.Open("/etc/hostname")
+	must(t, err)
+	defer leak.Close()
+	b, err := newBox(t, lifecycle.Config{Mounts: []lifecycle.Mount{{Type: "bind", Source: probePath, Destination: "/probe", ReadOnly: true}}},
+		// busybox ls shows what the workload inherited (plus its own
+		// directory fd, 3); the Go probe would add its runtime's own.
+		"sh", "-c", "echo fds=$(ls /proc/self/fd | tr '\\n' ,); exec /probe "+disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, code := b.run()
+	if code != 0 {
+		t.Fatalf("probe exit %d:\n%s", code, out)
+	}
+	got := map[string]string{}
+	for _, f := range strings.Fields(out) {
+		k, v, _ := strings.Cut(f, "=")
+		got[k] = v
+	}
+	want := map[string]string{
+		"fds":            "0,1,2,3,", // stdio and ls's own: nothing of the runtime's
+		"keyctl":         "EPERM",    // seccomp
+		"unshare_user":   "EPERM",    // seccomp (no CAP_SYS_ADMIN)
+		"clone3":         "ENOSYS",   // seccomp errnoRet, so glibc falls back to clone
+		"mount":          "EPERM",    // no CAP_SYS_ADMIN
+		"mknod_disk":     "ok",       // CAP_MKNOD is in Docker's set …
+		"read_disk":      "EPERM",    // … but the devices cgroup denies the node
+		"kcore_bytes":    "0",        // masked by /dev/null
+		"proc_sys_write": "EROFS",
+		"sys_write":      "EROFS",
+		"processes":      "1", // only the probe itself
+	}
+	if got["sysrq_write"] == "ok" {
+		t.Error("wrote /proc/sysrq-trigger")
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
+	}
+	if t.Failed() {
+		t.Logf("probe output:\n%s", out)
+	}
+}

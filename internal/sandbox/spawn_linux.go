@@ -1,0 +1,390 @@
+package sandbox
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/sdk/mount"
+)
+
+// Launcher starts init processes from one sealed in-memory copy of the init
+// binary: the container can see that copy as /proc/PID/exe while the init
+// runs inside it, and a sealed memfd cannot be written (CVE-2019-5736), so
+// the host's binary is never exposed.
+type Launcher struct {
+	exe *os.File
+}
+
+// NewLauncher copies the init binary at path into a sealed memfd.
+func NewLauncher(path string) (*Launcher, error) {
+	src, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox init binary: %w", err)
+	}
+	defer src.Close()
+	fd, err := unix.MemfdCreate("berth-sandbox-init", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return nil, fmt.Errorf("memfd for the sandbox init: %w", err)
+	}
+	exe := os.NewFile(uintptr(fd), "berth-sandbox-init")
+	if _, err := io.Copy(exe, src); err != nil {
+		exe.Close()
+		return nil, fmt.Errorf("copy the sandbox init %s: %w", path, err)
+	}
+	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
+	if _, err := unix.FcntlInt(exe.Fd(), unix.F_ADD_SEALS, seals); err != nil {
+		exe.Close()
+		return nil, fmt.Errorf("seal the sandbox init copy: %w", err)
+	}
+	return &Launcher{exe: exe}, nil
+}
+
+// Close releases the memfd.
+func (l *Launcher) Close() error { return l.exe.Close() }
+
+// path is how a child execs the memfd: its own inherited descriptor.
+func (l *Launcher) path() string { return "/proc/self/fd/" + strconv.Itoa(int(l.exe.Fd())) }
+
+// Stdio are the files a process gets as fds 0, 1 and 2 (pipe ends or a
+// terminal's replica). Nil entries become /dev/null.
+type Stdio struct {
+	Stdin, Stdout, Stderr *os.File
+}
+
+// CreateOptions describe a container to create.
+type CreateOptions struct {
+	Spec *specs.Spec
+	// RootDir is an empty host directory the rootfs is mounted on, inside
+	// the container's mount namespace only.
+	RootDir string
+	Rootfs  []mount.Mount
+	// Cgroup is joined before the init does anything; nil joins none.
+	Cgroup *Cgroup
+	Stdio  Stdio
+}
+
+// Container is a created container whose init waits for Start.
+type Container struct {
+	// Process is the init process; the caller reaps it.
+	Process *os.Process
+	sock    *os.File
+}
+
+// Create starts the init of a new container and returns once it is set up
+// and waiting to exec the workload. On error nothing is left running.
+func (l *Launcher) Create(opts CreateOptions) (_ *Container, err error) {
+	s := opts.Spec
+	if s == nil || s.Process == nil || len(s.Process.Args) == 0 {
+		return nil, errors.New("create: the spec has no process args")
+	}
+	attr, cgroupNS, err := cloneAttr(s)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &InitConfig{Mode: ModeCreate, Spec: s, Process: s.Process, RootDir: opts.RootDir,
+		Rootfs: opts.Rootfs, CgroupNS: cgroupNS}
+	if opts.Cgroup != nil {
+		cfg.CgroupV1 = opts.Cgroup.V1
+		if err := opts.Cgroup.ApplyDevices(deviceRules(s)); err != nil {
+			return nil, err
+		}
+	}
+	parent, child, err := socketPair()
+	if err != nil {
+		return nil, err
+	}
+	defer child.Close()
+	env := []string{EnvInitSock + "=3"}
+	proc, err := l.start(opts.Stdio, []*os.File{child}, env, attr)
+	if err != nil {
+		parent.Close()
+		return nil, err
+	}
+	c := &Container{Process: proc, sock: parent}
+	defer func() {
+		if err != nil {
+			_ = proc.Kill()
+			_, _ = proc.Wait()
+			parent.Close()
+		}
+	}()
+	child.Close()
+	if err := sendJSON(parent, cfg); err != nil {
+		return nil, fmt.Errorf("send the init its config: %w", err)
+	}
+	if opts.Cgroup != nil {
+		if err := opts.Cgroup.Join(proc.Pid); err != nil {
+			return nil, err
+		}
+	}
+	if err := sendJSON(parent, message{Type: msgGo}); err != nil {
+		return nil, fmt.Errorf("release the init: %w", err)
+	}
+	if err := expect(parent, msgReady); err != nil {
+		if errors.Is(err, io.EOF) {
+			st, _ := proc.Wait()
+			return nil, fmt.Errorf("the container init exited during setup (%v)", st)
+		}
+		return nil, err
+	}
+	return c, nil
+}
+
+// Start lets the init exec the workload and returns once exec succeeded
+// (the init socket closes on exec) or failed.
+func (c *Container) Start() error {
+	defer c.sock.Close()
+	if err := sendJSON(c.sock, message{Type: msgStart}); err != nil {
+		return fmt.Errorf("start the init: %w", err)
+	}
+	err := expect(c.sock, "")
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	return err
+}
+
+// Close abandons a created container's socket (the init, blocked waiting
+// for start, then exits).
+func (c *Container) Close() error { return c.sock.Close() }
+
+// ExecOptions describe a process to run in a running container.
+type ExecOptions struct {
+	// Pid is the container's init pid (whose namespaces are joined).
+	Pid int
+	// Spec is the container's spec: its seccomp profile applies.
+	Spec    *specs.Spec
+	Process *specs.Process
+	Cgroup  *Cgroup
+	Stdio   Stdio
+}
+
+// Exec starts a process in the namespaces and cgroup of a running
+// container and returns it once it has exec'd. The caller must be a child
+// subreaper (PR_SET_CHILD_SUBREAPER): the process is forked by an
+// intermediate that exits, and it is reparented to the caller, which reaps
+// it.
+func (l *Launcher) Exec(opts ExecOptions) (*os.Process, error) {
+	if opts.Process == nil || len(opts.Process.Args) == 0 {
+		return nil, errors.New("exec: the process has no args")
+	}
+	var sub int32
+	if _, _, e := unix.Syscall(unix.SYS_PRCTL, unix.PR_GET_CHILD_SUBREAPER, uintptr(unsafePointer(&sub)), 0); e != 0 || sub == 0 {
+		return nil, errors.New("exec needs the caller to be a child subreaper (prctl PR_SET_CHILD_SUBREAPER)")
+	}
+	parent, child, err := socketPair()
+	if err != nil {
+		return nil, err
+	}
+	defer parent.Close()
+	defer child.Close()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer pr.Close()
+	env := []string{EnvInitSock + "=3", EnvNsenterPipe + "=4", EnvNsenterPid + "=" + strconv.Itoa(opts.Pid)}
+	inter, err := l.start(opts.Stdio, []*os.File{child, pw}, env, &syscall.SysProcAttr{})
+	pw.Close()
+	child.Close()
+	if err != nil {
+		return nil, err
+	}
+	line, rerr := bufio.NewReader(pr).ReadString('\n')
+	st, _ := inter.Wait() // the intermediate exits once it reported
+	pid, perr := parseNsenter(line)
+	if perr != nil {
+		if rerr != nil && st != nil {
+			return nil, fmt.Errorf("enter the namespaces of pid %d: the init binary exited (%v) without a report", opts.Pid, st)
+		}
+		return nil, fmt.Errorf("enter the namespaces of pid %d: %w", opts.Pid, perr)
+	}
+	proc, err := os.FindProcess(pid)
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*os.Process, error) {
+		_ = proc.Kill()
+		_, _ = proc.Wait()
+		return nil, err
+	}
+	if err := sendJSON(parent, &InitConfig{Mode: ModeExec, Spec: opts.Spec, Process: opts.Process}); err != nil {
+		return fail(fmt.Errorf("send the exec its config: %w", err))
+	}
+	if opts.Cgroup != nil {
+		if err := opts.Cgroup.Join(pid); err != nil {
+			return fail(err)
+		}
+	}
+	if err := sendJSON(parent, message{Type: msgGo}); err != nil {
+		return fail(err)
+	}
+	if err := expect(parent, ""); !errors.Is(err, io.EOF) {
+		return fail(err)
+	}
+	return proc, nil
+}
+
+// parseNsenter reads the constructor's report.
+func parseNsenter(line string) (int, error) {
+	line = strings.TrimSpace(line)
+	switch {
+	case strings.HasPrefix(line, "P"):
+		return strconv.Atoi(line[1:])
+	case strings.HasPrefix(line, "E"):
+		return 0, errors.New(line[1:])
+	default:
+		return 0, fmt.Errorf("unexpected report %q", line)
+	}
+}
+
+// start runs the init binary with extra files from fd 3 on.
+func (l *Launcher) start(stdio Stdio, extra []*os.File, env []string, attr *syscall.SysProcAttr) (*os.Process, error) {
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer null.Close()
+	or := func(f *os.File) *os.File {
+		if f == nil {
+			return null
+		}
+		return f
+	}
+	files := append([]*os.File{or(stdio.Stdin), or(stdio.Stdout), or(stdio.Stderr)}, extra...)
+	// The memfd must survive the fork for /proc/self/fd/N to resolve in the
+	// child; exec closes it (O_CLOEXEC).
+	proc, err := os.StartProcess(l.path(), []string{"berth-sandbox-init"}, &os.ProcAttr{
+		Dir: "/", Env: env, Files: files, Sys: attr,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start the sandbox init: %w", err)
+	}
+	return proc, nil
+}
+
+// cloneAttr maps the spec's namespaces to clone flags. The cgroup namespace
+// is unshared by the init itself once it has joined its cgroup.
+func cloneAttr(s *specs.Spec) (*syscall.SysProcAttr, bool, error) {
+	attr := &syscall.SysProcAttr{Setsid: true}
+	if s.Linux == nil {
+		return nil, false, errors.New("the spec has no linux section")
+	}
+	cgroupNS := false
+	for _, ns := range s.Linux.Namespaces {
+		if ns.Path != "" {
+			return nil, false, fmt.Errorf("namespace %s: joining an existing namespace (path %s) is not supported yet", ns.Type, ns.Path)
+		}
+		switch ns.Type {
+		case specs.PIDNamespace:
+			attr.Cloneflags |= unix.CLONE_NEWPID
+		case specs.NetworkNamespace:
+			attr.Cloneflags |= unix.CLONE_NEWNET
+		case specs.MountNamespace:
+			attr.Cloneflags |= unix.CLONE_NEWNS
+		case specs.IPCNamespace:
+			attr.Cloneflags |= unix.CLONE_NEWIPC
+		case specs.UTSNamespace:
+			attr.Cloneflags |= unix.CLONE_NEWUTS
+		case specs.CgroupNamespace:
+			cgroupNS = true
+		case specs.UserNamespace:
+			attr.Cloneflags |= unix.CLONE_NEWUSER
+			for _, m := range s.Linux.UIDMappings {
+				attr.UidMappings = append(attr.UidMappings, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
+			}
+			for _, m := range s.Linux.GIDMappings {
+				attr.GidMappings = append(attr.GidMappings, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
+			}
+			attr.GidMappingsEnableSetgroups = true
+		default:
+			return nil, false, fmt.Errorf("namespace %q is not supported", ns.Type)
+		}
+	}
+	if attr.Cloneflags&unix.CLONE_NEWNS == 0 {
+		return nil, false, errors.New("the spec has no mount namespace; a sandbox needs one")
+	}
+	return attr, cgroupNS, nil
+}
+
+func deviceRules(s *specs.Spec) []specs.LinuxDeviceCgroup {
+	if s.Linux == nil || s.Linux.Resources == nil {
+		return nil
+	}
+	return s.Linux.Resources.Devices
+}
+
+// socketPair returns the two ends of a SOCK_SEQPACKET pair (close-on-exec
+// on our side; the child's end is dup'ed without it).
+func socketPair() (parent, child *os.File, err error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("init socket: %w", err)
+	}
+	for _, fd := range fds {
+		// The config carries the seccomp profile; room for it in one packet.
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 2*maxPacket)
+	}
+	return os.NewFile(uintptr(fds[0]), "init-parent"), os.NewFile(uintptr(fds[1]), "init-child"), nil
+}
+
+const maxPacket = 1 << 20
+
+func sendJSON(f *os.File, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if len(b) > maxPacket {
+		return fmt.Errorf("init message of %d bytes is over %d", len(b), maxPacket)
+	}
+	_, err = f.Write(b)
+	return err
+}
+
+func recvJSON(f *os.File, v any) error {
+	buf := make([]byte, maxPacket)
+	n, err := f.Read(buf)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return io.EOF
+	}
+	return json.Unmarshal(buf[:n], v)
+}
+
+// expect reads one message: nil for kind, the init's error for msgError,
+// io.EOF when the init closed the socket (it exec'd or died).
+func expect(f *os.File, kind string) error {
+	var m message
+	if err := recvJSON(f, &m); err != nil {
+		if errors.Is(err, io.EOF) {
+			return io.EOF
+		}
+		return fmt.Errorf("read from the init: %w", err)
+	}
+	switch m.Type {
+	case kind:
+		return nil
+	case msgError:
+		return &InitError{Msg: m.Error}
+	default:
+		return fmt.Errorf("init sent %q, want %q", m.Type, kind)
+	}
+}
+
+// InitError is a setup failure reported by the init.
+type InitError struct{ Msg string }
+
+func (e *InitError) Error() string { return "container init: " + e.Msg }
