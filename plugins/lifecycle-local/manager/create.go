@@ -111,6 +111,10 @@ func (m *Manager) Create(ctx context.Context, name string, cfg lifecycle.Config)
 	if err != nil {
 		return fail(fmt.Errorf("image %s: %w", cfg.Image, err))
 	}
+	if err := images.AddLease(ctx, id, img.Digest); err != nil {
+		return fail(fmt.Errorf("image %s: hold it for the container: %w", cfg.Image, err))
+	}
+	undo.push("image lease", func(ctx context.Context) error { return images.DeleteLease(ctx, id) })
 	sn, err := layers.Snapshotter(mode.Snapshotter)
 	if err != nil {
 		return fail(err)
@@ -294,6 +298,13 @@ func (m *Manager) teardown(ctx context.Context, layers Layers, rec store.Record)
 		if err := sn.Remove(ctx, id); err != nil && !errdefs.IsNotFound(err) {
 			return fmt.Errorf("remove rootfs snapshot on %s: %w", rec.Snapshotter, err)
 		}
+	}
+	if imgs, err := layers.Images(); err == nil {
+		if err := imgs.DeleteLease(ctx, id); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("release the image lease: %w", err)
+		}
+	} else if !errdefs.IsNotFound(err) {
+		return fmt.Errorf("release the image lease: %w", err)
 	}
 	if rec.LogPath != "" {
 		if err := removeIfExists(rec.LogPath); err != nil {

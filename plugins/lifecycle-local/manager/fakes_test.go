@@ -81,6 +81,7 @@ type fakeImages struct {
 	j      *journal
 	images map[string]Image
 	blobs  map[string]string
+	leases map[string]string // container id → image
 }
 
 func (f *fakeImages) Resolve(_ context.Context, ref string) (Image, error) {
@@ -99,6 +100,35 @@ func (f *fakeImages) OpenBlob(_ context.Context, digest string) (io.ReadCloser, 
 		return nil, err
 	}
 	return io.NopCloser(strings.NewReader(f.blobs[digest])), nil
+}
+
+func (f *fakeImages) AddLease(_ context.Context, id, ref string) error {
+	if err := f.j.call("images.AddLease", id, ref); err != nil {
+		return err
+	}
+	f.j.mu.Lock()
+	defer f.j.mu.Unlock()
+	if f.leases == nil {
+		f.leases = map[string]string{}
+	}
+	f.leases[id] = ref
+	return nil
+}
+
+func (f *fakeImages) DeleteLease(_ context.Context, id string) error {
+	if err := f.j.call("images.DeleteLease", id); err != nil {
+		return err
+	}
+	f.j.mu.Lock()
+	defer f.j.mu.Unlock()
+	delete(f.leases, id)
+	return nil
+}
+
+func (f *fakeImages) leaseCount() int {
+	f.j.mu.Lock()
+	defer f.j.mu.Unlock()
+	return len(f.leases)
 }
 
 // ---- snapshot ----

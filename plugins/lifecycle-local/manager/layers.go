@@ -24,15 +24,20 @@ type Image struct {
 	Layers []snapshot.Layer
 }
 
-// ImageSource is the part of the core's image service the manager uses.
-// The handle adapter wraps sdk/images once its client lands; tests use a
-// fake.
+// ImageSource is the part of the core's image service (sdk/images) the
+// manager uses; NewImageSource adapts the service, tests use a fake.
 type ImageSource interface {
 	// Resolve finds the image ref names in the store (it does not pull).
 	Resolve(ctx context.Context, ref string) (Image, error)
 	// OpenBlob reads a stored layer blob, for unpacking an image the image
 	// service has not unpacked into the snapshotter yet.
 	OpenBlob(ctx context.Context, digest string) (io.ReadCloser, error)
+	// AddLease makes container containerID hold the image ref names, so
+	// the image's blobs stay while the container exists. Idempotent.
+	AddLease(ctx context.Context, containerID, ref string) error
+	// DeleteLease releases the container's hold; releasing an unknown
+	// lease succeeds.
+	DeleteLease(ctx context.Context, containerID string) error
 }
 
 // Mode is an isolation mode the manager may run containers in.

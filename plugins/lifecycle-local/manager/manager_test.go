@@ -86,6 +86,7 @@ func TestCreateDrivesLayersInOrder(t *testing.T) {
 	}
 	want := []string{
 		"images.Resolve alpine",
+		"images.AddLease " + c.ID + " " + l.images.images["alpine"].Digest,
 		"snapshot.Stat " + chains[1], "snapshot.Stat " + chains[0],
 		"snapshot.Prepare extract", "images.OpenBlob sha256:" + strings.Repeat("1", 64), "snapshot.Apply extract sha256:" + strings.Repeat("1", 64), "snapshot.Commit " + chains[0] + " extract",
 		"snapshot.Prepare extract " + chains[0], "images.OpenBlob sha256:" + strings.Repeat("2", 64), "snapshot.Apply extract sha256:" + strings.Repeat("2", 64), "snapshot.Commit " + chains[1] + " extract",
@@ -133,7 +134,7 @@ func TestCreateDrivesLayersInOrder(t *testing.T) {
 // TestFailedCreateLeavesNothing fails each step of Create in turn: no
 // snapshot, group, task or record remains, and the name is free again.
 func TestFailedCreateLeavesNothing(t *testing.T) {
-	for _, step := range []string{"images.Resolve", "snapshot.Apply", "snapshot.Prepare", "resources.CreateGroup", "isolation.Create"} {
+	for _, step := range []string{"images.Resolve", "images.AddLease", "snapshot.Apply", "snapshot.Prepare", "resources.CreateGroup", "isolation.Create"} {
 		t.Run(step, func(t *testing.T) {
 			l := newFakeLayers()
 			m := newTestManager(t, l, t.TempDir())
@@ -151,6 +152,9 @@ func TestFailedCreateLeavesNothing(t *testing.T) {
 			}
 			if ts := l.iso.taskIDs(); len(ts) != 0 {
 				t.Errorf("tasks left: %v", ts)
+			}
+			if n := l.images.leaseCount(); n != 0 {
+				t.Errorf("%d image leases left", n)
 			}
 			if cs, _ := m.List(context.Background(), lifecycle.Filter{All: true}); len(cs) != 0 {
 				t.Errorf("records left: %+v", cs)
@@ -244,14 +248,14 @@ func TestRunPauseStopDeleteOrder(t *testing.T) {
 	if err := m.Delete(ctx, "web", true); err != nil {
 		t.Fatal(err)
 	}
-	expect("force delete", "isolation.Signal ID 9 true", "isolation.Delete ID", "resources.Delete ID", "snapshot.Remove ID")
+	expect("force delete", "isolation.Signal ID 9 true", "isolation.Delete ID", "resources.Delete ID", "snapshot.Remove ID", "images.DeleteLease ID")
 	if _, err := m.Get(ctx, "web"); !errdefs.IsNotFound(err) {
 		t.Fatalf("Get after delete = %v", err)
 	}
 	if err := m.Delete(ctx, "web", false); !errdefs.IsNotFound(err) {
 		t.Fatalf("Delete of a deleted container = %v, want ErrNotFound", err)
 	}
-	if len(l.snap.active()) != 0 || len(l.res.groupIDs()) != 0 || len(l.iso.taskIDs()) != 0 {
+	if len(l.snap.active()) != 0 || len(l.res.groupIDs()) != 0 || len(l.iso.taskIDs()) != 0 || l.images.leaseCount() != 0 {
 		t.Fatalf("left behind: snapshots %v groups %v tasks %v", l.snap.active(), l.res.groupIDs(), l.iso.taskIDs())
 	}
 }
