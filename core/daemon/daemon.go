@@ -10,8 +10,9 @@
 //	<layer>-<name>/      each plugin's runtime dir (its go-plugin socket, …)
 //	api-grpc/api.sock    the public API (api-grpc's default)
 //
-// Under state_dir: plugins/<layer>-<name>/ for each plugin's state, and
-// berthd.log when the daemon runs in the background.
+// Under state_dir: plugins/<layer>-<name>/ for each plugin's state,
+// images/ for the core's image store (core/images: blobs/sha256/, ingest/,
+// tmp/, index.json), and berthd.log when the daemon runs in the background.
 package daemon
 
 import (
@@ -34,17 +35,21 @@ import (
 
 	"github.com/berth-dev/berth/core/config"
 	"github.com/berth-dev/berth/core/host"
+	"github.com/berth-dev/berth/core/images"
 	"github.com/berth-dev/berth/internal/version"
 	"github.com/berth-dev/berth/sdk"
 	"github.com/berth-dev/berth/sdk/api"
 	"github.com/berth-dev/berth/sdk/errdefs"
+	sdkimages "github.com/berth-dev/berth/sdk/images"
 	"github.com/berth-dev/berth/sdk/plugin"
 )
 
-// File names under the runtime dir.
+// File names under the runtime dir, and the image store under the state
+// dir.
 const (
 	PidFile     = "berthd.pid"
 	AdminSocket = "admin.sock"
+	ImagesDir   = "images"
 )
 
 // AdminSocketPath returns the admin socket of a daemon using cfg.
@@ -86,6 +91,16 @@ func Run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("%s", strings.TrimSpace(config.FormatDiagnostics(diags)))
 	}
 
+	imageSvc, err := images.New(images.Options{
+		Root:               filepath.Join(cfg.Berth.StateDir, ImagesDir),
+		Logger:             log.Named("images"),
+		InsecureRegistries: cfg.Berth.InsecureRegistries,
+		PullParallelism:    cfg.Berth.PullParallelism,
+	})
+	if err != nil {
+		return err
+	}
+
 	sys := &system{cfg: cfg, started: time.Now(), shutdown: make(chan struct{})}
 	h := host.New(host.Options{
 		Logger:         log,
@@ -96,6 +111,7 @@ func Run(ctx context.Context, opts Options) error {
 		RestartBackoff: opts.RestartBackoff,
 		Services: map[string]host.Service{
 			plugin.HandleSystem: func(s *grpc.Server) { api.RegisterSystemServer(s, sys) },
+			plugin.HandleImages: func(s *grpc.Server) { sdkimages.RegisterServer(s, imageSvc) },
 		},
 	})
 	sys.host = h

@@ -18,6 +18,7 @@ import (
 	"github.com/berth-dev/berth/sdk"
 	"github.com/berth-dev/berth/sdk/api"
 	"github.com/berth-dev/berth/sdk/errdefs"
+	"github.com/berth-dev/berth/sdk/images"
 	"github.com/berth-dev/berth/sdk/plugin"
 	"github.com/berth-dev/berth/sdk/schema"
 )
@@ -47,7 +48,7 @@ var _ api.Frontend = (*frontend)(nil)
 func newFrontend(log hclog.Logger) *frontend { return &frontend{log: log} }
 
 func (f *frontend) Info(context.Context) (plugin.Info, error) {
-	return plugin.HostInfo(plugin.LayerAPI, "grpc", version.Version, api.CapGRPC, api.CapSystem, api.CapPlugins), nil
+	return plugin.HostInfo(plugin.LayerAPI, "grpc", version.Version, api.CapGRPC, api.CapSystem, api.CapPlugins, images.CapImages), nil
 }
 
 func (f *frontend) ConfigSchema(context.Context) (*schema.Spec, error) {
@@ -80,6 +81,13 @@ func (f *frontend) Configure(_ context.Context, req plugin.ConfigureRequest) err
 	if err != nil {
 		return err
 	}
+	// The core's image service, when this core offers one.
+	var imageSvc images.Service
+	if req.Handles.Has(plugin.HandleImages) {
+		if imageSvc, err = images.FromHandles(req.Handles); err != nil {
+			return err
+		}
+	}
 
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -96,6 +104,9 @@ func (f *frontend) Configure(_ context.Context, req plugin.ConfigureRequest) err
 	}
 	srv := sdk.NewGRPCServer(nil)
 	api.RegisterSystemServer(srv, system)
+	if imageSvc != nil {
+		images.RegisterServer(srv, imageSvc)
+	}
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	go func() {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/berth-dev/berth/sdk/api"
 	"github.com/berth-dev/berth/sdk/errdefs"
+	"github.com/berth-dev/berth/sdk/images"
 	"github.com/berth-dev/berth/sdk/plugin"
 	"github.com/berth-dev/berth/sdk/schema"
 )
@@ -20,7 +21,7 @@ func TestInfoDeclaresItsCapabilities(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{api.CapGRPC, api.CapSystem, api.CapPlugins}
+	want := []string{api.CapGRPC, api.CapSystem, api.CapPlugins, images.CapImages}
 	if info.Layer != plugin.LayerAPI || info.Name != "grpc" || !slices.Equal(info.Capabilities, want) {
 		t.Fatalf("Info = %+v; want layer api, name grpc, capabilities %v", info, want)
 	}

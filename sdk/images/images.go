@@ -212,6 +212,10 @@ type Service interface {
 	DeleteLease(ctx context.Context, id string) error
 }
 
+// CapImages is the capability an api plugin declares when it serves the
+// image service on its public endpoint.
+const CapImages = "images"
+
 // ContainerLease is the prefix of leases that containers hold on images
 // (ContainerLease + container ID); Remove refuses an image a container
 // lease holds unless forced.
