@@ -8,7 +8,8 @@ packages=(
   util-linux          # nsenter, unshare, flock
   gcc pkg-config      # cgo: the sandbox init's nsenter and libseccomp
   libseccomp-dev      # seccomp filters in the sandbox init (static lib too)
-  busybox-static      # tiny rootfs for sandbox tests
+  busybox-static      # tiny rootfs for sandbox tests; make demo-image
+  skopeo              # the image pull benchmark's peer
   runc                # the sandbox benchmark's peer
   criu                # checkpoint/restore where `criu check` passes
 )
