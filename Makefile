@@ -9,7 +9,7 @@ LDFLAGS := -X github.com/berth-dev/berth/internal/version.Version=$(VERSION) -X 
 PLUGINS := $(notdir $(wildcard plugins/*))
 TEST_FLAGS ?=
 
-.PHONY: all build deps test test-short demo proto check-proto lint clean
+.PHONY: all build deps test test-short demo demo-image proto check-proto lint clean
 all: build
 
 build:
@@ -34,8 +34,16 @@ test: deps build
 test-short: build
 	$(GO) test -short -count=1 ./...
 
+# demo shows the daemon, its plugins and the image store at work; it builds
+# and imports the demo image (scripts/demo-image.sh) on the way.
 demo: build
 	./scripts/demo.sh
+
+# The demo image, berth.local/demo:latest: Debian's static busybox and a
+# tiny static Go program, built here with no registry and imported through
+# `berth image import` (the daemon is started for it when none runs).
+demo-image: build
+	./scripts/demo-image.sh
 
 # Regenerate sdk/internal/gen from sdk/proto; the result is committed and
 # check-proto proves it is reproduced byte for byte.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make demo: what Berth does today, end to end, on this machine.
 # (Containers arrive with the lifecycle and isolation issues; this shows the
-# daemon, its plugins and their supervision.)
+# daemon, its plugins and their supervision, and the image store.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 berth=bin/berth
@@ -22,4 +22,14 @@ for _ in $(seq 1 60); do
 done
 step $berth plugin ls
 step $berth version
+
+printf '\n\033[1m# the image store: build the demo image here (no registry needed) and import it\033[0m\n'
+step ./scripts/demo-image.sh
+step $berth images
+step $berth image inspect berth.local/demo:latest
+step $berth save -o /tmp/berth-demo-image.tar berth.local/demo:latest
+step $berth rmi berth.local/demo:latest
+step $berth load -i /tmp/berth-demo-image.tar
+rm -f /tmp/berth-demo-image.tar
+step $berth images
 step $berth system stop

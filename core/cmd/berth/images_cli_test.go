@@ -252,3 +252,54 @@ func TestDaemonKilledMidPull(t *testing.T) {
 		t.Errorf("second pull output %q", out)
 	}
 }
+
+// TestDemoImage builds the demo image with the script `make demo-image`
+// runs and imports it through the daemon, as make demo does.
+func TestDemoImage(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the daemon's state and runtime dirs are created with root-only modes (CI runs as root)")
+	}
+	e := newEnv(t, imagesConfig)
+	e.mustBerth("system", "start")
+	runScript := func() string {
+		t.Helper()
+		script := exec.Command("../../../scripts/demo-image.sh")
+		script.Env = append(os.Environ(), "BERTH="+filepath.Join(binDir, "berth"), "BERTH_CONFIG="+e.config)
+		out, err := script.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "Imported berth.local/demo:latest") {
+			t.Fatalf("demo-image.sh: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	runScript()
+	var details []struct {
+		Digest   string
+		Platform images.Platform
+		Config   images.Config
+		Layers   []images.Layer
+	}
+	if err := json.Unmarshal([]byte(e.mustBerth("image", "inspect", "berth.local/demo")), &details); err != nil {
+		t.Fatal(err)
+	}
+	d := details[0]
+	if len(d.Layers) != 1 || d.Config.Cmd[0] != "/hello" || d.Platform.OS != "linux" || d.Layers[0].Size < 1<<20 {
+		t.Fatalf("demo image = %+v", d)
+	}
+	// The same script run again gives the same image.
+	if again := runScript(); !strings.Contains(again, d.Digest) {
+		t.Errorf("second build: %s (want digest %s)", again, d.Digest)
+	}
+
+	// Its program runs: build the rootfs alone and run /hello from it.
+	rootfs := t.TempDir()
+	if out, err := exec.Command("../../../scripts/demo-image.sh", "--rootfs", rootfs).CombinedOutput(); err != nil {
+		t.Fatalf("demo-image.sh --rootfs: %v\n%s", err, out)
+	}
+	hello, err := exec.Command(filepath.Join(rootfs, "hello"), "x").CombinedOutput()
+	if err != nil || !strings.Contains(string(hello), "Hello from Berth's demo image") {
+		t.Errorf("hello: %v %s", err, hello)
+	}
+	if target, err := os.Readlink(filepath.Join(rootfs, "bin", "sh")); err != nil || target != "busybox" {
+		t.Errorf("bin/sh -> %q, %v", target, err)
+	}
+}
