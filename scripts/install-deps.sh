@@ -12,6 +12,8 @@ packages=(
   skopeo              # the image pull benchmark's peer
   runc                # the sandbox benchmark's peer
   criu                # checkpoint/restore where `criu check` passes
+  umoci               # the unpack check's and benchmark's peer
+  xfsprogs            # mkfs.xfs: reflink loop filesystems for snapshot-apfs tests
 )
 missing=()
 for p in "${packages[@]}"; do
