@@ -13,35 +13,33 @@ import (
 	"github.com/berth-dev/berth/sdk/resources"
 )
 
-// watch starts the Wait watcher of a running container's current run.
-// It ends at the exit, or quietly when the isolation plugin goes away
-// (reconciliation watches again when it comes back).
+// watch starts the Wait watcher of a running container's current run,
+// replacing any earlier watcher of the container (after an isolation
+// plugin restart the old one may not have noticed yet). It ends at the
+// exit, or quietly when the isolation plugin goes away: reconciliation
+// watches again when it comes back.
 func (m *Manager) watch(rec store.Record) {
 	id, run, mode := rec.Container.ID, rec.Run, rec.Container.Isolation
+	ctx, cancel := context.WithCancel(m.ctx)
 	m.mu.Lock()
-	if m.watching[id] == run {
-		m.mu.Unlock()
-		return
+	if old, ok := m.watchers[id]; ok {
+		old.cancel()
 	}
-	m.watching[id] = run
+	m.nextToken++
+	token := m.nextToken
+	m.watchers[id] = subscription{cancel: cancel, token: token}
 	layers := m.layers
 	m.mu.Unlock()
-	m.watchEvents(mode)
+	m.watchEvents(mode, false)
 	go func() {
-		defer func() {
-			m.mu.Lock()
-			if m.watching[id] == run {
-				delete(m.watching, id)
-			}
-			m.mu.Unlock()
-		}()
+		defer m.endWatch(id, token)
 		iso, err := layers.Isolation(mode)
 		if err != nil {
 			return
 		}
-		st, err := iso.Wait(m.ctx, id, "")
+		st, err := iso.Wait(ctx, id, "")
 		if err != nil {
-			if m.ctx.Err() == nil {
+			if ctx.Err() == nil {
 				m.log.Debug("wait for container ended without an exit; reconciliation takes over", "container_id", id, "error", err)
 			}
 			return
@@ -50,25 +48,59 @@ func (m *Manager) watch(rec store.Record) {
 	}()
 }
 
-// watchEvents subscribes once to isolation mode's task events: exits feed
-// the same path as Wait, OOM kills become events.
-func (m *Manager) watchEvents(mode string) {
+func (m *Manager) endWatch(id string, token int) {
 	m.mu.Lock()
-	key := "isolation/" + mode
-	if _, ok := m.eventSubs[key]; ok {
-		m.mu.Unlock()
-		return
+	defer m.mu.Unlock()
+	if w, ok := m.watchers[id]; ok && w.token == token {
+		w.cancel()
+		delete(m.watchers, id)
+	}
+}
+
+// subscription is a running watcher or event stream; token tells a
+// replaced one from its replacement.
+type subscription struct {
+	cancel context.CancelFunc
+	token  int
+}
+
+// subscribe registers stream key, replacing (cancelling) an existing one
+// when replace is set; it returns false when one exists and is kept.
+func (m *Manager) subscribe(key string, replace bool) (context.Context, func(), bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if old, ok := m.eventSubs[key]; ok {
+		if !replace {
+			return nil, nil, false
+		}
+		old.cancel()
 	}
 	ctx, cancel := context.WithCancel(m.ctx)
-	m.eventSubs[key] = cancel
-	layers := m.layers
-	m.mu.Unlock()
+	m.nextToken++
+	token := m.nextToken
+	m.eventSubs[key] = subscription{cancel: cancel, token: token}
 	done := func() {
 		m.mu.Lock()
-		delete(m.eventSubs, key)
-		m.mu.Unlock()
+		defer m.mu.Unlock()
 		cancel()
+		if s, ok := m.eventSubs[key]; ok && s.token == token {
+			delete(m.eventSubs, key)
+		}
 	}
+	return ctx, done, true
+}
+
+// watchEvents subscribes to isolation mode's task events (replacing an
+// earlier stream when replace is set): exits feed the same path as Wait,
+// OOM kills become events.
+func (m *Manager) watchEvents(mode string, replace bool) {
+	ctx, done, ok := m.subscribe("isolation/"+mode, replace)
+	if !ok {
+		return
+	}
+	m.mu.Lock()
+	layers := m.layers
+	m.mu.Unlock()
 	iso, err := layers.Isolation(mode)
 	if err != nil {
 		done()
@@ -98,29 +130,26 @@ func (m *Manager) watchEvents(mode string) {
 	}()
 }
 
-// watchResourceEvents subscribes once to the resources plugin's limit
-// events, for OOM kills.
+// watchResourceEvents subscribes to the resources plugin's limit events,
+// for OOM kills, replacing an earlier stream.
 func (m *Manager) watchResourceEvents() {
+	ctx, done, _ := m.subscribe("resources", true)
 	m.mu.Lock()
-	const key = "resources"
-	if cancel, ok := m.eventSubs[key]; ok {
-		// A returning plugin: the old stream ended or soon will.
-		cancel()
-	}
-	ctx, cancel := context.WithCancel(m.ctx)
-	m.eventSubs[key] = cancel
 	layers := m.layers
 	m.mu.Unlock()
 	res, err := layers.Resources()
 	if err != nil {
+		done()
 		return
 	}
 	events, err := res.Events(ctx)
 	if err != nil {
 		m.log.Debug("resources events unavailable", "error", err)
+		done()
 		return
 	}
 	go func() {
+		defer done()
 		for e := range events {
 			if e.Kind == resources.EventOOMKill {
 				m.oom(e.GroupID)
@@ -312,5 +341,8 @@ func (m *Manager) forget(id string) {
 		delete(m.timers, id)
 	}
 	delete(m.backoff, id)
-	delete(m.watching, id)
+	if w, ok := m.watchers[id]; ok {
+		w.cancel()
+		delete(m.watchers, id)
+	}
 }

@@ -318,10 +318,14 @@ type fakeIso struct {
 	checkpoint  bool
 	stats       isolation.Stats
 	subs        []chan isolation.TaskEvent
+	// crashed is closed when the fake plugin "crashes": streams and
+	// waits in flight fail as they would through the core's proxy.
+	crashed chan struct{}
+	waiting int // Waits in flight
 }
 
 func newFakeIso(j *journal) *fakeIso {
-	return &fakeIso{j: j, tasks: map[string]*fakeTask{}, nextPid: 100, ignore: map[syscall.Signal]bool{}}
+	return &fakeIso{j: j, tasks: map[string]*fakeTask{}, nextPid: 100, ignore: map[syscall.Signal]bool{}, crashed: make(chan struct{})}
 }
 
 func (f *fakeIso) Create(_ context.Context, s isolation.Spec) (isolation.TaskInfo, error) {
@@ -409,14 +413,38 @@ func (f *fakeIso) Signal(_ context.Context, id, execID string, sig syscall.Signa
 	return nil
 }
 
+// crash ends every stream and wait in flight with ErrUnavailable, as a
+// plugin restart does; tasks (owned by their supervisors) live on.
+func (f *fakeIso) crash() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	close(f.crashed)
+	f.crashed = make(chan struct{})
+	for _, ch := range f.subs {
+		close(ch)
+	}
+	f.subs = nil
+}
+
 func (f *fakeIso) Wait(ctx context.Context, id, execID string) (isolation.ExitStatus, error) {
 	f.mu.Lock()
 	t, ok := f.tasks[id]
+	crashed := f.crashed
+	if ok {
+		f.waiting++
+	}
 	f.mu.Unlock()
 	if !ok {
 		return isolation.ExitStatus{}, errdefs.NotFound("task %s", id)
 	}
+	defer func() {
+		f.mu.Lock()
+		f.waiting--
+		f.mu.Unlock()
+	}()
 	select {
+	case <-crashed:
+		return isolation.ExitStatus{}, errdefs.Unavailable("isolation plugin restarting")
 	case <-t.exited:
 		f.mu.Lock()
 		defer f.mu.Unlock()
@@ -537,10 +565,10 @@ func (f *fakeIso) Events(ctx context.Context) (<-chan isolation.TaskEvent, error
 		for i, c := range f.subs {
 			if c == ch {
 				f.subs = append(f.subs[:i], f.subs[i+1:]...)
+				close(ch)
 				break
 			}
 		}
-		close(ch)
 	}()
 	return ch, nil
 }
@@ -620,4 +648,10 @@ func (l *fakeLayers) Images() (ImageSource, error) { return l.images, nil }
 
 func (l *fakeLayers) Modes() []Mode {
 	return []Mode{{Name: "sandbox", Snapshotter: "overlay", Default: true}}
+}
+
+func (f *fakeIso) waits() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.waiting
 }

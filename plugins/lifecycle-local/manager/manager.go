@@ -87,8 +87,9 @@ type Manager struct {
 	locks      map[string]*sync.Mutex
 	timers     map[string]*time.Timer // pending restarts by container id
 	backoff    map[string]time.Duration
-	watching   map[string]int // container id → run its Wait watcher ends
-	eventSubs  map[string]context.CancelFunc
+	watchers   map[string]subscription // Wait watchers by container id
+	eventSubs  map[string]subscription // event streams by handle
+	nextToken  int
 }
 
 var (
@@ -115,8 +116,8 @@ func newManager(log hclog.Logger, layers Layers) *Manager {
 		locks:     map[string]*sync.Mutex{},
 		timers:    map[string]*time.Timer{},
 		backoff:   map[string]time.Duration{},
-		watching:  map[string]int{},
-		eventSubs: map[string]context.CancelFunc{},
+		watchers:  map[string]subscription{},
+		eventSubs: map[string]subscription{},
 	}
 }
 
@@ -212,6 +213,8 @@ func (m *Manager) HandleChanged(_ context.Context, c plugin.HandleChange) {
 		return
 	}
 	if mode, ok := strings.CutPrefix(c.Handle, plugin.HandleIsolationPrefix); ok {
+		// The old stream may not have noticed the restart yet.
+		m.watchEvents(mode, true)
 		go func() {
 			ctx, cancel := context.WithTimeout(m.ctx, time.Minute)
 			defer cancel()

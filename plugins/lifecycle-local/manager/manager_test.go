@@ -540,3 +540,50 @@ func TestWaitEventsAndStats(t *testing.T) {
 }
 
 func resourcesLimits() resources.Limits { return resources.Limits{} }
+
+// TestIsolationPluginRestart: while the isolation plugin is away one
+// container exits; when the handle comes back, reconciliation records its
+// real exit code and watches the survivor again.
+func TestIsolationPluginRestart(t *testing.T) {
+	l := newFakeLayers()
+	m := newTestManager(t, l, t.TempDir())
+	ctx := context.Background()
+	ids := map[string]string{}
+	for _, name := range []string{"a", "b"} {
+		c, err := m.Create(ctx, name, lifecycle.Config{Image: "alpine"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Start(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+		ids[name] = c.ID
+	}
+	eventually(t, "both watchers waiting", func() bool { return l.iso.waits() == 2 })
+	m.HandleChanged(ctx, plugin.HandleChange{Handle: "isolation/sandbox", Available: false, Reason: "plugin process exited"})
+	l.iso.crash()
+	// Let the watchers see the crash before the exit happens, so only
+	// reconciliation can learn of it.
+	eventually(t, "watchers gone", func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return len(m.watchers) == 0
+	})
+	l.iso.exit(ids["a"], 7)
+	if got := stateOf(t, m, "a"); got.State != lifecycle.StateRunning {
+		t.Fatalf("a is %s before the plugin came back", got.State)
+	}
+	m.HandleChanged(ctx, plugin.HandleChange{Handle: "isolation/sandbox", Available: true})
+	eventually(t, "a stopped with 7 after reconciliation", func() bool {
+		c := stateOf(t, m, "a")
+		return c.State == lifecycle.StateStopped && c.ExitCode == 7
+	})
+	if got := stateOf(t, m, "b"); got.State != lifecycle.StateRunning {
+		t.Fatalf("b is %s", got.State)
+	}
+	l.iso.exit(ids["b"], 9)
+	eventually(t, "b's later exit seen", func() bool {
+		c := stateOf(t, m, "b")
+		return c.State == lifecycle.StateStopped && c.ExitCode == 9
+	})
+}

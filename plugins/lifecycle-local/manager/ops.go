@@ -204,6 +204,9 @@ func terminate(ctx context.Context, iso isolation.Runtime, id string, sig syscal
 		if err == nil {
 			return st, nil
 		}
+		if errdefs.IsNotFound(err) {
+			return lostExit(), nil
+		}
 		if ctx.Err() != nil {
 			return isolation.ExitStatus{}, ctx.Err()
 		}
@@ -211,7 +214,16 @@ func terminate(ctx context.Context, iso isolation.Runtime, id string, sig syscal
 	if err := iso.Signal(ctx, id, "", syscall.SIGKILL, true); err != nil && !errdefs.IsNotFound(err) {
 		return isolation.ExitStatus{}, fmt.Errorf("SIGKILL: %w", err)
 	}
-	return iso.Wait(ctx, id, "")
+	st, err := iso.Wait(ctx, id, "")
+	if errdefs.IsNotFound(err) {
+		// The task is gone with its exit status (its supervisor died).
+		return lostExit(), nil
+	}
+	return st, err
+}
+
+func lostExit() isolation.ExitStatus {
+	return isolation.ExitStatus{Code: ExitCodeLost, ExitedAt: time.Now()}
 }
 
 // stopSignal is the container's stop signal: the user's, else the

@@ -82,7 +82,7 @@ func (m *Manager) reconcile(ctx context.Context, mode string) error {
 			m.log.Warn("delete unknown task", "task_id", id, "error", err)
 		}
 	}
-	m.watchEvents(mode)
+	m.watchEvents(mode, false)
 	return nil
 }
 
