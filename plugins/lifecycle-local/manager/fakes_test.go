@@ -362,7 +362,7 @@ func (f *fakeIso) Start(_ context.Context, id string) (int, error) {
 	t.runs++
 	if f.exitOnStart != nil {
 		f.exitLocked(id, *f.exitOnStart)
-	} else if args := t.info.Spec.OCI.Process.Args; len(args) == 2 && args[0] == "exit" {
+	} else if args := processArgs(t.info.Spec); len(args) == 2 && args[0] == "exit" {
 		// The conformance suite's Exiter: the process ends by itself.
 		code, _ := strconv.Atoi(args[1])
 		f.exitLocked(id, code)
@@ -659,4 +659,11 @@ func (f *fakeIso) waits() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.waiting
+}
+
+func processArgs(s *isolation.Spec) []string {
+	if s == nil || s.OCI == nil || s.OCI.Process == nil {
+		return nil
+	}
+	return s.OCI.Process.Args
 }
