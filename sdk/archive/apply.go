@@ -247,6 +247,12 @@ func (t *tree) whiteout(entry, dir, base string) error {
 		}
 		return err
 	}
+	target := path.Join(dir, name)
+	if t.wroteUnder(target) {
+		// The layer wrote name itself: a whiteout hides only lower layers,
+		// and what this layer wrote stays (OCI image spec).
+		return t.hideLower(entry, pfd, target, name)
+	}
 	if err := removeAllAt(pfd, name); err != nil && !isNotExist(err) {
 		return entryErr(entry, err)
 	}
@@ -257,6 +263,46 @@ func (t *tree) whiteout(entry, dir, base string) error {
 		}
 	}
 	delete(t.written, path.Join(dir, name))
+	return nil
+}
+
+// hideLower hides what lower layers have at target (name in pfd), which
+// this layer wrote too: a directory keeps this layer's entries only; a
+// non-directory written by the layer hides the lower entry already.
+func (t *tree) hideLower(entry string, pfd int, target, name string) error {
+	var st statInfo
+	exists, err := lstatAt(pfd, name, &st)
+	if err != nil {
+		return entryErr(entry, err)
+	}
+	if !exists || !st.isDir {
+		return nil
+	}
+	fd, err := openDirAt(pfd, name)
+	if err != nil {
+		return entryErr(entry, err)
+	}
+	defer closeFD(fd)
+	if t.mode == WhiteoutOverlay {
+		if err := fsetxattr(fd, overlayOpaqueXattr, []byte("y")); err != nil {
+			return entryErr(entry, fmt.Errorf("mark %q opaque: %w", target, err))
+		}
+		return nil
+	}
+	names, err := readDirNames(fd)
+	if err != nil {
+		return entryErr(entry, err)
+	}
+	for _, n := range names {
+		child := path.Join(target, n)
+		if t.wroteUnder(child) {
+			continue
+		}
+		if err := removeAllAt(fd, n); err != nil {
+			return entryErr(entry, err)
+		}
+		t.forget(child)
+	}
 	return nil
 }
 
@@ -284,11 +330,16 @@ func (t *tree) mkdir(hdr *tar.Header, pfd int, dir, base string) error {
 	if err != nil {
 		return entryErr(hdr.Name, err)
 	}
+	// In an overlay upper dir, a non-directory (a whiteout, a file) hides
+	// whatever lower layers have here; the directory replacing it must
+	// keep hiding their entries, so it is made opaque.
+	opaque := false
 	if exists && !st.isDir {
 		if err := removeAllAt(pfd, base); err != nil {
 			return entryErr(hdr.Name, err)
 		}
 		exists = false
+		opaque = t.mode == WhiteoutOverlay
 	}
 	if !exists {
 		if err := mkdirat(pfd, base, 0o700); err != nil {
@@ -300,6 +351,11 @@ func (t *tree) mkdir(hdr *tar.Header, pfd int, dir, base string) error {
 		return entryErr(hdr.Name, err)
 	}
 	defer closeFD(fd)
+	if opaque {
+		if err := fsetxattr(fd, overlayOpaqueXattr, []byte("y")); err != nil {
+			return entryErr(hdr.Name, fmt.Errorf("mark opaque: %w", err))
+		}
+	}
 	if err := t.attrs(hdr, pfd, rel, base, fd); err != nil {
 		return err
 	}

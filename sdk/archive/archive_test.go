@@ -355,3 +355,48 @@ func TestRefusesEscapes(t *testing.T) {
 		}
 	}
 }
+
+// A whiteout and a new entry of the same name in one layer: the whiteout
+// hides the lower layers' entry, the layer's own entry stays, whatever the
+// order.
+func TestWhiteoutAndRecreateInOneLayer(t *testing.T) {
+	lowerEntries := []entry{dir("d/"), file("d/lower", "l"), dir("e/"), file("e/lower", "l")}
+	layer := []entry{
+		file(".wh.d", ""), dir("d/"), file("d/new", "n"), // whiteout first
+		dir("e/"), file("e/new", "n"), file(".wh.e", ""), // whiteout last
+	}
+	t.Run("delete", func(t *testing.T) {
+		root := t.TempDir()
+		mustApply(t, root, Options{}, lowerEntries...)
+		mustApply(t, root, Options{}, layer...)
+		got := snapshotTree(t, root)
+		for _, p := range []string{"d/lower", "e/lower"} {
+			if _, ok := got[p]; ok {
+				t.Errorf("%s (lower) survived the whiteout", p)
+			}
+		}
+		for _, p := range []string{"d/new", "e/new"} {
+			if _, ok := got[p]; !ok {
+				t.Errorf("%s (this layer) was deleted by the layer's own whiteout", p)
+			}
+		}
+	})
+	t.Run("overlay", func(t *testing.T) {
+		if !isRoot() {
+			t.Skip("overlay whiteouts need root (CI runs as root)")
+		}
+		lower := t.TempDir()
+		mustApply(t, lower, Options{}, lowerEntries...)
+		upper := t.TempDir()
+		mustApply(t, upper, Options{Whiteouts: WhiteoutOverlay, Parents: []string{lower}}, layer...)
+		buf := make([]byte, 4)
+		for _, d := range []string{"d", "e"} {
+			if n, err := unix.Lgetxattr(filepath.Join(upper, d), "trusted.overlay.opaque", buf); err != nil || string(buf[:n]) != "y" {
+				t.Errorf("%s is not opaque (%q, %v): the lower %s/lower would show through", d, buf[:n], err, d)
+			}
+			if _, err := os.Lstat(filepath.Join(upper, d, "new")); err != nil {
+				t.Errorf("%s/new: %v", d, err)
+			}
+		}
+	})
+}
