@@ -39,4 +39,22 @@ var benchmarks = []runner.Benchmark{
 		Target:     2.0,
 		Iterations: 40,
 	},
+	{
+		Name:        "image-pull",
+		Description: "pull (download and verify every blob, no unpack) of a 50 MB, 5-layer image from a loopback registry: berth pull through the daemon against skopeo copy to an OCI layout",
+		Setup:       []runner.Command{runner.Cmd("scripts/bench-images.sh", "setup")},
+		Teardown:    []runner.Command{runner.Cmd("scripts/bench-images.sh", "teardown")},
+		Ours: runner.Side{
+			Run: runner.Cmd("bin/berth", "--config", "/tmp/berth-bench-images/config.hcl", "pull", "-q", "127.0.0.1:35000/bench/img:latest"),
+			// rmi deletes the image's blobs, so every run downloads all of it.
+			Cleanup: []runner.Command{runner.Cmd("bin/berth", "--config", "/tmp/berth-bench-images/config.hcl", "rmi", "127.0.0.1:35000/bench/img:latest")},
+		},
+		Peer: runner.Side{
+			Run:     runner.Cmd("skopeo", "copy", "-q", "--insecure-policy", "--src-tls-verify=false", "docker://127.0.0.1:35000/bench/img:latest", "oci:/tmp/berth-bench-images/skopeo:img"),
+			Cleanup: []runner.Command{runner.Cmd("rm", "-rf", "/tmp/berth-bench-images/skopeo")},
+		},
+		// The target: at most 0.7x skopeo's wall time.
+		Target:     0.7,
+		Iterations: 15,
+	},
 }

@@ -63,8 +63,11 @@ func checkManifest(mt types.MediaType, m *v1.Manifest) error {
 // ingestion stores images and commits their names together; blobs it
 // fetched are deleted again if it is aborted and nothing else uses them.
 type ingestion struct {
-	s        *Service
-	emit     images.ProgressFunc
+	s    *Service
+	emit images.ProgressFunc
+	// remote is set when layers come from a registry through ggcr, whose
+	// readers verify each blob's digest and size themselves.
+	remote   bool
 	mu       sync.Mutex
 	fetched  []content.Digest
 	releases []func()
@@ -161,6 +164,10 @@ func (in *ingestion) image(ctx context.Context, img v1.Image) (storedManifest, e
 func (in *ingestion) blob(ctx context.Context, h v1.Hash, size int64, open func() (io.ReadCloser, error), report bool) error {
 	d := content.Digest(h.String())
 	id := h.String()
+	var opts []content.IngestOpt
+	if in.remote && report {
+		opts = append(opts, content.SourceVerifiesDigest())
+	}
 	fetched, err := in.s.store.Ingest(ctx, d, size, func() (io.ReadCloser, error) {
 		rc, err := open()
 		if err != nil || !report {
@@ -168,7 +175,7 @@ func (in *ingestion) blob(ctx context.Context, h v1.Hash, size int64, open func(
 		}
 		in.emit(images.Progress{ID: id, Phase: images.PhaseDownloading, Total: size})
 		return &progressReader{rc: rc, id: id, total: size, emit: in.emit}, nil
-	})
+	}, opts...)
 	if err != nil {
 		if errors.Is(err, content.ErrMismatch) {
 			return errdefs.InvalidArgument("%v", err)

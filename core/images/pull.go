@@ -33,6 +33,7 @@ func (s *Service) Pull(ctx context.Context, ref string, opts images.PullOptions,
 
 func (s *Service) pull(ctx context.Context, pr parsedRef, opts images.PullOptions, progress images.ProgressFunc) (images.Image, refEntry, error) {
 	in := s.newIngestion(progress)
+	in.remote = true
 	in.emit(images.Progress{ID: pr.display, Phase: images.PhaseResolving})
 	plat := s.platform(opts.Platform)
 	desc, err := remote.Get(pr.ref, s.remoteOptions(ctx, remote.WithPlatform(plat))...)

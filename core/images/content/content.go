@@ -197,7 +197,11 @@ func (s *Store) Lock(d Digest) func() {
 //
 // The error names the digest; a size or digest mismatch is of kind
 // ErrMismatch, and nothing is committed then.
-func (s *Store) Ingest(ctx context.Context, d Digest, size int64, open func() (io.ReadCloser, error)) (fetched bool, err error) {
+func (s *Store) Ingest(ctx context.Context, d Digest, size int64, open func() (io.ReadCloser, error), opts ...IngestOpt) (fetched bool, err error) {
+	var o ingestOpts
+	for _, opt := range opts {
+		opt(&o)
+	}
 	unlock := s.Lock(d)
 	defer unlock()
 	if s.Has(d) {
@@ -208,8 +212,20 @@ func (s *Store) Ingest(ctx context.Context, d Digest, size int64, open func() (i
 		return true, err
 	}
 	defer rc.Close()
-	return true, s.write(ctx, d, size, rc)
+	return true, s.write(ctx, d, size, rc, o.sourceVerifies)
 }
+
+// IngestOpt tunes Ingest.
+type IngestOpt func(*ingestOpts)
+
+type ingestOpts struct{ sourceVerifies bool }
+
+// SourceVerifiesDigest tells Ingest that the reader open returns checks the
+// digest itself and fails at its end unless every byte matched (as
+// go-containerregistry's registry readers do). The store then checks only
+// the size, sparing a second hash of every byte; the blob is still verified
+// before it is committed.
+func SourceVerifiesDigest() IngestOpt { return func(o *ingestOpts) { o.sourceVerifies = true } }
 
 // Write commits the bytes of r as blob d (size < 0: unknown), verifying
 // both. It is Ingest for a reader already in hand; a blob already committed
@@ -220,7 +236,7 @@ func (s *Store) Write(ctx context.Context, d Digest, size int64, r io.Reader) er
 	if s.Has(d) {
 		return nil
 	}
-	return s.write(ctx, d, size, r)
+	return s.write(ctx, d, size, r, false)
 }
 
 // WriteBytes commits b, returning its digest.
@@ -229,7 +245,7 @@ func (s *Store) WriteBytes(ctx context.Context, b []byte) (Digest, error) {
 	return d, s.Write(ctx, d, int64(len(b)), bytes.NewReader(b))
 }
 
-func (s *Store) write(ctx context.Context, d Digest, size int64, r io.Reader) (err error) {
+func (s *Store) write(ctx context.Context, d Digest, size int64, r io.Reader, sourceVerifies bool) (err error) {
 	if _, err := ParseDigest(string(d)); err != nil {
 		return err
 	}
@@ -243,19 +259,31 @@ func (s *Store) write(ctx context.Context, d Digest, size int64, r io.Reader) (e
 			_ = os.Remove(tmp.Name())
 		}
 	}()
-	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, h), ctxReader{ctx: ctx, r: r})
+	var h hash.Hash
+	var w io.Writer = tmp
+	if !sourceVerifies {
+		h = sha256.New()
+		w = io.MultiWriter(tmp, h)
+	}
+	n, err := io.Copy(w, ctxReader{ctx: ctx, r: r})
 	if err != nil {
-		// A verifying source (ggcr's readers are) fails at the end of a
-		// blob whose digest is wrong; report that as what it is.
+		// A verifying source fails at the end of a blob whose digest is
+		// wrong; report that as what it is.
 		if size >= 0 && n == size && ctx.Err() == nil {
+			if sourceVerifies {
+				return fmt.Errorf("blob %s: %w: %v", d.Short(), ErrMismatch, err)
+			}
 			if verr := verify(d, size, n, h); verr != nil {
 				return verr
 			}
 		}
 		return fmt.Errorf("blob %s: after %d bytes: %w", d.Short(), n, err)
 	}
-	if err := verify(d, size, n, h); err != nil {
+	if sourceVerifies {
+		if size >= 0 && n != size {
+			return fmt.Errorf("blob %s: %w: got %d bytes, expected %d (truncated or oversized)", d.Short(), ErrMismatch, n, size)
+		}
+	} else if err := verify(d, size, n, h); err != nil {
 		return err
 	}
 	if err := tmp.Chmod(0o444); err != nil {

@@ -110,3 +110,45 @@ func TestParseDigest(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// failingAtEnd is a source that verifies its own digest: it delivers every
+// byte, then fails instead of returning EOF.
+type failingAtEnd struct{ r io.Reader }
+
+func (f failingAtEnd) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if err == io.EOF {
+		return n, errors.New("error verifying sha256 checksum")
+	}
+	return n, err
+}
+
+func TestSourceVerifiesDigest(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	data := []byte("verified by the source")
+	d := FromBytes(data)
+	open := func(r io.Reader) func() (io.ReadCloser, error) {
+		return func() (io.ReadCloser, error) { return io.NopCloser(r), nil }
+	}
+	// The source's own verdict is reported as a mismatch.
+	if _, err := s.Ingest(ctx, d, int64(len(data)), open(failingAtEnd{bytes.NewReader(data)}), SourceVerifiesDigest()); !errors.Is(err, ErrMismatch) {
+		t.Errorf("source failing at the end: %v", err)
+	}
+	// The size is still checked by the store.
+	if _, err := s.Ingest(ctx, d, int64(len(data))+1, open(bytes.NewReader(data)), SourceVerifiesDigest()); !errors.Is(err, ErrMismatch) {
+		t.Errorf("short source: %v", err)
+	}
+	if s.Has(d) {
+		t.Fatal("blob committed after failures")
+	}
+	if _, err := s.Ingest(ctx, d, int64(len(data)), open(bytes.NewReader(data)), SourceVerifiesDigest()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Verify(d); err != nil {
+		t.Fatal(err)
+	}
+}
