@@ -37,8 +37,12 @@ func F(name, body string, mode int64) Entry {
 	return Entry{Name: name, Body: body, Type: tar.TypeReg, Mode: mode}
 }
 func D(name string, mode int64) Entry { return Entry{Name: name, Type: tar.TypeDir, Mode: mode} }
-func S(name, target string) Entry     { return Entry{Name: name, Type: tar.TypeSymlink, Link: target, Mode: 0o777} }
-func H(name, target string) Entry     { return Entry{Name: name, Type: tar.TypeLink, Link: target, Mode: 0o644} }
+func S(name, target string) Entry {
+	return Entry{Name: name, Type: tar.TypeSymlink, Link: target, Mode: 0o777}
+}
+func H(name, target string) Entry {
+	return Entry{Name: name, Type: tar.TypeLink, Link: target, Mode: 0o644}
+}
 
 // Tar returns the tar of entries.
 func Tar(entries []Entry) []byte {
