@@ -119,7 +119,7 @@ func newPullCommand(g *globals) *cobra.Command {
 					fmt.Println(img.Name)
 					return nil
 				}
-				fmt.Printf("Pulled %s (%s, %s, %s)\n", img.Name, img.Digest, img.Platform, humanSize(img.Size))
+				fmt.Printf("Pulled %s (%s, %s, %s)\n", img.Name, img.Digest, platformOrDash(img.Platform), humanSize(img.Size))
 				return nil
 			})
 		},
@@ -181,7 +181,7 @@ func newImagesCommand(g *globals, use string) *cobra.Command {
 				tw := tabwriter.NewWriter(os.Stdout, 0, 4, 3, ' ', 0)
 				fmt.Fprintln(tw, "REPOSITORY\tTAG\tDIGEST\tPLATFORM\tSIZE\tCREATED")
 				for _, i := range list {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", i.Repository, orNone(i.Tag), shortID(i.Digest), i.Platform, humanSize(i.Size), ago(i.Created))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", i.Repository, orNone(i.Tag), shortID(i.Digest), platformOrDash(i.Platform), humanSize(i.Size), ago(i.Created))
 				}
 				return tw.Flush()
 			})
@@ -416,6 +416,13 @@ func shortID(d string) string {
 		h = h[:12]
 	}
 	return h
+}
+
+func platformOrDash(p images.Platform) string {
+	if p.OS == "" && p.Architecture == "" {
+		return "-"
+	}
+	return p.String()
 }
 
 func orNone(s string) string {
