@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -45,7 +47,7 @@ func (s *Service) pull(ctx context.Context, pr parsedRef, opts images.PullOption
 	}
 	img, err := desc.Image()
 	if err != nil {
-		if oneOf(desc.MediaType, indexTypes) {
+		if oneOf(desc.MediaType, indexTypes) && strings.Contains(err.Error(), "no child with platform") {
 			return images.Image{}, refEntry{}, errdefs.NotFound("no image for platform %s in index %s: %v", platformString(plat), content.Digest(desc.Digest.String()).Short(), err)
 		}
 		return images.Image{}, refEntry{}, registryError(pr, err)
@@ -71,11 +73,15 @@ func platformString(p v1.Platform) string {
 // registryError turns ggcr's transport errors into typed errors that tell
 // the user what to do.
 func registryError(pr parsedRef, err error) error {
+	reg := pr.ref.Context().RegistryStr()
 	var te *transport.Error
 	if !errors.As(err, &te) {
+		var ue *url.Error
+		if errors.As(err, &ue) && !errors.Is(err, context.Canceled) {
+			return errdefs.Unavailable("%v: registry %s cannot be reached", err, reg)
+		}
 		return err
 	}
-	reg := pr.ref.Context().RegistryStr()
 	switch te.StatusCode {
 	case http.StatusUnauthorized, http.StatusForbidden:
 		return errdefs.InvalidArgument("%v: registry %s refused access (HTTP %d); log in with `berth registry login %s`, or check the name", err, reg, te.StatusCode, reg)

@@ -607,3 +607,14 @@ func TestImportDirectory(t *testing.T) {
 	}
 	checkStoreConsistent(t, s)
 }
+
+func TestPullFromUnreachableRegistry(t *testing.T) {
+	reg := newTestRegistry(t)
+	host := reg.host
+	reg.Close() // nothing listens there any more
+	s := newService(t, t.TempDir())
+	_, err := s.Pull(context.Background(), host+"/gone:1", images.PullOptions{}, nil)
+	if !errors.Is(err, errdefs.ErrUnavailable) || !strings.Contains(err.Error(), host) {
+		t.Errorf("pull from a closed registry: %v", err)
+	}
+}
