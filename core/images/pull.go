@@ -52,6 +52,7 @@ func (s *Service) pull(ctx context.Context, pr parsedRef, opts images.PullOption
 		}
 		return images.Image{}, refEntry{}, registryError(pr, err)
 	}
+	in.emit(images.Progress{ID: pr.display, Phase: images.PhaseResolved})
 	sm, err := in.image(ctx, img)
 	if err != nil {
 		in.abort()

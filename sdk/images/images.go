@@ -101,6 +101,7 @@ type Detail struct {
 // Progress phases.
 const (
 	PhaseResolving   = "resolving"   // reading the manifest
+	PhaseResolved    = "resolved"    // manifest read; blobs follow
 	PhaseWaiting     = "waiting"     // queued behind other downloads
 	PhaseDownloading = "downloading" // bytes are flowing
 	PhaseExists      = "exists"      // already in the store
