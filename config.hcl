@@ -41,10 +41,10 @@ plugin "resources" "darwin" {
 
 # Layer 3: snapshotters. Sandboxes use directories, VMs use block images.
 plugin "snapshot" "overlay" {
-  enabled = false # platform == "linux"
+  enabled = platform == "linux"
 }
 plugin "snapshot" "apfs" {
-  enabled = false # platform == "darwin"
+  enabled = platform == "darwin"
 }
 plugin "snapshot" "ext4" {
   enabled = false
