@@ -101,19 +101,19 @@ func (m *Manager) watchEvents(mode string, replace bool) {
 	m.mu.Lock()
 	layers := m.layers
 	m.mu.Unlock()
-	iso, err := layers.Isolation(mode)
-	if err != nil {
-		done()
-		return
-	}
-	events, err := iso.Events(ctx)
-	if err != nil {
-		m.log.Debug("isolation events unavailable", "mode", mode, "error", err)
-		done()
-		return
-	}
+	// Subscribing may wait for the plugin (a stream's first headers come
+	// through the core's proxy), so it never blocks the caller.
 	go func() {
 		defer done()
+		iso, err := layers.Isolation(mode)
+		if err != nil {
+			return
+		}
+		events, err := iso.Events(ctx)
+		if err != nil {
+			m.log.Debug("isolation events unavailable", "mode", mode, "error", err)
+			return
+		}
 		for e := range events {
 			if e.ExecID != "" {
 				continue
@@ -137,19 +137,17 @@ func (m *Manager) watchResourceEvents() {
 	m.mu.Lock()
 	layers := m.layers
 	m.mu.Unlock()
-	res, err := layers.Resources()
-	if err != nil {
-		done()
-		return
-	}
-	events, err := res.Events(ctx)
-	if err != nil {
-		m.log.Debug("resources events unavailable", "error", err)
-		done()
-		return
-	}
 	go func() {
 		defer done()
+		res, err := layers.Resources()
+		if err != nil {
+			return
+		}
+		events, err := res.Events(ctx)
+		if err != nil {
+			m.log.Debug("resources events unavailable", "error", err)
+			return
+		}
 		for e := range events {
 			if e.Kind == resources.EventOOMKill {
 				m.oom(e.GroupID)
