@@ -89,6 +89,10 @@ func (s *Service) Remove(ctx context.Context, ref string, opts images.RemoveOpti
 	if err != nil {
 		return images.RemoveResult{}, err
 	}
+	if len(names) > 1 && !opts.Force {
+		return images.RemoveResult{}, errdefs.InvalidState("image %s has several names (%s); remove them one by one or force with -f",
+			d.Short(), strings.Join(names, ", "))
+	}
 	ix := s.snapshot()
 	remaining := slices.DeleteFunc(ix.namesOf(d), func(n string) bool { return slices.Contains(names, n) })
 	leases := ix.leasesOf(d)

@@ -105,7 +105,10 @@ func TestServiceOverGRPC(t *testing.T) {
 	if err := c.DeleteLease(ctx, images.ContainerLease+"x"); err != nil {
 		t.Fatal(err)
 	}
-	res, err := c.Remove(ctx, got.Digest, images.RemoveOptions{})
+	if _, err := c.Remove(ctx, got.Digest, images.RemoveOptions{}); !errors.Is(err, errdefs.ErrInvalidState) {
+		t.Errorf("remove by digest of an image with two names: %v", err)
+	}
+	res, err := c.Remove(ctx, got.Digest, images.RemoveOptions{Force: true})
 	if err != nil || len(res.Untagged) != 2 || len(res.Deleted) != 5 {
 		t.Fatalf("remove by digest = %+v, %v", res, err)
 	}
