@@ -47,6 +47,14 @@ const (
 	CapVM            = "vm"
 )
 
+// Annotations every isolation mode honours in Spec.Annotations.
+const (
+	// AnnotationOpenStdin "open" gives the init process a stdin that
+	// attaches feed (docker run -i); without it stdin is empty (/dev/null).
+	// A process with a terminal always reads from it.
+	AnnotationOpenStdin = "org.berth.stdin"
+)
+
 // Spec is everything a task is created from.
 type Spec struct {
 	// ID names the task; lifecycle uses the container ID.

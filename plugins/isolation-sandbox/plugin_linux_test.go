@@ -1,0 +1,226 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/berth-dev/berth/core/host"
+	"github.com/berth-dev/berth/internal/sandbox/sandboxtest"
+	"github.com/berth-dev/berth/sdk/isolation"
+	"github.com/berth-dev/berth/sdk/isolation/conformance"
+	"github.com/berth-dev/berth/sdk/lifecycle"
+	"github.com/berth-dev/berth/sdk/mount"
+	"github.com/berth-dev/berth/sdk/plugin"
+	"github.com/berth-dev/berth/sdk/schema"
+	"github.com/berth-dev/berth/sdk/spec"
+)
+
+// These tests run real containers as root: the isolation conformance suite
+// in process and over gRPC against the plugin launched by the core's plugin
+// host, a kill -9 of that plugin while a task runs, and leak checks after
+// every delete.
+
+var (
+	binDir   string // the plugin and berth-sandbox-init, side by side
+	lowerDir string // a busybox rootfs
+	setupErr error
+)
+
+func TestMain(m *testing.M) {
+	// The in-process runtime starts supervisors from this test binary.
+	if superviseRequested() {
+		supervise()
+		return
+	}
+	dir, err := os.MkdirTemp("", "berth-test-isb")
+	if err != nil {
+		panic(err)
+	}
+	if os.Geteuid() == 0 {
+		binDir = filepath.Join(dir, "bin")
+		lowerDir = filepath.Join(dir, "rootfs")
+		setupErr = os.MkdirAll(binDir, 0o755)
+		if setupErr == nil {
+			_, setupErr = sandboxtest.BuildInit(binDir)
+		}
+		if setupErr == nil {
+			_, setupErr = sandboxtest.BuildPackage(binDir, "isolation-sandbox", "github.com/berth-dev/berth/plugins/isolation-sandbox")
+		}
+		if setupErr == nil {
+			setupErr = sandboxtest.Rootfs(lowerDir)
+		}
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func requireSetup(t *testing.T) {
+	t.Helper()
+	sandboxtest.RequireRoot(t)
+	if setupErr != nil {
+		t.Fatalf("test setup: %v", setupErr)
+	}
+}
+
+// newSpec is the suite's NewSpec: busybox on an overlay, Docker's defaults.
+func newSpec(t *testing.T, id string, o conformance.SpecOptions) isolation.Spec {
+	t.Helper()
+	s, err := spec.Build(spec.ImageConfig{Env: []string{"PATH=/bin"}, Cmd: o.Args},
+		lifecycle.Config{Tty: o.TTY, OpenStdin: o.Stdin}, spec.Extra{ContainerID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, d := range []string{"upper", "work"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	is := isolation.Spec{ID: id, OCI: s, LogPath: o.LogPath, Annotations: map[string]string{},
+		Rootfs: []mount.Mount{{Type: "overlay", Source: "overlay", Options: []string{
+			"lowerdir=" + lowerDir, "upperdir=" + filepath.Join(dir, "upper"), "workdir=" + filepath.Join(dir, "work")}}}}
+	if o.Stdin {
+		is.Annotations[isolation.AnnotationOpenStdin] = "open"
+	}
+	return is
+}
+
+var wantCaps = []string{isolation.CapRootfsOverlay, isolation.CapRootfsBind, isolation.CapExec, isolation.CapTTY,
+	isolation.CapPause, isolation.CapRecover, isolation.CapSeccomp}
+
+// noLeaks asserts that nothing of the plugin's tasks is left: no task
+// dirs, sockets, supervisor processes, berth cgroups of ours, or mounts.
+func noLeaks(t *testing.T, stateDir, runtimeDir string) {
+	t.Helper()
+	entries, _ := os.ReadDir(filepath.Join(stateDir, "tasks"))
+	if len(entries) > 0 {
+		t.Errorf("task dirs left: %v", entries)
+	}
+	socks, _ := filepath.Glob(filepath.Join(runtimeDir, "*.sock"))
+	if len(socks) > 0 {
+		t.Errorf("sockets left: %v", socks)
+	}
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(mi), stateDir) {
+		t.Errorf("mounts left under %s", stateDir)
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, _ := os.ReadFile(p)
+		if strings.Contains(string(b), "supervise") && strings.Contains(string(b), stateDir) {
+			t.Errorf("supervisor left running: %s", strings.ReplaceAll(string(b), "\x00", " "))
+		}
+	}
+	cgs, _ := filepath.Glob("/sys/fs/cgroup/*/berth-sandbox/conf-*")
+	cgs2, _ := filepath.Glob("/sys/fs/cgroup/*/*/*/berth-sandbox/conf-*")
+	if len(cgs)+len(cgs2) > 0 {
+		t.Errorf("cgroups left: %v %v", cgs, cgs2)
+	}
+}
+
+func shortDirs(t *testing.T) (string, string) {
+	dir, err := os.MkdirTemp("", "berth-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	return filepath.Join(dir, "state"), filepath.Join(dir, "run")
+}
+
+func TestConformanceInProcess(t *testing.T) {
+	requireSetup(t)
+	stateDir, runDir := shortDirs(t)
+	initPath := filepath.Join(binDir, "berth-sandbox-init")
+	configure := func(t *testing.T) *runtime {
+		rt := newRuntime(hclog.New(&hclog.LoggerOptions{Level: hclog.Warn}))
+		cfg := schema.Config{JSON: []byte(`{"init_path":"` + initPath + `"}`)}
+		if err := rt.Configure(context.Background(), plugin.ConfigureRequest{Config: cfg, StateDir: stateDir, RuntimeDir: runDir}); err != nil {
+			t.Fatal(err)
+		}
+		return rt
+	}
+	rt := configure(t)
+	conformance.Run(t, func(*testing.T) isolation.Runtime { return rt }, conformance.Options{
+		NewSpec: newSpec, Capabilities: wantCaps,
+		// In process, a restart is a new runtime over the same dirs.
+		Restart: func(t *testing.T) isolation.Runtime { return configure(t) },
+	})
+	noLeaks(t, stateDir, runDir)
+}
+
+func TestCheckpointReportsCRIUReason(t *testing.T) {
+	rt := newRuntime(hclog.NewNullLogger())
+	reason := rt.checkpointUnavailable()
+	info, _ := rt.Info(context.Background())
+	has := false
+	for _, c := range info.Capabilities {
+		has = has || c == isolation.CapCheckpoint
+	}
+	if reason != "" {
+		if has {
+			t.Errorf("checkpoint declared though %s", reason)
+		}
+		err := rt.Checkpoint(context.Background(), "x", isolation.CheckpointOptions{})
+		if err == nil || !strings.Contains(err.Error(), reason) {
+			t.Errorf("Checkpoint error %v does not carry the reason %q", err, reason)
+		}
+		t.Logf("checkpoint unavailable: %s", reason)
+	}
+}
+
+// TestConformanceOverGRPC runs the suite against the plugin binary
+// launched and supervised by core/host, and kills it with SIGKILL for the
+// recover test: the host relaunches it, and the task must have kept running.
+func TestConformanceOverGRPC(t *testing.T) {
+	requireSetup(t)
+	stateDir, runDir := shortDirs(t)
+	h := host.New(host.Options{Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Warn}), LogLevel: "info",
+		StateDir: stateDir, RuntimeDir: runDir, RestartBackoff: 100 * time.Millisecond})
+	hs := host.Spec{Layer: plugin.LayerIsolation, Name: "sandbox", Path: filepath.Join(binDir, "isolation-sandbox"), Default: true}
+	if err := h.Start(context.Background(), []host.Spec{hs}); err != nil {
+		t.Fatalf("host.Start: %v", err)
+	}
+	defer func() {
+		c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		h.Stop(c)
+	}()
+	client := func(t *testing.T) isolation.Runtime {
+		pc, err := h.Client(plugin.LayerIsolation, "sandbox")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pc.(isolation.Runtime)
+	}
+	pluginPid := func() int { return h.Plugins()[0].Pid }
+	conformance.Run(t, client, conformance.Options{
+		NewSpec: newSpec, Capabilities: wantCaps,
+		Restart: func(t *testing.T) isolation.Runtime {
+			old := pluginPid()
+			if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(60 * time.Second)
+			for {
+				p := h.Plugins()[0]
+				if p.Pid > 0 && p.Pid != old && p.Health == "healthy" {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("plugin not relaunched 60s after kill -9: %+v", p)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			return client(t)
+		},
+	})
+	noLeaks(t, filepath.Join(stateDir, "plugins", "isolation-sandbox"), filepath.Join(runDir, "isolation-sandbox"))
+}

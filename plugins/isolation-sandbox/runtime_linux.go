@@ -1,0 +1,785 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/internal/version"
+	"github.com/berth-dev/berth/sdk/errdefs"
+	"github.com/berth-dev/berth/sdk/isolation"
+	"github.com/berth-dev/berth/sdk/plugin"
+	"github.com/berth-dev/berth/sdk/schema"
+)
+
+// settings are the plugin's block of config.hcl.
+type settings struct {
+	// InitPath is the sandbox init binary; empty looks next to the plugin
+	// (../berth-sandbox-init, then ./berth-sandbox-init) and in PATH.
+	InitPath *string `json:"init_path"`
+}
+
+// runtime is the plugin side: it holds no task state of its own. Every
+// task lives in its supervisor and its directory, so a restarted plugin
+// finds them all (Recover).
+type runtime struct {
+	log hclog.Logger
+
+	mu         sync.Mutex
+	stateDir   string
+	runtimeDir string
+	initPath   string
+
+	criuOnce   sync.Once
+	criuReason string
+
+	hub *eventHub
+}
+
+var _ isolation.Runtime = (*runtime)(nil)
+
+func newRuntime(log hclog.Logger) *runtime {
+	return &runtime{log: log, hub: newEventHub()}
+}
+
+// Info implements plugin.Base.
+func (r *runtime) Info(context.Context) (plugin.Info, error) {
+	caps := []string{isolation.CapRootfsOverlay, isolation.CapRootfsBind, isolation.CapExec, isolation.CapTTY,
+		isolation.CapPause, isolation.CapRecover, isolation.CapSeccomp}
+	if r.checkpointUnavailable() == "" {
+		caps = append(caps, isolation.CapCheckpoint)
+	}
+	return plugin.HostInfo(plugin.LayerIsolation, "sandbox", version.Version, caps...), nil
+}
+
+// ConfigSchema implements plugin.Base.
+func (r *runtime) ConfigSchema(context.Context) (*schema.Spec, error) {
+	return schema.Object(map[string]*schema.Spec{
+		"init_path": schema.Attr("init_path", "string", false),
+	}), nil
+}
+
+// Configure implements plugin.Base.
+func (r *runtime) Configure(_ context.Context, req plugin.ConfigureRequest) error {
+	var s settings
+	if err := req.Config.Decode(&s); err != nil {
+		return errdefs.InvalidArgument("isolation sandbox config: %v", err)
+	}
+	if req.StateDir == "" || req.RuntimeDir == "" {
+		return errdefs.InvalidArgument("isolation sandbox: the core gave no state or runtime dir")
+	}
+	initPath, err := findInit(s.InitPath)
+	if err != nil {
+		return err
+	}
+	for _, d := range []string{filepath.Join(req.StateDir, "tasks"), req.RuntimeDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("isolation sandbox: %w", err)
+		}
+	}
+	r.mu.Lock()
+	r.stateDir, r.runtimeDir, r.initPath = req.StateDir, req.RuntimeDir, initPath
+	r.mu.Unlock()
+	r.log.Info("configured", "state_dir", req.StateDir, "init", initPath)
+	return nil
+}
+
+func findInit(configured *string) (string, error) {
+	if configured != nil && *configured != "" {
+		if _, err := os.Stat(*configured); err != nil {
+			return "", errdefs.InvalidArgument("isolation sandbox: init_path %q: %v", *configured, err)
+		}
+		return *configured, nil
+	}
+	var tried []string
+	if exe, err := os.Executable(); err == nil {
+		dir := filepath.Dir(exe)
+		for _, p := range []string{filepath.Join(dir, "..", "berth-sandbox-init"), filepath.Join(dir, "berth-sandbox-init")} {
+			if _, err := os.Stat(p); err == nil {
+				return filepath.Clean(p), nil
+			}
+			tried = append(tried, filepath.Clean(p))
+		}
+	}
+	if p, err := exec.LookPath("berth-sandbox-init"); err == nil {
+		return p, nil
+	}
+	return "", errdefs.InvalidArgument("isolation sandbox: berth-sandbox-init not found (tried %s and PATH); build it with make build or set init_path",
+		strings.Join(tried, ", "))
+}
+
+func (r *runtime) dirs() (string, string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stateDir == "" {
+		return "", "", errdefs.Unavailable("isolation sandbox is not configured yet")
+	}
+	return r.stateDir, r.runtimeDir, nil
+}
+
+var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+
+func (r *runtime) taskDir(id string) (string, error) {
+	if !validID.MatchString(id) {
+		return "", errdefs.InvalidArgument("task id %q: use 1-128 letters, digits, '_', '.', '-', starting with a letter or digit", id)
+	}
+	state, _, err := r.dirs()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(state, "tasks", id), nil
+}
+
+// Create implements isolation.Runtime.
+func (r *runtime) Create(ctx context.Context, spec isolation.Spec) (isolation.TaskInfo, error) {
+	dir, err := r.taskDir(spec.ID)
+	if err != nil {
+		return isolation.TaskInfo{}, err
+	}
+	_, runDir, _ := r.dirs()
+	oci, err := prepareSpec(spec)
+	if err != nil {
+		return isolation.TaskInfo{}, err
+	}
+	spec.OCI = oci
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return isolation.TaskInfo{}, errdefs.AlreadyExists("task %s already exists", spec.ID)
+		}
+		return isolation.TaskInfo{}, fmt.Errorf("create task %s: %w", spec.ID, err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = os.RemoveAll(dir)
+		}
+	}()
+	if err := writeJSON(filepath.Join(dir, specFile), spec); err != nil {
+		return isolation.TaskInfo{}, fmt.Errorf("create task %s: %w", spec.ID, err)
+	}
+	sum := sha256.Sum256([]byte(spec.ID))
+	socket := filepath.Join(runDir, hex.EncodeToString(sum[:6])+".sock")
+	pid, err := r.startSupervisor(ctx, dir, socket)
+	if err != nil {
+		return isolation.TaskInfo{}, fmt.Errorf("create task %s: %w", spec.ID, err)
+	}
+	ok = true
+	r.watch(spec.ID, "")
+	r.log.Info("task created", "container_id", spec.ID, "pid", pid)
+	info, err := r.info(ctx, spec.ID)
+	if err != nil {
+		return isolation.TaskInfo{}, err
+	}
+	return info, nil
+}
+
+// prepareSpec checks what this mode can run and applies the network
+// attachment to a copy of the OCI spec.
+func prepareSpec(spec isolation.Spec) (*specs.Spec, error) {
+	if spec.OCI == nil || spec.OCI.Process == nil || len(spec.OCI.Process.Args) == 0 {
+		return nil, errdefs.InvalidArgument("task %s: the spec has no process to run", spec.ID)
+	}
+	if len(spec.Rootfs) == 0 {
+		return nil, errdefs.InvalidArgument("task %s: no rootfs mounts", spec.ID)
+	}
+	for i, m := range spec.Rootfs {
+		if m.Type != "overlay" && m.Type != "bind" {
+			return nil, errdefs.InvalidArgument("task %s: rootfs mount %d has type %q; the sandbox takes overlay or bind mounts", spec.ID, i+1, m.Type)
+		}
+	}
+	b, err := json.Marshal(spec.OCI)
+	if err != nil {
+		return nil, err
+	}
+	var oci specs.Spec
+	if err := json.Unmarshal(b, &oci); err != nil {
+		return nil, err
+	}
+	if oci.Linux == nil {
+		return nil, errdefs.InvalidArgument("task %s: the spec has no linux section", spec.ID)
+	}
+	mode := ""
+	if spec.Network != nil {
+		mode = spec.Network.Mode
+		if spec.Network.Hostname != "" {
+			oci.Hostname = spec.Network.Hostname
+		}
+	}
+	hasNet := slices.ContainsFunc(oci.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == specs.NetworkNamespace })
+	switch mode {
+	case "", "none":
+		// A private network namespace with only loopback, up.
+		if !hasNet {
+			oci.Linux.Namespaces = append(oci.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace})
+		}
+	case "host":
+		oci.Linux.Namespaces = slices.DeleteFunc(oci.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == specs.NetworkNamespace })
+	default:
+		return nil, errdefs.NotImplemented("task %s: network mode %q is not supported by the sandbox yet (none, host)", spec.ID, mode)
+	}
+	return &oci, nil
+}
+
+// startSupervisor runs `isolation-sandbox supervise` for the task in dir
+// and waits for its report: the init is created (its pid) or why not.
+func (r *runtime) startSupervisor(ctx context.Context, dir, socket string) (int, error) {
+	r.mu.Lock()
+	initPath := r.initPath
+	r.mu.Unlock()
+	self, err := os.Executable()
+	if err != nil {
+		return 0, err
+	}
+	logf, err := os.OpenFile(filepath.Join(dir, "supervisor.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return 0, err
+	}
+	defer logf.Close()
+	rep, repW, err := os.Pipe()
+	if err != nil {
+		return 0, err
+	}
+	defer rep.Close()
+	cmd := exec.Command(self, "supervise", "-dir", dir, "-socket", socket, "-init", initPath)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.ExtraFiles = []*os.File{repW}
+	cmd.Dir = "/"
+	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	// Its own session: the core's signals to the plugin's group never
+	// reach it, and it outlives the plugin.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		repW.Close()
+		return 0, fmt.Errorf("start the supervisor: %w", err)
+	}
+	repW.Close()
+	go func() { _ = cmd.Wait() }() // reap it if it ends while we run
+	type result struct {
+		line string
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		line, err := bufio.NewReader(rep).ReadString('\n')
+		ch <- result{line, err}
+	}()
+	select {
+	case <-ctx.Done():
+		_ = cmd.Process.Kill()
+		return 0, ctx.Err()
+	case res := <-ch:
+		line := strings.TrimSpace(res.line)
+		if msg, ok := strings.CutPrefix(line, "error "); ok {
+			return 0, errors.New(msg)
+		}
+		var pid int
+		if _, err := fmt.Sscanf(line, "ok %d", &pid); err != nil {
+			tail, _ := os.ReadFile(filepath.Join(dir, "supervisor.log"))
+			return 0, fmt.Errorf("the supervisor ended without a report (%v): %s", res.err, lastLines(string(tail), 5))
+		}
+		return pid, nil
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
+
+// socketOf returns the control socket of task id, ErrNotFound when there
+// is no such task.
+func (r *runtime) socketOf(id string) (string, string, error) {
+	dir, err := r.taskDir(id)
+	if err != nil {
+		return "", "", err
+	}
+	var st taskState
+	if err := readJSON(filepath.Join(dir, stateFile), &st); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			if _, serr := os.Stat(dir); serr != nil {
+				return "", "", errdefs.NotFound("task %s does not exist", id)
+			}
+			return "", "", errdefs.Unavailable("task %s is being created", id)
+		}
+		return "", "", err
+	}
+	return st.Socket, dir, nil
+}
+
+// control makes a call to task id's supervisor; a supervisor that is gone
+// reads as a stopped task.
+func (r *runtime) control(ctx context.Context, id string, req request) (response, error) {
+	socket, _, err := r.socketOf(id)
+	if err != nil {
+		return response{}, err
+	}
+	resp, err := call(ctx, socket, req)
+	if errors.Is(err, errSupervisorGone) {
+		return resp, errdefs.InvalidState("task %s has stopped (its supervisor has exited): %v", id, err)
+	}
+	return resp, err
+}
+
+// Start implements isolation.Runtime.
+func (r *runtime) Start(ctx context.Context, id string) (int, error) {
+	resp, err := r.control(ctx, id, request{Op: opStart})
+	if err != nil {
+		return 0, err
+	}
+	r.hub.publish(isolation.TaskEvent{Kind: "start", ID: id, Time: time.Now()})
+	return resp.Pid, nil
+}
+
+// Exec implements isolation.Runtime.
+func (r *runtime) Exec(ctx context.Context, id, execID string, process *specs.Process) (int, error) {
+	resp, err := r.control(ctx, id, request{Op: opExec, ExecID: execID, Process: process})
+	if err != nil {
+		return 0, err
+	}
+	r.watch(id, execID)
+	return resp.Pid, nil
+}
+
+// Signal implements isolation.Runtime.
+func (r *runtime) Signal(ctx context.Context, id, execID string, sig syscall.Signal, all bool) error {
+	_, err := r.control(ctx, id, request{Op: opSignal, ExecID: execID, Signal: sig, All: all})
+	if errors.Is(err, errdefs.ErrInvalidState) {
+		return errdefs.NotFound("task %s has exited", id)
+	}
+	return err
+}
+
+// Wait implements isolation.Runtime.
+func (r *runtime) Wait(ctx context.Context, id, execID string) (isolation.ExitStatus, error) {
+	socket, dir, err := r.socketOf(id)
+	if err != nil {
+		return isolation.ExitStatus{}, err
+	}
+	resp, err := call(ctx, socket, request{Op: opWait, ExecID: execID})
+	if err == nil {
+		return *resp.Exit, nil
+	}
+	if !errors.Is(err, errSupervisorGone) {
+		return isolation.ExitStatus{}, err
+	}
+	return exitFromDisk(dir, id, execID)
+}
+
+// exitFromDisk reads an exit status the supervisor recorded.
+func exitFromDisk(dir, id, execID string) (isolation.ExitStatus, error) {
+	if execID != "" {
+		var e isolation.ExitStatus
+		if err := readJSON(filepath.Join(dir, execsDir, execID+".json"), &e); err != nil {
+			return e, errdefs.NotFound("task %s: no exit status for process %s (its supervisor is gone)", id, execID)
+		}
+		return e, nil
+	}
+	var st taskState
+	if err := readJSON(filepath.Join(dir, stateFile), &st); err != nil {
+		return isolation.ExitStatus{}, err
+	}
+	if st.Exit == nil {
+		return isolation.ExitStatus{}, errdefs.Unavailable("task %s: its supervisor died before the task exited; the exit status is unknown", id)
+	}
+	return *st.Exit, nil
+}
+
+// Attach implements isolation.Runtime.
+func (r *runtime) Attach(ctx context.Context, id, execID string, streams isolation.Streams) error {
+	socket, _, err := r.socketOf(id)
+	if err != nil {
+		return err
+	}
+	c, err := dial(ctx, socket)
+	if err != nil {
+		return errdefs.InvalidState("task %s has stopped: %v", id, err)
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
+	defer stop()
+	if err := json.NewEncoder(c).Encode(request{Op: opAttach, ExecID: execID, Stdin: streams.Stdin != nil}); err != nil {
+		return err
+	}
+	br := bufio.NewReader(c)
+	line, err := br.ReadBytes('\n')
+	if err != nil {
+		return fmt.Errorf("attach to task %s: %w", id, err)
+	}
+	var resp response
+	if err := json.Unmarshal(line, &resp); err != nil {
+		return err
+	}
+	if err := resp.err(); err != nil {
+		return err
+	}
+	var wmu sync.Mutex
+	if streams.Stdin != nil {
+		go func() {
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := streams.Stdin.Read(buf)
+				if n > 0 {
+					wmu.Lock()
+					werr := writeFrame(c, frameStdin, buf[:n])
+					wmu.Unlock()
+					if werr != nil {
+						return
+					}
+				}
+				if err != nil {
+					if errors.Is(err, io.EOF) {
+						wmu.Lock()
+						_ = writeFrame(c, frameStdinClose, nil)
+						wmu.Unlock()
+					}
+					return
+				}
+			}
+		}()
+	}
+	for {
+		kind, data, err := readFrame(br)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("attach to task %s: %w", id, err)
+		}
+		var w io.Writer
+		switch kind {
+		case frameEnd:
+			return nil
+		case frameStdout:
+			w = streams.Stdout
+		case frameStderr:
+			w = streams.Stderr
+		}
+		if w != nil {
+			if _, err := w.Write(data); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// ResizePTY implements isolation.Runtime.
+func (r *runtime) ResizePTY(ctx context.Context, id, execID string, size isolation.ConsoleSize) error {
+	_, err := r.control(ctx, id, request{Op: opResize, ExecID: execID, Width: size.Width, Height: size.Height})
+	return err
+}
+
+// Pause implements isolation.Runtime.
+func (r *runtime) Pause(ctx context.Context, id string) error {
+	_, err := r.control(ctx, id, request{Op: opPause})
+	return err
+}
+
+// Resume implements isolation.Runtime.
+func (r *runtime) Resume(ctx context.Context, id string) error {
+	_, err := r.control(ctx, id, request{Op: opResume})
+	return err
+}
+
+// checkpointUnavailable is "" when `criu check` passes, else why not.
+func (r *runtime) checkpointUnavailable() string {
+	r.criuOnce.Do(func() { r.criuReason = criuCheck() })
+	return r.criuReason
+}
+
+// criuCheck runs `criu check` and returns CRIU's own reason when it fails.
+func criuCheck() string {
+	path, err := exec.LookPath("criu")
+	if err != nil {
+		return "criu not installed"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, path, "check").CombinedOutput()
+	if err == nil {
+		return ""
+	}
+	var errs []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(l, "Error") {
+			errs = append(errs, strings.TrimSpace(l))
+		}
+	}
+	if len(errs) == 0 {
+		return fmt.Sprintf("criu check failed (%v): %s", err, lastLines(string(out), 3))
+	}
+	return "criu check failed: " + strings.Join(errs, "; ")
+}
+
+// Checkpoint implements isolation.Runtime.
+func (r *runtime) Checkpoint(_ context.Context, id string, _ isolation.CheckpointOptions) error {
+	if reason := r.checkpointUnavailable(); reason != "" {
+		return errdefs.NotImplemented("checkpoint of task %s: unavailable on this host: %s", id, reason)
+	}
+	return errdefs.NotImplemented("checkpoint of task %s: not implemented by the sandbox yet", id)
+}
+
+// Restore implements isolation.Runtime.
+func (r *runtime) Restore(_ context.Context, spec isolation.Spec, _ string) (isolation.TaskInfo, error) {
+	if reason := r.checkpointUnavailable(); reason != "" {
+		return isolation.TaskInfo{}, errdefs.NotImplemented("restore of task %s: unavailable on this host: %s", spec.ID, reason)
+	}
+	return isolation.TaskInfo{}, errdefs.NotImplemented("restore of task %s: not implemented by the sandbox yet", spec.ID)
+}
+
+// Stats implements isolation.Runtime.
+func (r *runtime) Stats(ctx context.Context, id string) (isolation.Stats, error) {
+	resp, err := r.control(ctx, id, request{Op: opStats})
+	if err != nil {
+		return isolation.Stats{}, err
+	}
+	return *resp.Stats, nil
+}
+
+// Delete implements isolation.Runtime.
+func (r *runtime) Delete(ctx context.Context, id string) (isolation.ExitStatus, error) {
+	dir, err := r.taskDir(id)
+	if err != nil {
+		return isolation.ExitStatus{}, err
+	}
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return isolation.ExitStatus{}, nil
+	}
+	var st taskState
+	_ = readJSON(filepath.Join(dir, stateFile), &st)
+	var exit isolation.ExitStatus
+	if st.Socket != "" {
+		resp, err := call(ctx, st.Socket, request{Op: opShutdown})
+		switch {
+		case err == nil:
+			exit = *resp.Exit
+		case errors.Is(err, errSupervisorGone):
+		default:
+			return isolation.ExitStatus{}, err
+		}
+	}
+	// Whatever the supervisor left (it died, or it is on its way out).
+	if st.SupervisorPid > 0 {
+		waitGone(st.SupervisorPid, 30*time.Second)
+	}
+	_ = readJSON(filepath.Join(dir, stateFile), &st)
+	if st.Cgroup != nil {
+		st.Cgroup.Kill()
+		deadline := time.Now().Add(30 * time.Second)
+		for len(st.Cgroup.Pids()) > 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if err := st.Cgroup.Remove(); err != nil {
+			return isolation.ExitStatus{}, fmt.Errorf("delete task %s: %w", id, err)
+		}
+	}
+	if st.Exit != nil && exit.ExitedAt.IsZero() {
+		exit = *st.Exit
+	}
+	if err := unmountUnder(dir); err != nil {
+		return isolation.ExitStatus{}, fmt.Errorf("delete task %s: %w", id, err)
+	}
+	if st.Socket != "" {
+		_ = os.Remove(st.Socket)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return isolation.ExitStatus{}, fmt.Errorf("delete task %s: %w", id, err)
+	}
+	r.hub.publish(isolation.TaskEvent{Kind: "delete", ID: id, Time: time.Now()})
+	r.log.Info("task deleted", "container_id", id)
+	return exit, nil
+}
+
+// waitGone polls until pid no longer exists (or is a zombie nobody reaps
+// yet) or the deadline passes.
+func waitGone(pid int, d time.Duration) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if err := unix.Kill(pid, 0); errors.Is(err, unix.ESRCH) {
+			return
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil || strings.Contains(string(b), ") Z ") {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// unmountUnder detaches any host mount under dir (none is expected: the
+// rootfs is mounted in the container's own mount namespace).
+func unmountUnder(dir string) error {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	var targets []string
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
+			targets = append(targets, f[4])
+		}
+	}
+	for _, t := range slices.Backward(targets) {
+		if err := unix.Unmount(t, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("unmount %s: %w", t, err)
+		}
+	}
+	return nil
+}
+
+// info describes task id from its supervisor, or from disk when the
+// supervisor is gone.
+func (r *runtime) info(ctx context.Context, id string) (isolation.TaskInfo, error) {
+	dir, err := r.taskDir(id)
+	if err != nil {
+		return isolation.TaskInfo{}, err
+	}
+	var spec isolation.Spec
+	if err := readJSON(filepath.Join(dir, specFile), &spec); err != nil {
+		return isolation.TaskInfo{}, fmt.Errorf("task %s: %w", id, err)
+	}
+	var st taskState
+	if err := readJSON(filepath.Join(dir, stateFile), &st); err != nil {
+		return isolation.TaskInfo{}, fmt.Errorf("task %s: %w", id, err)
+	}
+	if resp, err := call(ctx, st.Socket, request{Op: opState}); err == nil {
+		st = *resp.State
+	} else if st.Exit == nil {
+		// The supervisor died and took the exit status with it.
+		st.Status = isolation.StatusStopped
+		st.Exit = &isolation.ExitStatus{Code: 255}
+	}
+	return isolation.TaskInfo{ID: id, Pid: st.Pid, Status: st.Status, Exit: st.Exit, Spec: &spec, CreatedAt: st.CreatedAt}, nil
+}
+
+// List implements isolation.Runtime.
+func (r *runtime) List(ctx context.Context) ([]isolation.TaskInfo, error) {
+	state, _, err := r.dirs()
+	if err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(filepath.Join(state, "tasks"))
+	if err != nil {
+		return nil, err
+	}
+	var out []isolation.TaskInfo
+	for _, e := range entries {
+		info, err := r.info(ctx, e.Name())
+		if err != nil {
+			r.log.Warn("skipping unreadable task", "container_id", e.Name(), "error", err)
+			continue
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
+// Recover implements isolation.Runtime: the tasks are all on disk and in
+// their supervisors; it lists them and watches the live ones for exits.
+func (r *runtime) Recover(ctx context.Context) ([]isolation.TaskInfo, error) {
+	tasks, err := r.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range tasks {
+		if t.Status != isolation.StatusStopped {
+			r.watch(t.ID, "")
+		}
+	}
+	r.log.Info("recovered tasks", "count", len(tasks))
+	return tasks, nil
+}
+
+// Events implements isolation.Runtime.
+func (r *runtime) Events(ctx context.Context) (<-chan isolation.TaskEvent, error) {
+	return r.hub.subscribe(ctx), nil
+}
+
+// watch publishes the exit of process execID of task id once, from a
+// blocking wait on its supervisor.
+func (r *runtime) watch(id, execID string) {
+	if !r.hub.startWatch(id + "/" + execID) {
+		return
+	}
+	go func() {
+		defer r.hub.endWatch(id + "/" + execID)
+		e, err := r.Wait(context.Background(), id, execID)
+		if err != nil {
+			return
+		}
+		r.hub.publish(isolation.TaskEvent{Kind: isolation.EventExit, ID: id, ExecID: execID, Exit: &e, Time: e.ExitedAt})
+	}()
+}
+
+// eventHub fans task events out to Events subscribers.
+type eventHub struct {
+	mu       sync.Mutex
+	subs     map[chan isolation.TaskEvent]bool
+	watching map[string]bool
+}
+
+func newEventHub() *eventHub {
+	return &eventHub{subs: map[chan isolation.TaskEvent]bool{}, watching: map[string]bool{}}
+}
+
+func (h *eventHub) subscribe(ctx context.Context) <-chan isolation.TaskEvent {
+	ch := make(chan isolation.TaskEvent, 256)
+	h.mu.Lock()
+	h.subs[ch] = true
+	h.mu.Unlock()
+	context.AfterFunc(ctx, func() {
+		h.mu.Lock()
+		delete(h.subs, ch)
+		close(ch)
+		h.mu.Unlock()
+	})
+	return ch
+}
+
+func (h *eventHub) publish(e isolation.TaskEvent) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for ch := range h.subs {
+		select {
+		case ch <- e:
+		default: // a subscriber 256 events behind misses this one
+		}
+	}
+}
+
+func (h *eventHub) startWatch(key string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.watching[key] {
+		return false
+	}
+	h.watching[key] = true
+	return true
+}
+
+func (h *eventHub) endWatch(key string) {
+	h.mu.Lock()
+	delete(h.watching, key)
+	h.mu.Unlock()
+}
