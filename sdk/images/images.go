@@ -190,8 +190,9 @@ type Service interface {
 	// Tag points target at the image source names.
 	Tag(ctx context.Context, source, target string) (Image, error)
 	// Remove removes name ref and, when no other name or lease holds its
-	// image, the blobs only it used. ref may be a digest: then every name
-	// of that image goes.
+	// image, the blobs only it used. ref may be a digest (or a unique
+	// prefix): then every name of that image goes, which needs Force when
+	// there are several.
 	Remove(ctx context.Context, ref string, opts RemoveOptions) (RemoveResult, error)
 	// Prune deletes every blob no name and no lease reaches.
 	Prune(ctx context.Context) (RemoveResult, error)
