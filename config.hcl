@@ -33,7 +33,11 @@ plugin "api" "grpc" {
 
 # Layer 1: resource limits (cgroup v1/v2 on Linux; rlimits and policies on macOS).
 plugin "resources" "cgroup" {
-  enabled = false # platform == "linux"
+  enabled = platform == "linux"
+  # parent          = "berth"          # groups are <parent>/<container id>
+  # mode            = "auto"           # or "v1" / "v2"
+  # cgroup_root     = "/sys/fs/cgroup"
+  # sample_interval = "2s"             # the shared CPU throttling sampler
 }
 plugin "resources" "darwin" {
   enabled = false # platform == "darwin"
@@ -52,7 +56,7 @@ plugin "snapshot" "ext4" {
 
 # Layer 2: isolation modes; each container picks one with --isolation.
 plugin "isolation" "sandbox" {
-  enabled     = false
+  enabled     = platform == "linux" # darwin's Seatbelt backend is still to come
   default     = true
   snapshotter = platform == "darwin" ? "apfs" : "overlay"
 }
