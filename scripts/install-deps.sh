@@ -6,6 +6,7 @@ packages=(
   protobuf-compiler   # protoc, for make proto / check-proto
   iproute2            # ip, for network namespace tests
   util-linux          # nsenter, unshare, flock
+  mount               # losetup: loop disks for the resources-cgroup IO and device tests
   gcc pkg-config      # cgo: the sandbox init's nsenter and libseccomp
   libseccomp-dev      # seccomp filters in the sandbox init (static lib too)
   busybox-static      # tiny rootfs for sandbox tests; make demo-image

@@ -4,12 +4,12 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -154,7 +154,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 // then released.
 type workload struct {
 	cmd    *exec.Cmd
-	stdout io.Reader
+	stdout *bufio.Reader
 	done   chan error
 }
 
@@ -174,15 +174,21 @@ func startWorkload(t *testing.T, c resources.Controller, id, mode string, env ..
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := cmd.StdoutPipe()
+	// A pipe of our own: exec's StdoutPipe is closed by Wait, which would
+	// race with reading what the workload said just before it exited.
+	pr, pw, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = pr.Close() })
+	cmd.Stdout = pw
 	cmd.Stderr = testWriter{t}
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	_ = pw.Close()
+	if err != nil {
 		t.Fatalf("start %s: %v", mode, err)
 	}
-	w := &workload{cmd: cmd, stdout: out, done: make(chan error, 1)}
+	w := &workload{cmd: cmd, stdout: bufio.NewReader(pr), done: make(chan error, 1)}
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		<-w.done
@@ -192,14 +198,37 @@ func startWorkload(t *testing.T, c resources.Controller, id, mode string, env ..
 		_ = cmd.Wait()
 		t.Fatalf("Attach(%q, %d): %v", id, cmd.Process.Pid, err)
 	}
-	go func() {
-		_, _ = io.Copy(io.Discard, out)
-	}()
 	go func() { w.done <- cmd.Wait() }()
 	if _, err := stdin.Write([]byte("go\n")); err != nil {
 		t.Fatalf("release %s: %v", mode, err)
 	}
 	return w
+}
+
+// readLine returns the next line the workload prints, failing the test
+// (and killing the workload) when none comes within timeout.
+func (w *workload) readLine(t *testing.T, timeout time.Duration) string {
+	t.Helper()
+	type result struct {
+		line string
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		line, err := w.stdout.ReadString('\n')
+		ch <- result{strings.TrimSpace(line), err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			t.Fatalf("workload said %q then: %v", r.line, r.err)
+		}
+		return r.line
+	case <-time.After(timeout):
+		_ = w.cmd.Process.Kill()
+		t.Fatalf("workload printed nothing within %s", timeout)
+		return ""
+	}
 }
 
 // waitEvent reads events until one matches or timeout passes.

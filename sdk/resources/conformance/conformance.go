@@ -34,8 +34,10 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"reflect"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -139,7 +141,9 @@ func Run(t *testing.T, newController func(t *testing.T) resources.Controller, op
 		{"ConfigSchema", s.testConfigSchema},
 		{"CreateGroupTwice", s.testCreateGroupTwice},
 		{"Limits", s.testLimits},
+		{"InvalidLimits", s.testInvalidLimits},
 		{"AttachMissingGroup", s.testAttachMissing},
+		{"AttachExitedProcess", s.testAttachExited},
 		{"AttachAndList", s.testAttachAndList},
 		{"ExitedProcessLeavesList", s.testExitedProcess},
 		{"UsageMissingGroup", s.testUsageMissing},
@@ -282,6 +286,84 @@ func (s *suite) testLimits(t *testing.T, c resources.Controller) {
 			wantKind(t, c.Update(ctx, plain, lc.limits), errdefs.ErrNotImplemented,
 				"Update with %s set by a plugin that does not declare %q", lc.field, lc.capability)
 		})
+	}
+}
+
+// invalidCases are limits no controller may accept: negative or absurd
+// values of the field a capability covers.
+var invalidCases = []struct {
+	capability string
+	field      string
+	limits     resources.Limits
+}{
+	{resources.CapCPUShares, "CPUShares", resources.Limits{CPUShares: 1 << 40}},
+	{resources.CapCPUQuota, "CPUs", resources.Limits{CPUs: -1}},
+	{resources.CapCPUSet, "CPUSetCPUs", resources.Limits{CPUSetCPUs: "not-a-cpu-list"}},
+	{resources.CapMemoryHard, "MemoryBytes", resources.Limits{MemoryBytes: -1}},
+	{resources.CapMemorySoft, "MemorySoftBytes", resources.Limits{MemorySoftBytes: -1}},
+	{resources.CapPids, "Pids", resources.Limits{Pids: -5}},
+	{resources.CapDevices, "Devices", resources.Limits{Devices: []resources.DeviceRule{{Allow: true, Type: "x", Major: 1, Minor: 3, Access: "rwm"}}}},
+}
+
+// testInvalidLimits checks that bad values are refused with an error that
+// names the field, leave no group behind, and do not change a group's
+// limits through Update. A plugin that does not declare the capability may
+// refuse with ErrNotImplemented instead.
+func (s *suite) testInvalidLimits(t *testing.T, c resources.Controller) {
+	ctx := s.ctx(t)
+	info, err := c.Info(ctx)
+	if err != nil {
+		t.Fatalf("Info: %v", err)
+	}
+	for _, ic := range invalidCases {
+		t.Run(ic.field, func(t *testing.T) {
+			id := s.groupID(t, "g")
+			_, err := c.CreateGroup(ctx, id, ic.limits)
+			if err == nil {
+				_ = c.Delete(context.Background(), id)
+				t.Fatalf("CreateGroup with %s = %+v succeeded, want an error", ic.field, ic.limits)
+			}
+			if info.HasCapability(ic.capability) {
+				wantKind(t, err, errdefs.ErrInvalidArgument, "CreateGroup with an invalid %s", ic.field)
+				if !strings.Contains(err.Error(), ic.field) {
+					t.Errorf("CreateGroup with an invalid %s: error %q does not name the field", ic.field, err)
+				}
+			} else if !errors.Is(err, errdefs.ErrInvalidArgument) && !errors.Is(err, errdefs.ErrNotImplemented) {
+				t.Errorf("CreateGroup with an invalid %s: %v, want InvalidArgument or NotImplemented", ic.field, err)
+			}
+			if countGroup(list(t, ctx, c), id) != 0 {
+				t.Errorf("refused CreateGroup(%q) left the group in List", id)
+			}
+			plain := s.createGroup(t, c, "plain")
+			if err := c.Update(ctx, plain, ic.limits); err == nil {
+				t.Errorf("Update with an invalid %s succeeded", ic.field)
+			}
+			if g, _ := findGroup(list(t, ctx, c), plain); !reflect.DeepEqual(g.Limits, resources.Limits{}) {
+				t.Errorf("refused Update changed the limits of %q to %+v", plain, g.Limits)
+			}
+		})
+	}
+	_, err = c.CreateGroup(ctx, "", resources.Limits{})
+	wantKind(t, err, errdefs.ErrInvalidArgument, "CreateGroup with an empty id")
+}
+
+// testAttachExited checks that attaching a process that has exited (and
+// been reaped) is refused with ErrNotFound naming the pid.
+func (s *suite) testAttachExited(t *testing.T, c resources.Controller) {
+	ctx := s.ctx(t)
+	id := s.createGroup(t, c, "g")
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("run true: %v", err)
+	}
+	pid := cmd.Process.Pid
+	err := c.Attach(ctx, id, pid)
+	wantKind(t, err, errdefs.ErrNotFound, "Attach(%q, %d) of a process that exited", id, pid)
+	if err != nil && !strings.Contains(err.Error(), strconv.Itoa(pid)) {
+		t.Errorf("Attach of exited pid %d: error %q does not name the pid", pid, err)
+	}
+	if g, _ := findGroup(list(t, ctx, c), id); slices.Contains(g.Pids, pid) {
+		t.Errorf("group %q lists exited pid %d", id, pid)
 	}
 }
 
