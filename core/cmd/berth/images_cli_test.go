@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -301,5 +302,64 @@ func TestDemoImage(t *testing.T) {
 	}
 	if target, err := os.Readlink(filepath.Join(rootfs, "bin", "sh")); err != nil || target != "busybox" {
 		t.Errorf("bin/sh -> %q, %v", target, err)
+	}
+}
+
+// TestRegistryLoginThenPull pulls from a registry that wants basic auth:
+// refused without credentials, refused with wrong ones at login, pulled
+// after `berth registry login`, refused again after logout. Credentials
+// go to $DOCKER_CONFIG/config.json, where the daemon's keychain reads them.
+func TestRegistryLoginThenPull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the daemon's state and runtime dirs are created with root-only modes (CI runs as root)")
+	}
+	inner := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "berth" || p != "s3cret" {
+			w.Header().Set("WWW-Authenticate", `Basic realm="berth-test"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = fmt.Fprint(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`)
+			return
+		}
+		inner.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	img, err := random.Image(1024, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := host + "/private/app:1"
+	if err := remote.Write(mustRef(t, ref), img, remote.WithAuth(&authn.Basic{Username: "berth", Password: "s3cret"})); err != nil {
+		t.Fatal(err)
+	}
+
+	dockerConfig := t.TempDir()
+	t.Setenv("DOCKER_CONFIG", dockerConfig) // the CLI and the daemon it starts inherit it
+	e := newEnv(t, imagesConfig)
+	e.mustBerth("system", "start")
+
+	if _, errOut, code := e.berth("pull", ref); code == 0 || !strings.Contains(errOut, "berth registry login "+host) {
+		t.Fatalf("pull without credentials: exit %d, %s", code, errOut)
+	}
+	if _, errOut, code := e.berth("registry", "login", "-u", "berth", "-p", "wrong", host); code == 0 || !strings.Contains(errOut, "login to "+host+" failed") {
+		t.Fatalf("login with a wrong password: exit %d, %s", code, errOut)
+	}
+	if out := e.mustBerth("registry", "login", "-u", "berth", "-p", "s3cret", host); !strings.Contains(out, "Login Succeeded") {
+		t.Fatalf("login: %s", out)
+	}
+	cfg, err := os.ReadFile(filepath.Join(dockerConfig, "config.json"))
+	if err != nil || !strings.Contains(string(cfg), host) {
+		t.Fatalf("config.json after login: %s %v", cfg, err)
+	}
+	e.mustBerth("pull", "-q", ref)
+	e.mustBerth("rmi", ref)
+
+	e.mustBerth("registry", "logout", host)
+	if cfg, _ := os.ReadFile(filepath.Join(dockerConfig, "config.json")); strings.Contains(string(cfg), host) {
+		t.Errorf("config.json still names %s after logout: %s", host, cfg)
+	}
+	if _, _, code := e.berth("pull", ref); code == 0 {
+		t.Error("pull succeeded after logout")
 	}
 }

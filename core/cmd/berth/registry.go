@@ -111,12 +111,26 @@ func registryArg(args []string) (name.Registry, string, error) {
 	return reg, reg.Name(), nil
 }
 
-// checkLogin authenticates to reg with the credentials, the way a pull
-// would.
+// checkLogin authenticates to reg with the credentials the way a pull
+// would (ggcr's transport: token exchange or basic auth), then asks the
+// registry's API root with them, as docker login does: a registry using
+// basic auth only says no to a request.
 func checkLogin(ctx context.Context, reg name.Registry, username, password string) error {
 	auth := authn.FromConfig(authn.AuthConfig{Username: username, Password: password})
-	_, err := transport.NewWithContext(ctx, reg, auth, http.DefaultTransport, []string{reg.Scope(transport.PullScope)})
+	tr, err := transport.NewWithContext(ctx, reg, auth, http.DefaultTransport, []string{reg.Scope(transport.PullScope)})
 	if err != nil {
+		return fmt.Errorf("login to %s failed: %w", reg.Name(), err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, reg.Scheme()+"://"+reg.RegistryStr()+"/v2/", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return fmt.Errorf("login to %s failed: %w", reg.Name(), err)
+	}
+	defer resp.Body.Close()
+	if err := transport.CheckError(resp, http.StatusOK); err != nil {
 		return fmt.Errorf("login to %s failed: %w", reg.Name(), err)
 	}
 	return nil
