@@ -155,6 +155,9 @@ func (m *Manager) Create(ctx context.Context, name string, cfg lifecycle.Config)
 		return fail(err)
 	}
 	task := isolation.Spec{ID: id, OCI: oci, Rootfs: rootfs, Placement: placement, VM: cfg.VM, LogPath: rec.LogPath}
+	if cfg.OpenStdin {
+		task.Annotations = map[string]string{isolation.AnnotationOpenStdin: "open"}
+	}
 	iso, err := layers.Isolation(mode.Name)
 	if err != nil {
 		return fail(err)

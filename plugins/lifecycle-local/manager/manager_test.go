@@ -105,12 +105,18 @@ func TestCreateDrivesLayersInOrder(t *testing.T) {
 		t.Fatalf("task spec %+v / %+v", task, task.OCI.Process)
 	}
 	// A second container of the same image reuses the unpacked layers.
-	c2, err := m.Create(ctx, "", lifecycle.Config{Image: "alpine"})
+	if task.Annotations[isolation.AnnotationOpenStdin] != "" {
+		t.Errorf("a container without -i got an open stdin")
+	}
+	c2, err := m.Create(ctx, "", lifecycle.Config{Image: "alpine", OpenStdin: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c2.Name != c2.ID[:12] {
 		t.Errorf("unnamed container got name %q, want its short id", c2.Name)
+	}
+	if l.iso.tasks[c2.ID].info.Spec.Annotations[isolation.AnnotationOpenStdin] != "open" {
+		t.Errorf("OpenStdin did not reach the task spec as %s", isolation.AnnotationOpenStdin)
 	}
 	if n := l.j.count("snapshot.Apply"); n != 0 {
 		t.Errorf("second create applied %d layers again", n)

@@ -1,0 +1,369 @@
+//go:build linux
+
+package e2e
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/sdk/errdefs"
+	"github.com/berth-dev/berth/sdk/isolation"
+	"github.com/berth-dev/berth/sdk/lifecycle"
+	"github.com/berth-dev/berth/sdk/lifecycle/conformance"
+	"github.com/berth-dev/berth/sdk/plugin"
+	"github.com/berth-dev/berth/sdk/resources"
+	"github.com/berth-dev/berth/sdk/snapshot"
+)
+
+// TestConformance runs the lifecycle suite against lifecycle-local driving
+// the real plugins.
+func TestConformance(t *testing.T) {
+	s := startStack(t)
+	conformance.Run(t, func(t *testing.T) lifecycle.Manager { return s.mustManager(t) }, conformance.Options{
+		Sleeper:    s.sleeper(),
+		Exiter:     s.exiter,
+		NamePrefix: "conf-",
+		Timeout:    waitFor,
+	})
+}
+
+// TestOnFailureRestartsExactlyThree: a container that always exits 1 under
+// on-failure:3 runs four times (three restarts) and then stays stopped.
+func TestOnFailureRestartsExactlyThree(t *testing.T) {
+	s := startStack(t)
+	m := s.mustManager(t)
+	ctx, cancel := context.WithCancel(ctxT(t))
+	defer cancel()
+	events, err := m.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.exiter(1)
+	cfg.Restart = lifecycle.RestartPolicy{Name: "on-failure", MaxRetries: 3}
+	c, err := m.Create(ctx, "flaky", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = m.Delete(context.Background(), c.ID, true) }()
+	if _, err := m.Start(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	starts, exits := 0, 0
+	timeout := time.After(waitFor)
+	for exits < 4 {
+		select {
+		case e := <-events:
+			if e.ContainerID != c.ID {
+				continue
+			}
+			switch e.Kind {
+			case lifecycle.EventStart:
+				starts++
+			case lifecycle.EventExit:
+				exits++
+				if e.ExitCode != 1 {
+					t.Fatalf("exit %d with code %d, want 1", exits, e.ExitCode)
+				}
+			}
+		case <-timeout:
+			t.Fatalf("after %s: %d starts, %d exits; want 4 exits", waitFor, starts, exits)
+		}
+	}
+	eventually(t, "recorded as stopped after 3 restarts", func() bool {
+		got, err := m.Get(ctx, c.ID)
+		return err == nil && got.State == lifecycle.StateStopped && got.RestartCount == 3 && got.ExitCode == 1
+	})
+	// Removing it ends the story: had a fourth restart been scheduled, its
+	// start would show before the delete.
+	if err := m.Delete(ctx, c.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		e := <-events
+		if e.ContainerID != c.ID {
+			continue
+		}
+		if e.Kind == lifecycle.EventStart {
+			t.Fatal("a fourth restart happened under on-failure:3")
+		}
+		if e.Kind == lifecycle.EventDelete {
+			break
+		}
+	}
+	if starts != 4 {
+		t.Fatalf("%d starts, want 4 (1 + 3 restarts)", starts)
+	}
+}
+
+// resourcesClient and friends reach the real plugins the way the core does.
+func (s *stack) snapshotter(t *testing.T) snapshot.Snapshotter {
+	c, err := s.h.Client(plugin.LayerSnapshot, "overlay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.(snapshot.Snapshotter)
+}
+
+func (s *stack) resources(t *testing.T) resources.Controller {
+	c, err := s.h.Client(plugin.LayerResources, "cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.(resources.Controller)
+}
+
+func (s *stack) isolation(t *testing.T) isolation.Runtime {
+	var rt isolation.Runtime
+	eventually(t, "isolation plugin available", func() bool {
+		c, err := s.h.Client(plugin.LayerIsolation, "sandbox")
+		if err != nil {
+			return false
+		}
+		rt = c.(isolation.Runtime)
+		return true
+	})
+	return rt
+}
+
+// leftovers lists what the layers still hold for container id.
+func (s *stack) leftovers(t *testing.T, id string) []string {
+	t.Helper()
+	ctx := ctxT(t)
+	var out []string
+	if _, err := s.snapshotter(t).Stat(ctx, id); !errdefs.IsNotFound(err) {
+		out = append(out, "rootfs snapshot")
+	}
+	_ = s.snapshotter(t).Walk(ctx, func(_ context.Context, i snapshot.Info) error {
+		if i.Kind == snapshot.KindActive {
+			out = append(out, "active snapshot "+i.Name)
+		}
+		return nil
+	})
+	groups, err := s.resources(t).List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range groups {
+		if g.ID == id {
+			out = append(out, "resource group")
+		}
+	}
+	tasks, err := s.isolation(t).List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range tasks {
+		if task.ID == id {
+			out = append(out, "isolation task")
+		}
+	}
+	return out
+}
+
+// TestRemoveLeavesNothing runs a container and removes it: no snapshot,
+// group, task or log file remains; then a create that fails late (at the
+// spec, after the snapshot and the group exist) leaves nothing either.
+func TestRemoveLeavesNothing(t *testing.T) {
+	s := startStack(t)
+	m := s.mustManager(t)
+	ctx := ctxT(t)
+	c, err := m.Create(ctx, "tidy", s.sleeper())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Start(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	if left := s.leftovers(t, c.ID); !slices.Contains(left, "resource group") || !slices.Contains(left, "isolation task") {
+		t.Fatalf("a running container holds %v; want its group and task (the check must see them)", left)
+	}
+	if err := m.Delete(ctx, c.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	if left := s.leftovers(t, c.ID); len(left) != 0 {
+		t.Fatalf("after rm: %v left", left)
+	}
+	logs, _ := filepath.Glob(filepath.Join(s.dir, "state", "plugins", "lifecycle-local", "logs", c.ID+"*"))
+	if len(logs) != 0 {
+		t.Fatalf("log files left: %v", logs)
+	}
+
+	bad := s.sleeper()
+	bad.WorkingDir = "relative/dir"
+	if _, err := m.Create(ctx, "doomed", bad); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "relative/dir") {
+		t.Fatalf("Create with a relative working dir = %v, want ErrInvalidArgument naming it", err)
+	}
+	if left := s.leftovers(t, "no-such-id"); len(left) != 0 {
+		t.Fatalf("after a failed create: %v left", left)
+	}
+	groups, _ := s.resources(t).List(ctx)
+	for _, g := range groups {
+		if _, err := m.Get(ctx, g.ID); errdefs.IsNotFound(err) {
+			t.Errorf("resource group %s belongs to no container", g.ID)
+		}
+	}
+	if _, err := m.Get(ctx, "doomed"); !errdefs.IsNotFound(err) {
+		t.Fatalf("the failed create left a record: %v", err)
+	}
+}
+
+// TestLifecyclePluginKilled kills lifecycle-local with SIGKILL while two
+// containers run; one of them is killed while the plugin is down. After
+// the host restarts the plugin, the survivor is still running (same pid)
+// and the other is stopped with its real exit code (137).
+func TestLifecyclePluginKilled(t *testing.T) {
+	s := startStack(t)
+	m := s.mustManager(t)
+	ctx := ctxT(t)
+	var cs []lifecycle.Container
+	for _, name := range []string{"survivor", "victim"} {
+		c, err := m.Create(ctx, name, s.sleeper())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c, err = m.Start(ctx, c.ID); err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, c)
+		defer func() { _ = s.mustManager(t).Delete(context.Background(), c.ID, true) }()
+	}
+	pid := s.pluginPid(t, "lifecycle/local")
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "lifecycle plugin process gone", func() bool {
+		return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+	})
+	if err := syscall.Kill(cs[1].Pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill victim's process %d: %v", cs[1].Pid, err)
+	}
+	eventually(t, "lifecycle plugin restarted", func() bool {
+		p := s.pluginPid(t, "lifecycle/local")
+		return p != pid && p > 0
+	})
+	m = s.mustManager(t)
+	var survivor, victim lifecycle.Container
+	eventually(t, "records reconciled", func() bool {
+		var err1, err2 error
+		survivor, err1 = m.Get(ctx, "survivor")
+		victim, err2 = m.Get(ctx, "victim")
+		return err1 == nil && err2 == nil && victim.State == lifecycle.StateStopped
+	})
+	if survivor.State != lifecycle.StateRunning || survivor.Pid != cs[0].Pid {
+		t.Errorf("survivor after the restart: %s pid %d; want running with pid %d", survivor.State, survivor.Pid, cs[0].Pid)
+	}
+	if victim.ExitCode != 137 {
+		t.Errorf("victim's exit code %d, want 137 (SIGKILL)", victim.ExitCode)
+	}
+	all, err := m.List(ctx, lifecycle.Filter{All: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, c := range all {
+		if c.Name == "survivor" || c.Name == "victim" {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("List shows %d of the two containers; nothing may be forgotten or duplicated", n)
+	}
+	// The survivor is watched again: stopping it is seen.
+	got, err := m.Stop(ctx, "survivor", waitFor)
+	if err != nil || got.State != lifecycle.StateStopped {
+		t.Fatalf("Stop survivor after the restart = %s, %v", got.State, err)
+	}
+}
+
+// TestIsolationPluginKilled kills isolation-sandbox with SIGKILL: the
+// container keeps running (its supervisor owns it), and once the plugin is
+// back lifecycle reconciles and still sees the container's exit.
+func TestIsolationPluginKilled(t *testing.T) {
+	s := startStack(t)
+	m := s.mustManager(t)
+	ctx := ctxT(t)
+	c, err := m.Create(ctx, "steady", s.sleeper())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.mustManager(t).Delete(context.Background(), c.ID, true) }()
+	if c, err = m.Start(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	pid := s.pluginPid(t, "isolation/sandbox")
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "isolation plugin restarted", func() bool {
+		p := s.pluginPid(t, "isolation/sandbox")
+		return p != pid && p > 0
+	})
+	if err := syscall.Kill(c.Pid, 0); err != nil {
+		t.Fatalf("container process %d died with the isolation plugin: %v", c.Pid, err)
+	}
+	got, err := m.Get(ctx, c.ID)
+	if err != nil || got.State != lifecycle.StateRunning {
+		t.Fatalf("after the isolation restart: %s, %v", got.State, err)
+	}
+	// The container ends by itself now; lifecycle learns its exit code
+	// through the restarted plugin.
+	if err := syscall.Kill(c.Pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "exit seen through the restarted isolation plugin", func() bool {
+		got, err := m.Get(ctx, c.ID)
+		return err == nil && got.State == lifecycle.StateStopped
+	})
+	if got, _ := m.Get(ctx, c.ID); got.ExitCode != 0 {
+		t.Errorf("exit code %d, want 0 (the trap's)", got.ExitCode)
+	}
+}
+
+// TestOutputLogAndStats: the container's output lands in the log file
+// lifecycle gave isolation (what `berth logs` reads), and Stats of a
+// running container merges real cgroup usage.
+func TestOutputLogAndStats(t *testing.T) {
+	s := startStack(t)
+	m := s.mustManager(t)
+	ctx := ctxT(t)
+	c, err := m.Create(ctx, "talker", lifecycle.Config{Image: s.image, Cmd: []string{"sh", "-c", "echo hello-from-e2e; exit 4"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = m.Delete(context.Background(), c.ID, true) }()
+	if _, err := m.Start(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	st, err := m.Wait(ctx, c.ID)
+	if err != nil || st.Code != 4 {
+		t.Fatalf("Wait = %+v, %v; want code 4", st, err)
+	}
+	logPath := filepath.Join(s.dir, "state", "plugins", "lifecycle-local", "logs", c.ID+".log")
+	eventually(t, "output in "+logPath, func() bool {
+		b, _ := os.ReadFile(logPath)
+		return strings.Contains(string(b), "hello-from-e2e")
+	})
+
+	sl, err := m.Create(ctx, "busy", s.sleeper())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = m.Delete(context.Background(), sl.ID, true) }()
+	if _, err := m.Start(ctx, sl.ID); err != nil {
+		t.Fatal(err)
+	}
+	stats, err := m.Stats(ctx, sl.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Pids < 1 || stats.MemoryBytes == 0 || stats.Time.IsZero() {
+		t.Fatalf("Stats of a running shell = %+v; want at least one pid, some memory and a time", stats)
+	}
+}
