@@ -9,10 +9,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/berth-dev/berth/core/images/content"
 	"github.com/berth-dev/berth/sdk/errdefs"
@@ -94,7 +94,9 @@ func registryError(pr parsedRef, err error) error {
 	return err
 }
 
-// Push implements images.Service.
+// Push implements images.Service: the layers go up in parallel (at most
+// PullParallelism at once), each reporting its own progress, then the
+// config and the manifest.
 func (s *Service) Push(ctx context.Context, ref string, _ images.PushOptions, progress images.ProgressFunc) error {
 	pr, err := parseRef(ref, s.opts.InsecureRegistries)
 	if err != nil {
@@ -104,33 +106,60 @@ func (s *Service) Push(ctx context.Context, ref string, _ images.PushOptions, pr
 	if err != nil {
 		return err
 	}
+	release := s.hold([]content.Digest{d})
+	defer release()
 	si, err := loadManifest(s.store, d)
 	if err != nil {
 		return err
 	}
+	release2 := s.hold(si.blobs())
+	defer release2()
 	img, err := si.image()
 	if err != nil {
 		return err
 	}
-	updates := make(chan v1.Update, 16)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for u := range updates {
-			if progress != nil && u.Error == nil {
-				progress(images.Progress{ID: pr.display, Phase: images.PhaseUploading, Current: u.Complete, Total: u.Total})
-			}
-		}
-	}()
-	var target name.Reference = pr.ref
-	err = remote.Write(target, img, s.remoteOptions(ctx, remote.WithProgress(updates))...)
-	<-done
+	emit := s.newIngestion(progress).emit
+	layers, err := img.Layers()
 	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(s.opts.PullParallelism)
+	for _, l := range layers {
+		g.Go(func() error {
+			h, err := l.Digest()
+			if err != nil {
+				return err
+			}
+			id := h.String()
+			updates := make(chan v1.Update, 16)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for u := range updates {
+					if u.Error == nil {
+						emit(images.Progress{ID: id, Phase: images.PhaseUploading, Current: u.Complete, Total: u.Total})
+					}
+				}
+			}()
+			err = remote.WriteLayer(pr.ref.Context(), l, s.remoteOptions(gctx, remote.WithProgress(updates))...)
+			<-done
+			if err != nil {
+				return fmt.Errorf("layer %s: %w", content.Digest(id).Short(), err)
+			}
+			size, _ := l.Size()
+			emit(images.Progress{ID: id, Phase: images.PhasePushed, Current: size, Total: size})
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
 		return fmt.Errorf("push %s: %w", pr.display, registryError(pr, err))
 	}
-	if progress != nil {
-		progress(images.Progress{ID: pr.display, Phase: images.PhasePushed})
+	// The layers are there; this uploads the config and the manifest.
+	if err := remote.Write(pr.ref, img, s.remoteOptions(ctx)...); err != nil {
+		return fmt.Errorf("push %s: %w", pr.display, registryError(pr, err))
 	}
+	emit(images.Progress{ID: pr.display, Phase: images.PhasePushed})
 	s.log.Info("pushed image", "ref", pr.display, "digest", d)
 	return nil
 }

@@ -421,12 +421,22 @@ func TestPushSaveLoadRoundTrip(t *testing.T) {
 	if _, err := s.Tag(ctx, reg.ref("src:1"), reg.ref("dst:2")); err != nil {
 		t.Fatal(err)
 	}
-	var pushed bool
-	if err := s.Push(ctx, reg.ref("dst:2"), images.PushOptions{}, func(p images.Progress) { pushed = pushed || p.Phase == images.PhasePushed }); err != nil {
+	pushed := map[string]bool{}
+	if err := s.Push(ctx, reg.ref("dst:2"), images.PushOptions{}, func(p images.Progress) {
+		if p.Phase == images.PhasePushed {
+			pushed[p.ID] = true
+		}
+	}); err != nil {
 		t.Fatal(err)
 	}
-	if !pushed {
-		t.Error("no pushed progress")
+	m, _ := img.Manifest()
+	for _, l := range m.Layers {
+		if !pushed[l.Digest.String()] {
+			t.Errorf("no pushed progress for layer %s", l.Digest)
+		}
+	}
+	if !pushed[reg.ref("dst:2")] {
+		t.Error("no pushed progress for the image")
 	}
 	s2 := newService(t, t.TempDir())
 	got, err := s2.Pull(ctx, reg.ref("dst:2"), images.PullOptions{}, nil)
