@@ -22,6 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
+	"github.com/berth-dev/berth/core/images/content"
 	"github.com/berth-dev/berth/sdk/errdefs"
 	"github.com/berth-dev/berth/sdk/images"
 )
@@ -58,10 +59,14 @@ func (s *Service) Save(ctx context.Context, refs []string, opts images.SaveOptio
 		if err != nil {
 			return fmt.Errorf("save: %w", err)
 		}
+		release := s.hold([]content.Digest{d})
+		defer release()
 		si, err := loadManifest(s.store, d)
 		if err != nil {
 			return fmt.Errorf("save %s: %w", r, err)
 		}
+		releaseBlobs := s.hold(si.blobs())
+		defer releaseBlobs()
 		img, err := si.image()
 		if err != nil {
 			return fmt.Errorf("save %s: %w", r, err)
