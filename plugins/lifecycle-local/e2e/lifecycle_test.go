@@ -367,3 +367,70 @@ func TestOutputLogAndStats(t *testing.T) {
 		t.Fatalf("Stats of a running shell = %+v; want at least one pid, some memory and a time", stats)
 	}
 }
+
+// frozen reads the freezer of cgroup path (v1 freezer hierarchy or v2).
+func frozen(t *testing.T, cgroupPath string) bool {
+	t.Helper()
+	if b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/freezer", cgroupPath, "freezer.state")); err == nil {
+		return strings.TrimSpace(string(b)) == "FROZEN"
+	}
+	b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", cgroupPath, "cgroup.freeze"))
+	if err != nil {
+		t.Fatalf("no freezer for cgroup %s: %v", cgroupPath, err)
+	}
+	return strings.TrimSpace(string(b)) == "1"
+}
+
+// TestPauseFreezesAndMarksTheGroup: pause marks the resources group paused
+// and the container's cgroup is frozen; resume undoes both.
+func TestPauseFreezesAndMarksTheGroup(t *testing.T) {
+	s := startStack(t)
+	m := s.mustManager(t)
+	ctx := ctxT(t)
+	c, err := m.Create(ctx, "napper", s.sleeper())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = m.Delete(context.Background(), c.ID, true) }()
+	if _, err := m.Start(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	group := func() resources.Group {
+		t.Helper()
+		gs, err := s.resources(t).List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range gs {
+			if g.ID == c.ID {
+				return g
+			}
+		}
+		t.Fatalf("no resource group %s", c.ID)
+		return resources.Group{}
+	}
+	g := group()
+	if g.Paused || frozen(t, g.Placement.CgroupPath) {
+		t.Fatalf("a running container's group is paused (%v) or frozen", g.Paused)
+	}
+	if _, err := m.Pause(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	if g = group(); !g.Paused || !frozen(t, g.Placement.CgroupPath) {
+		t.Fatalf("after Pause: group marked paused %v, cgroup frozen %v; want both", g.Paused, frozen(t, g.Placement.CgroupPath))
+	}
+	if _, err := m.Resume(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	if g = group(); g.Paused || frozen(t, g.Placement.CgroupPath) {
+		t.Fatalf("after Resume: group marked paused %v, cgroup frozen %v; want neither", g.Paused, frozen(t, g.Placement.CgroupPath))
+	}
+	// Stopping a paused container thaws it so its stop signal lands.
+	if _, err := m.Pause(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	got, err := m.Stop(ctx, c.ID, waitFor)
+	if err != nil || got.State != lifecycle.StateStopped || got.ExitCode != 0 {
+		t.Fatalf("Stop of a paused container = %s exit %d, %v; want stopped by its TERM trap (0)", got.State, got.ExitCode, err)
+	}
+}
