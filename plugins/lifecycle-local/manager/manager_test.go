@@ -593,3 +593,31 @@ func TestIsolationPluginRestart(t *testing.T) {
 		return c.State == lifecycle.StateStopped && c.ExitCode == 9
 	})
 }
+
+// TestWaitSeesAnExitWhoseEventWasLost: Wait also looks at the record, so
+// an exit whose event a slow subscriber lost still ends it.
+func TestWaitSeesAnExitWhoseEventWasLost(t *testing.T) {
+	l := newFakeLayers()
+	m := newTestManager(t, l, t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	c, _ := m.Create(ctx, "quiet", lifecycle.Config{Image: "alpine"})
+	if _, err := m.Start(ctx, "quiet"); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan isolation.ExitStatus, 1)
+	go func() {
+		st, _ := m.Wait(ctx, "quiet")
+		done <- st
+	}()
+	// Written behind the manager's back: no event is published.
+	if _, err := m.update(c.ID, func(r *store.Record) {
+		r.Container.State = lifecycle.StateStopped
+		r.Container.ExitCode = 9
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if st := <-done; st.Code != 9 {
+		t.Fatalf("Wait = %+v, want code 9", st)
+	}
+}

@@ -758,10 +758,22 @@ func (m *Manager) Wait(ctx context.Context, ref string) (isolation.ExitStatus, e
 		return exitOf(rec.Container), nil
 	}
 	id := rec.Container.ID
+	// Events are the fast path; a subscriber that fell behind may lose
+	// one, so the record is also looked at now and then.
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return isolation.ExitStatus{}, ctx.Err()
+		case <-tick.C:
+			now, err := st.Get(id)
+			if errdefs.IsNotFound(err) {
+				return isolation.ExitStatus{}, errdefs.NotFound("container %s was removed while waiting", rec.Container.Name)
+			}
+			if err == nil && now.Container.State == lifecycle.StateStopped {
+				return exitOf(now.Container), nil
+			}
 		case e, ok := <-events:
 			if !ok {
 				return isolation.ExitStatus{}, ctx.Err()
