@@ -3,6 +3,7 @@ package manager
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -619,5 +620,58 @@ func TestWaitSeesAnExitWhoseEventWasLost(t *testing.T) {
 	}
 	if st := <-done; st.Code != 9 {
 		t.Fatalf("Wait = %+v, want code 9", st)
+	}
+}
+
+// TestStopSignalFromImageAndUser: stop sends the image's StopSignal, a
+// user's --stop-signal wins over it, and Kill with the stop signal counts
+// as a manual stop.
+func TestStopSignalFromImageAndUser(t *testing.T) {
+	l := newFakeLayers()
+	img := l.images.images["alpine"]
+	img.Config.StopSignal = "SIGQUIT"
+	l.images.images["quitter"] = img
+	m := newTestManager(t, l, t.TempDir())
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name, image, user string
+		want              int
+	}{
+		{"from-image", "quitter", "", 3},
+		{"from-user", "quitter", "SIGUSR1", 10},
+		{"default", "alpine", "", 15},
+	} {
+		c, err := m.Create(ctx, tc.name, lifecycle.Config{Image: tc.image, StopSignal: tc.user})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Start(ctx, c.ID); err != nil {
+			t.Fatal(err)
+		}
+		l.j.take()
+		got, err := m.Stop(ctx, c.ID, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		calls := l.j.take()
+		if len(calls) == 0 || calls[0] != fmt.Sprintf("isolation.Signal %s %d false", c.ID, tc.want) || got.ExitCode != 128+tc.want {
+			t.Errorf("%s: calls %v, exit %d; want signal %d first and exit %d", tc.name, calls, got.ExitCode, tc.want, 128+tc.want)
+		}
+	}
+	// Kill with the stop signal under "always": no restart follows.
+	c, _ := m.Create(ctx, "svc", lifecycle.Config{Image: "quitter", Restart: lifecycle.RestartPolicy{Name: "always"}})
+	if _, err := m.Start(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Kill(ctx, "svc", 3); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "svc stopped by kill", func() bool { return stateOf(t, m, "svc").State == lifecycle.StateStopped })
+	m.lock(c.ID)()
+	m.mu.Lock()
+	_, pending := m.timers[c.ID]
+	m.mu.Unlock()
+	if pending || stateOf(t, m, "svc").RestartCount != 0 {
+		t.Fatal("a kill with the stop signal was restarted by the always policy")
 	}
 }
