@@ -29,16 +29,20 @@ func layersOf(t *testing.T, img v1.Image) []Layer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Diff IDs come from the config, as the image service has them.
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
 	var out []Layer
-	for _, l := range ls {
+	for i, l := range ls {
 		mt, err1 := l.MediaType()
 		dg, err2 := l.Digest()
-		diff, err3 := l.DiffID()
-		size, err4 := l.Size()
-		if err := firstErr(err1, err2, err3, err4); err != nil {
+		size, err3 := l.Size()
+		if err := firstErr(err1, err2, err3); err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, Layer{MediaType: string(mt), Digest: dg.String(), DiffID: diff.String(), Size: size, Open: l.Compressed})
+		out = append(out, Layer{MediaType: string(mt), Digest: dg.String(), DiffID: cfg.RootFS.DiffIDs[i].String(), Size: size, Open: l.Compressed})
 	}
 	return out
 }
