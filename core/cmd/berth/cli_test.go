@@ -34,13 +34,25 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// buildAll builds berth, every in-tree plugin (as make build does: the
+// shipped config.hcl enables several) and the host's test plugin.
 func buildAll(bin string) error {
-	for pkg, out := range map[string]string{
+	targets := map[string]string{
 		".":                              "berth",
-		"../../../plugins/api-grpc":      "plugins/api-grpc",
 		"../../host/testdata/testplugin": "plugins/resources-test",
-	} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(bin, out), pkg)
+	}
+	dirs, err := os.ReadDir("../../../plugins")
+	if err != nil {
+		return err
+	}
+	for _, d := range dirs {
+		if d.IsDir() {
+			targets["../../../plugins/"+d.Name()] = "plugins/" + d.Name()
+		}
+	}
+	args := []string{"build", "-o"}
+	for pkg, out := range targets {
+		cmd := exec.Command("go", append(args, filepath.Join(bin, out), pkg)...)
 		cmd.Stderr = os.Stderr
 		if err := cmd.Run(); err != nil {
 			return fmt.Errorf("%s: %w", pkg, err)
