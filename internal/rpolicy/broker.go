@@ -1,4 +1,4 @@
-package main
+package rpolicy
 
 import (
 	"context"
@@ -13,22 +13,23 @@ import (
 // before events for it are dropped (and counted in the log).
 const subscriberBuffer = 256
 
-// broker fans limit events out to every Events subscriber. Publishing never
+// Broker fans limit events out to every Events subscriber. Publishing never
 // blocks the monitor: a subscriber whose buffer is full loses the event.
-type broker struct {
+type Broker struct {
 	log    hclog.Logger
 	mu     sync.Mutex
 	subs   map[chan resources.LimitEvent]struct{}
 	closed bool
 }
 
-func newBroker(log hclog.Logger) *broker {
-	return &broker{log: log, subs: map[chan resources.LimitEvent]struct{}{}}
+// NewBroker returns a broker with no subscribers.
+func NewBroker(log hclog.Logger) *Broker {
+	return &Broker{log: log, subs: map[chan resources.LimitEvent]struct{}{}}
 }
 
-// subscribe returns a channel of every event published from now until ctx
-// is done (or the broker closes), then closed.
-func (b *broker) subscribe(ctx context.Context) <-chan resources.LimitEvent {
+// Subscribe returns a channel of every event published from now until ctx
+// is done (or the Broker closes), then closed.
+func (b *Broker) Subscribe(ctx context.Context) <-chan resources.LimitEvent {
 	ch := make(chan resources.LimitEvent, subscriberBuffer)
 	b.mu.Lock()
 	if b.closed {
@@ -42,7 +43,7 @@ func (b *broker) subscribe(ctx context.Context) <-chan resources.LimitEvent {
 	return ch
 }
 
-func (b *broker) drop(ch chan resources.LimitEvent) {
+func (b *Broker) drop(ch chan resources.LimitEvent) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if _, ok := b.subs[ch]; ok {
@@ -51,8 +52,8 @@ func (b *broker) drop(ch chan resources.LimitEvent) {
 	}
 }
 
-// publish hands ev to every subscriber.
-func (b *broker) publish(ev resources.LimitEvent) {
+// Publish hands ev to every subscriber.
+func (b *Broker) Publish(ev resources.LimitEvent) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.log.Info("limit event", "group", ev.GroupID, "resource", ev.Resource, "kind", ev.Kind, "count", ev.Count, "message", ev.Message)
@@ -65,8 +66,8 @@ func (b *broker) publish(ev resources.LimitEvent) {
 	}
 }
 
-// close ends every subscription.
-func (b *broker) close() {
+// Close ends every subscription.
+func (b *Broker) Close() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.closed = true

@@ -7,6 +7,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/berth-dev/berth/internal/rpolicy"
 	"github.com/berth-dev/berth/sdk/errdefs"
 )
 
@@ -16,6 +17,6 @@ func newBackend(settings, string, hclog.Logger) (backend, error) {
 	return nil, errdefs.NotImplemented("resources-cgroup needs Linux cgroups; on this platform use resources \"darwin\"")
 }
 
-func newMonitor(backend, *broker, time.Duration, hclog.Logger) (monitor, error) {
+func newMonitor(backend, *rpolicy.Broker, time.Duration, hclog.Logger) (monitor, error) {
 	return nil, errdefs.NotImplemented("resources-cgroup needs Linux cgroups")
 }

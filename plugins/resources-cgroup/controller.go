@@ -44,7 +44,7 @@ type controller struct {
 	store      rpolicy.Store
 	records    map[string]rpolicy.Record
 	mon        monitor
-	broker     *broker
+	broker     *rpolicy.Broker
 }
 
 // monitor watches groups for limit events; see monitor_linux.go.
@@ -62,7 +62,7 @@ var _ resources.Controller = (*controller)(nil)
 // New returns an unconfigured controller; the core calls Configure before
 // any layer call.
 func New(log hclog.Logger) *controller {
-	return &controller{log: log, broker: newBroker(log), records: map[string]rpolicy.Record{}}
+	return &controller{log: log, broker: rpolicy.NewBroker(log), records: map[string]rpolicy.Record{}}
 }
 
 // Info implements plugin.Base. The capabilities are those of the hierarchy
@@ -173,7 +173,7 @@ func (c *controller) Close() {
 		c.mon.close()
 		c.mon = nil
 	}
-	c.broker.close()
+	c.broker.Close()
 }
 
 // lockConfigured locks c and checks Configure ran; on error c is unlocked.
@@ -376,5 +376,5 @@ func (c *controller) Delete(_ context.Context, id string) error {
 
 // Events implements resources.Controller.
 func (c *controller) Events(ctx context.Context) (<-chan resources.LimitEvent, error) {
-	return c.broker.subscribe(ctx), nil
+	return c.broker.Subscribe(ctx), nil
 }

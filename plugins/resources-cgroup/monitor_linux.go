@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-dev/berth/internal/rpolicy"
 	"github.com/berth-dev/berth/sdk/resources"
 )
 
@@ -44,7 +45,7 @@ const oomSettle = 3 * time.Second
 // of containers.
 type epollMonitor struct {
 	be       backend
-	broker   *broker
+	broker   *rpolicy.Broker
 	interval time.Duration
 	log      hclog.Logger
 
@@ -83,7 +84,7 @@ type watched struct {
 	oomPendingBaseline uint64
 }
 
-func newMonitor(be backend, br *broker, interval time.Duration, log hclog.Logger) (monitor, error) {
+func newMonitor(be backend, br *rpolicy.Broker, interval time.Duration, log hclog.Logger) (monitor, error) {
 	m := &epollMonitor{
 		be: be, broker: br, interval: interval, log: log.Named("monitor"),
 		epfd: -1, wakefd: -1, inofd: -1,
@@ -348,7 +349,7 @@ func (m *epollMonitor) checkMemory(id string, oomNotified bool) {
 	}
 	m.mu.Unlock()
 	for _, ev := range out {
-		m.broker.publish(ev)
+		m.broker.Publish(ev)
 	}
 }
 
@@ -412,7 +413,7 @@ func (m *epollMonitor) sampleThrottling() {
 		}
 		m.mu.Unlock()
 		if ev != nil {
-			m.broker.publish(*ev)
+			m.broker.Publish(*ev)
 		}
 	}
 }
