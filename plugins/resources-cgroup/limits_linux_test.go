@@ -56,8 +56,9 @@ func TestOOMKillEvent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u.MemoryPeakBytes == 0 || u.MemoryPeakBytes > 64<<20 {
-		t.Errorf("MemoryPeakBytes = %d, want >0 and at most the 64 MiB limit", u.MemoryPeakBytes)
+	// The kernel may overshoot by a few pages before it reclaims or kills.
+	if u.MemoryPeakBytes < 32<<20 || u.MemoryPeakBytes > 65<<20 {
+		t.Errorf("MemoryPeakBytes = %d, want near the 64 MiB limit", u.MemoryPeakBytes)
 	}
 }
 
