@@ -213,28 +213,22 @@ func (s *Snapshotter) Update(_ context.Context, info snapshot.Info, fieldpaths .
 }
 
 // Usage implements snapshot.Snapshotter: what key's own directory holds
-// (hardlinked files counted once), measured now for active snapshots and
-// recorded at commit for committed ones.
+// (hardlinked files counted once), measured now.
 func (s *Snapshotter) Usage(ctx context.Context, key string) (snapshot.Usage, error) {
 	ms, root, err := s.store()
 	if err != nil {
 		return snapshot.Usage{}, err
 	}
 	var st storage.Snapshot
-	var info snapshot.Info
-	var recorded snapshot.Usage
 	err = ms.View(func(tx *storage.Tx) error {
-		if _, info, recorded, err = tx.Info(key); err != nil {
-			return err
-		}
 		st, err = tx.Get(key)
 		return err
 	})
 	if err != nil {
 		return snapshot.Usage{}, err
 	}
-	if info.Kind == snapshot.KindCommitted {
-		return recorded, nil
+	if st.Kind == snapshot.KindView {
+		return snapshot.Usage{}, nil // a view owns nothing: it shows its parent
 	}
 	return DiskUsage(ctx, snapOf(root, st).FS)
 }
@@ -314,8 +308,8 @@ func (s *Snapshotter) create(ctx context.Context, kind snapshot.Kind, key, paren
 }
 
 // Commit implements snapshot.Snapshotter.
-func (s *Snapshotter) Commit(ctx context.Context, name, key string, opts ...snapshot.Opt) error {
-	ms, root, err := s.store()
+func (s *Snapshotter) Commit(_ context.Context, name, key string, opts ...snapshot.Opt) error {
+	ms, _, err := s.store()
 	if err != nil {
 		return err
 	}
@@ -327,12 +321,10 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string, opts ...snap
 	if st.Kind != snapshot.KindActive {
 		return errdefs.InvalidState("snapshot %q is %s; only active snapshots can be committed", key, st.Kind)
 	}
-	usage, err := DiskUsage(ctx, snapOf(root, st).FS)
-	if err != nil {
-		return fmt.Errorf("commit %q: measure usage: %w", key, err)
-	}
+	// Usage is measured when asked (it walks the tree), not here: commits
+	// are on the unpack path.
 	err = ms.Update(func(tx *storage.Tx) error {
-		_, err := tx.Commit(name, key, usage, opts)
+		_, err := tx.Commit(name, key, snapshot.Usage{}, opts)
 		return err
 	})
 	if err == nil {
