@@ -94,4 +94,35 @@ var benchmarks = []runner.Benchmark{
 		Target:     0.7,
 		Iterations: 15,
 	},
+	{
+		Name:        "sandbox-run",
+		Description: "create+start+wait+delete of `true` in a container of the demo image's rootfs with Docker's defaults (seccomp, caps, masked paths, read-only root): the isolation-sandbox plugin's runtime (supervisor + sandbox init) against `runc run` of a bundle with the same OCI spec",
+		Setup:       []runner.Command{runner.Cmd("bin/plugins/isolation-sandbox", "bench-setup", "/tmp/berth-bench-sandbox")},
+		Teardown:    []runner.Command{runner.Cmd("rm", "-rf", "/tmp/berth-bench-sandbox")},
+		Requires:    requireRoot,
+		Ours:        runner.Side{Run: runner.Cmd("bin/plugins/isolation-sandbox", "bench-run", "/tmp/berth-bench-sandbox", "true")},
+		Peer:        runner.Side{Run: runner.Cmd("runc", "--root", "/tmp/berth-bench-sandbox/runc", "run", "-b", "/tmp/berth-bench-sandbox/bundle", "berth-bench")},
+		// The issue's target: at most 0.8x runc.
+		Target:     0.8,
+		Iterations: 30,
+	},
+	{
+		Name:        "sandbox-run-plain-runc",
+		Description: "the same run of ours against `runc run` of `runc spec`'s default bundle (no seccomp profile, fewer masked paths): what Docker's defaults cost us relative to runc's lighter default, for reference",
+		Setup:       []runner.Command{runner.Cmd("bin/plugins/isolation-sandbox", "bench-setup", "/tmp/berth-bench-sandbox")},
+		Teardown:    []runner.Command{runner.Cmd("rm", "-rf", "/tmp/berth-bench-sandbox")},
+		Requires:    requireRoot,
+		Ours:        runner.Side{Run: runner.Cmd("bin/plugins/isolation-sandbox", "bench-run", "/tmp/berth-bench-sandbox", "true")},
+		Peer:        runner.Side{Run: runner.Cmd("runc", "--root", "/tmp/berth-bench-sandbox/runc", "run", "-b", "/tmp/berth-bench-sandbox/bundle-plain", "berth-bench")},
+		Target:      1.5,
+		Iterations:  20,
+	},
+}
+
+// requireRoot skips benchmarks that create namespaces and cgroups.
+func requireRoot() error {
+	if os.Geteuid() != 0 {
+		return errors.New("needs root (namespaces, cgroups, mounts)")
+	}
+	return nil
 }

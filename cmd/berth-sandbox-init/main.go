@@ -8,15 +8,22 @@
 package main
 
 import (
+	"os"
 	"runtime"
 
 	"github.com/berth-dev/berth/internal/sandbox"
 	"github.com/berth-dev/berth/internal/sandbox/hostsys"
 	_ "github.com/berth-dev/berth/internal/sandbox/nsenter" // joins namespaces before the Go runtime starts (exec)
+	"github.com/berth-dev/berth/internal/sandbox/seccomp"
 )
 
 // Capabilities, no_new_privs and seccomp are per thread: everything runs on
 // the main thread, which execs the workload.
 func init() { runtime.LockOSThread() }
 
-func main() { sandbox.InitMain(hostsys.Sys{}) }
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "seccomp-compile" {
+		seccomp.CompileMain()
+	}
+	sandbox.InitMain(hostsys.Sys{})
+}

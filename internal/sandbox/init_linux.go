@@ -89,11 +89,23 @@ func RunInit(sys Syscalls, ch Channel, cfg *InitConfig, users UserResolver) erro
 	if s.Linux != nil {
 		filter = s.Linux.Seccomp
 	}
+	loadFilter := func() error {
+		var err error
+		if cfg.SeccompBPF != nil {
+			err = sys.LoadSeccompBPF(cfg.SeccompBPF)
+		} else {
+			err = sys.LoadSeccomp(filter)
+		}
+		if err != nil {
+			return fmt.Errorf("load seccomp profile: %w", err)
+		}
+		return nil
+	}
 	// Without no_new_privs, installing a filter needs CAP_SYS_ADMIN, so it
 	// goes in before the capabilities drop (runc does the same).
 	if filter != nil && !p.NoNewPrivileges {
-		if err := sys.LoadSeccomp(filter); err != nil {
-			return fmt.Errorf("load seccomp profile: %w", err)
+		if err := loadFilter(); err != nil {
+			return err
 		}
 	}
 	// A container's user may be a name (resolved here, in its rootfs); an
@@ -147,8 +159,8 @@ func RunInit(sys Syscalls, ch Channel, cfg *InitConfig, users UserResolver) erro
 	}
 	if filter != nil && p.NoNewPrivileges {
 		// As close to exec as possible.
-		if err := sys.LoadSeccomp(filter); err != nil {
-			return fmt.Errorf("load seccomp profile: %w", err)
+		if err := loadFilter(); err != nil {
+			return err
 		}
 	}
 	if cfg.Mode == ModeCreate {

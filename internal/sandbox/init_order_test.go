@@ -70,6 +70,7 @@ func (r *recorder) Setrlimit(res int, l *unix.Rlimit) error {
 	return r.rec("setrlimit %d %d", res, l.Cur)
 }
 func (r *recorder) LoadSeccomp(*specs.LinuxSeccomp) error { return r.rec("seccomp") }
+func (r *recorder) LoadSeccompBPF(p []byte) error         { return r.rec("seccomp bpf %d", len(p)) }
 func (r *recorder) DropBoundingSet(keep []string) error   { return r.rec("bounding %d", len(keep)) }
 func (r *recorder) SetKeepCaps(k bool) error              { return r.rec("keepcaps %v", k) }
 func (r *recorder) Setgroups(g []int) error               { return r.rec("setgroups %v", g) }

@@ -41,6 +41,10 @@ type InitConfig struct {
 	// CgroupNS asks the init to unshare its cgroup namespace once it has
 	// joined its cgroup, so the namespace is rooted there.
 	CgroupNS bool `json:"cgroup_ns,omitempty"`
+	// SeccompBPF is Spec.Linux.Seccomp compiled to a BPF program (by
+	// Launcher's cache); when set the init loads it instead of compiling
+	// the profile itself.
+	SeccompBPF []byte `json:"seccomp_bpf,omitempty"`
 	// CgroupV1 lists the cgroup v1 hierarchies (mount dir name → path of the
 	// container's cgroup in it) bound read-only under /sys/fs/cgroup.
 	CgroupV1 map[string]string `json:"cgroup_v1,omitempty"`

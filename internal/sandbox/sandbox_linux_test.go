@@ -391,6 +391,20 @@ func TestExecIntoMissingContainerFails(t *testing.T) {
 // TestSecurity checks, from inside a default container, what Docker's
 // defaults forbid.
 func TestSecurity(t *testing.T) {
+	// Both seccomp paths must deny the same: the init compiling the profile
+	// with libseccomp, and the launcher's cached BPF program.
+	t.Run("compiled-by-init", func(t *testing.T) { testSecurity(t, "") })
+	cache := t.TempDir()
+	t.Run("cached-bpf", func(t *testing.T) { testSecurity(t, cache) })
+	t.Run("cached-bpf-again", func(t *testing.T) {
+		if entries, _ := os.ReadDir(cache); len(entries) != 1 {
+			t.Fatalf("seccomp cache holds %d programs, want 1", len(entries))
+		}
+		testSecurity(t, cache)
+	})
+}
+
+func testSecurity(t *testing.T, seccompCache string) {
 	disk, err := sandboxtest.HostDisk()
 	if err != nil {
 		t.Skipf("no host disk to probe: %v", err)
@@ -399,10 +413,16 @@ func TestSecurity(t *testing.T) {
 	leak, err := os.Open("/etc/hostname")
 	must(t, err)
 	defer leak.Close()
-	b, err := newBox(t, lifecycle.Config{Mounts: []lifecycle.Mount{{Type: "bind", Source: probePath, Destination: "/probe", ReadOnly: true}}},
+	l := launcher(t)
+	l.SeccompCacheDir = seccompCache
+	s, err := spec.Build(spec.ImageConfig{Env: []string{"PATH=/bin"}}, lifecycle.Config{
+		Mounts: []lifecycle.Mount{{Type: "bind", Source: probePath, Destination: "/probe", ReadOnly: true}},
 		// busybox ls shows what the workload inherited (plus its own
 		// directory fd, 3); the Go probe would add its runtime's own.
-		"sh", "-c", "echo fds=$(ls /proc/self/fd | tr '\\n' ,); exec /probe "+disk)
+		Cmd: []string{"sh", "-c", "echo fds=$(ls /proc/self/fd | tr '\\n' ,); exec /probe " + disk},
+	}, spec.Extra{ContainerID: "sandboxtest1234"})
+	must(t, err)
+	b, err := newBoxSpec(t, l, s)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,13 @@ import (
 // runs inside it, and a sealed memfd cannot be written (CVE-2019-5736), so
 // the host's binary is never exposed.
 type Launcher struct {
+	// SeccompCacheDir, when set, keeps compiled seccomp programs across
+	// launchers (processes) so each profile is compiled once.
+	SeccompCacheDir string
+
 	exe *os.File
+	// identity names the init binary's build, for the cache key.
+	identity string
 }
 
 // NewLauncher copies the init binary at path into a sealed memfd.
@@ -46,7 +52,12 @@ func NewLauncher(path string) (*Launcher, error) {
 		exe.Close()
 		return nil, fmt.Errorf("seal the sandbox init copy: %w", err)
 	}
-	return &Launcher{exe: exe}, nil
+	fi, err := src.Stat()
+	if err != nil {
+		exe.Close()
+		return nil, err
+	}
+	return &Launcher{exe: exe, identity: fmt.Sprintf("%s %d %d", path, fi.Size(), fi.ModTime().UnixNano())}, nil
 }
 
 // Close releases the memfd.
@@ -93,6 +104,9 @@ func (l *Launcher) Create(opts CreateOptions) (_ *Container, err error) {
 	}
 	cfg := &InitConfig{Mode: ModeCreate, Spec: s, Process: s.Process, RootDir: opts.RootDir,
 		Rootfs: opts.Rootfs, CgroupNS: cgroupNS}
+	if cfg.SeccompBPF, err = l.seccompBPF(seccompOf(s)); err != nil {
+		return nil, err
+	}
 	if opts.Cgroup != nil {
 		cfg.CgroupV1 = opts.Cgroup.V1
 		if err := opts.Cgroup.ApplyDevices(deviceRules(s)); err != nil {
@@ -218,7 +232,11 @@ func (l *Launcher) Exec(opts ExecOptions) (*os.Process, error) {
 		_, _ = proc.Wait()
 		return nil, err
 	}
-	if err := sendJSON(parent, &InitConfig{Mode: ModeExec, Spec: opts.Spec, Process: opts.Process}); err != nil {
+	bpf, err := l.seccompBPF(seccompOf(opts.Spec))
+	if err != nil {
+		return fail(err)
+	}
+	if err := sendJSON(parent, &InitConfig{Mode: ModeExec, Spec: opts.Spec, Process: opts.Process, SeccompBPF: bpf}); err != nil {
 		return fail(fmt.Errorf("send the exec its config: %w", err))
 	}
 	if opts.Cgroup != nil {
@@ -315,6 +333,13 @@ func cloneAttr(s *specs.Spec) (*syscall.SysProcAttr, bool, error) {
 		return nil, false, errors.New("the spec has no mount namespace; a sandbox needs one")
 	}
 	return attr, cgroupNS, nil
+}
+
+func seccompOf(s *specs.Spec) *specs.LinuxSeccomp {
+	if s == nil || s.Linux == nil {
+		return nil
+	}
+	return s.Linux.Seccomp
 }
 
 func deviceRules(s *specs.Spec) []specs.LinuxDeviceCgroup {

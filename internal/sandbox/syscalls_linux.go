@@ -34,6 +34,8 @@ type Syscalls interface {
 	Setrlimit(resource int, lim *unix.Rlimit) error
 	// LoadSeccomp installs the filter for this thread and its descendants.
 	LoadSeccomp(filter *specs.LinuxSeccomp) error
+	// LoadSeccompBPF installs a compiled filter (see LoadBPF).
+	LoadSeccompBPF(prog []byte) error
 	// DropBoundingSet keeps only the named capabilities in the bounding set.
 	DropBoundingSet(keep []string) error
 	SetKeepCaps(keep bool) error

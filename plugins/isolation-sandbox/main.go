@@ -11,5 +11,9 @@ func main() {
 		supervise()
 		return
 	}
+	if benchRequested() {
+		benchMain()
+		return
+	}
 	sdk.Serve(newRuntime)
 }

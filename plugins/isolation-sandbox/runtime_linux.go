@@ -258,7 +258,8 @@ func (r *runtime) startSupervisor(ctx context.Context, dir, socket string) (int,
 		return 0, err
 	}
 	defer rep.Close()
-	cmd := exec.Command(self, "supervise", "-dir", dir, "-socket", socket, "-init", initPath)
+	cmd := exec.Command(self, "supervise", "-dir", dir, "-socket", socket, "-init", initPath,
+		"-seccomp-cache", filepath.Join(filepath.Dir(filepath.Dir(dir)), "seccomp-cache"))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{repW}
 	cmd.Dir = "/"
@@ -610,9 +611,21 @@ func (r *runtime) Delete(ctx context.Context, id string) (isolation.ExitStatus, 
 	return exit, nil
 }
 
-// waitGone polls until pid no longer exists (or is a zombie nobody reaps
-// yet) or the deadline passes.
+// waitGone returns once pid has exited (a pidfd becomes readable) or the
+// deadline passes; without pidfds it polls.
 func waitGone(pid int, d time.Duration) {
+	if fd, err := unix.PidfdOpen(pid, 0); err == nil {
+		defer unix.Close(fd)
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		for {
+			_, err := unix.Poll(fds, int(d.Milliseconds()))
+			if !errors.Is(err, unix.EINTR) {
+				return
+			}
+		}
+	} else if errors.Is(err, unix.ESRCH) {
+		return
+	}
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
 		if err := unix.Kill(pid, 0); errors.Is(err, unix.ESRCH) {

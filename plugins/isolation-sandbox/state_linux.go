@@ -41,7 +41,10 @@ const (
 	execsDir  = "execs"
 )
 
-// writeJSON writes v to path atomically (temp file, fsync, rename).
+// writeJSON writes v to path atomically (temp file, rename), so a reader
+// never sees half a file, even if the writer is killed. It does not fsync:
+// task state describes processes, which a power loss ends anyway, and an
+// fsync per state change would cost more than the container start.
 func writeJSON(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
@@ -53,10 +56,6 @@ func writeJSON(path string, v any) error {
 	}
 	defer os.Remove(tmp.Name())
 	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
 		tmp.Close()
 		return err
 	}

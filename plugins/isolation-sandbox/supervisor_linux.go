@@ -94,10 +94,11 @@ func supervise() {
 	dir := fs.String("dir", "", "task directory")
 	socket := fs.String("socket", "", "control socket path")
 	initPath := fs.String("init", "", "sandbox init binary")
+	seccompCache := fs.String("seccomp-cache", "", "directory of compiled seccomp programs")
 	_ = fs.Parse(os.Args[2:])
 	log := hclog.New(&hclog.LoggerOptions{Name: "supervisor", Output: os.Stderr, JSONFormat: true, Level: hclog.Debug})
 	report := os.NewFile(3, "report")
-	s, err := startSupervisor(log, *dir, *socket, *initPath)
+	s, err := startSupervisor(log, *dir, *socket, *initPath, *seccompCache)
 	if err != nil {
 		log.Error("create failed", "error", err)
 		fmt.Fprintf(report, "error %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
@@ -111,7 +112,7 @@ func supervise() {
 	os.Exit(0)
 }
 
-func startSupervisor(log hclog.Logger, dir, socket, initPath string) (*supervisor, error) {
+func startSupervisor(log hclog.Logger, dir, socket, initPath, seccompCache string) (*supervisor, error) {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return nil, fmt.Errorf("become a child subreaper: %w", err)
 	}
@@ -129,6 +130,7 @@ func startSupervisor(log hclog.Logger, dir, socket, initPath string) (*superviso
 	if s.launcher, err = sandbox.NewLauncher(initPath); err != nil {
 		return nil, err
 	}
+	s.launcher.SeccompCacheDir = seccompCache
 	cgPath := s.spec.Placement.CgroupPath
 	if cgPath == "" {
 		cgPath = "berth-sandbox/" + s.spec.ID

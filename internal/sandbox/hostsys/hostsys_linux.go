@@ -75,6 +75,7 @@ func (Sys) Setrlimit(resource int, lim *unix.Rlimit) error {
 	return os.NewSyscallError("prlimit", unix.Prlimit(0, resource, lim, nil))
 }
 func (Sys) LoadSeccomp(filter *specs.LinuxSeccomp) error { return seccomp.Load(filter) }
+func (Sys) LoadSeccompBPF(prog []byte) error             { return sandbox.LoadBPF(prog) }
 
 // LoopbackUp brings lo up in the init's network namespace.
 func (Sys) LoopbackUp() error {

@@ -8,7 +8,10 @@
 package seccomp
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
+	"os"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -178,4 +181,55 @@ func condition(a specs.LinuxSeccompArg) (libseccomp.ScmpCondition, error) {
 		return libseccomp.MakeCondition(a.Index, op, a.Value, a.ValueTwo)
 	}
 	return libseccomp.MakeCondition(a.Index, op, a.Value)
+}
+
+// Compile generates the BPF program of p as libseccomp would load it (the
+// slow part of loading a large profile, done once per profile and cached by
+// the caller; sandbox.LoadBPF installs it).
+func Compile(p *specs.LinuxSeccomp) ([]byte, error) {
+	f, err := Filter(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Release()
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	type result struct {
+		b   []byte
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		b, err := io.ReadAll(r)
+		ch <- result{b, err}
+	}()
+	err = f.ExportBPF(w)
+	w.Close()
+	res := <-ch
+	if err != nil {
+		return nil, fmt.Errorf("export BPF: %w", err)
+	}
+	return res.b, res.err
+}
+
+// CompileMain is the init binary's `seccomp-compile` mode: a profile (JSON)
+// on stdin, its BPF program on stdout.
+func CompileMain() {
+	var p specs.LinuxSeccomp
+	if err := json.NewDecoder(os.Stdin).Decode(&p); err != nil {
+		fmt.Fprintln(os.Stderr, "seccomp-compile: read profile:", err)
+		os.Exit(1)
+	}
+	b, err := Compile(&p)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "seccomp-compile:", err)
+		os.Exit(1)
+	}
+	if _, err := os.Stdout.Write(b); err != nil {
+		os.Exit(1)
+	}
+	os.Exit(0)
 }
