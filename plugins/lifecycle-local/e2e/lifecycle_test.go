@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -141,7 +142,7 @@ func (s *stack) leftovers(t *testing.T, id string) []string {
 		out = append(out, "rootfs snapshot")
 	}
 	_ = s.snapshotter(t).Walk(ctx, func(_ context.Context, i snapshot.Info) error {
-		if i.Kind == snapshot.KindActive {
+		if i.Kind == snapshot.KindActive && (i.Labels["org.berth.container"] == id || strings.HasPrefix(i.Name, "extract-")) {
 			out = append(out, "active snapshot "+i.Name)
 		}
 		return nil
@@ -207,6 +208,22 @@ func TestRemoveLeavesNothing(t *testing.T) {
 	for _, g := range groups {
 		if _, err := m.Get(ctx, g.ID); errdefs.IsNotFound(err) {
 			t.Errorf("resource group %s belongs to no container", g.ID)
+		}
+	}
+	_ = s.snapshotter(t).Walk(ctx, func(_ context.Context, i snapshot.Info) error {
+		if i.Kind != snapshot.KindActive {
+			return nil
+		}
+		owner := i.Labels["org.berth.container"]
+		if _, err := m.Get(ctx, owner); owner == "" || errdefs.IsNotFound(err) {
+			t.Errorf("active snapshot %s belongs to no container", i.Name)
+		}
+		return nil
+	})
+	tasks, _ := s.isolation(t).List(ctx)
+	for _, task := range tasks {
+		if _, err := m.Get(ctx, task.ID); errdefs.IsNotFound(err) {
+			t.Errorf("isolation task %s belongs to no container", task.ID)
 		}
 	}
 	if _, err := m.Get(ctx, "doomed"); !errdefs.IsNotFound(err) {
@@ -432,5 +449,83 @@ func TestPauseFreezesAndMarksTheGroup(t *testing.T) {
 	got, err := m.Stop(ctx, c.ID, waitFor)
 	if err != nil || got.State != lifecycle.StateStopped || got.ExitCode != 0 {
 		t.Fatalf("Stop of a paused container = %s exit %d, %v; want stopped by its TERM trap (0)", got.State, got.ExitCode, err)
+	}
+}
+
+// TestTenInParallel runs ten containers at once, each created, started,
+// waited for and removed by its own goroutine: each gets its own exit
+// code and nothing is left.
+func TestTenInParallel(t *testing.T) {
+	s := startStack(t)
+	m := s.mustManager(t)
+	ctx := ctxT(t)
+	errs := make(chan error, 10)
+	for i := range 10 {
+		go func() {
+			errs <- func() error {
+				c, err := m.Create(ctx, fmt.Sprintf("par-%d", i), s.exiter(i))
+				if err != nil {
+					return err
+				}
+				defer func() { _ = m.Delete(context.Background(), c.ID, true) }()
+				if _, err := m.Start(ctx, c.ID); err != nil {
+					return err
+				}
+				st, err := m.Wait(ctx, c.ID)
+				if err != nil {
+					return err
+				}
+				if st.Code != i {
+					return fmt.Errorf("par-%d exited %d, want %d", i, st.Code, i)
+				}
+				if err := m.Delete(ctx, c.ID, false); err != nil {
+					return err
+				}
+				if left := s.leftovers(t, c.ID); len(left) != 0 {
+					return fmt.Errorf("par-%d left %v", i, left)
+				}
+				return nil
+			}()
+		}()
+	}
+	for range 10 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// BenchmarkRunTrue measures one container's whole life through the stack
+// (create, start, wait for `true`, remove): lifecycle and the three
+// plugins below it over their real go-plugin connections.
+func BenchmarkRunTrue(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	stackOnce.Do(func() { shared, stackErr = newStack() })
+	if stackErr != nil {
+		b.Fatal(stackErr)
+	}
+	m, err := shared.manager()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	cfg := lifecycle.Config{Image: shared.image, Cmd: []string{"true"}}
+	b.ResetTimer()
+	for i := range b.N {
+		c, err := m.Create(ctx, fmt.Sprintf("bench-%d", i), cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := m.Start(ctx, c.ID); err != nil {
+			b.Fatal(err)
+		}
+		if st, err := m.Wait(ctx, c.ID); err != nil || st.Code != 0 {
+			b.Fatalf("wait: %+v %v", st, err)
+		}
+		if err := m.Delete(ctx, c.ID, false); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
