@@ -529,3 +529,46 @@ func BenchmarkRunTrue(b *testing.B) {
 		}
 	}
 }
+
+// TestOOMKill: a container over its memory limit is killed by the kernel;
+// it stops with 137, marked OOM-killed, and an oom event is sent.
+func TestOOMKill(t *testing.T) {
+	s := startStack(t)
+	m := s.mustManager(t)
+	ctx, cancel := context.WithCancel(ctxT(t))
+	defer cancel()
+	events, err := m.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := lifecycle.Config{Image: s.image, Cmd: []string{"sh", "-c", `x=$(head -c 200000000 /dev/zero | tr '\0' a); echo survived`}}
+	cfg.Limits.MemoryBytes = 32 << 20
+	cfg.Limits.SwapBytes = 0
+	c, err := m.Create(ctx, "hog", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = m.Delete(context.Background(), c.ID, true) }()
+	if _, err := m.Start(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	st, err := m.Wait(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := m.Get(ctx, c.ID)
+	if st.Code != 137 || !got.OOMKilled {
+		t.Fatalf("hog ended with %d, OOM-killed %v; want 137 and true", st.Code, got.OOMKilled)
+	}
+	timeout := time.After(waitFor)
+	for {
+		select {
+		case e := <-events:
+			if e.ContainerID == c.ID && e.Kind == lifecycle.EventOOM {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("no oom event for %s after %s", c.Name, waitFor)
+		}
+	}
+}
