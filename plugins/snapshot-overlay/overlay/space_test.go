@@ -25,16 +25,14 @@ func TestTenSnapshotsShareSpace(t *testing.T) {
 	}
 	defer sn.Close()
 	ctx := context.Background()
-	r := rand.New(rand.NewPCG(5, 6))
+	r := rand.NewChaCha8([32]byte{5, 6})
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	_ = tw.WriteHeader(&tar.Header{Name: "data/", Typeflag: tar.TypeDir, Mode: 0o755})
 	const files, size = 64, 1 << 20
 	for i := range files {
 		b := make([]byte, size)
-		for j := range b {
-			b[j] = byte(r.IntN(256))
-		}
+		_, _ = r.Read(b)
 		_ = tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("data/f%02d", i), Typeflag: tar.TypeReg, Mode: 0o644, Size: size})
 		_, _ = tw.Write(b)
 	}
