@@ -262,20 +262,7 @@ func TestCreateWaitsForStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", b.c.Process.Pid))
-	must(t, err)
-	if !strings.HasPrefix(exe, "/memfd:berth-sandbox-init") {
-		t.Errorf("the created init runs %q, want the sealed memfd copy", exe)
-	}
-	// CVE-2019-5736: the binary the container can reach through
-	// /proc/PID/exe cannot be written.
-	if f, err := os.OpenFile(fmt.Sprintf("/proc/%d/exe", b.c.Process.Pid), os.O_WRONLY, 0); err == nil {
-		_, werr := f.Write([]byte("overwritten"))
-		f.Close()
-		if werr == nil {
-			t.Error("wrote to the container init's executable")
-		}
-	}
+	afterExec := checkInitProtected(t, b.l, b.c.Process.Pid)
 	time.Sleep(100 * time.Millisecond)
 	if _, err := os.Stat(filepath.Join(b.dir, "upper", "ran")); err == nil {
 		t.Fatal("the workload ran before Start")
@@ -288,12 +275,92 @@ func TestCreateWaitsForStart(t *testing.T) {
 	if code != 0 || out != "ran\n" {
 		t.Fatalf("after start: %q, exit %d", out, code)
 	}
+	afterExec()
 	if _, err := os.Stat(filepath.Join(b.dir, "upper", "ran")); err != nil {
 		t.Errorf("the workload's write is not in the overlay upper dir: %v", err)
 	}
-	if b2, _ := os.ReadFile(initPath); bytes.Contains(b2, []byte("overwritten")) {
+}
+
+// checkInitProtected: the binary a container can reach through
+// /proc/PID/exe of its init cannot be written (CVE-2019-5736). It returns
+// a check to run once the init has exec'd the workload: the attack keeps a
+// handle on the init's exe and reopens it for writing when nothing runs it
+// any more (no ETXTBSY to hide behind).
+func checkInitProtected(t *testing.T, l *sandbox.Launcher, pid int) func() {
+	t.Helper()
+	exe := fmt.Sprintf("/proc/%d/exe", pid)
+	target, err := os.Readlink(exe)
+	must(t, err)
+	switch l.Protection() {
+	case "memfd":
+		if !strings.HasPrefix(target, "/memfd:berth-sandbox-init") {
+			t.Errorf("init runs %q, want the sealed memfd copy", target)
+		}
+	case "ro-bind":
+		var st unix.Statfs_t
+		must(t, unix.Statfs(exe, &st))
+		if st.Flags&unix.ST_RDONLY == 0 {
+			t.Errorf("init runs %q from a writable mount", target)
+		}
+	default:
+		t.Fatalf("unknown protection %q", l.Protection())
+	}
+	f, err := os.OpenFile(exe, os.O_WRONLY, 0)
+	if err == nil {
+		_, err = f.Write([]byte("overwritten"))
+		f.Close()
+		if err == nil {
+			t.Fatalf("wrote to the container init's executable (%s)", l.Protection())
+		}
+	}
+	t.Logf("init binary protected by %s: opening it for writing fails: %v", l.Protection(), err)
+	b, _ := os.ReadFile(initPath)
+	if bytes.Contains(b, []byte("overwritten")) {
 		t.Error("the init binary on the host was modified")
 	}
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(mi), ".berth-init-") {
+		t.Error("the init's read-only bind mount is still attached")
+	}
+	handle, err := unix.Open(exe, unix.O_PATH|unix.O_CLOEXEC, 0)
+	must(t, err)
+	return func() {
+		t.Helper()
+		defer unix.Close(handle)
+		f, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", handle), os.O_WRONLY, 0)
+		if err == nil {
+			_, err = f.Write([]byte("overwritten"))
+			f.Close()
+		}
+		if err == nil {
+			t.Fatalf("rewrote the init binary through a handle kept from the container (%s)", l.Protection())
+		}
+		if errors.Is(err, syscall.ETXTBSY) {
+			t.Errorf("reopening the kept handle failed only because something still runs it: %v", err)
+		}
+		t.Logf("after exec, reopening the init binary for writing fails: %v", err)
+		b, _ := os.ReadFile(initPath)
+		if bytes.Contains(b, []byte("overwritten")) {
+			t.Error("the init binary on the host was modified")
+		}
+	}
+}
+
+func TestMemfdProtection(t *testing.T) {
+	// The fallback where mounting is impossible.
+	launcher(t) // root and setup checks
+	fm, err := sandbox.NewLauncherMemfd(initPath)
+	must(t, err)
+	defer fm.Close()
+	s, err := spec.Build(spec.ImageConfig{Env: []string{"PATH=/bin"}, Cmd: []string{"true"}}, lifecycle.Config{}, spec.Extra{})
+	must(t, err)
+	b, err := newBoxSpec(t, fm, s)
+	must(t, err)
+	afterExec := checkInitProtected(t, fm, b.c.Process.Pid)
+	if _, code := b.run(); code != 0 {
+		t.Errorf("exit %d", code)
+	}
+	afterExec()
 }
 
 func TestUserAndGroups(t *testing.T) {

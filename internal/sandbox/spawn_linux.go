@@ -17,10 +17,12 @@ import (
 	"github.com/berth-dev/berth/sdk/mount"
 )
 
-// Launcher starts init processes from one sealed in-memory copy of the init
-// binary: the container can see that copy as /proc/PID/exe while the init
-// runs inside it, and a sealed memfd cannot be written (CVE-2019-5736), so
-// the host's binary is never exposed.
+// Launcher starts init processes from a copy of the init binary the
+// container cannot write, so it can never reach the host's binary through
+// /proc/PID/exe while an init runs inside it (CVE-2019-5736): a read-only
+// bind mount of the binary, detached at once and held open by an O_PATH
+// descriptor (no copy: every launcher shares the page cache), or, where
+// mounting is not possible, a sealed memfd copy.
 type Launcher struct {
 	// SeccompCacheDir, when set, keeps compiled seccomp programs across
 	// launchers (processes) so each profile is compiled once.
@@ -29,15 +31,82 @@ type Launcher struct {
 	exe *os.File
 	// identity names the init binary's build, for the cache key.
 	identity string
+	// how is "ro-bind" or "memfd".
+	how string
 }
 
-// NewLauncher copies the init binary at path into a sealed memfd.
+// NewLauncher prepares the init binary at path.
 func NewLauncher(path string) (*Launcher, error) {
 	src, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("sandbox init binary: %w", err)
 	}
 	defer src.Close()
+	fi, err := src.Stat()
+	if err != nil {
+		return nil, err
+	}
+	l := &Launcher{identity: fmt.Sprintf("%s %d %d", path, fi.Size(), fi.ModTime().UnixNano())}
+	if l.exe, err = roBind(path); err == nil {
+		l.how = "ro-bind"
+		return l, nil
+	}
+	if l.exe, err = sealedCopy(src); err != nil {
+		return nil, err
+	}
+	l.how = "memfd"
+	return l, nil
+}
+
+// NewLauncherMemfd is NewLauncher with the sealed memfd copy only (where
+// the caller cannot mount, or to test that path).
+func NewLauncherMemfd(path string) (*Launcher, error) {
+	src, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox init binary: %w", err)
+	}
+	defer src.Close()
+	fi, err := src.Stat()
+	if err != nil {
+		return nil, err
+	}
+	exe, err := sealedCopy(src)
+	if err != nil {
+		return nil, err
+	}
+	return &Launcher{exe: exe, how: "memfd", identity: fmt.Sprintf("%s %d %d", path, fi.Size(), fi.ModTime().UnixNano())}, nil
+}
+
+// Protection says how the init binary is protected: "ro-bind" or "memfd".
+func (l *Launcher) Protection() string { return l.how }
+
+// roBind bind-mounts path read-only on a scratch file, opens it O_PATH and
+// detaches the mount: the descriptor keeps the read-only mount alive and
+// nothing else can reach it.
+func roBind(path string) (*os.File, error) {
+	tmp, err := os.CreateTemp("", ".berth-init-*")
+	if err != nil {
+		return nil, err
+	}
+	target := tmp.Name()
+	tmp.Close()
+	defer os.Remove(target)
+	if err := unix.Mount(path, target, "", unix.MS_BIND, ""); err != nil {
+		return nil, err
+	}
+	defer func() { _ = unix.Unmount(target, unix.MNT_DETACH) }()
+	if err := unix.Mount("", target, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
+		return nil, err
+	}
+	fd, err := unix.Open(target, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), "berth-sandbox-init"), nil
+}
+
+// sealedCopy copies src into a memfd sealed against every change.
+func sealedCopy(src *os.File) (*os.File, error) {
 	fd, err := unix.MemfdCreate("berth-sandbox-init", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
 		return nil, fmt.Errorf("memfd for the sandbox init: %w", err)
@@ -45,22 +114,17 @@ func NewLauncher(path string) (*Launcher, error) {
 	exe := os.NewFile(uintptr(fd), "berth-sandbox-init")
 	if _, err := io.Copy(exe, src); err != nil {
 		exe.Close()
-		return nil, fmt.Errorf("copy the sandbox init %s: %w", path, err)
+		return nil, fmt.Errorf("copy the sandbox init: %w", err)
 	}
 	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
 	if _, err := unix.FcntlInt(exe.Fd(), unix.F_ADD_SEALS, seals); err != nil {
 		exe.Close()
 		return nil, fmt.Errorf("seal the sandbox init copy: %w", err)
 	}
-	fi, err := src.Stat()
-	if err != nil {
-		exe.Close()
-		return nil, err
-	}
-	return &Launcher{exe: exe, identity: fmt.Sprintf("%s %d %d", path, fi.Size(), fi.ModTime().UnixNano())}, nil
+	return exe, nil
 }
 
-// Close releases the memfd.
+// Close releases the protected copy.
 func (l *Launcher) Close() error { return l.exe.Close() }
 
 // path is how a child execs the memfd: its own inherited descriptor.

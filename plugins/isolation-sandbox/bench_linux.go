@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -29,7 +31,7 @@ import (
 // from the core is left out.
 
 func benchRequested() bool {
-	return len(os.Args) > 1 && (os.Args[1] == "bench-run" || os.Args[1] == "bench-setup")
+	return len(os.Args) > 1 && (os.Args[1] == "bench-run" || os.Args[1] == "bench-setup" || os.Args[1] == "bench-pss")
 }
 
 func benchMain() {
@@ -39,6 +41,8 @@ func benchMain() {
 		err = errors.New("usage: isolation-sandbox bench-setup DIR | bench-run DIR CMD...")
 	case os.Args[1] == "bench-setup":
 		err = benchSetup(os.Args[2])
+	case os.Args[1] == "bench-pss":
+		err = benchPSS(os.Args[2])
 	default:
 		err = benchRun(os.Args[2], os.Args[3:])
 	}
@@ -103,19 +107,82 @@ func writeBundle(dir string, s *specs.Spec) error {
 	return os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644)
 }
 
+// benchPSS starts three idle containers (sleep) and prints each
+// supervisor's proportional set size from /proc/PID/smaps_rollup, then
+// removes them.
+func benchPSS(dir string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rt, err := benchRuntime(ctx, dir)
+	if err != nil {
+		return err
+	}
+	var ids []string
+	defer func() {
+		for _, id := range ids {
+			_ = rt.Signal(context.Background(), id, "", syscall.SIGKILL, true)
+			_, _ = rt.Wait(context.Background(), id, "")
+			_, _ = rt.Delete(context.Background(), id)
+		}
+	}()
+	for i := range 3 {
+		id := fmt.Sprintf("pss-%d-%d", os.Getpid(), i)
+		oci, err := benchSpec(id, []string{"sleep", "1000"})
+		if err != nil {
+			return err
+		}
+		s := isolation.Spec{ID: id, OCI: oci, Rootfs: []mount.Mount{{Type: "bind", Source: filepath.Join(dir, "rootfs"), Options: []string{"rbind", "ro"}}}}
+		if _, err := rt.Create(ctx, s); err != nil {
+			return err
+		}
+		ids = append(ids, id)
+		if _, err := rt.Start(ctx, id); err != nil {
+			return err
+		}
+	}
+	time.Sleep(2 * time.Second) // idle
+	for _, id := range ids {
+		var st taskState
+		if err := readJSON(filepath.Join(dir, "state", "tasks", id, stateFile), &st); err != nil {
+			return err
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", st.SupervisorPid))
+		if err != nil {
+			return err
+		}
+		fields := map[string]string{}
+		for _, l := range strings.Split(string(b), "\n") {
+			k, v, ok := strings.Cut(l, ":")
+			if ok {
+				fields[k] = strings.TrimSpace(v)
+			}
+		}
+		fmt.Printf("supervisor %d: Pss %s (anon %s, file %s), Rss %s\n", st.SupervisorPid, fields["Pss"], fields["Pss_Anon"], fields["Pss_File"], fields["Rss"])
+	}
+	return nil
+}
+
+func benchRuntime(ctx context.Context, dir string) (*runtime, error) {
+	rt := newRuntime(hclog.NewNullLogger())
+	initPath, err := findInit(nil)
+	if err != nil {
+		return nil, err
+	}
+	cfg := schema.Config{JSON: []byte(fmt.Sprintf(`{"init_path":%q}`, initPath))}
+	if err := rt.Configure(ctx, plugin.ConfigureRequest{Config: cfg, StateDir: filepath.Join(dir, "state"), RuntimeDir: filepath.Join(dir, "run")}); err != nil {
+		return nil, err
+	}
+	return rt, nil
+}
+
 func benchRun(dir string, args []string) error {
 	if len(args) == 0 {
 		return errors.New("bench-run: no command")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	rt := newRuntime(hclog.NewNullLogger())
-	initPath, err := findInit(nil)
+	rt, err := benchRuntime(ctx, dir)
 	if err != nil {
-		return err
-	}
-	cfg := schema.Config{JSON: []byte(fmt.Sprintf(`{"init_path":%q}`, initPath))}
-	if err := rt.Configure(ctx, plugin.ConfigureRequest{Config: cfg, StateDir: filepath.Join(dir, "state"), RuntimeDir: filepath.Join(dir, "run")}); err != nil {
 		return err
 	}
 	id := fmt.Sprintf("bench-%d", os.Getpid())

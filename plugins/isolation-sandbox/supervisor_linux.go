@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -107,6 +108,10 @@ func supervise() {
 	}
 	fmt.Fprintf(report, "ok %d\n", s.state.Pid)
 	report.Close()
+	// An idle supervisor should cost little: collect more eagerly than Go's
+	// default and give what setup used back to the kernel.
+	debug.SetGCPercent(25)
+	debug.FreeOSMemory()
 	<-s.done
 	log.Info("supervisor exits")
 	os.Exit(0)
