@@ -187,7 +187,7 @@ func (t *tree) apply(hdr *tar.Header, r io.Reader) error {
 	if strings.HasPrefix(base, whiteoutPrefix) {
 		return t.whiteout(hdr.Name, dir, base)
 	}
-	t.written[rel] = struct{}{}
+	t.wrote(rel)
 
 	pfd, err := t.dir(hdr.Name, dir, true)
 	if err != nil {
@@ -323,18 +323,25 @@ func (t *tree) hideLower(entry string, pfd int, target, name string) error {
 	return nil
 }
 
+// wrote records that this layer wrote rel (and so has entries below each
+// of its ancestors).
+func (t *tree) wrote(rel string) {
+	t.written[rel] = struct{}{}
+	for d := path.Dir(rel); d != "." && d != "/"; d = path.Dir(d) {
+		if _, ok := t.below[d]; ok {
+			return
+		}
+		t.below[d] = struct{}{}
+	}
+}
+
 // wroteUnder reports whether this layer wrote p or anything below it.
 func (t *tree) wroteUnder(p string) bool {
 	if _, ok := t.written[p]; ok {
 		return true
 	}
-	prefix := p + "/"
-	for w := range t.written {
-		if strings.HasPrefix(w, prefix) {
-			return true
-		}
-	}
-	return false
+	_, ok := t.below[p]
+	return ok
 }
 
 // mkdir applies a directory entry: an existing directory is kept (its

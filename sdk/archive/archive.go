@@ -77,7 +77,8 @@ type Options struct {
 	// the caller's owner when none does), so the merged view keeps them.
 	Parents []string
 	// Progress, when set, is called with the number of blob bytes read so
-	// far, at most once per MiB and once at the end.
+	// far, at most once per MiB and once at the end. Calls come one at a
+	// time, from a goroutine Apply starts (the one reading the blob).
 	Progress func(read int64)
 	// Logger receives debug notes (skipped devices, unsupported xattrs).
 	Logger hclog.Logger

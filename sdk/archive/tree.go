@@ -26,8 +26,10 @@ type tree struct {
 	log        hclog.Logger
 	buf        []byte
 
-	// written holds every path this layer wrote (for opaque whiteouts).
-	written map[string]struct{}
+	// written holds every path this layer wrote, below every directory
+	// with written entries beneath it (for whiteouts, which hide only
+	// what lower layers have).
+	written, below map[string]struct{}
 	// dirTimes are applied, last first, once the layer is in.
 	dirTimes []dirTime
 	// cached is the last parent directory resolved, kept open because tar
@@ -50,6 +52,7 @@ func openTree(root string, opts Options) (*tree, error) {
 		log:        opts.Logger,
 		buf:        make([]byte, 1<<20),
 		written:    map[string]struct{}{},
+		below:      map[string]struct{}{},
 		cachedFD:   -1,
 	}, nil
 }

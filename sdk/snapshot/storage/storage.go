@@ -324,7 +324,7 @@ func (t *Tx) children(key string) int {
 	return n
 }
 
-// Update changes the labels of info.Name: fieldpaths "labels" replaces them
+// UpdateInfo changes the labels of info.Name: fieldpaths "labels" replaces them
 // all, "labels.<k>" sets or (when absent from info) removes one; none means
 // all mutable fields (the labels).
 func (t *Tx) UpdateInfo(info snapshot.Info, fieldpaths ...string) (snapshot.Info, error) {
