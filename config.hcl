@@ -40,7 +40,9 @@ plugin "resources" "cgroup" {
   # sample_interval = "2s"             # the shared CPU throttling sampler
 }
 plugin "resources" "darwin" {
-  enabled = false # platform == "darwin"
+  enabled = platform == "darwin"
+  # sample_interval = "500ms" # memory checks and usage sampling
+  # cpu_tick        = "50ms"  # CPU quota duty-cycle step
 }
 
 # Layer 3: snapshotters. Sandboxes use directories, VMs use block images.

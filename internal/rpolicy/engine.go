@@ -240,26 +240,58 @@ func (e *Engine) Remove(id string) {
 }
 
 // Attach adds pid (and, from now on, its descendants and process group)
-// to group id. A process in another group moves.
-func (e *Engine) Attach(id string, pid int) error {
+// to group id and returns it as a Root to record. A process in another
+// group moves. The process gets the priority the group's CPU shares give.
+func (e *Engine) Attach(id string, pid int) (Root, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	g, err := e.group(id)
+	if err != nil {
+		return Root{}, err
+	}
+	key, err := e.lookup(pid)
+	if err != nil {
+		return Root{}, err
+	}
+	e.addRootLocked(g, key)
+	if g.limits.CPUShares != 0 {
+		if err := e.src.Background(pid, false, g.limits.CPUShares); err != nil {
+			e.log.Debug("cannot set the priority of an attached process", "pid", pid, "error", err)
+		}
+	}
+	return Root{Pid: key.pid, Start: key.start}, nil
+}
+
+func (e *Engine) addRootLocked(g *egroup, key procKey) {
+	for _, other := range e.groups {
+		other.roots = slices.DeleteFunc(other.roots, func(k procKey) bool { return k.pid == key.pid })
+		other.members = slices.DeleteFunc(other.members, func(p int) bool { return p == key.pid })
+	}
+	g.roots = append(g.roots, key)
+	g.members = append(g.members, key.pid)
+	e.poke()
+}
+
+// Restore re-adds roots recorded before a restart; those no longer
+// running (another process may have the pid now) are dropped.
+func (e *Engine) Restore(id string, roots []Root) error {
+	table, err := e.src.Table()
+	if err != nil {
+		return fmt.Errorf("read the process table: %w", err)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	g, err := e.group(id)
 	if err != nil {
 		return err
 	}
-	key, err := e.lookup(pid)
-	if err != nil {
-		return err
+	for _, r := range roots {
+		for _, p := range table {
+			if p.Pid == r.Pid && p.Start == r.Start {
+				e.addRootLocked(g, procKey{r.Pid, r.Start})
+			}
+		}
 	}
-	for _, other := range e.groups {
-		other.roots = slices.DeleteFunc(other.roots, func(k procKey) bool { return k.pid == pid })
-	}
-	g.roots = append(g.roots, key)
-	if !slices.Contains(g.members, pid) {
-		g.members = append(g.members, pid)
-	}
-	e.poke()
 	return nil
 }
 

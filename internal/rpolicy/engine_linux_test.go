@@ -84,7 +84,7 @@ func start(t *testing.T, e *Engine, id, mode string, env ...string) *proc {
 		<-p.done
 		_ = pr.Close()
 	})
-	if err := e.Attach(id, cmd.Process.Pid); err != nil {
+	if _, err := e.Attach(id, cmd.Process.Pid); err != nil {
 		t.Fatalf("Attach(%s, %d): %v", id, cmd.Process.Pid, err)
 	}
 	if _, err := stdin.Write([]byte("go\n")); err != nil {
@@ -268,7 +268,7 @@ func TestEngineFollowsDescendants(t *testing.T) {
 		_ = cmd.Wait()
 	})
 	cmd.SysProcAttr = nil
-	if err := e.Attach("tree", cmd.Process.Pid); err != nil {
+	if _, err := e.Attach("tree", cmd.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(waitFor)
@@ -286,10 +286,10 @@ func TestEngineFollowsDescendants(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if err := e.Attach("tree", 1<<30); err == nil {
+	if _, err := e.Attach("tree", 1<<30); err == nil {
 		t.Error("Attach of a pid that does not exist succeeded")
 	}
-	if err := e.Attach("nope", os.Getpid()); err == nil {
+	if _, err := e.Attach("nope", os.Getpid()); err == nil {
 		t.Error("Attach to a missing group succeeded")
 	}
 }

@@ -19,6 +19,16 @@ type Record struct {
 	Limits  resources.Limits `json:"limits"`
 	Paused  bool             `json:"paused"`
 	Created time.Time        `json:"created"`
+	// Roots are the processes attached to the group, for controllers that
+	// track membership themselves (the sampling engine).
+	Roots []Root `json:"roots,omitempty"`
+}
+
+// Root is an attached process, told apart from a later one with the same
+// pid by its start value (Proc.Start).
+type Root struct {
+	Pid   int    `json:"pid"`
+	Start uint64 `json:"start"`
 }
 
 // Store keeps one JSON file per group in a directory, each written
