@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,7 +16,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/core/unpack/internal/testimage"
@@ -56,8 +61,9 @@ func firstErr(errs ...error) error {
 	return nil
 }
 
-// TestMatchesUmoci unpacks one OCI layout with umoci and with core/unpack
-// into snapshot-overlay, and compares the trees entry by entry.
+// TestMatchesUmoci unpacks one image with umoci (from an OCI layout) and
+// with core/unpack into snapshot-overlay (pulled from a registry on
+// loopback), and compares the trees entry by entry.
 func TestMatchesUmoci(t *testing.T) {
 	requireRoot(t)
 	umoci, err := exec.LookPath("umoci")
@@ -78,13 +84,23 @@ func TestMatchesUmoci(t *testing.T) {
 		t.Fatalf("umoci unpack: %v\n%s", err, out)
 	}
 
-	sn := newOverlay(t)
-	ctx := context.Background()
-	readBack, err := testimage.ReadLayout(layoutDir)
+	// Ours pulls the same image from a registry on loopback.
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	ref, err := name.ParseReference(strings.TrimPrefix(srv.URL, "http://") + "/test/rich:latest")
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := Unpack(ctx, sn, layersOf(t, readBack), Options{})
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatalf("push to the loopback registry: %v", err)
+	}
+	pulled, err := remote.Image(ref)
+	if err != nil {
+		t.Fatalf("pull from the loopback registry: %v", err)
+	}
+	sn := newOverlay(t)
+	ctx := context.Background()
+	res, err := Unpack(ctx, sn, layersOf(t, pulled), Options{})
 	if err != nil {
 		t.Fatalf("Unpack: %v", err)
 	}
