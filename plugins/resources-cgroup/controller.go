@@ -164,8 +164,9 @@ func (c *controller) reconcile(be backend, store rpolicy.Store, records map[stri
 	return nil
 }
 
-// Close stops the monitor and closes every Events stream. The plugin
-// process never needs it; in-process tests do.
+// Close stops the monitor and closes every Events stream; the controller
+// is unconfigured after it. The plugin process never needs it; in-process
+// tests do.
 func (c *controller) Close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -173,6 +174,7 @@ func (c *controller) Close() {
 		c.mon.close()
 		c.mon = nil
 	}
+	c.configured = false
 	c.broker.Close()
 }
 
