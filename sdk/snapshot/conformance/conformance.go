@@ -20,7 +20,8 @@
 // read-only views, a 128-layer chain, Apply (whiteouts, a diff ID mismatch
 // leaving nothing behind), Usage, and file semantics after commit (a file
 // updated in a layer, a directory removed from a lower layer, chown,
-// directory permissions, deleted files, a file moved from a lower layer).
+// directory permissions, deleted files, a file moved from a lower layer),
+// and concurrent Prepare/Apply/Commit on one parent.
 //
 // Checks that read or write snapshot content mount the descriptors the
 // snapshotter returns, with Options.Mount (by default for real, through
@@ -30,6 +31,7 @@
 package conformance
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -102,6 +104,7 @@ func Run(t *testing.T, newSnapshotter func(t *testing.T) snapshot.Snapshotter, o
 		{"Usage", s.testUsage},
 		{"DeepChain", s.testDeepChain},
 		{"FileSemantics", s.testFileSemantics},
+		{"Concurrent", s.testConcurrent},
 		{"Cleanup", s.testCleanup},
 	}
 	for _, tc := range tests {
@@ -676,6 +679,54 @@ func (s *suite) testUsage(t *testing.T, sn snapshot.Snapshotter) {
 	u2, err := sn.Usage(ctx, name)
 	if err != nil || u2.Size < size {
 		t.Errorf("Usage of the committed snapshot = %+v, %v; want at least %d bytes", u2, err, size)
+	}
+}
+
+// testConcurrent prepares, applies and commits on one parent from several
+// goroutines at once: every operation must succeed and none may see
+// another's snapshot half-made.
+func (s *suite) testConcurrent(t *testing.T, sn snapshot.Snapshotter) {
+	ctx := context.Background()
+	base := s.key(t, "base")
+	applyLayer(t, sn, base, "", false, reg("shared", "base"))
+	const n = 8
+	names := make([]string, n)
+	for i := range names {
+		names[i] = s.key(t, fmt.Sprint("c", i))
+	}
+	remove(t, sn, append(names, base)...)
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			key := names[i] + "-extract"
+			if _, err := sn.Prepare(ctx, key, base); err != nil {
+				errs <- fmt.Errorf("Prepare(%q): %w", key, err)
+				return
+			}
+			raw, diffID := buildLayer(reg(fmt.Sprint("own-", i), fmt.Sprint(i)))
+			if _, err := sn.Apply(ctx, key, snapshot.Layer{MediaType: mediaTar, DiffID: diffID}, bytes.NewReader(raw)); err != nil {
+				errs <- fmt.Errorf("Apply(%q): %w", key, err)
+				return
+			}
+			if err := sn.Commit(ctx, names[i], key); err != nil {
+				errs <- fmt.Errorf("Commit(%q): %w", names[i], err)
+				return
+			}
+			errs <- nil
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	var children []string
+	err := sn.Walk(ctx, func(_ context.Context, i snapshot.Info) error {
+		children = append(children, i.Name)
+		return nil
+	}, "parent=="+base)
+	if err != nil || len(children) != n {
+		t.Errorf("Walk(parent==base) = %v, %v; want the %d committed children", children, err, n)
 	}
 }
 
