@@ -7,6 +7,7 @@ packages=(
   iproute2            # ip, for network namespace tests
   util-linux          # nsenter, unshare, flock
   mount               # losetup: loop disks for the resources-cgroup IO and device tests
+  cgroup-tools        # cgcreate/cgexec: the resources-cgroup benchmark's peer
   gcc pkg-config      # cgo: the sandbox init's nsenter and libseccomp
   libseccomp-dev      # seccomp filters in the sandbox init (static lib too)
   busybox-static      # tiny rootfs for sandbox tests; make demo-image

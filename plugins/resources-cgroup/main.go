@@ -1,9 +1,19 @@
 // Command resources-cgroup is Berth's resources plugin for Linux: it puts
 // each container in a cgroup (v1, hybrid or v2, detected at start), enforces
 // its limits there, and reports usage and limit events through one shared
-// monitor. See controller.go.
+// monitor. See controller.go. "resources-cgroup bench-cycle DIR" runs one
+// benchmark cycle instead (bench.go).
 package main
 
-import "github.com/berth-dev/berth/sdk"
+import (
+	"os"
 
-func main() { sdk.Serve(New) }
+	"github.com/berth-dev/berth/sdk"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == benchCommand {
+		os.Exit(benchMain(os.Args[2:]))
+	}
+	sdk.Serve(New)
+}
