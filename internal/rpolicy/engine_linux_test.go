@@ -188,20 +188,31 @@ func TestEngineCPUQuota(t *testing.T) {
 	}
 	start(t, e, "quota", "spin")
 	time.Sleep(300 * time.Millisecond)
-	u0, err := e.Usage("quota")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t0 := time.Now()
-	time.Sleep(3 * time.Second)
-	u1, err := e.Usage("quota")
-	if err != nil {
-		t.Fatal(err)
-	}
-	share := float64(u1.CPUUsageNanos-u0.CPUUsageNanos) / float64(time.Since(t0))
-	t.Logf("cpus=0.5 by SIGSTOP/SIGCONT duty cycling: %.2f of a CPU, %d throttles", share, u1.CPUThrottledPeriods)
-	if share < 0.35 || share > 0.60 {
-		t.Errorf("cpus=0.5 used %.2f of a CPU, want 0.35–0.60", share)
+	// Above 0.60 the quota failed. Below 0.35 other tests (CI runs
+	// packages in parallel on 2 CPUs) may have taken the CPU: measure again,
+	// up to three times, before calling it a failure.
+	for attempt := 1; ; attempt++ {
+		u0, err := e.Usage("quota")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t0 := time.Now()
+		time.Sleep(3 * time.Second)
+		u1, err := e.Usage("quota")
+		if err != nil {
+			t.Fatal(err)
+		}
+		share := float64(u1.CPUUsageNanos-u0.CPUUsageNanos) / float64(time.Since(t0))
+		t.Logf("cpus=0.5 by SIGSTOP/SIGCONT duty cycling: %.2f of a CPU, %d throttles (attempt %d)", share, u1.CPUThrottledPeriods, attempt)
+		if share > 0.60 {
+			t.Fatalf("cpus=0.5 used %.2f of a CPU, want 0.35–0.60", share)
+		}
+		if share >= 0.35 {
+			break
+		}
+		if attempt == 3 {
+			t.Fatalf("cpus=0.5 used %.2f of a CPU three times, want 0.35–0.60", share)
+		}
 	}
 	waitEvent(t, events, "cpu_throttled event", func(ev resources.LimitEvent) bool {
 		return ev.GroupID == "quota" && ev.Kind == resources.EventCPUThrottled

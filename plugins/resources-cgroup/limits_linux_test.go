@@ -158,10 +158,21 @@ func TestCPUQuota(t *testing.T) {
 	if _, err := c.CreateGroup(ctx, id, resources.Limits{CPUs: 0.5}); err != nil {
 		t.Fatal(err)
 	}
-	use := cpuSeconds(t, c, []string{id}, 3*time.Second)
-	t.Logf("cpus=0.5 used %.2f of a CPU", use[0])
-	if use[0] < 0.35 || use[0] > 0.60 {
-		t.Errorf("cpus=0.5 used %.2f of a CPU, want 0.35–0.60", use[0])
+	// Above 0.60 the quota failed. Below 0.35 other tests (CI runs
+	// packages in parallel on 2 CPUs) may have taken the CPU: measure again,
+	// up to three times, before calling it a failure.
+	for attempt := 1; ; attempt++ {
+		use := cpuSeconds(t, c, []string{id}, 3*time.Second)
+		t.Logf("cpus=0.5 used %.2f of a CPU (attempt %d)", use[0], attempt)
+		if use[0] > 0.60 {
+			t.Fatalf("cpus=0.5 used %.2f of a CPU, want 0.35–0.60", use[0])
+		}
+		if use[0] >= 0.35 {
+			break
+		}
+		if attempt == 3 {
+			t.Fatalf("cpus=0.5 used %.2f of a CPU three times, want 0.35–0.60", use[0])
+		}
 	}
 	waitEvent(t, events, waitFor, "CPU throttling event", func(ev resources.LimitEvent) bool {
 		return ev.GroupID == id && ev.Kind == resources.EventCPUThrottled && ev.Count > 0
