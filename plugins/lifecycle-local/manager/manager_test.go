@@ -423,7 +423,16 @@ func TestReconcileAfterRestart(t *testing.T) {
 	if _, err := m.Create(ctx, "never", lifecycle.Config{Image: "alpine"}); err != nil {
 		t.Fatal(err)
 	}
+	// Started in isolation, but the plugin died before writing it down.
+	unrecorded, err := m.Create(ctx, "unrecorded", lifecycle.Config{Image: "alpine"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids["unrecorded"] = unrecorded.ID
 	_ = m.Close() // the plugin dies; containers keep running
+	if _, err := l.iso.Start(ctx, unrecorded.ID); err != nil {
+		t.Fatal(err)
+	}
 
 	l.iso.exit(ids["died"], 3)
 	l.iso.mu.Lock()
@@ -468,6 +477,9 @@ func TestReconcileAfterRestart(t *testing.T) {
 	if never := stateOf(t, m2, "never"); never.State != lifecycle.StateCreated {
 		t.Errorf("never: %s", never.State)
 	}
+	if started := stateOf(t, m2, "unrecorded"); started.State != lifecycle.StateRunning || started.Pid != l.iso.tasks[ids["unrecorded"]].info.Pid {
+		t.Errorf("a task started without its record saying so: %s pid %d; want adopted as running", started.State, started.Pid)
+	}
 	if _, err := m2.Get(ctx, "half"); !errdefs.IsNotFound(err) {
 		t.Errorf("half-created container still there: %v", err)
 	}
@@ -478,11 +490,11 @@ func TestReconcileAfterRestart(t *testing.T) {
 		t.Errorf("orphan task left")
 	}
 	all, _ := m2.List(ctx, lifecycle.Filter{All: true})
-	if len(all) != 4 {
-		t.Errorf("List(all) = %d containers, want 4 (nothing forgotten or duplicated)", len(all))
+	if len(all) != 5 {
+		t.Errorf("List(all) = %d containers, want 5 (nothing forgotten or duplicated)", len(all))
 	}
 	running, _ := m2.List(ctx, lifecycle.Filter{})
-	if len(running) != 1 || running[0].Name != "alive" {
+	if len(running) != 2 || !slices.ContainsFunc(running, func(c lifecycle.Container) bool { return c.Name == "alive" }) {
 		t.Errorf("List(running) = %+v", running)
 	}
 	// The surviving container is watched again: its exit is seen.

@@ -3,6 +3,7 @@ package manager
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -136,7 +137,15 @@ func (m *Manager) reconcileOne(ctx context.Context, layers Layers, id string, ta
 			_, err := m.markExited(rec, isolation.ExitStatus{Code: ExitCodeLost, ExitedAt: time.Now()}, map[string]string{"reason": "task not started"})
 			return err
 		}
-	case lifecycle.StateStopped:
+	case lifecycle.StateCreated, lifecycle.StateStopped:
+		if found && (task.Status == isolation.StatusRunning || task.Status == isolation.StatusPaused) {
+			// Started, but the plugin died before the store said so:
+			// adopt the running process rather than forget it.
+			return m.adopt(rec, task)
+		}
+		if rec.Container.State != lifecycle.StateStopped {
+			return nil
+		}
 		m.mu.Lock()
 		_, pending := m.timers[id]
 		m.mu.Unlock()
@@ -144,6 +153,30 @@ func (m *Manager) reconcileOne(ctx context.Context, layers Layers, id string, ta
 			m.applyRestartPolicy(rec)
 		}
 	}
+	return nil
+}
+
+// adopt records a task found running for a container the store has as
+// created or stopped (lock held).
+func (m *Manager) adopt(rec store.Record, task isolation.TaskInfo) error {
+	state := lifecycle.StateRunning
+	if task.Status == isolation.StatusPaused {
+		state = lifecycle.StatePaused
+	}
+	m.log.Warn("adopting a running task the store did not know was started", "container_id", rec.Container.ID, "pid", task.Pid)
+	rec, err := m.update(rec.Container.ID, func(r *store.Record) {
+		r.Container.State = state
+		r.Container.Pid = task.Pid
+		r.Container.ExitCode = 0
+		r.Container.StartedAt = time.Now().UTC()
+		r.Container.FinishedAt = time.Time{}
+		r.Run++
+	})
+	if err != nil {
+		return err
+	}
+	m.watch(rec)
+	m.emit(lifecycle.EventStart, rec, map[string]string{"pid": strconv.Itoa(task.Pid), "reason": "adopted"})
 	return nil
 }
 
