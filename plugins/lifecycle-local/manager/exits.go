@@ -197,7 +197,7 @@ func (m *Manager) exited(id string, run int, st isolation.ExitStatus) {
 		return
 	}
 	rec, err := s.Get(id)
-	if err != nil || rec.Run != run || statemachine.Exit.Allowed(rec.Container.State) == false {
+	if err != nil || rec.Run != run || !statemachine.Exit.Allowed(rec.Container.State) {
 		return
 	}
 	if rec.Container.State == lifecycle.StatePaused && rec.Group != "" {

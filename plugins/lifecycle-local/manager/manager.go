@@ -139,27 +139,41 @@ func (m *Manager) ConfigSchema(context.Context) (*schema.Spec, error) {
 	}), nil
 }
 
+// settingsJSON is the plugin's block as the core sends it; unset keys
+// are null.
+type settingsJSON struct {
+	StoreTimeout      *string `json:"store_timeout"`
+	StopTimeout       *string `json:"stop_timeout"`
+	RestartBackoff    *string `json:"restart_backoff"`
+	MaxRestartBackoff *string `json:"max_restart_backoff"`
+}
+
 // decodeSettings reads the plugin's config, keeping defaults for what is
 // unset.
 func decodeSettings(cfg schema.Config) (Settings, error) {
-	var raw map[string]*string
+	var raw settingsJSON
 	s := DefaultSettings()
 	if err := cfg.Decode(&raw); err != nil {
 		return s, errdefs.InvalidArgument("lifecycle local config: %v", err)
 	}
-	for name, dst := range map[string]*time.Duration{
-		"store_timeout": &s.StoreTimeout, "stop_timeout": &s.StopTimeout,
-		"restart_backoff": &s.RestartBackoff, "max_restart_backoff": &s.MaxRestartBackoff,
+	for _, f := range []struct {
+		name string
+		v    *string
+		dst  *time.Duration
+	}{
+		{"store_timeout", raw.StoreTimeout, &s.StoreTimeout},
+		{"stop_timeout", raw.StopTimeout, &s.StopTimeout},
+		{"restart_backoff", raw.RestartBackoff, &s.RestartBackoff},
+		{"max_restart_backoff", raw.MaxRestartBackoff, &s.MaxRestartBackoff},
 	} {
-		v := raw[name]
-		if v == nil || *v == "" {
+		if f.v == nil || *f.v == "" {
 			continue
 		}
-		d, err := time.ParseDuration(*v)
+		d, err := time.ParseDuration(*f.v)
 		if err != nil || d < 0 {
-			return s, errdefs.InvalidArgument("lifecycle local config: %s = %q is not a duration like \"10s\"", name, *v)
+			return s, errdefs.InvalidArgument("lifecycle local config: %s = %q is not a duration like \"10s\"", f.name, *f.v)
 		}
-		*dst = d
+		*f.dst = d
 	}
 	return s, nil
 }

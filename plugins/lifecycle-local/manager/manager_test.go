@@ -17,6 +17,7 @@ import (
 	"github.com/berth-dev/berth/sdk/lifecycle"
 	"github.com/berth-dev/berth/sdk/plugin"
 	"github.com/berth-dev/berth/sdk/resources"
+	"github.com/berth-dev/berth/sdk/schema"
 	"github.com/berth-dev/berth/sdk/spec"
 )
 
@@ -685,5 +686,30 @@ func TestStopSignalFromImageAndUser(t *testing.T) {
 	m.mu.Unlock()
 	if pending || stateOf(t, m, "svc").RestartCount != 0 {
 		t.Fatal("a kill with the stop signal was restarted by the always policy")
+	}
+}
+
+func TestSettings(t *testing.T) {
+	spec, err := NewWithLayers(nil, newFakeLayers()).ConfigSchema(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := spec.Validate(); err != nil {
+		t.Fatalf("schema: %v", err)
+	}
+	s, err := decodeSettings(schema.Config{JSON: []byte(`{"store_timeout":null,"stop_timeout":"3s","restart_backoff":"50ms","max_restart_backoff":null}`)})
+	if err != nil || s.StopTimeout != 3*time.Second || s.RestartBackoff != 50*time.Millisecond || s.StoreTimeout != DefaultSettings().StoreTimeout {
+		t.Fatalf("decodeSettings = %+v, %v", s, err)
+	}
+	if _, err := decodeSettings(schema.Config{JSON: []byte(`{"stop_timeout":"soon"}`)}); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "stop_timeout") {
+		t.Fatalf("a bad duration = %v, want ErrInvalidArgument naming stop_timeout", err)
+	}
+	// A second process on the same state dir gets the store's clear error.
+	dir := t.TempDir()
+	newTestManager(t, newFakeLayers(), dir)
+	other := NewWithLayers(nil, newFakeLayers())
+	err = other.Configure(context.Background(), plugin.ConfigureRequest{StateDir: dir, Config: schema.Config{JSON: []byte(`{"store_timeout":"200ms"}`)}})
+	if !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), "locked") {
+		t.Fatalf("Configure on a store in use = %v, want ErrUnavailable saying it is locked", err)
 	}
 }
