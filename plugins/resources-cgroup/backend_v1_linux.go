@@ -250,7 +250,7 @@ func (b *v1Backend) blockIO(l, old resources.Limits) (*specs.LinuxBlockIO, error
 	return bio, nil
 }
 
-// deviceRules converts rules; reset first re-allows everything, so that an
+// deviceRules converts rules (for v1 and v2); reset first re-allows everything, so that an
 // update replaces the old rules rather than adding to them.
 func deviceRules(rules []resources.DeviceRule, reset bool) []specs.LinuxDeviceCgroup {
 	var out []specs.LinuxDeviceCgroup
@@ -258,14 +258,10 @@ func deviceRules(rules []resources.DeviceRule, reset bool) []specs.LinuxDeviceCg
 		out = append(out, specs.LinuxDeviceCgroup{Allow: true, Type: "a", Access: "rwm"})
 	}
 	for _, r := range rules {
-		d := specs.LinuxDeviceCgroup{Allow: r.Allow, Type: r.Type, Access: r.Access}
-		if r.Major != -1 {
-			d.Major = &r.Major
-		}
-		if r.Minor != -1 {
-			d.Minor = &r.Minor
-		}
-		out = append(out, d)
+		// -1 is the wildcard for both: the v1 writer prints it as "*", the
+		// v2 eBPF filter needs the number set.
+		major, minor := r.Major, r.Minor
+		out = append(out, specs.LinuxDeviceCgroup{Allow: r.Allow, Type: r.Type, Access: r.Access, Major: &major, Minor: &minor})
 	}
 	return out
 }
