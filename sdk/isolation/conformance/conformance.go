@@ -409,10 +409,20 @@ func (s *suite) testPause(t *testing.T) {
 	if st := s.status(t, id); st != isolation.StatusPaused {
 		t.Errorf("status %q after Pause", st)
 	}
+	// Output already in flight when Pause returned may still arrive; once
+	// it has settled, a frozen task prints nothing at all.
 	frozen := out.String()
-	time.Sleep(200 * time.Millisecond) // a frozen task prints nothing at all
+	for settled := 0; settled < 3; {
+		time.Sleep(100 * time.Millisecond)
+		if now := out.String(); now != frozen {
+			frozen, settled = now, 0
+			continue
+		}
+		settled++
+	}
+	time.Sleep(300 * time.Millisecond)
 	if out.String() != frozen {
-		t.Errorf("output grew while paused")
+		t.Errorf("output grew while paused: %q after %q", out.String(), frozen)
 	}
 	if err := s.rt.Resume(ctx(t), id); err != nil {
 		t.Fatalf("Resume: %v", err)
