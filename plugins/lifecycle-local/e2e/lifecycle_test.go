@@ -572,3 +572,38 @@ func TestOOMKill(t *testing.T) {
 		}
 	}
 }
+
+// TestExec runs a process in a running container with its own env; its
+// effect shows in the container's writable layer.
+func TestExec(t *testing.T) {
+	s := startStack(t)
+	m := s.mustManager(t)
+	ctx := ctxT(t)
+	c, err := m.Create(ctx, "host-of-exec", s.sleeper())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = m.Delete(context.Background(), c.ID, true) }()
+	if _, err := m.Start(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	execID, err := m.Exec(ctx, c.ID, lifecycle.ExecConfig{Cmd: []string{"sh", "-c", "echo $GREETING > /tmp/marker"}, Env: []string{"GREETING=hello-exec"}})
+	if err != nil || execID == "" {
+		t.Fatalf("Exec = %q, %v", execID, err)
+	}
+	mounts, err := s.snapshotter(t).Mounts(ctx, c.ID)
+	if err != nil || len(mounts) == 0 {
+		t.Fatalf("Mounts(%s) = %v, %v", c.ID, mounts, err)
+	}
+	upper, ok := mounts[0].Option("upperdir")
+	if !ok {
+		t.Fatalf("rootfs mount %+v has no upperdir", mounts[0])
+	}
+	eventually(t, "the exec'd process wrote /tmp/marker", func() bool {
+		b, _ := os.ReadFile(filepath.Join(upper, "tmp", "marker"))
+		return strings.TrimSpace(string(b)) == "hello-exec"
+	})
+	if _, err := m.Exec(ctx, c.ID, lifecycle.ExecConfig{}); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("Exec without a command = %v, want ErrInvalidArgument", err)
+	}
+}
