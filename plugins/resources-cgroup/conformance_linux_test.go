@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
 
 	"github.com/berth-dev/berth/sdk/resources"
@@ -91,13 +92,15 @@ func TestV2Conformance(t *testing.T) {
 	if err != nil || len(groups) != 1 || !slices.Contains(groups[0].Pids, w.cmd.Process.Pid) {
 		t.Errorf("List = %+v, %v; want berth-v2 with pid %d", groups, err, w.cmd.Process.Pid)
 	}
-	_ = w.cmd.Process.Kill()
-	<-w.done
-	w.done <- nil
+	// Delete kills nothing: the running process moves to the plugin's own
+	// cgroup and the group goes.
 	if err := c.Delete(ctx, "berth-v2"); err != nil {
-		t.Fatalf("Delete: %v", err)
+		t.Fatalf("Delete with a running process: %v", err)
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("%s still exists after Delete (%v)", dir, err)
+	}
+	if err := syscall.Kill(w.cmd.Process.Pid, 0); err != nil {
+		t.Errorf("Delete killed the process of the group: %v", err)
 	}
 }
