@@ -412,7 +412,11 @@ func (s *suite) testPause(t *testing.T) {
 	// Output already in flight when Pause returned may still arrive; once
 	// it has settled, a frozen task prints nothing at all.
 	frozen := out.String()
+	deadline := time.Now().Add(waitFor)
 	for settled := 0; settled < 3; {
+		if time.Now().After(deadline) {
+			t.Fatalf("output keeps growing %s after Pause", waitFor)
+		}
 		time.Sleep(100 * time.Millisecond)
 		if now := out.String(); now != frozen {
 			frozen, settled = now, 0
