@@ -6,10 +6,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -605,5 +607,73 @@ func TestExec(t *testing.T) {
 	})
 	if _, err := m.Exec(ctx, c.ID, lifecycle.ExecConfig{}); !errdefs.IsInvalidArgument(err) {
 		t.Errorf("Exec without a command = %v, want ErrInvalidArgument", err)
+	}
+}
+
+// lockedBuffer is an io.Writer tests can read while it is written.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestAttachStdin attaches to a running `cat` opened with -i: what is
+// written to its stdin comes back on its stdout.
+func TestAttachStdin(t *testing.T) {
+	s := startStack(t)
+	m := s.mustManager(t)
+	ctx := ctxT(t)
+	c, err := m.Create(ctx, "echoer", lifecycle.Config{Image: s.image, Cmd: []string{"cat"}, OpenStdin: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = m.Delete(context.Background(), c.ID, true) }()
+	if _, err := m.Start(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stdinR, stdinW := io.Pipe()
+	defer stdinW.Close()
+	defer stdinR.Close()
+	var out lockedBuffer
+	done := make(chan error, 1)
+	go func() { done <- m.Attach(actx, c.ID, "", isolation.Streams{Stdin: stdinR, Stdout: &out, Stderr: &out}) }()
+	// Keep writing until the echo shows: the attach may still be
+	// connecting when the first line goes out.
+	go func() {
+		for actx.Err() == nil {
+			if _, err := io.WriteString(stdinW, "ping-through-lifecycle\n"); err != nil {
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+	deadline := time.After(waitFor)
+	for !strings.Contains(out.String(), "ping-through-lifecycle") {
+		select {
+		case err := <-done:
+			t.Fatalf("Attach returned early: %v (output %q)", err, out.String())
+		case <-deadline:
+			t.Fatalf("no echo after %s; got %q", waitFor, out.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(waitFor):
+		t.Fatal("Attach did not return after its context was cancelled")
 	}
 }
