@@ -35,6 +35,8 @@ type backend interface {
 	// memoryEvents and throttling feed the monitor.
 	memoryEvents(id string) (memoryCounters, error)
 	throttling(id string) (periods, nanos uint64, err error)
+	// pidsRefused is how many forks pids.max refused (pids.events "max").
+	pidsRefused(id string) (uint64, error)
 }
 
 // memoryCounters are the cumulative memory events of a group.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -110,3 +111,19 @@ func closeFD(fd int) {
 }
 
 func now() time.Time { return time.Now() }
+
+// readPidsEvents returns the "max" count of a pids.events file: how many
+// forks the pids limit refused. (The library parses pids.current and
+// pids.max only.)
+func readPidsEvents(path string) (uint64, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "max "); ok {
+			return strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return 0, nil
+}

@@ -552,3 +552,7 @@ func (b *v1Backend) eventfds(id string, soft int64) (oom, threshold int, err err
 	}
 	return oom, threshold, nil
 }
+
+func (b *v1Backend) pidsRefused(id string) (uint64, error) {
+	return readPidsEvents(filepath.Join(b.dir(cgroup1.Pids, id), "pids.events"))
+}

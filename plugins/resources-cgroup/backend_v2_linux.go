@@ -425,3 +425,7 @@ func (b *v2Backend) memoryEventsFile(id string) string {
 	}
 	return filepath.Join(b.dir(id), "memory.events")
 }
+
+func (b *v2Backend) pidsRefused(id string) (uint64, error) {
+	return readPidsEvents(filepath.Join(b.dir(id), "pids.events"))
+}

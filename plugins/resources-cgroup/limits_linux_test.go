@@ -27,6 +27,11 @@ func TestOOMKillEvent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A second subscriber gets the same events (the stream fans out).
+	second, err := c.Events(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
 	const id = "berth-oom"
 	if _, err := c.CreateGroup(ctx, id, resources.Limits{MemoryBytes: 64 << 20, SwapBytes: -1}); err != nil {
 		t.Fatalf("CreateGroup: %v", err)
@@ -39,6 +44,9 @@ func TestOOMKillEvent(t *testing.T) {
 	if ev.Resource != resources.ResourceMemory || ev.Count < 1 || !strings.Contains(ev.Message, id) {
 		t.Errorf("OOM event = %+v, want resource memory, count >= 1, a message naming the group", ev)
 	}
+	waitEvent(t, second, waitFor, "the OOM event on a second subscriber", func(ev2 resources.LimitEvent) bool {
+		return ev2 == ev
+	})
 	select {
 	case err := <-w.done:
 		var ws syscall.WaitStatus
@@ -187,6 +195,10 @@ func TestPidsLimitStopsForkBomb(t *testing.T) {
 	c, _ := newTestController(t, "")
 	ctx := context.Background()
 	const id = "berth-pids"
+	events, err := c.Events(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := c.CreateGroup(ctx, id, resources.Limits{Pids: 16}); err != nil {
 		t.Fatal(err)
 	}
@@ -207,10 +219,13 @@ func TestPidsLimitStopsForkBomb(t *testing.T) {
 	if u.Pids > 16 || u.Pids < 2 {
 		t.Errorf("group has %d processes after a 200-process fork loop, want 2–16 (pids.max = 16)", u.Pids)
 	}
-	events, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/pids", c.be.placement(id).CgroupPath, "pids.events"))
-	if err != nil || !strings.Contains(string(events), "max ") || strings.Contains(string(events), "max 0") {
-		t.Errorf("pids.events = %q, %v; want forks refused at the limit", events, err)
+	pidsEvents, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/pids", c.be.placement(id).CgroupPath, "pids.events"))
+	if err != nil || !strings.Contains(string(pidsEvents), "max ") || strings.Contains(string(pidsEvents), "max 0") {
+		t.Errorf("pids.events = %q, %v; want forks refused at the limit", pidsEvents, err)
 	}
+	waitEvent(t, events, waitFor, "pids_limit event", func(ev resources.LimitEvent) bool {
+		return ev.GroupID == id && ev.Kind == resources.EventPidsLimit && ev.Resource == resources.ResourcePids && ev.Count > 0
+	})
 	killGroup(t, c, id)
 }
 

@@ -80,6 +80,7 @@ type watched struct {
 	oomKills, high     uint64
 	pressure           uint64
 	throttled          uint64
+	pidsRefused        uint64
 	oomPendingUntil    time.Time
 	oomPendingBaseline uint64
 }
@@ -148,6 +149,9 @@ func (m *epollMonitor) watch(id string, l resources.Limits) error {
 		}
 		if p, _, err := m.be.throttling(id); err == nil {
 			w.throttled = p
+		}
+		if n, err := m.be.pidsRefused(id); err == nil {
+			w.pidsRefused = n
 		}
 	}
 	w.limits = l
@@ -387,33 +391,49 @@ func (m *epollMonitor) settleOOM() {
 	}
 }
 
-// sampleThrottling reads the throttling counter of each group that has a
-// CPU quota and reports increases.
+// sampleThrottling reads, for each group with a CPU quota, its throttling
+// counter and, for each group with a pids limit, its refused forks, and
+// reports increases.
 func (m *epollMonitor) sampleThrottling() {
 	m.mu.Lock()
-	var ids []string
+	var cpuIDs, pidIDs []string
 	for id, w := range m.groups {
 		if w.limits.CPUs > 0 {
-			ids = append(ids, id)
+			cpuIDs = append(cpuIDs, id)
+		}
+		if w.limits.Pids > 0 {
+			pidIDs = append(pidIDs, id)
 		}
 	}
 	m.mu.Unlock()
-	for _, id := range ids {
+	var events []resources.LimitEvent
+	for _, id := range cpuIDs {
 		periods, nanos, err := m.be.throttling(id)
 		if err != nil {
 			continue
 		}
 		m.mu.Lock()
-		w := m.groups[id]
-		var ev *resources.LimitEvent
-		if w != nil && periods > w.throttled {
-			ev = &resources.LimitEvent{GroupID: id, Resource: resources.ResourceCPU, Kind: resources.EventCPUThrottled, Count: periods, Time: time.Now(),
-				Message: fmt.Sprintf("group %s was throttled to its quota of %.2f CPUs in %d more periods (%d in all, %s throttled)", id, w.limits.CPUs, periods-w.throttled, periods, time.Duration(nanos))}
+		if w := m.groups[id]; w != nil && periods > w.throttled {
+			events = append(events, resources.LimitEvent{GroupID: id, Resource: resources.ResourceCPU, Kind: resources.EventCPUThrottled, Count: periods, Time: time.Now(),
+				Message: fmt.Sprintf("group %s was throttled to its quota of %.2f CPUs in %d more periods (%d in all, %s throttled)", id, w.limits.CPUs, periods-w.throttled, periods, time.Duration(nanos))})
 			w.throttled = periods
 		}
 		m.mu.Unlock()
-		if ev != nil {
-			m.broker.Publish(*ev)
+	}
+	for _, id := range pidIDs {
+		refused, err := m.be.pidsRefused(id)
+		if err != nil {
+			continue
 		}
+		m.mu.Lock()
+		if w := m.groups[id]; w != nil && refused > w.pidsRefused {
+			events = append(events, resources.LimitEvent{GroupID: id, Resource: resources.ResourcePids, Kind: resources.EventPidsLimit, Count: refused, Time: time.Now(),
+				Message: fmt.Sprintf("group %s reached its limit of %d processes: %d more forks refused (%d in all)", id, w.limits.Pids, refused-w.pidsRefused, refused)})
+			w.pidsRefused = refused
+		}
+		m.mu.Unlock()
+	}
+	for _, ev := range events {
+		m.broker.Publish(ev)
 	}
 }

@@ -94,6 +94,7 @@ func (f *fakeV2) memoryEvents(string) (memoryCounters, error) {
 	return memoryCounters{OOMKills: f.kills.Load(), High: f.high.Load(), Usage: 1}, nil
 }
 func (f *fakeV2) throttling(string) (uint64, uint64, error) { return 0, 0, nil }
+func (f *fakeV2) pidsRefused(string) (uint64, error)        { return 0, nil }
 
 func TestMonitorWatchesMemoryEventsFile(t *testing.T) {
 	f := &fakeV2{file: filepath.Join(t.TempDir(), "memory.events")}
