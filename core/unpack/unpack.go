@@ -13,10 +13,10 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -99,7 +99,9 @@ func ChainIDs(diffIDs []string) []string {
 }
 
 // Unpack unpacks layers (base first) into sn and returns the top chain ID.
-// Layers whose chain ID is already a committed snapshot are skipped. On
+// Layers whose chain ID is already a committed snapshot are skipped. Blobs
+// are decompressed here, one layer ahead of the snapshotter, which
+// receives plain tar streams (see stream). On
 // error, the snapshot being extracted is removed; layers committed before
 // it stay (they are valid, and the next Unpack skips them).
 func Unpack(ctx context.Context, sn snapshot.Snapshotter, layers []Layer, opts Options) (Result, error) {
@@ -138,12 +140,44 @@ func Unpack(ctx context.Context, sn snapshot.Snapshotter, layers []Layer, opts O
 		res.Skipped++
 		report(opts, Progress{Index: i, Total: len(layers), Digest: layers[i].Digest, ChainID: res.ChainIDs[i], State: StateExists, Size: layers[i].Size})
 	}
+	var reportMu sync.Mutex
+	streams := map[int]*stream{}
+	defer func() {
+		for _, s := range streams {
+			s.Close()
+		}
+	}()
+	startAt := func(i int) {
+		if i >= len(layers) || streams[i] != nil {
+			return
+		}
+		p := Progress{Index: i, Total: len(layers), Digest: layers[i].Digest, ChainID: res.ChainIDs[i], State: StateApplying, Size: layers[i].Size}
+		streams[i] = startStream(layers[i], func(n int64) {
+			reportMu.Lock()
+			defer reportMu.Unlock()
+			p.Read = n
+			report(opts, p)
+		})
+	}
+	locked := opts
+	if opts.Progress != nil {
+		locked.Progress = func(p Progress) {
+			reportMu.Lock()
+			defer reportMu.Unlock()
+			opts.Progress(p)
+		}
+	}
 	for i := start; i < len(layers); i++ {
 		parent := ""
 		if i > 0 {
 			parent = res.ChainIDs[i-1]
 		}
-		applied, err := unpackLayer(ctx, sn, layers[i], i, len(layers), parent, res.ChainIDs[i], opts)
+		for j := i; j <= i+layersAhead; j++ {
+			startAt(j)
+		}
+		applied, err := unpackLayer(ctx, sn, layers[i], streams[i], i, len(layers), parent, res.ChainIDs[i], locked)
+		streams[i].Close()
+		delete(streams, i)
 		if err != nil {
 			return res, fmt.Errorf("unpack layer %d of %d (%s): %w", i+1, len(layers), layers[i].Digest, err)
 		}
@@ -159,7 +193,7 @@ func Unpack(ctx context.Context, sn snapshot.Snapshotter, layers []Layer, opts O
 // unpackLayer extracts one layer into a fresh active snapshot and commits
 // it as chainID. It reports false when another unpack committed chainID
 // first.
-func unpackLayer(ctx context.Context, sn snapshot.Snapshotter, l Layer, index, total int, parent, chainID string, opts Options) (bool, error) {
+func unpackLayer(ctx context.Context, sn snapshot.Snapshotter, l Layer, blob *stream, index, total int, parent, chainID string, opts Options) (bool, error) {
 	var nonce [6]byte
 	_, _ = rand.Read(nonce[:])
 	key := fmt.Sprintf("extract-%x-%s", nonce, chainID)
@@ -175,15 +209,8 @@ func unpackLayer(ctx context.Context, sn snapshot.Snapshotter, l Layer, index, t
 			}
 		}
 	}()
-	rc, err := l.Open()
-	if err != nil {
-		return false, fmt.Errorf("open blob: %w", err)
-	}
-	defer rc.Close()
 	p := Progress{Index: index, Total: total, Digest: l.Digest, ChainID: chainID, State: StateApplying, Size: l.Size}
-	report(opts, p)
-	r := &progressReader{r: rc, p: p, opts: opts}
-	res, err := sn.Apply(ctx, key, snapshot.Layer{MediaType: l.MediaType, Digest: l.Digest, DiffID: l.DiffID, Size: l.Size}, r)
+	res, err := sn.Apply(ctx, key, snapshot.Layer{MediaType: tarMediaType, DiffID: l.DiffID}, blob)
 	if err != nil {
 		return false, err
 	}
@@ -201,7 +228,7 @@ func unpackLayer(ctx context.Context, sn snapshot.Snapshotter, l Layer, index, t
 		return false, fmt.Errorf("commit %s: %w", chainID, err)
 	}
 	committed = true
-	p.State, p.Read = StateApplied, r.p.Read
+	p.State, p.Read = StateApplied, l.Size
 	report(opts, p)
 	opts.Logger.Debug("layer unpacked", "layer", l.Digest, "chain_id", chainID, "bytes", res.Size)
 	return true, nil
@@ -218,23 +245,6 @@ func report(opts Options, p Progress) {
 	if opts.Progress != nil {
 		opts.Progress(p)
 	}
-}
-
-type progressReader struct {
-	r        io.Reader
-	p        Progress
-	reported int64
-	opts     Options
-}
-
-func (r *progressReader) Read(b []byte) (int, error) {
-	n, err := r.r.Read(b)
-	r.p.Read += int64(n)
-	if r.p.Read-r.reported >= 1<<20 || (errors.Is(err, io.EOF) && r.p.Read != r.reported) {
-		r.reported = r.p.Read
-		report(r.opts, r.p)
-	}
-	return n, err
 }
 
 // Release removes the snapshots of an image's layers that nothing uses any

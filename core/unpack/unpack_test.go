@@ -210,6 +210,15 @@ func TestUnpackFailureLeavesCommittedLayersOnly(t *testing.T) {
 		t.Errorf("snapshots after the failure: %v; want the base layer's alone", snaps)
 	}
 
+	corrupt := testLayer(t, nil, "d=4")
+	corrupt.Digest = fmt.Sprintf("sha256:%x", sha256.Sum256([]byte("another blob")))
+	if _, err := Unpack(ctx, sn, []Layer{l1, corrupt}, Options{}); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "blob digest mismatch") {
+		t.Errorf("Unpack of a blob whose digest does not match = %v; want invalid argument, digest mismatch", err)
+	}
+	if got := keys(t, sn); len(got) != 1 {
+		t.Errorf("snapshots after a digest mismatch: %v; the layer must not be committed", got)
+	}
+
 	failing := testLayer(t, nil, "c=3")
 	failing.Open = func() (io.ReadCloser, error) { return nil, errors.New("registry went away") }
 	if _, err := Unpack(ctx, sn, []Layer{l1, failing}, Options{}); err == nil || !strings.Contains(err.Error(), "registry went away") {
