@@ -4,7 +4,6 @@ package archive
 
 import (
 	"archive/tar"
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"crypto/sha512"
@@ -82,23 +81,16 @@ func Apply(ctx context.Context, root string, r io.Reader, opts Options) (Result,
 	}
 	defer t.close()
 
-	// Decompression and hashing run in a goroutine of their own, a chunk
-	// ahead of the writes: on two cores, unpacking costs about the larger
-	// of the two rather than their sum.
-	pr, pw := io.Pipe()
-	produced := make(chan error, 1)
-	go func() {
-		_, err := io.CopyBuffer(pw, tee, make([]byte, 1<<20))
-		pw.CloseWithError(err) // nil: io.EOF for the reader
-		produced <- err
-	}()
+	// Decompression and hashing run in a goroutine of their own, a few
+	// chunks ahead of the writes: on two cores, unpacking costs about the
+	// larger of the two rather than their sum.
+	ra := newReadahead(tee)
 	stop := func(err error) error {
-		pr.CloseWithError(err)
-		<-produced
+		ra.Close()
 		return err
 	}
 
-	tr := tar.NewReader(bufio.NewReaderSize(pr, 1<<20))
+	tr := tar.NewReader(ra)
 	for {
 		if err := ctx.Err(); err != nil {
 			return res, stop(err)
@@ -120,10 +112,10 @@ func Apply(ctx context.Context, root string, r io.Reader, opts Options) (Result,
 	}
 	// The tar's end-of-archive blocks and any padding after them are part of
 	// the diff ID.
-	if _, err := io.Copy(io.Discard, pr); err != nil {
+	if _, err := io.Copy(io.Discard, ra); err != nil {
 		return res, stop(errdefs.InvalidArgument("read the end of the layer: %v", err))
 	}
-	if err := <-produced; err != nil {
+	if err := ra.wait(); err != nil {
 		return res, errdefs.InvalidArgument("read the end of the layer: %v", err)
 	}
 	res.Size = uncompressed.n
