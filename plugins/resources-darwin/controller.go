@@ -28,15 +28,26 @@ const Version = "0.1.0"
 //	plugin "resources" "darwin" {
 //	  sample_interval = "500ms" # memory checks and usage sampling
 //	  cpu_tick        = "50ms"  # duty-cycle step while a group has a CPU quota
+//	  rlimit_nofile   = 0       # open files per process; 0 = inherit
+//	  rlimit_fsize    = 0       # largest file a process may write, bytes
+//	  rlimit_cpu      = 0       # CPU seconds per process (SIGXCPU, then kill)
 //	}
+//
+// The rlimits go into every group's wrapper command.
 var configSchema = schema.Object(map[string]*schema.Spec{
 	"sample_interval": schema.Default(schema.Attr("sample_interval", "string", false), schema.Literal(`"500ms"`)),
 	"cpu_tick":        schema.Default(schema.Attr("cpu_tick", "string", false), schema.Literal(`"50ms"`)),
+	"rlimit_nofile":   schema.Default(schema.Attr("rlimit_nofile", "number", false), schema.Literal(`0`)),
+	"rlimit_fsize":    schema.Default(schema.Attr("rlimit_fsize", "number", false), schema.Literal(`0`)),
+	"rlimit_cpu":      schema.Default(schema.Attr("rlimit_cpu", "number", false), schema.Literal(`0`)),
 })
 
 type settings struct {
 	SampleInterval string `json:"sample_interval"`
 	CPUTick        string `json:"cpu_tick"`
+	RlimitNofile   uint64 `json:"rlimit_nofile"`
+	RlimitFsize    uint64 `json:"rlimit_fsize"`
+	RlimitCPU      uint64 `json:"rlimit_cpu"`
 }
 
 // capabilities are what the engine enforces for real. Not here: cpuset,
@@ -59,6 +70,7 @@ type controller struct {
 
 	mu         sync.Mutex
 	configured bool
+	settings   settings
 	engine     *rpolicy.Engine
 	store      rpolicy.Store
 	records    map[string]rpolicy.Record
@@ -137,7 +149,7 @@ func (c *controller) Configure(_ context.Context, req plugin.ConfigureRequest) e
 	if c.engine != nil {
 		c.engine.Close()
 	}
-	c.engine, c.store, c.records, c.configured = engine, store, records, true
+	c.engine, c.store, c.records, c.settings, c.configured = engine, store, records, s, true
 	c.log.Info("configured", "groups", len(records), "sample_interval", sample, "cpu_tick", tick, "state", store.Dir)
 	return nil
 }
@@ -216,18 +228,27 @@ func (c *controller) CreateGroup(_ context.Context, id string, limits resources.
 		return resources.Placement{}, fmt.Errorf("create group %s: %w", id, err)
 	}
 	c.records[id] = r
-	return placement(id, limits), nil
+	return c.placement(id, limits), nil
 }
 
 // placement is the wrapper command for limits: a process group of its own,
-// the nice value of the CPU shares, and for low shares (a quarter of the
-// default or less) background CPU and throttled IO.
-func placement(id string, l resources.Limits) resources.Placement {
+// the configured rlimits, the nice value of the CPU shares, and for low
+// shares (a quarter of the default or less) background CPU and throttled
+// IO. Called with c.mu held.
+func (c *controller) placement(id string, l resources.Limits) resources.Placement {
 	exe, err := os.Executable()
 	if err != nil {
 		exe = "resources-darwin"
 	}
 	args := []string{exe, wrapCommand, "-group", id}
+	for _, rl := range []struct {
+		flag  string
+		value uint64
+	}{{"-rlimit-nofile", c.settings.RlimitNofile}, {"-rlimit-fsize", c.settings.RlimitFsize}, {"-rlimit-cpu", c.settings.RlimitCPU}} {
+		if rl.value != 0 {
+			args = append(args, rl.flag, strconv.FormatUint(rl.value, 10))
+		}
+	}
 	if l.CPUShares != 0 {
 		args = append(args, "-nice", strconv.Itoa(rpolicy.NiceForShares(l.CPUShares)))
 		if l.CPUShares <= 256 {
@@ -359,7 +380,7 @@ func (c *controller) List(context.Context) ([]resources.Group, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, resources.Group{ID: id, Limits: r.Limits, Placement: placement(id, r.Limits), Paused: r.Paused, Pids: pids})
+		out = append(out, resources.Group{ID: id, Limits: r.Limits, Placement: c.placement(id, r.Limits), Paused: r.Paused, Pids: pids})
 	}
 	return out, nil
 }

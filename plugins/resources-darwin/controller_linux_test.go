@@ -106,13 +106,18 @@ func TestRestartKeepsGroups(t *testing.T) {
 }
 
 func TestPlacementIsWrapper(t *testing.T) {
-	c, _ := configured(t)
+	c := New(hclog.NewNullLogger())
+	t.Cleanup(c.Close)
+	req := plugin.ConfigureRequest{Config: schema.Config{JSON: []byte(`{"rlimit_nofile":1024,"rlimit_fsize":0,"rlimit_cpu":0}`)}, StateDir: t.TempDir()}
+	if err := c.Configure(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
 	p, err := c.CreateGroup(context.Background(), "low", resources.Limits{CPUShares: 256})
 	if err != nil {
 		t.Fatal(err)
 	}
 	exe, _ := os.Executable()
-	want := []string{exe, "wrap", "-group", "low", "-nice", "6", "-background", "-io-throttle", "--"}
+	want := []string{exe, "wrap", "-group", "low", "-rlimit-nofile", "1024", "-nice", "6", "-background", "-io-throttle", "--"}
 	if strings.Join(p.Wrapper, " ") != strings.Join(want, " ") {
 		t.Errorf("Wrapper = %q, want %q", p.Wrapper, want)
 	}
