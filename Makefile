@@ -15,7 +15,7 @@ all: build
 build:
 	@mkdir -p $(BIN)/plugins
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/berth ./core/cmd/berth
-	$(GO) build -ldflags '-s -w -linkmode external -extldflags "-static"' -o $(BIN)/berth-sandbox-init ./cmd/berth-sandbox-init
+	$(GO) build -tags netgo,osusergo -ldflags '-s -w -linkmode external -extldflags "-static"' -o $(BIN)/berth-sandbox-init ./cmd/berth-sandbox-init
 	@for p in $(PLUGINS); do \
 		echo "$(GO) build -o $(BIN)/plugins/$$p ./plugins/$$p"; \
 		$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/plugins/$$p ./plugins/$$p || exit 1; \

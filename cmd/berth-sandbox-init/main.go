@@ -1,9 +1,12 @@
 //go:build linux
 
 // Command berth-sandbox-init is the first process of every Berth sandbox
-// container and of every process exec'd into one. The sandbox runtime
-// (internal/sandbox) starts it from a sealed in-memory copy; it sets the
-// container up in runc's order and execs the workload. It is never run by
+// container and of every process exec'd into one: the sandbox runtime
+// (internal/sandbox) starts it from a protected copy (a detached read-only
+// bind mount or a sealed memfd), it sets the container up in runc's order
+// and execs the workload. The same small binary is each container's
+// supervisor (`berth-sandbox-init supervise`, internal/sandbox/supervisor)
+// and compiles seccomp profiles (`seccomp-compile`). It is never run by
 // hand.
 package main
 
@@ -15,6 +18,7 @@ import (
 	"github.com/berth-dev/berth/internal/sandbox/hostsys"
 	_ "github.com/berth-dev/berth/internal/sandbox/nsenter" // joins namespaces before the Go runtime starts (exec)
 	"github.com/berth-dev/berth/internal/sandbox/seccomp"
+	"github.com/berth-dev/berth/internal/sandbox/supervisor"
 )
 
 // Capabilities, no_new_privs and seccomp are per thread: everything runs on
@@ -22,8 +26,13 @@ import (
 func init() { runtime.LockOSThread() }
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "seccomp-compile" {
-		seccomp.CompileMain()
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "seccomp-compile":
+			seccomp.CompileMain()
+		case "supervise":
+			supervisor.Main(os.Args[2:])
+		}
 	}
 	sandbox.InitMain(hostsys.Sys{})
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/berth-dev/berth/internal/sandbox/supervisor"
 	"github.com/berth-dev/berth/sdk/isolation"
 	"github.com/berth-dev/berth/sdk/lifecycle"
 	"github.com/berth-dev/berth/sdk/mount"
@@ -87,7 +88,7 @@ func benchSetup(dir string) error {
 		return fmt.Errorf("runc spec: %v\n%s", err, out)
 	}
 	var cfg specs.Spec
-	if err := readJSON(filepath.Join(plain, "config.json"), &cfg); err != nil {
+	if err := supervisor.ReadJSON(filepath.Join(plain, "config.json"), &cfg); err != nil {
 		return err
 	}
 	cfg.Process.Terminal = false
@@ -142,8 +143,8 @@ func benchPSS(dir string) error {
 	}
 	time.Sleep(2 * time.Second) // idle
 	for _, id := range ids {
-		var st taskState
-		if err := readJSON(filepath.Join(dir, "state", "tasks", id, stateFile), &st); err != nil {
+		var st supervisor.State
+		if err := supervisor.ReadJSON(filepath.Join(dir, "state", "tasks", id, supervisor.StateFile), &st); err != nil {
 			return err
 		}
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", st.SupervisorPid))

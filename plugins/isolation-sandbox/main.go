@@ -1,16 +1,13 @@
 // Command isolation-sandbox is Berth's sandbox isolation plugin (layer 2):
 // on Linux, containers in namespaces with seccomp and Docker's default
 // capabilities (internal/sandbox), each owned by a per-container
-// supervisor, which is this binary started as `isolation-sandbox supervise`.
+// supervisor (internal/sandbox/supervisor, run by the small
+// berth-sandbox-init binary).
 package main
 
 import "github.com/berth-dev/berth/sdk"
 
 func main() {
-	if superviseRequested() {
-		supervise()
-		return
-	}
 	if benchRequested() {
 		benchMain()
 		return

@@ -34,11 +34,6 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	// The in-process runtime starts supervisors from this test binary.
-	if superviseRequested() {
-		supervise()
-		return
-	}
 	dir, err := os.MkdirTemp("", "berth-test-isb")
 	if err != nil {
 		panic(err)

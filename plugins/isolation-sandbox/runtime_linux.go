@@ -23,6 +23,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-dev/berth/internal/sandbox/supervisor"
 	"github.com/berth-dev/berth/internal/version"
 	"github.com/berth-dev/berth/sdk/errdefs"
 	"github.com/berth-dev/berth/sdk/isolation"
@@ -172,7 +173,7 @@ func (r *runtime) Create(ctx context.Context, spec isolation.Spec) (isolation.Ta
 			_ = os.RemoveAll(dir)
 		}
 	}()
-	if err := writeJSON(filepath.Join(dir, specFile), spec); err != nil {
+	if err := supervisor.WriteJSON(filepath.Join(dir, supervisor.SpecFile), spec); err != nil {
 		return isolation.TaskInfo{}, fmt.Errorf("create task %s: %w", spec.ID, err)
 	}
 	sum := sha256.Sum256([]byte(spec.ID))
@@ -244,10 +245,6 @@ func (r *runtime) startSupervisor(ctx context.Context, dir, socket string) (int,
 	r.mu.Lock()
 	initPath := r.initPath
 	r.mu.Unlock()
-	self, err := os.Executable()
-	if err != nil {
-		return 0, err
-	}
 	logf, err := os.OpenFile(filepath.Join(dir, "supervisor.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
 	if err != nil {
 		return 0, err
@@ -258,7 +255,10 @@ func (r *runtime) startSupervisor(ctx context.Context, dir, socket string) (int,
 		return 0, err
 	}
 	defer rep.Close()
-	cmd := exec.Command(self, "supervise", "-dir", dir, "-socket", socket, "-init", initPath,
+	// The supervisor is the small sandbox init binary in its supervise
+	// mode: it links none of the plugin's gRPC, so an idle one costs
+	// little memory and starts fast.
+	cmd := exec.Command(initPath, "supervise", "-dir", dir, "-socket", socket, "-init", initPath,
 		"-seccomp-cache", filepath.Join(filepath.Dir(filepath.Dir(dir)), "seccomp-cache"))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{repW}
@@ -315,8 +315,8 @@ func (r *runtime) socketOf(id string) (string, string, error) {
 	if err != nil {
 		return "", "", err
 	}
-	var st taskState
-	if err := readJSON(filepath.Join(dir, stateFile), &st); err != nil {
+	var st supervisor.State
+	if err := supervisor.ReadJSON(filepath.Join(dir, supervisor.StateFile), &st); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			if _, serr := os.Stat(dir); serr != nil {
 				return "", "", errdefs.NotFound("task %s does not exist", id)
@@ -330,13 +330,13 @@ func (r *runtime) socketOf(id string) (string, string, error) {
 
 // control makes a call to task id's supervisor; a supervisor that is gone
 // reads as a stopped task.
-func (r *runtime) control(ctx context.Context, id string, req request) (response, error) {
+func (r *runtime) control(ctx context.Context, id string, req supervisor.Request) (supervisor.Response, error) {
 	socket, _, err := r.socketOf(id)
 	if err != nil {
-		return response{}, err
+		return supervisor.Response{}, err
 	}
-	resp, err := call(ctx, socket, req)
-	if errors.Is(err, errSupervisorGone) {
+	resp, err := callSupervisor(ctx, socket, req)
+	if errors.Is(err, supervisor.ErrGone) {
 		return resp, errdefs.InvalidState("task %s has stopped (its supervisor has exited): %v", id, err)
 	}
 	return resp, err
@@ -344,7 +344,7 @@ func (r *runtime) control(ctx context.Context, id string, req request) (response
 
 // Start implements isolation.Runtime.
 func (r *runtime) Start(ctx context.Context, id string) (int, error) {
-	resp, err := r.control(ctx, id, request{Op: opStart})
+	resp, err := r.control(ctx, id, supervisor.Request{Op: supervisor.OpStart})
 	if err != nil {
 		return 0, err
 	}
@@ -354,7 +354,7 @@ func (r *runtime) Start(ctx context.Context, id string) (int, error) {
 
 // Exec implements isolation.Runtime.
 func (r *runtime) Exec(ctx context.Context, id, execID string, process *specs.Process) (int, error) {
-	resp, err := r.control(ctx, id, request{Op: opExec, ExecID: execID, Process: process})
+	resp, err := r.control(ctx, id, supervisor.Request{Op: supervisor.OpExec, ExecID: execID, Process: process})
 	if err != nil {
 		return 0, err
 	}
@@ -364,7 +364,7 @@ func (r *runtime) Exec(ctx context.Context, id, execID string, process *specs.Pr
 
 // Signal implements isolation.Runtime.
 func (r *runtime) Signal(ctx context.Context, id, execID string, sig syscall.Signal, all bool) error {
-	_, err := r.control(ctx, id, request{Op: opSignal, ExecID: execID, Signal: sig, All: all})
+	_, err := r.control(ctx, id, supervisor.Request{Op: supervisor.OpSignal, ExecID: execID, Signal: sig, All: all})
 	if errors.Is(err, errdefs.ErrInvalidState) {
 		return errdefs.NotFound("task %s has exited", id)
 	}
@@ -377,11 +377,11 @@ func (r *runtime) Wait(ctx context.Context, id, execID string) (isolation.ExitSt
 	if err != nil {
 		return isolation.ExitStatus{}, err
 	}
-	resp, err := call(ctx, socket, request{Op: opWait, ExecID: execID})
+	resp, err := callSupervisor(ctx, socket, supervisor.Request{Op: supervisor.OpWait, ExecID: execID})
 	if err == nil {
-		return *resp.Exit, nil
+		return exitStatus(*resp.Exit), nil
 	}
-	if !errors.Is(err, errSupervisorGone) {
+	if !errors.Is(err, supervisor.ErrGone) {
 		return isolation.ExitStatus{}, err
 	}
 	return exitFromDisk(dir, id, execID)
@@ -390,20 +390,20 @@ func (r *runtime) Wait(ctx context.Context, id, execID string) (isolation.ExitSt
 // exitFromDisk reads an exit status the supervisor recorded.
 func exitFromDisk(dir, id, execID string) (isolation.ExitStatus, error) {
 	if execID != "" {
-		var e isolation.ExitStatus
-		if err := readJSON(filepath.Join(dir, execsDir, execID+".json"), &e); err != nil {
-			return e, errdefs.NotFound("task %s: no exit status for process %s (its supervisor is gone)", id, execID)
+		var e supervisor.ExitStatus
+		if err := supervisor.ReadJSON(filepath.Join(dir, supervisor.ExecsDir, execID+".json"), &e); err != nil {
+			return isolation.ExitStatus{}, errdefs.NotFound("task %s: no exit status for process %s (its supervisor is gone)", id, execID)
 		}
-		return e, nil
+		return exitStatus(e), nil
 	}
-	var st taskState
-	if err := readJSON(filepath.Join(dir, stateFile), &st); err != nil {
+	var st supervisor.State
+	if err := supervisor.ReadJSON(filepath.Join(dir, supervisor.StateFile), &st); err != nil {
 		return isolation.ExitStatus{}, err
 	}
 	if st.Exit == nil {
 		return isolation.ExitStatus{}, errdefs.Unavailable("task %s: its supervisor died before the task exited; the exit status is unknown", id)
 	}
-	return *st.Exit, nil
+	return exitStatus(*st.Exit), nil
 }
 
 // Attach implements isolation.Runtime.
@@ -412,14 +412,14 @@ func (r *runtime) Attach(ctx context.Context, id, execID string, streams isolati
 	if err != nil {
 		return err
 	}
-	c, err := dial(ctx, socket)
+	c, err := supervisor.Dial(ctx, socket)
 	if err != nil {
 		return errdefs.InvalidState("task %s has stopped: %v", id, err)
 	}
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
 	defer stop()
-	if err := json.NewEncoder(c).Encode(request{Op: opAttach, ExecID: execID, Stdin: streams.Stdin != nil}); err != nil {
+	if err := json.NewEncoder(c).Encode(supervisor.Request{Op: supervisor.OpAttach, ExecID: execID, Stdin: streams.Stdin != nil}); err != nil {
 		return err
 	}
 	br := bufio.NewReader(c)
@@ -427,11 +427,11 @@ func (r *runtime) Attach(ctx context.Context, id, execID string, streams isolati
 	if err != nil {
 		return fmt.Errorf("attach to task %s: %w", id, err)
 	}
-	var resp response
+	var resp supervisor.Response
 	if err := json.Unmarshal(line, &resp); err != nil {
 		return err
 	}
-	if err := resp.err(); err != nil {
+	if err := mapErr(resp.Err()); err != nil {
 		return err
 	}
 	var wmu sync.Mutex
@@ -442,7 +442,7 @@ func (r *runtime) Attach(ctx context.Context, id, execID string, streams isolati
 				n, err := streams.Stdin.Read(buf)
 				if n > 0 {
 					wmu.Lock()
-					werr := writeFrame(c, frameStdin, buf[:n])
+					werr := supervisor.WriteFrame(c, supervisor.FrameStdin, buf[:n])
 					wmu.Unlock()
 					if werr != nil {
 						return
@@ -451,7 +451,7 @@ func (r *runtime) Attach(ctx context.Context, id, execID string, streams isolati
 				if err != nil {
 					if errors.Is(err, io.EOF) {
 						wmu.Lock()
-						_ = writeFrame(c, frameStdinClose, nil)
+						_ = supervisor.WriteFrame(c, supervisor.FrameStdinClose, nil)
 						wmu.Unlock()
 					}
 					return
@@ -460,7 +460,7 @@ func (r *runtime) Attach(ctx context.Context, id, execID string, streams isolati
 		}()
 	}
 	for {
-		kind, data, err := readFrame(br)
+		kind, data, err := supervisor.ReadFrame(br)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -469,11 +469,11 @@ func (r *runtime) Attach(ctx context.Context, id, execID string, streams isolati
 		}
 		var w io.Writer
 		switch kind {
-		case frameEnd:
+		case supervisor.FrameEnd:
 			return nil
-		case frameStdout:
+		case supervisor.FrameStdout:
 			w = streams.Stdout
-		case frameStderr:
+		case supervisor.FrameStderr:
 			w = streams.Stderr
 		}
 		if w != nil {
@@ -486,19 +486,19 @@ func (r *runtime) Attach(ctx context.Context, id, execID string, streams isolati
 
 // ResizePTY implements isolation.Runtime.
 func (r *runtime) ResizePTY(ctx context.Context, id, execID string, size isolation.ConsoleSize) error {
-	_, err := r.control(ctx, id, request{Op: opResize, ExecID: execID, Width: size.Width, Height: size.Height})
+	_, err := r.control(ctx, id, supervisor.Request{Op: supervisor.OpResize, ExecID: execID, Width: size.Width, Height: size.Height})
 	return err
 }
 
 // Pause implements isolation.Runtime.
 func (r *runtime) Pause(ctx context.Context, id string) error {
-	_, err := r.control(ctx, id, request{Op: opPause})
+	_, err := r.control(ctx, id, supervisor.Request{Op: supervisor.OpPause})
 	return err
 }
 
 // Resume implements isolation.Runtime.
 func (r *runtime) Resume(ctx context.Context, id string) error {
-	_, err := r.control(ctx, id, request{Op: opResume})
+	_, err := r.control(ctx, id, supervisor.Request{Op: supervisor.OpResume})
 	return err
 }
 
@@ -550,11 +550,13 @@ func (r *runtime) Restore(_ context.Context, spec isolation.Spec, _ string) (iso
 
 // Stats implements isolation.Runtime.
 func (r *runtime) Stats(ctx context.Context, id string) (isolation.Stats, error) {
-	resp, err := r.control(ctx, id, request{Op: opStats})
+	resp, err := r.control(ctx, id, supervisor.Request{Op: supervisor.OpStats})
 	if err != nil {
 		return isolation.Stats{}, err
 	}
-	return *resp.Stats, nil
+	st := resp.Stats
+	return isolation.Stats{Time: st.Time, CPUUsageNanos: st.CPUUsageNanos, MemoryBytes: st.MemoryBytes,
+		MemoryPeakBytes: st.MemoryPeakBytes, Pids: st.Pids}, nil
 }
 
 // Delete implements isolation.Runtime.
@@ -566,15 +568,15 @@ func (r *runtime) Delete(ctx context.Context, id string) (isolation.ExitStatus, 
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 		return isolation.ExitStatus{}, nil
 	}
-	var st taskState
-	_ = readJSON(filepath.Join(dir, stateFile), &st)
+	var st supervisor.State
+	_ = supervisor.ReadJSON(filepath.Join(dir, supervisor.StateFile), &st)
 	var exit isolation.ExitStatus
 	if st.Socket != "" {
-		resp, err := call(ctx, st.Socket, request{Op: opShutdown})
+		resp, err := callSupervisor(ctx, st.Socket, supervisor.Request{Op: supervisor.OpShutdown})
 		switch {
 		case err == nil:
-			exit = *resp.Exit
-		case errors.Is(err, errSupervisorGone):
+			exit = exitStatus(*resp.Exit)
+		case errors.Is(err, supervisor.ErrGone):
 		default:
 			return isolation.ExitStatus{}, err
 		}
@@ -583,7 +585,7 @@ func (r *runtime) Delete(ctx context.Context, id string) (isolation.ExitStatus, 
 	if st.SupervisorPid > 0 {
 		waitGone(st.SupervisorPid, 30*time.Second)
 	}
-	_ = readJSON(filepath.Join(dir, stateFile), &st)
+	_ = supervisor.ReadJSON(filepath.Join(dir, supervisor.StateFile), &st)
 	if st.Cgroup != nil {
 		st.Cgroup.Kill()
 		deadline := time.Now().Add(30 * time.Second)
@@ -595,7 +597,7 @@ func (r *runtime) Delete(ctx context.Context, id string) (isolation.ExitStatus, 
 		}
 	}
 	if st.Exit != nil && exit.ExitedAt.IsZero() {
-		exit = *st.Exit
+		exit = exitStatus(*st.Exit)
 	}
 	if err := unmountUnder(dir); err != nil {
 		return isolation.ExitStatus{}, fmt.Errorf("delete task %s: %w", id, err)
@@ -669,21 +671,26 @@ func (r *runtime) info(ctx context.Context, id string) (isolation.TaskInfo, erro
 		return isolation.TaskInfo{}, err
 	}
 	var spec isolation.Spec
-	if err := readJSON(filepath.Join(dir, specFile), &spec); err != nil {
+	if err := supervisor.ReadJSON(filepath.Join(dir, supervisor.SpecFile), &spec); err != nil {
 		return isolation.TaskInfo{}, fmt.Errorf("task %s: %w", id, err)
 	}
-	var st taskState
-	if err := readJSON(filepath.Join(dir, stateFile), &st); err != nil {
+	var st supervisor.State
+	if err := supervisor.ReadJSON(filepath.Join(dir, supervisor.StateFile), &st); err != nil {
 		return isolation.TaskInfo{}, fmt.Errorf("task %s: %w", id, err)
 	}
-	if resp, err := call(ctx, st.Socket, request{Op: opState}); err == nil {
+	if resp, err := callSupervisor(ctx, st.Socket, supervisor.Request{Op: supervisor.OpState}); err == nil {
 		st = *resp.State
 	} else if st.Exit == nil {
 		// The supervisor died and took the exit status with it.
-		st.Status = isolation.StatusStopped
-		st.Exit = &isolation.ExitStatus{Code: 255}
+		st.Status = supervisor.StatusStopped
+		st.Exit = &supervisor.ExitStatus{Code: 255}
 	}
-	return isolation.TaskInfo{ID: id, Pid: st.Pid, Status: st.Status, Exit: st.Exit, Spec: &spec, CreatedAt: st.CreatedAt}, nil
+	info := isolation.TaskInfo{ID: id, Pid: st.Pid, Status: isolation.Status(st.Status), Spec: &spec, CreatedAt: st.CreatedAt}
+	if st.Exit != nil {
+		e := exitStatus(*st.Exit)
+		info.Exit = &e
+	}
+	return info, nil
 }
 
 // List implements isolation.Runtime.
@@ -795,4 +802,33 @@ func (h *eventHub) endWatch(key string) {
 	h.mu.Lock()
 	delete(h.watching, key)
 	h.mu.Unlock()
+}
+
+func exitStatus(e supervisor.ExitStatus) isolation.ExitStatus {
+	return isolation.ExitStatus{Code: e.Code, Signal: e.Signal, ExitedAt: e.ExitedAt, OOMKilled: e.OOMKilled}
+}
+
+// mapErr turns a supervisor's error kinds into sdk/errdefs errors.
+func mapErr(err error) error {
+	var e *supervisor.Error
+	if !errors.As(err, &e) {
+		return err
+	}
+	switch e.Kind {
+	case supervisor.KindNotFound:
+		return errdefs.NotFound("%s", e.Msg)
+	case supervisor.KindAlreadyExists:
+		return errdefs.AlreadyExists("%s", e.Msg)
+	case supervisor.KindInvalidState:
+		return errdefs.InvalidState("%s", e.Msg)
+	case supervisor.KindInvalid:
+		return errdefs.InvalidArgument("%s", e.Msg)
+	}
+	return err
+}
+
+// callSupervisor is supervisor.Call with the errors mapped.
+func callSupervisor(ctx context.Context, socket string, req supervisor.Request) (supervisor.Response, error) {
+	resp, err := supervisor.Call(ctx, socket, req)
+	return resp, mapErr(err)
 }

@@ -4,8 +4,6 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
@@ -27,15 +25,8 @@ var _ isolation.Runtime = runtime{}
 
 func newRuntime(hclog.Logger) runtime { return runtime{} }
 
-func superviseRequested() bool { return len(os.Args) > 1 && os.Args[1] == "supervise" }
-
 func benchRequested() bool { return false }
 func benchMain()           {}
-
-func supervise() {
-	fmt.Fprintln(os.Stderr, "isolation-sandbox: no supervisor on this platform")
-	os.Exit(2)
-}
 
 func unsupported() error {
 	return errdefs.NotImplemented("the sandbox isolation mode has no backend on this platform yet")

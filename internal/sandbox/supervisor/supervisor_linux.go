@@ -1,4 +1,4 @@
-package main
+package supervisor
 
 import (
 	"bufio"
@@ -24,20 +24,13 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/sandbox"
-	"github.com/berth-dev/berth/sdk/errdefs"
-	"github.com/berth-dev/berth/sdk/isolation"
 )
 
-// The supervisor is this binary started as `isolation-sandbox supervise`,
-// one per container, in its own session with no pipe to the plugin (after
-// it reported its start on fd 3). It is the container init's parent and a
-// child subreaper (exec'd processes are reparented to it), holds the
-// containers' stdio, writes output to the container log, records exit
-// statuses on disk, and serves the control socket until the plugin deletes
-// the task.
-
-// Annotations the supervisor reads from the isolation spec.
+// Annotations the supervisor reads from the task spec.
 const (
+	// AnnotationOpenStdin is sdk/isolation.AnnotationOpenStdin: "open"
+	// gives the init a stdin that attaches feed.
+	AnnotationOpenStdin = "org.berth.stdin"
 	// AnnotationLogMaxSize and AnnotationLogMaxFiles bound the container
 	// log (bytes; files kept, rotated ones included).
 	AnnotationLogMaxSize  = "org.berth.log.max-size"
@@ -54,8 +47,6 @@ const (
 	initBuffer = 64 << 10
 )
 
-func superviseRequested() bool { return len(os.Args) > 1 && os.Args[1] == "supervise" }
-
 // proc is one process of the task: the init or an exec.
 type proc struct {
 	execID string
@@ -67,18 +58,18 @@ type proc struct {
 	// outputDone closes when all output was read.
 	outputDone chan struct{}
 	exited     chan struct{}
-	exit       isolation.ExitStatus
+	exit       ExitStatus
 }
 
 type supervisor struct {
 	log      hclog.Logger
 	dir      string
-	spec     isolation.Spec
+	spec     TaskSpec
 	launcher *sandbox.Launcher
 	logw     *logWriter
 
 	mu        sync.Mutex
-	state     taskState
+	state     State
 	container *sandbox.Container
 	init      *proc
 	execs     map[string]*proc
@@ -89,14 +80,17 @@ type supervisor struct {
 	done      chan struct{}
 }
 
-// supervise runs the supervisor and exits the process.
-func supervise() {
+// Main runs `berth-sandbox-init supervise -dir DIR -socket PATH -init
+// PATH [-seccomp-cache DIR]` and exits the process: it creates the task in
+// DIR, reports "ok <init pid>" or "error <why>" on fd 3 and closes it, then
+// serves the control socket until the task is deleted.
+func Main(args []string) {
 	fs := flag.NewFlagSet("supervise", flag.ExitOnError)
 	dir := fs.String("dir", "", "task directory")
 	socket := fs.String("socket", "", "control socket path")
 	initPath := fs.String("init", "", "sandbox init binary")
 	seccompCache := fs.String("seccomp-cache", "", "directory of compiled seccomp programs")
-	_ = fs.Parse(os.Args[2:])
+	_ = fs.Parse(args)
 	log := hclog.New(&hclog.LoggerOptions{Name: "supervisor", Output: os.Stderr, JSONFormat: true, Level: hclog.Debug})
 	report := os.NewFile(3, "report")
 	s, err := startSupervisor(log, *dir, *socket, *initPath, *seccompCache)
@@ -123,7 +117,7 @@ func startSupervisor(log hclog.Logger, dir, socket, initPath, seccompCache strin
 	}
 	s := &supervisor{log: log, dir: dir, execs: map[string]*proc{}, byPid: map[int]*proc{},
 		unclaimed: map[int]unix.WaitStatus{}, done: make(chan struct{})}
-	if err := readJSON(filepath.Join(dir, specFile), &s.spec); err != nil {
+	if err := ReadJSON(filepath.Join(dir, SpecFile), &s.spec); err != nil {
 		return nil, err
 	}
 	s.log = log.With("container_id", s.spec.ID)
@@ -144,7 +138,7 @@ func startSupervisor(log hclog.Logger, dir, socket, initPath, seccompCache strin
 	if err != nil {
 		return nil, fmt.Errorf("cgroup %s: %w", cgPath, err)
 	}
-	s.state = taskState{ID: s.spec.ID, SupervisorPid: os.Getpid(), Socket: socket, Status: isolation.StatusCreated,
+	s.state = State{ID: s.spec.ID, SupervisorPid: os.Getpid(), Socket: socket, Status: StatusCreated,
 		CreatedAt: time.Now().UTC(), Cgroup: cg}
 	fail := func(err error) (*supervisor, error) {
 		cg.Kill()
@@ -167,9 +161,9 @@ func startSupervisor(log hclog.Logger, dir, socket, initPath, seccompCache strin
 	}
 	oci := s.spec.OCI
 	if oci == nil || oci.Process == nil {
-		return fail(errdefs.InvalidArgument("spec %s has no OCI process", s.spec.ID))
+		return fail(errorf(KindInvalid, "spec %s has no OCI process", s.spec.ID))
 	}
-	p, stdio, err := s.newProc("", oci.Process, s.spec.Annotations[isolation.AnnotationOpenStdin] == "open", true)
+	p, stdio, err := s.newProc("", oci.Process, s.spec.Annotations[AnnotationOpenStdin] == "open", true)
 	if err != nil {
 		return fail(err)
 	}
@@ -327,7 +321,7 @@ func (s *supervisor) exitedLocked(p *proc, ws unix.WaitStatus) {
 		return
 	default:
 	}
-	e := isolation.ExitStatus{ExitedAt: time.Now().UTC()}
+	e := ExitStatus{ExitedAt: time.Now().UTC()}
 	switch {
 	case ws.Exited():
 		e.Code = ws.ExitStatus()
@@ -342,7 +336,7 @@ func (s *supervisor) exitedLocked(p *proc, ws unix.WaitStatus) {
 	delete(s.byPid, p.pid)
 	close(p.exited)
 	if p.execID != "" {
-		if err := writeJSON(filepath.Join(s.dir, execsDir, p.execID+".json"), e); err != nil {
+		if err := WriteJSON(filepath.Join(s.dir, ExecsDir, p.execID+".json"), e); err != nil {
 			s.log.Warn("record exec exit", "exec_id", p.execID, "error", err)
 		}
 	}
@@ -381,7 +375,7 @@ func (s *supervisor) finishInit() {
 	}
 	p.out.close()
 	s.mu.Lock()
-	s.state.Status = isolation.StatusStopped
+	s.state.Status = StatusStopped
 	e := p.exit
 	s.state.Exit = &e
 	if err := s.saveLocked(); err != nil {
@@ -392,7 +386,7 @@ func (s *supervisor) finishInit() {
 }
 
 func (s *supervisor) saveLocked() error {
-	return writeJSON(filepath.Join(s.dir, stateFile), s.state)
+	return WriteJSON(filepath.Join(s.dir, StateFile), s.state)
 }
 
 func (s *supervisor) serve() {
@@ -412,16 +406,16 @@ func (s *supervisor) handle(c net.Conn) {
 	if err != nil {
 		return
 	}
-	var req request
+	var req Request
 	if err := json.Unmarshal(line, &req); err != nil {
-		_ = json.NewEncoder(c).Encode(errorResponse(errdefs.InvalidArgument("unreadable request: %v", err)))
+		_ = json.NewEncoder(c).Encode(errorResponse(errorf(KindInvalid, "unreadable request: %v", err)))
 		return
 	}
-	if req.Op == opAttach {
+	if req.Op == OpAttach {
 		s.attach(c, br, req)
 		return
 	}
-	if req.Op == opWait {
+	if req.Op == OpWait {
 		// A waiter's connection closing (its ctx ended) must not leave
 		// this goroutine behind.
 		go func() { _, _ = io.Copy(io.Discard, br); c.Close() }()
@@ -431,8 +425,13 @@ func (s *supervisor) handle(c net.Conn) {
 		resp = errorResponse(err)
 	}
 	_ = json.NewEncoder(c).Encode(resp)
-	if req.Op == opShutdown && err == nil {
+	switch {
+	case req.Op == OpShutdown && err == nil:
 		s.shutdown()
+	case req.Op == OpStart && err == nil:
+		// Setup is over: what it allocated goes back to the kernel, so an
+		// idle supervisor stays small.
+		debug.FreeOSMemory()
 	}
 }
 
@@ -444,84 +443,83 @@ func (s *supervisor) lookup(execID string) (*proc, error) {
 	}
 	p, ok := s.execs[execID]
 	if !ok {
-		return nil, errdefs.NotFound("task %s has no process %s", s.spec.ID, execID)
+		return nil, errorf(KindNotFound, "task %s has no process %s", s.spec.ID, execID)
 	}
 	return p, nil
 }
 
-func (s *supervisor) do(req request) (response, error) {
+func (s *supervisor) do(req Request) (Response, error) {
 	switch req.Op {
-	case opState:
+	case OpState:
 		s.mu.Lock()
 		st := s.state
 		s.mu.Unlock()
-		return response{State: &st}, nil
-	case opStart:
+		return Response{State: &st}, nil
+	case OpStart:
 		return s.start()
-	case opExec:
+	case OpExec:
 		return s.exec(req)
-	case opSignal:
-		return response{}, s.signal(req)
-	case opWait:
+	case OpSignal:
+		return Response{}, s.signal(req)
+	case OpWait:
 		p, err := s.lookup(req.ExecID)
 		if err != nil {
-			return response{}, err
+			return Response{}, err
 		}
 		<-p.exited
 		if p == s.init {
 			<-p.out.closed // the log holds all output once Wait returns
 		}
 		e := p.exit
-		return response{Exit: &e}, nil
-	case opResize:
+		return Response{Exit: &e}, nil
+	case OpResize:
 		p, err := s.lookup(req.ExecID)
 		if err != nil {
-			return response{}, err
+			return Response{}, err
 		}
 		if p.console == nil {
-			return response{}, errdefs.InvalidArgument("process %q of task %s has no terminal", req.ExecID, s.spec.ID)
+			return Response{}, errorf(KindInvalid, "process %q of task %s has no terminal", req.ExecID, s.spec.ID)
 		}
-		return response{}, pty.Setsize(p.console, &pty.Winsize{Rows: req.Height, Cols: req.Width})
-	case opPause, opResume:
-		return response{}, s.pause(req.Op == opPause)
-	case opStats:
+		return Response{}, pty.Setsize(p.console, &pty.Winsize{Rows: req.Height, Cols: req.Width})
+	case OpPause, OpResume:
+		return Response{}, s.pause(req.Op == OpPause)
+	case OpStats:
 		st := s.state.Cgroup.Stats()
-		return response{Stats: &isolation.Stats{Time: st.Time, CPUUsageNanos: st.CPUUsageNanos,
-			MemoryBytes: st.MemoryBytes, MemoryPeakBytes: st.MemoryPeakBytes, Pids: st.Pids}}, nil
-	case opShutdown:
+		return Response{Stats: &st}, nil
+	case OpShutdown:
 		s.mu.Lock()
-		running := s.state.Status == isolation.StatusRunning || s.state.Status == isolation.StatusPaused
+		running := s.state.Status == StatusRunning || s.state.Status == StatusPaused
 		s.mu.Unlock()
 		if running && !req.All {
-			return response{}, errdefs.InvalidState("task %s is %s; stop it before deleting it", s.spec.ID, s.state.Status)
+			return Response{}, errorf(KindInvalidState, "task %s is %s; stop it before deleting it", s.spec.ID, s.state.Status)
 		}
 		s.state.Cgroup.Kill()
 		select {
 		case <-s.init.exited:
 		case <-time.After(30 * time.Second):
-			return response{}, fmt.Errorf("task %s: init %d did not die 30s after SIGKILL", s.spec.ID, s.init.pid)
+			return Response{}, fmt.Errorf("task %s: init %d did not die 30s after SIGKILL", s.spec.ID, s.init.pid)
 		}
 		s.mu.Lock()
 		e := s.init.exit
 		s.mu.Unlock()
-		return response{Exit: &e}, nil
+		return Response{Exit: &e}, nil
 	default:
-		return response{}, errdefs.InvalidArgument("unknown operation %q", req.Op)
+		return Response{}, errorf(KindInvalid, "unknown operation %q", req.Op)
 	}
 }
 
-func (s *supervisor) start() (response, error) {
+func (s *supervisor) start() (Response, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.state.Status != isolation.StatusCreated || s.container == nil {
-		return response{}, errdefs.InvalidState("task %s is %s; only a created task can start", s.spec.ID, s.state.Status)
+	if s.state.Status != StatusCreated || s.container == nil {
+		return Response{}, errorf(KindInvalidState, "task %s is %s; only a created task can start", s.spec.ID, s.state.Status)
 	}
 	c := s.container
 	s.container = nil
 	if err := c.Start(); err != nil {
-		return response{}, fmt.Errorf("start task %s: %w", s.spec.ID, err)
+		return Response{}, fmt.Errorf("start task %s: %w", s.spec.ID, err)
 	}
-	s.state.Status = isolation.StatusRunning
+	s.state.Status = StatusRunning
 	s.state.StartedAt = time.Now().UTC()
 	select {
 	case <-s.init.exited:
@@ -529,37 +527,37 @@ func (s *supervisor) start() (response, error) {
 	default:
 	}
 	if err := s.saveLocked(); err != nil {
-		return response{}, err
+		return Response{}, err
 	}
-	return response{Pid: s.init.pid}, nil
+	return Response{Pid: s.init.pid}, nil
 }
 
-func (s *supervisor) exec(req request) (response, error) {
+func (s *supervisor) exec(req Request) (Response, error) {
 	if req.Process == nil || len(req.Process.Args) == 0 {
-		return response{}, errdefs.InvalidArgument("exec %s: no process args", req.ExecID)
+		return Response{}, errorf(KindInvalid, "exec %s: no process args", req.ExecID)
 	}
 	if req.ExecID == "" || strings.ContainsAny(req.ExecID, "/\x00") || req.ExecID == "." || req.ExecID == ".." {
-		return response{}, errdefs.InvalidArgument("exec id %q is not a valid name", req.ExecID)
+		return Response{}, errorf(KindInvalid, "exec id %q is not a valid name", req.ExecID)
 	}
 	s.mu.Lock()
 	if _, ok := s.execs[req.ExecID]; ok {
 		s.mu.Unlock()
-		return response{}, errdefs.AlreadyExists("task %s already has a process %s", s.spec.ID, req.ExecID)
+		return Response{}, errorf(KindAlreadyExists, "task %s already has a process %s", s.spec.ID, req.ExecID)
 	}
-	if s.state.Status != isolation.StatusRunning {
+	if s.state.Status != StatusRunning {
 		st := s.state.Status
 		s.mu.Unlock()
-		return response{}, errdefs.InvalidState("task %s is %s; exec needs a running task", s.spec.ID, st)
+		return Response{}, errorf(KindInvalidState, "task %s is %s; exec needs a running task", s.spec.ID, st)
 	}
 	initPid := s.init.pid
 	s.mu.Unlock()
 	req.Process = execDefaults(req.Process, s.spec.OCI)
-	if err := os.MkdirAll(filepath.Join(s.dir, execsDir), 0o755); err != nil {
-		return response{}, err
+	if err := os.MkdirAll(filepath.Join(s.dir, ExecsDir), 0o755); err != nil {
+		return Response{}, err
 	}
 	p, stdio, err := s.newProc(req.ExecID, req.Process, true, false)
 	if err != nil {
-		return response{}, err
+		return Response{}, err
 	}
 	proc, err := s.launcher.Exec(sandbox.ExecOptions{Pid: initPid, Spec: s.spec.OCI, Process: req.Process,
 		Cgroup: s.state.Cgroup, Stdio: stdio})
@@ -568,7 +566,7 @@ func (s *supervisor) exec(req request) (response, error) {
 		if p.stdin != nil {
 			p.stdin.Close()
 		}
-		return response{}, fmt.Errorf("exec %s in task %s: %w", req.ExecID, s.spec.ID, err)
+		return Response{}, fmt.Errorf("exec %s in task %s: %w", req.ExecID, s.spec.ID, err)
 	}
 	s.mu.Lock()
 	p.pid = proc.Pid
@@ -585,10 +583,10 @@ func (s *supervisor) exec(req request) (response, error) {
 		}
 		p.out.close()
 	}()
-	return response{Pid: p.pid}, nil
+	return Response{Pid: p.pid}, nil
 }
 
-func (s *supervisor) signal(req request) error {
+func (s *supervisor) signal(req Request) error {
 	if req.All {
 		for _, pid := range s.state.Cgroup.Pids() {
 			_ = unix.Kill(pid, req.Signal)
@@ -601,12 +599,12 @@ func (s *supervisor) signal(req request) error {
 	}
 	select {
 	case <-p.exited:
-		return errdefs.NotFound("process %q of task %s has exited", req.ExecID, s.spec.ID)
+		return errorf(KindNotFound, "process %q of task %s has exited", req.ExecID, s.spec.ID)
 	default:
 	}
 	if err := unix.Kill(p.pid, req.Signal); err != nil {
 		if errors.Is(err, unix.ESRCH) {
-			return errdefs.NotFound("process %q of task %s has exited", req.ExecID, s.spec.ID)
+			return errorf(KindNotFound, "process %q of task %s has exited", req.ExecID, s.spec.ID)
 		}
 		return fmt.Errorf("signal %d to pid %d: %w", req.Signal, p.pid, err)
 	}
@@ -617,27 +615,27 @@ func (s *supervisor) pause(freeze bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch s.state.Status {
-	case isolation.StatusRunning, isolation.StatusPaused:
+	case StatusRunning, StatusPaused:
 	default:
-		return errdefs.InvalidState("task %s is %s; only a running task can be paused or resumed", s.spec.ID, s.state.Status)
+		return errorf(KindInvalidState, "task %s is %s; only a running task can be paused or resumed", s.spec.ID, s.state.Status)
 	}
 	if freeze {
 		if err := s.state.Cgroup.Freeze(); err != nil {
 			return err
 		}
-		s.state.Status = isolation.StatusPaused
+		s.state.Status = StatusPaused
 	} else {
 		if err := s.state.Cgroup.Thaw(); err != nil {
 			return err
 		}
-		s.state.Status = isolation.StatusRunning
+		s.state.Status = StatusRunning
 	}
 	return s.saveLocked()
 }
 
 // attach streams a process's output to c and c's stdin frames to the
 // process until the output ends or c closes.
-func (s *supervisor) attach(c net.Conn, br *bufio.Reader, req request) {
+func (s *supervisor) attach(c net.Conn, br *bufio.Reader, req Request) {
 	p, err := s.lookup(req.ExecID)
 	if err != nil {
 		_ = json.NewEncoder(c).Encode(errorResponse(err))
@@ -647,16 +645,16 @@ func (s *supervisor) attach(c net.Conn, br *bufio.Reader, req request) {
 	send := func(kind byte, b []byte) error {
 		wmu.Lock()
 		defer wmu.Unlock()
-		return writeFrame(c, kind, b)
+		return WriteFrame(c, kind, b)
 	}
-	if err := json.NewEncoder(c).Encode(response{}); err != nil {
+	if err := json.NewEncoder(c).Encode(Response{}); err != nil {
 		return
 	}
 	sub := p.out.subscribe()
 	defer p.out.unsubscribe(sub)
 	go func() {
 		for {
-			kind, data, err := readFrame(br)
+			kind, data, err := ReadFrame(br)
 			if err != nil {
 				sub.cancel()
 				return
@@ -665,9 +663,9 @@ func (s *supervisor) attach(c net.Conn, br *bufio.Reader, req request) {
 				continue
 			}
 			switch kind {
-			case frameStdin:
+			case FrameStdin:
 				_, _ = p.stdin.Write(data)
-			case frameStdinClose:
+			case FrameStdinClose:
 				if p.console != nil {
 					_, _ = p.stdin.Write([]byte{4}) // ^D: end of input on a terminal
 				} else {
@@ -677,16 +675,16 @@ func (s *supervisor) attach(c net.Conn, br *bufio.Reader, req request) {
 		}
 	}()
 	for chunk := range sub.ch {
-		kind := frameStdout
+		kind := FrameStdout
 		if chunk.stream == "stderr" {
-			kind = frameStderr
+			kind = FrameStderr
 		}
 		if send(kind, chunk.data) != nil {
 			return
 		}
 	}
 	if sub.ended() {
-		_ = send(frameEnd, nil)
+		_ = send(FrameEnd, nil)
 	}
 }
 
