@@ -66,6 +66,9 @@ func (m *Manager) start(ctx context.Context, rec store.Record) (store.Record, er
 			return m.startFailed(rec, err)
 		}
 	}
+	// Taken before the process runs, so that its exit time is never
+	// earlier (exitedEvent tells runs apart by it).
+	startedAt := time.Now().UTC()
 	pid, err := iso.Start(ctx, id)
 	if errdefs.IsNotFound(err) {
 		// The task is gone (the host rebooted, say): create it again.
@@ -82,7 +85,7 @@ func (m *Manager) start(ctx context.Context, rec store.Record) (store.Record, er
 		r.Container.Pid = pid
 		r.Container.ExitCode = 0
 		r.Container.OOMKilled = false
-		r.Container.StartedAt = time.Now().UTC()
+		r.Container.StartedAt = startedAt
 		r.Container.FinishedAt = time.Time{}
 		r.ManualStop = false
 		r.Run++
@@ -498,6 +501,7 @@ func (m *Manager) Restore(ctx context.Context, ref string) (lifecycle.Container,
 	if _, err := iso.Delete(ctx, id); err != nil && !errdefs.IsNotFound(err) {
 		return rec.Container, fmt.Errorf("restore %s: delete the checkpointed task: %w", rec.Container.Name, err)
 	}
+	startedAt := time.Now().UTC()
 	info, err := iso.Restore(ctx, *rec.Task, rec.Container.Checkpoint)
 	if err != nil {
 		if errdefs.IsNotImplemented(err) {
@@ -508,7 +512,7 @@ func (m *Manager) Restore(ctx context.Context, ref string) (lifecycle.Container,
 	rec, err = m.update(id, func(r *store.Record) {
 		r.Container.State = lifecycle.StateRunning
 		r.Container.Pid = info.Pid
-		r.Container.StartedAt = time.Now().UTC()
+		r.Container.StartedAt = startedAt
 		r.Container.FinishedAt = time.Time{}
 		r.ManualStop = false
 		r.Run++
