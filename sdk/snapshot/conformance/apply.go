@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/berth-dev/berth/sdk/errdefs"
 	"github.com/berth-dev/berth/sdk/snapshot"
@@ -61,7 +62,17 @@ func gzipOf(b []byte) []byte {
 const (
 	mediaTar  = "application/vnd.oci.image.layer.v1.tar"
 	mediaGzip = "application/vnd.oci.image.layer.v1.tar+gzip"
+	mediaZstd = "application/vnd.oci.image.layer.v1.tar+zstd"
 )
+
+func zstdOf(b []byte) []byte {
+	zw, err := zstd.NewWriter(nil)
+	if err != nil {
+		panic(err)
+	}
+	defer zw.Close()
+	return zw.EncodeAll(b, nil)
+}
 
 // applyLayer prepares key on parent, applies entries and commits name.
 func applyLayer(t *testing.T, sn snapshot.Snapshotter, name, parent string, gz bool, entries ...tarEntry) {
@@ -94,16 +105,33 @@ func (s *suite) testApply(t *testing.T, sn snapshot.Snapshotter) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l1, l2 := s.key(t, "l1"), s.key(t, "l2")
-	remove(t, sn, l2, l1)
+	l1, l2, l3 := s.key(t, "l1"), s.key(t, "l2"), s.key(t, "l3")
+	remove(t, sn, l3, l2, l1)
 	applyLayer(t, sn, l1, "", false,
 		reg("a", "a1"), dirEntry("dir/"), reg("dir/b", "b1"), reg("dir/c", "c1"),
 		dirEntry("opq/"), reg("opq/x", "x1"), tarEntry{name: "ln", typ: tar.TypeSymlink, link: "dir/c"},
 		tarEntry{name: "hl", typ: tar.TypeLink, link: "a"})
 	applyLayer(t, sn, l2, l1, info.HasCapability(snapshot.CapApplyGzip),
 		reg("dir/.wh.b", ""), reg("opq/.wh..wh..opq", ""), reg("opq/y", "y2"), reg("new", "n2"), reg("a", "a2"))
+	if info.HasCapability(snapshot.CapApplyZstd) {
+		raw, diffID := buildLayer(reg("zstd-file", "z"))
+		ctx := context.Background()
+		if _, err := sn.Prepare(ctx, l3+"-extract", l2); err != nil {
+			t.Fatal(err)
+		}
+		blob := zstdOf(raw)
+		if _, err := sn.Apply(ctx, l3+"-extract", snapshot.Layer{MediaType: mediaZstd, DiffID: diffID}, bytes.NewReader(blob)); err != nil {
+			t.Fatalf("Apply of a zstd layer (the snapshotter declares %s): %v", snapshot.CapApplyZstd, err)
+		}
+		if err := sn.Commit(ctx, l3, l3+"-extract"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if why := s.canMount(); why != "" {
 		t.Skip("applied; content not checked: " + why)
+	}
+	if info.HasCapability(snapshot.CapApplyZstd) {
+		expectFiles(t, s.view(t, sn, l3), map[string]string{"zstd-file": "z", "a": "a2"})
 	}
 	dir := s.view(t, sn, l2)
 	expectFiles(t, dir, map[string]string{"a": "a2", "dir/c": "c1", "opq/y": "y2", "new": "n2", "hl": "a1"})
