@@ -433,6 +433,11 @@ func (s *Snapshotter) Apply(ctx context.Context, key string, layer snapshot.Laye
 	}
 	if opts.Whiteouts == archive.WhiteoutOverlay {
 		opts.Parents = sn.ParentFS
+		if len(sn.ParentFS) == 0 {
+			// Nothing below to hide: a base layer's whiteouts delete, so
+			// its directory (bound as is) shows no overlay markers.
+			opts.Whiteouts = archive.WhiteoutDelete
+		}
 	}
 	res, err := archive.Apply(ctx, stage, r, opts)
 	if err != nil {
