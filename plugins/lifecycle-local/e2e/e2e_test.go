@@ -5,6 +5,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -107,6 +109,8 @@ type stack struct {
 	dir    string
 	// cgroupParent holds the resource groups of this run.
 	cgroupParent string
+	hostOpts     host.Options
+	specs        []host.Spec
 }
 
 var (
@@ -182,7 +186,7 @@ func newStack() (*stack, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("import busybox: %w", err)
 	}
-	s.h = host.New(host.Options{
+	s.hostOpts = host.Options{
 		Logger:         hclog.New(&hclog.LoggerOptions{Name: "host", Level: hclog.Debug, Output: hostLog}),
 		LogLevel:       "debug",
 		StateDir:       filepath.Join(dir, "state"),
@@ -191,7 +195,8 @@ func newStack() (*stack, error) {
 		Services: map[string]host.Service{
 			plugin.HandleImages: func(g *grpc.Server) { images.RegisterServer(g, svc) },
 		},
-	})
+	}
+	s.h = host.New(s.hostOpts)
 	// The plugins are configured as the daemon configures them: from a
 	// config.hcl, decoded against each plugin's schema. The cgroup parent
 	// is this run's own, so a daemon on the machine is never touched.
@@ -227,6 +232,7 @@ plugin "lifecycle" "local" {
 	if diags.HasErrors() {
 		return nil, fmt.Errorf("%s", config.FormatDiagnostics(diags))
 	}
+	s.specs = specs
 	ctx, cancel := context.WithTimeout(context.Background(), 2*waitFor)
 	defer cancel()
 	if err := s.h.Start(ctx, specs); err != nil {
@@ -234,6 +240,32 @@ plugin "lifecycle" "local" {
 		return nil, err
 	}
 	return s, nil
+}
+
+// crashAndRestart kills every plugin process with SIGKILL, as when the
+// daemon is killed (its plugins die with it), runs meanwhile, and starts a
+// new host on the same state: what `berth system start` does after a
+// crash.
+func (s *stack) crashAndRestart(t *testing.T, meanwhile func()) {
+	t.Helper()
+	var pids []int
+	for _, p := range s.h.Plugins() {
+		pids = append(pids, p.Pid)
+		_ = syscall.Kill(p.Pid, syscall.SIGKILL)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*waitFor)
+	defer cancel()
+	s.h.Stop(ctx)
+	for _, pid := range pids {
+		eventually(t, fmt.Sprintf("plugin process %d gone", pid), func() bool {
+			return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+		})
+	}
+	meanwhile()
+	s.h = host.New(s.hostOpts)
+	if err := s.h.Start(ctx, s.specs); err != nil {
+		t.Fatalf("start the plugins again: %v", err)
+	}
 }
 
 func (s *stack) stop() {

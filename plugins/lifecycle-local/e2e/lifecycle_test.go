@@ -677,3 +677,61 @@ func TestAttachStdin(t *testing.T) {
 		t.Fatal("Attach did not return after its context was cancelled")
 	}
 }
+
+// TestDaemonCrash: every plugin is killed with SIGKILL (the daemon died)
+// while three containers run; one of them is killed meanwhile. After the
+// plugins start again the two others are running with the same pids and
+// the third is stopped with its real exit code.
+func TestDaemonCrash(t *testing.T) {
+	s := startStack(t)
+	m := s.mustManager(t)
+	ctx := ctxT(t)
+	var cs []lifecycle.Container
+	for i := range 3 {
+		c, err := m.Create(ctx, fmt.Sprintf("crash-%d", i), s.sleeper())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c, err = m.Start(ctx, c.ID); err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, c)
+		defer func() { _ = s.mustManager(t).Delete(context.Background(), c.ID, true) }()
+	}
+	s.crashAndRestart(t, func() {
+		if err := syscall.Kill(cs[2].Pid, syscall.SIGKILL); err != nil {
+			t.Fatalf("kill crash-2's process: %v", err)
+		}
+	})
+	m = s.mustManager(t)
+	eventually(t, "crash-2 recorded as stopped", func() bool {
+		c, err := m.Get(ctx, "crash-2")
+		return err == nil && c.State == lifecycle.StateStopped
+	})
+	for _, want := range cs[:2] {
+		got, err := m.Get(ctx, want.Name)
+		if err != nil || got.State != lifecycle.StateRunning || got.Pid != want.Pid {
+			t.Errorf("%s after the crash: %s pid %d (%v); want running with pid %d", want.Name, got.State, got.Pid, err, want.Pid)
+		}
+	}
+	if got, _ := m.Get(ctx, "crash-2"); got.ExitCode != 137 {
+		t.Errorf("crash-2's exit code %d, want 137", got.ExitCode)
+	}
+	running, err := m.List(ctx, lifecycle.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, c := range running {
+		if strings.HasPrefix(c.Name, "crash-") {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("List shows %d running crash- containers, want 2", n)
+	}
+	// The survivors are still driven: stop one, and see its exit.
+	if got, err := m.Stop(ctx, "crash-0", waitFor); err != nil || got.State != lifecycle.StateStopped {
+		t.Fatalf("Stop after the crash = %s, %v", got.State, err)
+	}
+}
