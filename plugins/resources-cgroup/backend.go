@@ -11,6 +11,9 @@ import (
 type backend interface {
 	// mode is "v1" or "v2".
 	mode() string
+	// prepare readies the parent cgroup; Configure calls it, Info does not
+	// (Info has no side effects).
+	prepare() error
 	// capabilities are what this host's hierarchy can enforce.
 	capabilities() []string
 	// unsupported returns ErrNotImplemented naming the first field of l

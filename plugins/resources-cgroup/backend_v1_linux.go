@@ -58,6 +58,10 @@ func newV1Backend(root, parent, ioDir string, log hclog.Logger) (*v1Backend, err
 
 func (b *v1Backend) mode() string { return modeV1 }
 
+// prepare does nothing on v1: the library creates the parent (copying the
+// cpuset of its own parent) with the first group.
+func (b *v1Backend) prepare() error { return nil }
+
 func (b *v1Backend) has(n cgroup1.Name) bool { return slices.Contains(b.present, n) }
 
 // hierarchy builds the subsystems of the controllers present under root.

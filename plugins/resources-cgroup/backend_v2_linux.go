@@ -43,22 +43,26 @@ func newV2Backend(root, parent, ioDir string, log hclog.Logger) (*v2Backend, err
 			ctls = append(ctls, c)
 		}
 	}
-	b := &v2Backend{log: log, root: root, parent: parent, controllers: ctls, ioDir: ioDir}
-	// Create the parent with every controller the groups use enabled in
-	// root's subtree_control, then in the parent's own, so each group can
-	// use them.
-	if _, err := cgroup2.NewManager(root, "/"+parent, &cgroup2.Resources{}); err != nil {
-		return nil, errdefs.Unavailable("resources-cgroup: create parent cgroup %s: %v", filepath.Join(root, parent), err)
+	return &v2Backend{log: log, root: root, parent: parent, controllers: ctls, ioDir: ioDir}, nil
+}
+
+// prepare creates the parent with every controller the groups use enabled
+// in root's subtree_control, then in the parent's own, so each group can
+// use them. The parent never holds processes (v2's no-internal-process
+// rule would refuse the controllers).
+func (b *v2Backend) prepare() error {
+	if _, err := cgroup2.NewManager(b.root, "/"+b.parent, &cgroup2.Resources{}); err != nil {
+		return errdefs.Unavailable("resources-cgroup: create parent cgroup %s: %v", filepath.Join(b.root, b.parent), err)
 	}
-	if len(ctls) > 0 {
-		for _, dir := range []string{root, filepath.Join(root, parent)} {
+	if len(b.controllers) > 0 {
+		for _, dir := range []string{b.root, filepath.Join(b.root, b.parent)} {
 			file := filepath.Join(dir, "cgroup.subtree_control")
-			if err := os.WriteFile(file, []byte("+"+strings.Join(ctls, " +")), 0o644); err != nil {
-				return nil, errdefs.Unavailable("resources-cgroup: enable controllers %q in %s: %v", ctls, file, err)
+			if err := os.WriteFile(file, []byte("+"+strings.Join(b.controllers, " +")), 0o644); err != nil {
+				return errdefs.Unavailable("resources-cgroup: enable controllers %q in %s: %v", b.controllers, file, err)
 			}
 		}
 	}
-	return b, nil
+	return nil
 }
 
 func (b *v2Backend) mode() string { return modeV2 }

@@ -100,6 +100,9 @@ func (c *controller) Configure(_ context.Context, req plugin.ConfigureRequest) e
 	if err != nil {
 		return err
 	}
+	if err := be.prepare(); err != nil {
+		return err
+	}
 	store := rpolicy.Store{}
 	if req.StateDir != "" {
 		store.Dir = filepath.Join(req.StateDir, "groups")

@@ -74,15 +74,14 @@ type fdWatch struct {
 // watched is the monitor's state of one group; cumulative counters are
 // compared with what was last seen, so each event is reported once.
 type watched struct {
-	limits             resources.Limits
-	oomFD, threshFD    int
-	wd                 int32
-	oomKills, high     uint64
-	pressure           uint64
-	throttled          uint64
-	pidsRefused        uint64
-	oomPendingUntil    time.Time
-	oomPendingBaseline uint64
+	limits          resources.Limits
+	oomFD, threshFD int
+	wd              int32
+	oomKills, high  uint64
+	pressure        uint64
+	throttled       uint64
+	pidsRefused     uint64
+	oomPendingUntil time.Time
 }
 
 func newMonitor(be backend, br *rpolicy.Broker, interval time.Duration, log hclog.Logger) (monitor, error) {
