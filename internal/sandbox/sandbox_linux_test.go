@@ -105,6 +105,13 @@ func newBox(t *testing.T, cfg lifecycle.Config, args ...string) (*box, error) {
 
 func newBoxSpec(t *testing.T, l *sandbox.Launcher, s *specs.Spec) (*box, error) {
 	t.Helper()
+	return newBoxSpecPrepared(t, l, s, func(string) {})
+}
+
+// newBoxSpecPrepared is newBoxSpec with prepare called on the box's dir
+// (holding rootfs, upper, work) before the container is created.
+func newBoxSpecPrepared(t *testing.T, l *sandbox.Launcher, s *specs.Spec, prepare func(dir string)) (*box, error) {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "berth-test-box")
 	if err != nil {
 		t.Fatal(err)
@@ -113,6 +120,7 @@ func newBoxSpec(t *testing.T, l *sandbox.Launcher, s *specs.Spec) (*box, error) 
 	for _, d := range []string{"rootfs", "upper", "work"} {
 		must(t, os.Mkdir(filepath.Join(dir, d), 0o755))
 	}
+	prepare(dir)
 	testCount++
 	cg, err := sandbox.OpenCgroup(fmt.Sprintf("berth-test-%d-%d", os.Getpid(), testCount), true)
 	if err != nil {
@@ -472,9 +480,10 @@ func TestSecurity(t *testing.T) {
 }
 
 func testSecurity(t *testing.T, seccompCache string) {
-	disk, err := sandboxtest.HostDisk()
-	if err != nil {
-		t.Skipf("no host disk to probe: %v", err)
+	diskPath, disk := sandboxtest.LoopDisk(t)
+	// The control: the host reads the disk the container must not.
+	if b, err := os.ReadFile(diskPath); err != nil || !bytes.HasPrefix(b, []byte("berth-disk-")) {
+		t.Fatalf("the host cannot read its own loop disk %s (%v); the container check would prove nothing", diskPath, err)
 	}
 	// A host fd that must not leak into the container.
 	leak, err := os.Open("/etc/hostname")
@@ -525,5 +534,47 @@ func testSecurity(t *testing.T, seccompCache string) {
 	}
 	if t.Failed() {
 		t.Logf("probe output:\n%s", out)
+	}
+}
+
+// TestUserNamespace runs a container in its own user namespace: root inside
+// is an unprivileged uid outside.
+func TestUserNamespace(t *testing.T) {
+	l := launcher(t)
+	s, err := spec.Build(spec.ImageConfig{Env: []string{"PATH=/bin"}, Cmd: []string{"sh", "-c",
+		"id -u; cat /proc/self/uid_map; grep CapEff /proc/self/status; echo hi > /dev/shm/f && cat /dev/shm/f; cat /etc/hostname"}},
+		lifecycle.Config{}, spec.Extra{ContainerID: "userns"})
+	must(t, err)
+	s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+	s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+	s.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+	// The namespace's root (host uid 100000) must reach the rootfs and own
+	// the overlay's upper and work dirs, as an idmapped snapshot would.
+	must(t, os.Chmod(filepath.Dir(lowerDir), 0o755))
+	b, err := newBoxSpecPrepared(t, l, s, func(dir string) {
+		must(t, os.Chmod(dir, 0o755))
+		for _, d := range []string{"upper", "work"} {
+			must(t, os.Chown(filepath.Join(dir, d), 100000, 100000))
+		}
+	})
+	if err != nil {
+		t.Fatalf("create in a user namespace: %v", err)
+	}
+	// Seen from the host, the container's root is uid 100000.
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", b.c.Process.Pid))
+	must(t, err)
+	if !strings.Contains(string(status), "Uid:\t100000") {
+		t.Errorf("host view of the init's uid:\n%s", status)
+	}
+	out, code := b.run()
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	// (Writing to the rootfs needs idmapped layers: its files belong to a
+	// host root the namespace does not map, so copy-up fails.)
+	for _, want := range []string{"0\n", "100000", "CapEff:\t" + dockerCapEff, "hi\n", "rootfs\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
 	}
 }

@@ -389,6 +389,10 @@ func cloneAttr(s *specs.Spec) (*syscall.SysProcAttr, bool, error) {
 				attr.GidMappings = append(attr.GidMappings, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
 			}
 			attr.GidMappingsEnableSetgroups = true
+			// Become the namespace's root once the maps are written, so
+			// the init keeps its capabilities across exec (clone leaves it
+			// the host's root, which the new namespace does not map).
+			attr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
 		default:
 			return nil, false, fmt.Errorf("namespace %q is not supported", ns.Type)
 		}

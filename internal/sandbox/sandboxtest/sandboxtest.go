@@ -9,7 +9,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // Busybox is where Debian's busybox-static package puts its binary
@@ -58,24 +61,27 @@ func BuildProbe(dir string) (string, error) {
 	return out, nil
 }
 
-// HostDisk returns major:minor of the host's first disk (not a loop, ram
-// or zram device), for tests that check a container cannot read it.
-func HostDisk() (string, error) {
-	entries, err := os.ReadDir("/sys/block")
+// LoopDisk attaches a loop device over a small file of known content and
+// returns its path and major:minor; the host can read it, which makes it
+// the control for checks that a container cannot (this VM denies even root
+// its real disk). t's cleanup detaches it.
+func LoopDisk(t testing.TB) (path, majMin string) {
+	t.Helper()
+	img := filepath.Join(t.TempDir(), "disk.img")
+	if err := os.WriteFile(img, []byte(strings.Repeat("berth-disk-", 1024)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("losetup", "--find", "--show", img).CombinedOutput()
 	if err != nil {
-		return "", err
+		t.Fatalf("losetup --find --show %s (util-linux): %v: %s", img, err, out)
 	}
-	for _, e := range entries {
-		n := e.Name()
-		if strings.HasPrefix(n, "loop") || strings.HasPrefix(n, "ram") || strings.HasPrefix(n, "zram") {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/sys/block", n, "dev"))
-		if err == nil {
-			return strings.TrimSpace(string(b)), nil
-		}
+	path = strings.TrimSpace(string(out))
+	t.Cleanup(func() { _ = exec.Command("losetup", "-d", path).Run() })
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		t.Fatal(err)
 	}
-	return "", fmt.Errorf("no disk in /sys/block")
+	return path, fmt.Sprintf("%d:%d", unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev)))
 }
 
 // BuildPackage builds the Go package pkg into dir/name.
