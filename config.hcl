@@ -72,7 +72,11 @@ plugin "isolation" "hybrid" {
   snapshotter = "ext4"
 }
 
-# Layer 4: the container state machine and its store.
+# Layer 4: the container state machine and its store (bbolt, under
+# <state_dir>/plugins/lifecycle-local). It drives the layers above.
 plugin "lifecycle" "local" {
-  enabled = false
+  # store_timeout       = "5s"    # wait for the store's lock, then fail clearly
+  # stop_timeout        = "10s"   # grace between the stop signal and SIGKILL
+  # restart_backoff     = "100ms" # first delay of a restart policy, doubled…
+  # max_restart_backoff = "1m"    # …up to this
 }
