@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/berth-dev/berth/plugins/resources-cgroup/cgroupctl"
 	"github.com/berth-dev/berth/sdk/plugin"
 	"github.com/berth-dev/berth/sdk/resources"
 	"github.com/berth-dev/berth/sdk/schema"
@@ -32,7 +33,7 @@ func runBenchCycle(stateDir string, stderr io.Writer) int {
 		return 1
 	}
 	ctx := context.Background()
-	c := New(hclog.NewNullLogger())
+	c := cgroupctl.New(hclog.NewNullLogger())
 	defer c.Close()
 	err := c.Configure(ctx, plugin.ConfigureRequest{Config: schema.Config{JSON: []byte(`{"parent":"berth-bench"}`)}, StateDir: stateDir, APIVersion: plugin.APIVersion})
 	if err != nil {

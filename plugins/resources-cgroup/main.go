@@ -1,13 +1,14 @@
 // Command resources-cgroup is Berth's resources plugin for Linux: it puts
 // each container in a cgroup (v1, hybrid or v2, detected at start), enforces
 // its limits there, and reports usage and limit events through one shared
-// monitor. See controller.go. "resources-cgroup bench-cycle DIR" runs one
-// benchmark cycle instead (bench.go).
+// monitor. The controller is package cgroupctl. "resources-cgroup
+// bench-cycle DIR" runs one benchmark cycle instead (bench.go).
 package main
 
 import (
 	"os"
 
+	"github.com/berth-dev/berth/plugins/resources-cgroup/cgroupctl"
 	"github.com/berth-dev/berth/sdk"
 )
 
@@ -15,5 +16,5 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == benchCommand {
 		os.Exit(benchMain(os.Args[2:]))
 	}
-	sdk.Serve(New)
+	sdk.Serve(cgroupctl.New)
 }

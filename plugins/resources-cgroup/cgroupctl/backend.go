@@ -1,4 +1,4 @@
-package main
+package cgroupctl
 
 import (
 	"github.com/berth-dev/berth/sdk/resources"

@@ -1,4 +1,8 @@
-package main
+// Package cgroupctl is Berth's resources controller on Linux cgroups (v1,
+// hybrid and v2, detected at Configure), served by the resources-cgroup
+// plugin and meant to be embedded where the same limits must hold inside a
+// VM guest. See Controller.
+package cgroupctl
 
 import (
 	"context"
@@ -21,7 +25,7 @@ import (
 // Version is the plugin's version, reported in Info.
 const Version = "0.1.0"
 
-// controller is a resources.Controller on Linux cgroups.
+// Controller is a resources.Controller on Linux cgroups.
 //
 // Each group is the cgroup <parent>/<id> in every hierarchy (v1) or in the
 // unified one (v2). Limits and the paused mark are recorded in
@@ -34,7 +38,7 @@ const Version = "0.1.0"
 // watch of memory.events of all groups, and samples CPU throttling of the
 // groups with a CPU quota on one shared timer. Its events fan out to every
 // Events subscriber through the broker.
-type controller struct {
+type Controller struct {
 	log hclog.Logger
 
 	mu         sync.Mutex
@@ -57,18 +61,18 @@ type monitor interface {
 	close()
 }
 
-var _ resources.Controller = (*controller)(nil)
+var _ resources.Controller = (*Controller)(nil)
 
-// New returns an unconfigured controller; the core calls Configure before
-// any layer call.
-func New(log hclog.Logger) *controller {
-	return &controller{log: log, broker: rpolicy.NewBroker(log), records: map[string]rpolicy.Record{}}
+// New returns an unconfigured controller; the core (or an embedder) calls
+// Configure before any layer call.
+func New(log hclog.Logger) *Controller {
+	return &Controller{log: log, broker: rpolicy.NewBroker(log), records: map[string]rpolicy.Record{}}
 }
 
 // Info implements plugin.Base. The capabilities are those of the hierarchy
 // in use (or, before Configure, of the one auto-detection picks); a host
 // without cgroups, or a build for another OS, declares none.
-func (c *controller) Info(context.Context) (plugin.Info, error) {
+func (c *Controller) Info(context.Context) (plugin.Info, error) {
 	c.mu.Lock()
 	be := c.be
 	c.mu.Unlock()
@@ -86,12 +90,12 @@ func (c *controller) Info(context.Context) (plugin.Info, error) {
 }
 
 // ConfigSchema implements plugin.Base.
-func (c *controller) ConfigSchema(context.Context) (*schema.Spec, error) { return configSchema, nil }
+func (c *Controller) ConfigSchema(context.Context) (*schema.Spec, error) { return configSchema, nil }
 
 // Configure implements plugin.Base. It may be called again: groups are kept
 // (they live in cgroupfs and the state dir), and the monitor is restarted
 // over all of them.
-func (c *controller) Configure(_ context.Context, req plugin.ConfigureRequest) error {
+func (c *Controller) Configure(_ context.Context, req plugin.ConfigureRequest) error {
 	s, err := decodeSettings(req.Config)
 	if err != nil {
 		return err
@@ -138,7 +142,7 @@ func (c *controller) Configure(_ context.Context, req plugin.ConfigureRequest) e
 // reconcile makes records and cgroupfs agree: a cgroup under the parent
 // with no record is adopted with no limits, a record whose cgroup is gone
 // gets its cgroup back.
-func (c *controller) reconcile(be backend, store rpolicy.Store, records map[string]rpolicy.Record) error {
+func (c *Controller) reconcile(be backend, store rpolicy.Store, records map[string]rpolicy.Record) error {
 	ids, err := be.ids()
 	if err != nil {
 		return fmt.Errorf("resources-cgroup: list groups: %w", err)
@@ -170,7 +174,7 @@ func (c *controller) reconcile(be backend, store rpolicy.Store, records map[stri
 // Close stops the monitor and closes every Events stream; the controller
 // is unconfigured after it. The plugin process never needs it; in-process
 // tests do.
-func (c *controller) Close() {
+func (c *Controller) Close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.mon != nil {
@@ -182,7 +186,7 @@ func (c *controller) Close() {
 }
 
 // lockConfigured locks c and checks Configure ran; on error c is unlocked.
-func (c *controller) lockConfigured() error {
+func (c *Controller) lockConfigured() error {
 	c.mu.Lock()
 	if !c.configured {
 		c.mu.Unlock()
@@ -192,7 +196,7 @@ func (c *controller) lockConfigured() error {
 }
 
 // check validates id and limits before anything is touched.
-func (c *controller) check(id string, l resources.Limits) error {
+func (c *Controller) check(id string, l resources.Limits) error {
 	if err := rpolicy.ValidateID(id); err != nil {
 		return err
 	}
@@ -203,7 +207,7 @@ func (c *controller) check(id string, l resources.Limits) error {
 }
 
 // CreateGroup implements resources.Controller.
-func (c *controller) CreateGroup(_ context.Context, id string, limits resources.Limits) (resources.Placement, error) {
+func (c *Controller) CreateGroup(_ context.Context, id string, limits resources.Limits) (resources.Placement, error) {
 	if err := c.lockConfigured(); err != nil {
 		return resources.Placement{}, err
 	}
@@ -235,7 +239,7 @@ func (c *controller) CreateGroup(_ context.Context, id string, limits resources.
 }
 
 // record returns the record of id or ErrNotFound. Called with c.mu held.
-func (c *controller) record(id string) (rpolicy.Record, error) {
+func (c *Controller) record(id string) (rpolicy.Record, error) {
 	r, ok := c.records[id]
 	if !ok {
 		return r, errdefs.NotFound("group %s does not exist", id)
@@ -244,7 +248,7 @@ func (c *controller) record(id string) (rpolicy.Record, error) {
 }
 
 // Attach implements resources.Controller.
-func (c *controller) Attach(_ context.Context, id string, pid int) error {
+func (c *Controller) Attach(_ context.Context, id string, pid int) error {
 	if err := c.lockConfigured(); err != nil {
 		return err
 	}
@@ -262,7 +266,7 @@ func (c *controller) Attach(_ context.Context, id string, pid int) error {
 }
 
 // Update implements resources.Controller.
-func (c *controller) Update(_ context.Context, id string, limits resources.Limits) error {
+func (c *Controller) Update(_ context.Context, id string, limits resources.Limits) error {
 	if err := c.lockConfigured(); err != nil {
 		return err
 	}
@@ -298,7 +302,7 @@ func (c *controller) Update(_ context.Context, id string, limits resources.Limit
 
 // SetPaused implements resources.Controller. It records the mark only:
 // freezing is the isolation layer's job, and nothing here ever thaws.
-func (c *controller) SetPaused(_ context.Context, id string, paused bool) error {
+func (c *Controller) SetPaused(_ context.Context, id string, paused bool) error {
 	if err := c.lockConfigured(); err != nil {
 		return err
 	}
@@ -319,7 +323,7 @@ func (c *controller) SetPaused(_ context.Context, id string, paused bool) error 
 }
 
 // Usage implements resources.Controller.
-func (c *controller) Usage(_ context.Context, id string) (resources.Usage, error) {
+func (c *Controller) Usage(_ context.Context, id string) (resources.Usage, error) {
 	if err := c.lockConfigured(); err != nil {
 		return resources.Usage{}, err
 	}
@@ -335,7 +339,7 @@ func (c *controller) Usage(_ context.Context, id string) (resources.Usage, error
 }
 
 // List implements resources.Controller.
-func (c *controller) List(context.Context) ([]resources.Group, error) {
+func (c *Controller) List(context.Context) ([]resources.Group, error) {
 	if err := c.lockConfigured(); err != nil {
 		return nil, err
 	}
@@ -355,7 +359,7 @@ func (c *controller) List(context.Context) ([]resources.Group, error) {
 // Delete implements resources.Controller. Processes still in the group are
 // moved to the plugin's own cgroup (nothing is killed) so that the cgroup
 // can go; deleting a missing group succeeds.
-func (c *controller) Delete(_ context.Context, id string) error {
+func (c *Controller) Delete(_ context.Context, id string) error {
 	if err := c.lockConfigured(); err != nil {
 		return err
 	}
@@ -380,6 +384,6 @@ func (c *controller) Delete(_ context.Context, id string) error {
 }
 
 // Events implements resources.Controller.
-func (c *controller) Events(ctx context.Context) (<-chan resources.LimitEvent, error) {
+func (c *Controller) Events(ctx context.Context) (<-chan resources.LimitEvent, error) {
 	return c.broker.Subscribe(ctx), nil
 }

@@ -1,4 +1,4 @@
-package main
+package cgroupctl
 
 import (
 	"bufio"
@@ -94,7 +94,7 @@ func testParent() string {
 // When t ends, every group it made is deleted (processes moved out by
 // Delete are killed first by the tests that made them) and the parent is
 // removed from every hierarchy.
-func newTestController(t *testing.T, extra string) (*controller, plugin.ConfigureRequest) {
+func newTestController(t *testing.T, extra string) (*Controller, plugin.ConfigureRequest) {
 	t.Helper()
 	requireRoot(t)
 	parent := testParent()

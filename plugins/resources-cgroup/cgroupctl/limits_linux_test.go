@@ -1,4 +1,4 @@
-package main
+package cgroupctl
 
 // These tests check that limits really hold, with real cgroups and real
 // workloads. The CPU, IO and memory ones are CPU-heavy or slow: they run
@@ -104,7 +104,7 @@ func TestSoftLimitPressureKeepsProcess(t *testing.T) {
 
 // cpuSeconds runs busy workloads in groups for a while and returns the CPU
 // time each group used.
-func cpuSeconds(t *testing.T, c *controller, ids []string, d time.Duration) []float64 {
+func cpuSeconds(t *testing.T, c *Controller, ids []string, d time.Duration) []float64 {
 	t.Helper()
 	ctx := context.Background()
 	var ws []*workload
@@ -230,7 +230,7 @@ func TestPidsLimitStopsForkBomb(t *testing.T) {
 }
 
 // killGroup kills every process in group id.
-func killGroup(t *testing.T, c *controller, id string) {
+func killGroup(t *testing.T, c *Controller, id string) {
 	t.Helper()
 	eventually(t, waitFor, func() (bool, string) {
 		pids, err := c.be.pids(id)

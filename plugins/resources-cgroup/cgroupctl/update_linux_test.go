@@ -1,4 +1,4 @@
-package main
+package cgroupctl
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 )
 
 // cgroupFile reads a v1 control file of group id.
-func cgroupFile(t *testing.T, c *controller, ctl, id, file string) string {
+func cgroupFile(t *testing.T, c *Controller, ctl, id, file string) string {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", ctl, c.be.placement(id).CgroupPath, file))
 	if err != nil {
