@@ -94,11 +94,17 @@ func (m *Manager) Create(ctx context.Context, name string, cfg lifecycle.Config)
 	if err := st.Create(rec); err != nil {
 		return lifecycle.Container{}, err
 	}
-	undo := undoStack{{what: "record", fn: func(context.Context) error { return st.Delete(id) }}}
+	var undo undoStack
 	fail := func(err error) (lifecycle.Container, error) {
 		if uerr := undo.run(); uerr != nil {
+			// The record stays, marked Creating: reconciliation undoes the
+			// rest at the plugin's next start, and the name stays taken
+			// until then.
 			m.log.Error("create failed and its undo failed too; reconciliation retries at the next start", "container_id", id, "error", err, "undo_error", uerr)
 			return lifecycle.Container{}, fmt.Errorf("create %s: %w (and undoing it: %v)", name, err, uerr)
+		}
+		if derr := st.Delete(id); derr != nil {
+			return lifecycle.Container{}, fmt.Errorf("create %s: %w (and removing its record: %v)", name, err, derr)
 		}
 		return lifecycle.Container{}, fmt.Errorf("create %s: %w", name, err)
 	}

@@ -713,3 +713,34 @@ func TestSettings(t *testing.T) {
 		t.Fatalf("Configure on a store in use = %v, want ErrUnavailable saying it is locked", err)
 	}
 }
+
+// TestFailedUndoKeepsTheRecordForReconciliation: when undoing a failed
+// create fails too, the record stays (hidden, marked creating) and the
+// next start of the plugin finishes the undo.
+func TestFailedUndoKeepsTheRecordForReconciliation(t *testing.T) {
+	l := newFakeLayers()
+	dir := t.TempDir()
+	m := newTestManager(t, l, dir)
+	l.j.failOn("isolation.Create", errdefs.Unavailable("isolation went away"))
+	l.j.failOn("snapshot.Remove", errdefs.Unavailable("snapshotter went away"))
+	_, err := m.Create(context.Background(), "stuck", lifecycle.Config{Image: "alpine"})
+	if err == nil || !strings.Contains(err.Error(), "undoing it") {
+		t.Fatalf("Create = %v, want the failure and the failed undo", err)
+	}
+	if _, err := m.Get(context.Background(), "stuck"); !errdefs.IsNotFound(err) {
+		t.Fatalf("a half-undone container is visible: %v", err)
+	}
+	if len(l.snap.active()) != 1 {
+		t.Fatalf("active snapshots %v; the failed undo should have left the rootfs", l.snap.active())
+	}
+	_ = m.Close()
+	l.j.failOn("isolation.Create", nil)
+	l.j.failOn("snapshot.Remove", nil)
+	m2 := newTestManager(t, l, dir)
+	if a := l.snap.active(); len(a) != 0 {
+		t.Fatalf("after reconciliation active snapshots %v remain", a)
+	}
+	if _, err := m2.Create(context.Background(), "stuck", lifecycle.Config{Image: "alpine"}); err != nil {
+		t.Fatalf("the name is not free after reconciliation: %v", err)
+	}
+}
