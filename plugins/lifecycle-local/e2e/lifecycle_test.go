@@ -30,8 +30,10 @@ import (
 func TestConformance(t *testing.T) {
 	s := startStack(t)
 	conformance.Run(t, func(t *testing.T) lifecycle.Manager { return s.mustManager(t) }, conformance.Options{
-		Sleeper:    s.sleeper(),
-		Exiter:     s.exiter,
+		Sleeper: s.sleeper(),
+		Exiter:  s.exiter,
+		// As PID 1 without a handler, a shell ignores SIGTERM.
+		Stubborn:   &lifecycle.Config{Image: s.image, Cmd: []string{"sh", "-c", "while true; do sleep 0.1; done"}},
 		NamePrefix: "conf-",
 		Timeout:    waitFor,
 	})

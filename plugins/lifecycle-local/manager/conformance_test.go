@@ -19,6 +19,7 @@ func fakeSuiteOptions() conformance.Options {
 		Exiter: func(code int) lifecycle.Config {
 			return lifecycle.Config{Image: "alpine", Cmd: []string{"exit", strconv.Itoa(code)}}
 		},
+		Stubborn: &lifecycle.Config{Image: "alpine", Cmd: []string{"ignore", "TERM"}},
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -409,7 +410,8 @@ func (f *fakeIso) Signal(_ context.Context, id, execID string, sig syscall.Signa
 	if !ok || t.info.Status == isolation.StatusStopped {
 		return errdefs.NotFound("task %s has no process", id)
 	}
-	if f.ignore[sig] || t.info.Status == isolation.StatusPaused && sig != syscall.SIGKILL {
+	stubborn := sig == syscall.SIGTERM && slices.Equal(processArgs(t.info.Spec), []string{"ignore", "TERM"})
+	if f.ignore[sig] || stubborn || t.info.Status == isolation.StatusPaused && sig != syscall.SIGKILL {
 		return nil
 	}
 	if t.info.Status != isolation.StatusPaused {

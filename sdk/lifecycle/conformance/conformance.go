@@ -41,6 +41,9 @@ type Options struct {
 	// Exiter returns a container config whose process exits by itself, at
 	// once, with code.
 	Exiter func(code int) lifecycle.Config
+	// Stubborn, when set, is a config whose process ignores SIGTERM, for
+	// checking that Stop escalates to SIGKILL after its timeout.
+	Stubborn *lifecycle.Config
 	// NamePrefix starts every container name; "conformance-" when empty.
 	NamePrefix string
 	// Timeout bounds each wait for something that happens eventually; 30s
@@ -79,6 +82,7 @@ func Run(t *testing.T, newManager func(t *testing.T) lifecycle.Manager, opts Opt
 		{"Events", testEvents},
 		{"RestartOnFailure", testRestartOnFailure},
 		{"Checkpoint", testCheckpoint},
+		{"KillAndStopEscalation", testKill},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -406,5 +410,33 @@ func testCheckpoint(t *testing.T, s *suite) {
 	invalid(t, "Start", got, err)
 	if got, err = s.m.Restore(ctx, c.ID); err != nil || got.State != lifecycle.StateRunning {
 		t.Fatalf("Restore = %s, %v", got.State, err)
+	}
+}
+
+// testKill: Kill with SIGKILL ends a running container with 137; Stop of a
+// process that ignores SIGTERM escalates to SIGKILL after the timeout.
+func testKill(t *testing.T, s *suite) {
+	ctx := s.ctx(t)
+	c := s.create(t, s.opts.Sleeper)
+	if _, err := s.m.Start(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.m.Kill(ctx, c.ID, 9); err != nil {
+		t.Fatalf("Kill(SIGKILL): %v", err)
+	}
+	s.eventually(t, "killed container stopped with 137", func() bool {
+		got := s.get(t, c.ID)
+		return got.State == lifecycle.StateStopped && got.ExitCode == 137
+	})
+	if s.opts.Stubborn == nil {
+		return
+	}
+	st := s.create(t, *s.opts.Stubborn)
+	if _, err := s.m.Start(ctx, st.ID); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.m.Stop(ctx, st.ID, 500*time.Millisecond)
+	if err != nil || got.State != lifecycle.StateStopped || got.ExitCode != 137 {
+		t.Fatalf("Stop of a process ignoring SIGTERM = %s exit %d, %v; want stopped by SIGKILL (137)", got.State, got.ExitCode, err)
 	}
 }
