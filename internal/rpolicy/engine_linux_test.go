@@ -312,3 +312,36 @@ func TestNiceForShares(t *testing.T) {
 		}
 	}
 }
+
+// TestEngineOneScheduler checks that groups cost no goroutines: fifty
+// groups with every sampled limit, each with a process, are served by the
+// engine's one scheduler.
+func TestEngineOneScheduler(t *testing.T) {
+	e, _ := newEngine(t)
+	time.Sleep(100 * time.Millisecond)
+	before := runtime.NumGoroutine()
+	for i := range 50 {
+		id := fmt.Sprintf("g%02d", i)
+		if err := e.Add(id, resources.Limits{CPUs: 0.5, MemoryBytes: 64 << 20, MemorySoftBytes: 32 << 20}, false); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("sleep", "60")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		if _, err := e.Attach(id, cmd.Process.Pid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // several scheduler ticks
+	// exec.Cmd keeps no goroutine for a started process without pipes.
+	if after := runtime.NumGoroutine(); after > before {
+		t.Errorf("%d goroutines before 50 groups, %d with them: want no goroutine per group", before, after)
+	}
+	for i := range 50 {
+		if pids, err := e.Pids(fmt.Sprintf("g%02d", i)); err != nil || len(pids) != 1 {
+			t.Errorf("group g%02d members %v, %v; want its sleep", i, pids, err)
+		}
+	}
+}
