@@ -160,6 +160,7 @@ func (m *epollMonitor) watch(id string, l resources.Limits) error {
 		if err != nil {
 			return fmt.Errorf("register memory events of group %s: %w", id, err)
 		}
+		w.oomFD, w.threshFD = oom, thresh
 		for _, fd := range []struct {
 			fd   int
 			kind fdKind
@@ -167,12 +168,16 @@ func (m *epollMonitor) watch(id string, l resources.Limits) error {
 			if fd.fd < 0 {
 				continue
 			}
-			if err := unix.SetNonblock(fd.fd, true); err == nil {
+			err := unix.SetNonblock(fd.fd, true)
+			if err == nil {
 				err = m.add(fd.fd)
+			}
+			if err != nil {
+				m.dropFDsLocked(w)
+				return fmt.Errorf("watch memory events of group %s: %w", id, err)
 			}
 			m.byFD[fd.fd] = fdWatch{id: id, kind: fd.kind}
 		}
-		w.oomFD, w.threshFD = oom, thresh
 	}
 	if src, ok := m.be.(eventsFileSource); ok && w.wd < 0 {
 		if file := src.memoryEventsFile(id); file != "" {
