@@ -81,7 +81,7 @@ func buildAll(dir string) error {
 		}
 	}
 	// As `make build` builds it: static, since it runs inside containers.
-	return build("berth-sandbox-init", "-ldflags", `-s -w -linkmode external -extldflags "-static"`, "./cmd/berth-sandbox-init")
+	return build("berth-sandbox-init", "-tags", "netgo,osusergo", "-ldflags", `-s -w -linkmode external -extldflags "-static"`, "./cmd/berth-sandbox-init")
 }
 
 func repoRoot() (string, error) {
