@@ -12,12 +12,13 @@ step $berth system start
 step $berth system status
 step $berth version
 
-pid=$($berth plugin ls --format json | sed -n 's/.*"Pid": \([0-9]*\).*/\1/p' | head -1)
+api_pid() { $berth plugin ls | awk '$1 == "api" && $2 == "grpc" { print $4 }'; }
+pid=$(api_pid)
 printf '\n\033[1m# kill -9 the api plugin (pid %s): the daemon restarts it\033[0m\n' "$pid"
 kill -9 "$pid"
 for _ in $(seq 1 60); do
-  new=$($berth plugin ls --format json | sed -n 's/.*"Pid": \([0-9]*\).*/\1/p' | head -1)
-  [ -n "$new" ] && [ "$new" != "0" ] && [ "$new" != "$pid" ] && break
+  new=$(api_pid)
+  [ -n "$new" ] && [ "$new" != "-" ] && [ "$new" != "$pid" ] && break
   sleep 0.5
 done
 step $berth plugin ls
