@@ -1,4 +1,4 @@
-//go:build !linux
+//go:build !linux && !darwin
 
 package main
 
@@ -16,9 +16,9 @@ import (
 	"github.com/berth-dev/berth/sdk/schema"
 )
 
-// On this platform the sandbox has no backend yet (darwin's Seatbelt
-// backend is still to come): the plugin says so by declaring no
-// capabilities and answers every task call with ErrNotImplemented.
+// On this platform the sandbox has no backend: the plugin says so by
+// declaring no capabilities and answers every task call with
+// ErrNotImplemented.
 type runtime struct{}
 
 var _ isolation.Runtime = runtime{}
@@ -27,6 +27,7 @@ func newRuntime(hclog.Logger) runtime { return runtime{} }
 
 func benchRequested() bool { return false }
 func benchMain()           {}
+func maybeSupervise() bool { return false }
 
 func unsupported() error {
 	return errdefs.NotImplemented("the sandbox isolation mode has no backend on this platform yet")

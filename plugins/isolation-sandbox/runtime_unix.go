@@ -1,3 +1,5 @@
+//go:build linux || darwin
+
 package main
 
 import (
@@ -10,10 +12,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,7 +21,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/sandbox/supervisor"
 	"github.com/berth-dev/berth/internal/version"
@@ -63,8 +62,7 @@ func newRuntime(log hclog.Logger) *runtime {
 
 // Info implements plugin.Base.
 func (r *runtime) Info(context.Context) (plugin.Info, error) {
-	caps := []string{isolation.CapRootfsOverlay, isolation.CapRootfsBind, isolation.CapExec, isolation.CapTTY,
-		isolation.CapPause, isolation.CapRecover, isolation.CapSeccomp}
+	caps := platformCaps()
 	if r.checkpointUnavailable() == "" {
 		caps = append(caps, isolation.CapCheckpoint)
 	}
@@ -101,30 +99,6 @@ func (r *runtime) Configure(_ context.Context, req plugin.ConfigureRequest) erro
 	r.mu.Unlock()
 	r.log.Info("configured", "state_dir", req.StateDir, "init", initPath)
 	return nil
-}
-
-func findInit(configured *string) (string, error) {
-	if configured != nil && *configured != "" {
-		if _, err := os.Stat(*configured); err != nil {
-			return "", errdefs.InvalidArgument("isolation sandbox: init_path %q: %v", *configured, err)
-		}
-		return *configured, nil
-	}
-	var tried []string
-	if exe, err := os.Executable(); err == nil {
-		dir := filepath.Dir(exe)
-		for _, p := range []string{filepath.Join(dir, "..", "berth-sandbox-init"), filepath.Join(dir, "berth-sandbox-init")} {
-			if _, err := os.Stat(p); err == nil {
-				return filepath.Clean(p), nil
-			}
-			tried = append(tried, filepath.Clean(p))
-		}
-	}
-	if p, err := exec.LookPath("berth-sandbox-init"); err == nil {
-		return p, nil
-	}
-	return "", errdefs.InvalidArgument("isolation sandbox: berth-sandbox-init not found (tried %s and PATH); build it with make build or set init_path",
-		strings.Join(tried, ", "))
 }
 
 func (r *runtime) dirs() (string, string, error) {
@@ -214,27 +188,8 @@ func prepareSpec(spec isolation.Spec) (*specs.Spec, error) {
 	if err := json.Unmarshal(b, &oci); err != nil {
 		return nil, err
 	}
-	if oci.Linux == nil {
-		return nil, errdefs.InvalidArgument("task %s: the spec has no linux section", spec.ID)
-	}
-	mode := ""
-	if spec.Network != nil {
-		mode = spec.Network.Mode
-		if spec.Network.Hostname != "" {
-			oci.Hostname = spec.Network.Hostname
-		}
-	}
-	hasNet := slices.ContainsFunc(oci.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == specs.NetworkNamespace })
-	switch mode {
-	case "", "none":
-		// A private network namespace with only loopback, up.
-		if !hasNet {
-			oci.Linux.Namespaces = append(oci.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace})
-		}
-	case "host":
-		oci.Linux.Namespaces = slices.DeleteFunc(oci.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == specs.NetworkNamespace })
-	default:
-		return nil, errdefs.NotImplemented("task %s: network mode %q is not supported by the sandbox yet (none, host)", spec.ID, mode)
+	if err := platformSpec(spec, &oci); err != nil {
+		return nil, err
 	}
 	return &oci, nil
 }
@@ -255,11 +210,10 @@ func (r *runtime) startSupervisor(ctx context.Context, dir, socket string) (int,
 		return 0, err
 	}
 	defer rep.Close()
-	// The supervisor is the small sandbox init binary in its supervise
-	// mode: it links none of the plugin's gRPC, so an idle one costs
-	// little memory and starts fast.
-	cmd := exec.Command(initPath, "supervise", "-dir", dir, "-socket", socket, "-init", initPath,
-		"-seccomp-cache", filepath.Join(filepath.Dir(filepath.Dir(dir)), "seccomp-cache"))
+	cmd, err := supervisorCommand(initPath, dir, socket)
+	if err != nil {
+		return 0, err
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{repW}
 	cmd.Dir = "/"
@@ -508,30 +462,6 @@ func (r *runtime) checkpointUnavailable() string {
 	return r.criuReason
 }
 
-// criuCheck runs `criu check` and returns CRIU's own reason when it fails.
-func criuCheck() string {
-	path, err := exec.LookPath("criu")
-	if err != nil {
-		return "criu not installed"
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, path, "check").CombinedOutput()
-	if err == nil {
-		return ""
-	}
-	var errs []string
-	for _, l := range strings.Split(string(out), "\n") {
-		if strings.HasPrefix(l, "Error") {
-			errs = append(errs, strings.TrimSpace(l))
-		}
-	}
-	if len(errs) == 0 {
-		return fmt.Sprintf("criu check failed (%v): %s", err, lastLines(string(out), 3))
-	}
-	return "criu check failed: " + strings.Join(errs, "; ")
-}
-
 // Checkpoint implements isolation.Runtime.
 func (r *runtime) Checkpoint(_ context.Context, id string, _ isolation.CheckpointOptions) error {
 	if reason := r.checkpointUnavailable(); reason != "" {
@@ -586,15 +516,8 @@ func (r *runtime) Delete(ctx context.Context, id string) (isolation.ExitStatus, 
 		waitGone(st.SupervisorPid, 30*time.Second)
 	}
 	_ = supervisor.ReadJSON(filepath.Join(dir, supervisor.StateFile), &st)
-	if st.Cgroup != nil {
-		st.Cgroup.Kill()
-		deadline := time.Now().Add(30 * time.Second)
-		for len(st.Cgroup.Pids()) > 0 && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-		if err := st.Cgroup.Remove(); err != nil {
-			return isolation.ExitStatus{}, fmt.Errorf("delete task %s: %w", id, err)
-		}
+	if err := killLeftovers(st); err != nil {
+		return isolation.ExitStatus{}, fmt.Errorf("delete task %s: %w", id, err)
 	}
 	if st.Exit != nil && exit.ExitedAt.IsZero() {
 		exit = exitStatus(*st.Exit)
@@ -611,56 +534,6 @@ func (r *runtime) Delete(ctx context.Context, id string) (isolation.ExitStatus, 
 	r.hub.publish(isolation.TaskEvent{Kind: "delete", ID: id, Time: time.Now()})
 	r.log.Info("task deleted", "container_id", id)
 	return exit, nil
-}
-
-// waitGone returns once pid has exited (a pidfd becomes readable) or the
-// deadline passes; without pidfds it polls.
-func waitGone(pid int, d time.Duration) {
-	if fd, err := unix.PidfdOpen(pid, 0); err == nil {
-		defer unix.Close(fd)
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		for {
-			_, err := unix.Poll(fds, int(d.Milliseconds()))
-			if !errors.Is(err, unix.EINTR) {
-				return
-			}
-		}
-	} else if errors.Is(err, unix.ESRCH) {
-		return
-	}
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if err := unix.Kill(pid, 0); errors.Is(err, unix.ESRCH) {
-			return
-		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil || strings.Contains(string(b), ") Z ") {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// unmountUnder detaches any host mount under dir (none is expected: the
-// rootfs is mounted in the container's own mount namespace).
-func unmountUnder(dir string) error {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return err
-	}
-	var targets []string
-	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
-		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
-			targets = append(targets, f[4])
-		}
-	}
-	for _, t := range slices.Backward(targets) {
-		if err := unix.Unmount(t, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
-			return fmt.Errorf("unmount %s: %w", t, err)
-		}
-	}
-	return nil
 }
 
 // info describes task id from its supervisor, or from disk when the

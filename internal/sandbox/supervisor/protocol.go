@@ -2,14 +2,16 @@
 // containers and the protocol its owner (the isolation-sandbox plugin)
 // speaks to it.
 //
-// A supervisor is the small static sandbox init binary started as
-// `berth-sandbox-init supervise`, one per container, in its own session
+// A supervisor is started as `<binary> supervise` (on Linux the small
+// static berth-sandbox-init, on darwin the plugin binary), one per
+// container, in its own session
 // with no pipe to the plugin once it has reported its start on fd 3. It is
 // the container init's parent and a child subreaper (exec'd processes are
 // reparented to it), holds the containers' stdio (pipes or a PTY), writes
 // output to the container log, records exit statuses on disk, and serves a
 // control socket until the plugin deletes the task. It links nothing of the
-// SDK's gRPC side, so an idle one costs little memory.
+// SDK's gRPC side, so an idle one costs little memory. The platform part
+// is a backend: Linux namespaces and cgroups, or darwin's Seatbelt.
 //
 // The control protocol, on the supervisor's unix socket: one connection per
 // call, a JSON Request line, a JSON Response line; an attach then carries
@@ -148,15 +150,17 @@ type TaskSpec struct {
 
 // State is a task as its supervisor records it in state.json.
 type State struct {
-	ID            string          `json:"id"`
-	SupervisorPid int             `json:"supervisor_pid"`
-	Socket        string          `json:"socket"`
-	Pid           int             `json:"pid"`
-	Status        Status          `json:"status"`
-	CreatedAt     time.Time       `json:"created_at"`
-	StartedAt     time.Time       `json:"started_at,omitzero"`
-	Exit          *ExitStatus     `json:"exit,omitempty"`
-	Cgroup        *sandbox.Cgroup `json:"cgroup,omitempty"`
+	ID            string      `json:"id"`
+	SupervisorPid int         `json:"supervisor_pid"`
+	Socket        string      `json:"socket"`
+	Pid           int         `json:"pid"`
+	Status        Status      `json:"status"`
+	CreatedAt     time.Time   `json:"created_at"`
+	StartedAt     time.Time   `json:"started_at,omitzero"`
+	Exit          *ExitStatus `json:"exit,omitempty"`
+	// Cgroup is the task's cgroup (Linux); Pgid its process group (darwin).
+	Cgroup *sandbox.Cgroup `json:"cgroup,omitempty"`
+	Pgid   int             `json:"pgid,omitempty"`
 }
 
 // Frame types of an attach.

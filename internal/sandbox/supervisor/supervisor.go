@@ -1,3 +1,5 @@
+//go:build linux || darwin
+
 package supervisor
 
 import (
@@ -22,8 +24,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
-
-	"github.com/berth-dev/berth/internal/sandbox"
 )
 
 // Annotations the supervisor reads from the task spec.
@@ -59,21 +59,65 @@ type proc struct {
 	outputDone chan struct{}
 	exited     chan struct{}
 	exit       ExitStatus
+	// pendingStdio holds the child's ends until a backend that starts the
+	// init only at start has done so.
+	pendingStdio *Stdio
+}
+
+// registerLocked records p's pid and applies an exit reaped before.
+func (s *supervisor) registerLocked(p *proc, pid int) {
+	p.pid = pid
+	s.byPid[pid] = p
+	if p == s.init {
+		s.state.Pid = pid
+	}
+	s.claimLocked(p)
+}
+
+// Stdio are the child's ends of a process's stdio; nil is /dev/null.
+type Stdio struct {
+	Stdin, Stdout, Stderr *os.File
+}
+
+// backend is the platform's way of running a task's processes: Linux
+// namespaces and cgroups (internal/sandbox), or darwin's Seatbelt.
+type backend interface {
+	// create prepares the task's init with stdio, the children's ends of
+	// which the supervisor closes afterwards. It returns the init's pid, or
+	// 0 when the platform starts the init only at start.
+	create(spec TaskSpec, dir string, stdio Stdio) (int, error)
+	// start runs the created init and returns its pid.
+	start() (int, error)
+	// exec starts another process of the running task.
+	exec(initPid int, p *specs.Process, stdio Stdio) (int, error)
+	// freeze stops (or, with false, resumes) every process of the task.
+	freeze(frozen bool) error
+	frozen() bool
+	stats() Stats
+	// signalAll sends sig to every process of the task.
+	signalAll(sig syscall.Signal)
+	// killAll kills every process of the task, frozen ones included.
+	killAll()
+	oomKilled() bool
+	// cleanup removes what create made (cgroups); safe to call twice.
+	cleanup() error
+	// record adds the backend's facts to the state on disk.
+	record(st *State)
 }
 
 type supervisor struct {
-	log      hclog.Logger
-	dir      string
-	spec     TaskSpec
-	launcher *sandbox.Launcher
-	logw     *logWriter
+	log  hclog.Logger
+	dir  string
+	spec TaskSpec
+	be   backend
+	logw *logWriter
 
-	mu        sync.Mutex
-	state     State
-	container *sandbox.Container
-	init      *proc
-	execs     map[string]*proc
-	byPid     map[int]*proc
+	mu      sync.Mutex
+	state   State
+	created bool // the init waits for start
+	init    *proc
+	execs   map[string]*proc
+	byPid   map[int]*proc
 	// unclaimed holds exits of pids reaped before they were registered.
 	unclaimed map[int]unix.WaitStatus
 	listener  net.Listener
@@ -88,12 +132,16 @@ func Main(args []string) {
 	fs := flag.NewFlagSet("supervise", flag.ExitOnError)
 	dir := fs.String("dir", "", "task directory")
 	socket := fs.String("socket", "", "control socket path")
-	initPath := fs.String("init", "", "sandbox init binary")
-	seccompCache := fs.String("seccomp-cache", "", "directory of compiled seccomp programs")
+	initPath := fs.String("init", "", "sandbox init binary (Linux)")
+	seccompCache := fs.String("seccomp-cache", "", "directory of compiled seccomp programs (Linux)")
 	_ = fs.Parse(args)
 	log := hclog.New(&hclog.LoggerOptions{Name: "supervisor", Output: os.Stderr, JSONFormat: true, Level: hclog.Debug})
 	report := os.NewFile(3, "report")
-	s, err := startSupervisor(log, *dir, *socket, *initPath, *seccompCache)
+	be, err := newBackend(*initPath, *seccompCache)
+	var s *supervisor
+	if err == nil {
+		s, err = startSupervisor(log, *dir, *socket, be)
+	}
 	if err != nil {
 		log.Error("create failed", "error", err)
 		fmt.Fprintf(report, "error %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
@@ -111,11 +159,8 @@ func Main(args []string) {
 	os.Exit(0)
 }
 
-func startSupervisor(log hclog.Logger, dir, socket, initPath, seccompCache string) (*supervisor, error) {
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		return nil, fmt.Errorf("become a child subreaper: %w", err)
-	}
-	s := &supervisor{log: log, dir: dir, execs: map[string]*proc{}, byPid: map[int]*proc{},
+func startSupervisor(log hclog.Logger, dir, socket string, be backend) (*supervisor, error) {
+	s := &supervisor{log: log, dir: dir, be: be, execs: map[string]*proc{}, byPid: map[int]*proc{},
 		unclaimed: map[int]unix.WaitStatus{}, done: make(chan struct{})}
 	if err := ReadJSON(filepath.Join(dir, SpecFile), &s.spec); err != nil {
 		return nil, err
@@ -126,23 +171,11 @@ func startSupervisor(log hclog.Logger, dir, socket, initPath, seccompCache strin
 	go s.reap(sigs)
 
 	var err error
-	if s.launcher, err = sandbox.NewLauncher(initPath); err != nil {
-		return nil, err
-	}
-	s.launcher.SeccompCacheDir = seccompCache
-	cgPath := s.spec.Placement.CgroupPath
-	if cgPath == "" {
-		cgPath = "berth-sandbox/" + s.spec.ID
-	}
-	cg, err := sandbox.OpenCgroup(cgPath, true)
-	if err != nil {
-		return nil, fmt.Errorf("cgroup %s: %w", cgPath, err)
-	}
 	s.state = State{ID: s.spec.ID, SupervisorPid: os.Getpid(), Socket: socket, Status: StatusCreated,
-		CreatedAt: time.Now().UTC(), Cgroup: cg}
+		CreatedAt: time.Now().UTC()}
 	fail := func(err error) (*supervisor, error) {
-		cg.Kill()
-		_ = cg.Remove()
+		s.be.killAll()
+		_ = s.be.cleanup()
 		return nil, err
 	}
 	logPath := s.spec.LogPath
@@ -167,22 +200,21 @@ func startSupervisor(log hclog.Logger, dir, socket, initPath, seccompCache strin
 	if err != nil {
 		return fail(err)
 	}
-	rootDir := filepath.Join(dir, "rootfs")
-	if err := os.MkdirAll(rootDir, 0o755); err != nil {
-		return fail(err)
-	}
 	s.mu.Lock()
-	c, err := s.launcher.Create(sandbox.CreateOptions{Spec: oci, RootDir: rootDir, Rootfs: s.spec.Rootfs, Cgroup: cg, Stdio: stdio})
-	closeChildEnds(stdio)
+	pid, err := s.be.create(s.spec, dir, stdio)
+	s.be.record(&s.state)
 	if err != nil {
 		s.mu.Unlock()
+		closeChildEnds(stdio)
 		return fail(err)
 	}
-	s.container, s.init = c, p
-	p.pid = c.Process.Pid
-	s.byPid[p.pid] = p
-	s.state.Pid = p.pid
-	s.claimLocked(p)
+	s.created, s.init = true, p
+	if pid > 0 {
+		closeChildEnds(stdio)
+		s.registerLocked(p, pid)
+	} else {
+		p.pendingStdio = &stdio // handed to the init at start
+	}
 	if err := s.saveLocked(); err != nil {
 		s.mu.Unlock()
 		return fail(err)
@@ -204,14 +236,14 @@ func startSupervisor(log hclog.Logger, dir, socket, initPath, seccompCache strin
 // newProc sets up stdio for a process: a PTY when process.Terminal, else
 // pipes (stdin only when openStdin). toLog sends output to the container
 // log. It returns the child's ends.
-func (s *supervisor) newProc(execID string, process *specs.Process, openStdin, toLog bool) (*proc, sandbox.Stdio, error) {
+func (s *supervisor) newProc(execID string, process *specs.Process, openStdin, toLog bool) (*proc, Stdio, error) {
 	p := &proc{execID: execID, outputDone: make(chan struct{}), exited: make(chan struct{})}
 	buffer := initBuffer
 	if !toLog {
 		buffer = execBuffer
 	}
 	p.out = newBroadcaster(buffer)
-	var stdio sandbox.Stdio
+	var stdio Stdio
 	write := func(stream string, b []byte) {
 		if toLog {
 			if err := s.logw.Write(stream, b); err != nil {
@@ -229,7 +261,7 @@ func (s *supervisor) newProc(execID string, process *specs.Process, openStdin, t
 			_ = pty.Setsize(master, &pty.Winsize{Rows: uint16(process.ConsoleSize.Height), Cols: uint16(process.ConsoleSize.Width)})
 		}
 		p.stdin, p.console = master, master
-		stdio = sandbox.Stdio{Stdin: replica, Stdout: replica, Stderr: replica}
+		stdio = Stdio{Stdin: replica, Stdout: replica, Stderr: replica}
 		go func() {
 			pump(master, "stdout", write)
 			close(p.outputDone)
@@ -260,7 +292,7 @@ func (s *supervisor) newProc(execID string, process *specs.Process, openStdin, t
 	return p, stdio, nil
 }
 
-func closeChildEnds(stdio sandbox.Stdio) {
+func closeChildEnds(stdio Stdio) {
 	seen := map[*os.File]bool{}
 	for _, f := range []*os.File{stdio.Stdin, stdio.Stdout, stdio.Stderr} {
 		if f != nil && !seen[f] {
@@ -329,7 +361,7 @@ func (s *supervisor) exitedLocked(p *proc, ws unix.WaitStatus) {
 		e.Signal = syscall.Signal(ws.Signal())
 		e.Code = 128 + int(ws.Signal())
 		if e.Signal == syscall.SIGKILL && p == s.init {
-			e.OOMKilled = s.oomKilled()
+			e.OOMKilled = s.be.oomKilled()
 		}
 	}
 	p.exit = e
@@ -340,24 +372,6 @@ func (s *supervisor) exitedLocked(p *proc, ws unix.WaitStatus) {
 			s.log.Warn("record exec exit", "exec_id", p.execID, "error", err)
 		}
 	}
-}
-
-// oomKilled reports whether the memory cgroup saw an OOM kill.
-func (s *supervisor) oomKilled() bool {
-	dir, ok := s.state.Cgroup.V1["memory"]
-	if !ok {
-		return false
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "memory.oom_control"))
-	if err != nil {
-		return false
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "oom_kill "); ok {
-			return v != "0"
-		}
-	}
-	return false
 }
 
 // finishInit waits for the init to exit and its output to drain, then
@@ -484,7 +498,12 @@ func (s *supervisor) do(req Request) (Response, error) {
 	case OpPause, OpResume:
 		return Response{}, s.pause(req.Op == OpPause)
 	case OpStats:
-		st := s.state.Cgroup.Stats()
+		st := s.be.stats()
+		if st.Pids == 0 {
+			s.mu.Lock()
+			st.Pids = uint64(len(s.byPid))
+			s.mu.Unlock()
+		}
 		return Response{Stats: &st}, nil
 	case OpShutdown:
 		s.mu.Lock()
@@ -493,7 +512,14 @@ func (s *supervisor) do(req Request) (Response, error) {
 		if running && !req.All {
 			return Response{}, errorf(KindInvalidState, "task %s is %s; stop it before deleting it", s.spec.ID, s.state.Status)
 		}
-		s.state.Cgroup.Kill()
+		s.be.killAll()
+		s.mu.Lock()
+		created := s.created
+		s.mu.Unlock()
+		if created && s.init.pid == 0 {
+			// Never started: there is no process to wait for.
+			return Response{Exit: &ExitStatus{}}, nil
+		}
 		select {
 		case <-s.init.exited:
 		case <-time.After(30 * time.Second):
@@ -511,14 +537,22 @@ func (s *supervisor) do(req Request) (Response, error) {
 func (s *supervisor) start() (Response, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.state.Status != StatusCreated || s.container == nil {
+	if s.state.Status != StatusCreated || !s.created {
 		return Response{}, errorf(KindInvalidState, "task %s is %s; only a created task can start", s.spec.ID, s.state.Status)
 	}
-	c := s.container
-	s.container = nil
-	if err := c.Start(); err != nil {
+	s.created = false
+	pid, err := s.be.start()
+	if s.init.pendingStdio != nil {
+		closeChildEnds(*s.init.pendingStdio)
+		s.init.pendingStdio = nil
+	}
+	if err != nil {
 		return Response{}, fmt.Errorf("start task %s: %w", s.spec.ID, err)
 	}
+	if s.init.pid == 0 {
+		s.registerLocked(s.init, pid)
+	}
+	s.be.record(&s.state)
 	s.state.Status = StatusRunning
 	s.state.StartedAt = time.Now().UTC()
 	select {
@@ -559,8 +593,7 @@ func (s *supervisor) exec(req Request) (Response, error) {
 	if err != nil {
 		return Response{}, err
 	}
-	proc, err := s.launcher.Exec(sandbox.ExecOptions{Pid: initPid, Spec: s.spec.OCI, Process: req.Process,
-		Cgroup: s.state.Cgroup, Stdio: stdio})
+	pid, err := s.be.exec(initPid, req.Process, stdio)
 	closeChildEnds(stdio)
 	if err != nil {
 		if p.stdin != nil {
@@ -569,11 +602,9 @@ func (s *supervisor) exec(req Request) (Response, error) {
 		return Response{}, fmt.Errorf("exec %s in task %s: %w", req.ExecID, s.spec.ID, err)
 	}
 	s.mu.Lock()
-	p.pid = proc.Pid
-	_ = proc.Release() // reaped by reap()
+	// An exit the reaper saw first waits in unclaimed for this.
 	s.execs[req.ExecID] = p
-	s.byPid[p.pid] = p
-	s.claimLocked(p)
+	s.registerLocked(p, pid)
 	s.mu.Unlock()
 	go func() {
 		<-p.exited
@@ -588,9 +619,7 @@ func (s *supervisor) exec(req Request) (Response, error) {
 
 func (s *supervisor) signal(req Request) error {
 	if req.All {
-		for _, pid := range s.state.Cgroup.Pids() {
-			_ = unix.Kill(pid, req.Signal)
-		}
+		s.be.signalAll(req.Signal)
 		return nil
 	}
 	p, err := s.lookup(req.ExecID)
@@ -619,16 +648,12 @@ func (s *supervisor) pause(freeze bool) error {
 	default:
 		return errorf(KindInvalidState, "task %s is %s; only a running task can be paused or resumed", s.spec.ID, s.state.Status)
 	}
+	if err := s.be.freeze(freeze); err != nil {
+		return err
+	}
+	s.state.Status = StatusRunning
 	if freeze {
-		if err := s.state.Cgroup.Freeze(); err != nil {
-			return err
-		}
 		s.state.Status = StatusPaused
-	} else {
-		if err := s.state.Cgroup.Thaw(); err != nil {
-			return err
-		}
-		s.state.Status = StatusRunning
 	}
 	return s.saveLocked()
 }
@@ -700,13 +725,15 @@ func (s *supervisor) shutdown() {
 	}
 	_ = s.listener.Close()
 	_ = os.Remove(s.state.Socket)
-	if err := s.state.Cgroup.Remove(); err != nil {
-		s.log.Warn("remove cgroups", "error", err)
+	if err := s.be.cleanup(); err != nil {
+		s.log.Warn("clean up", "error", err)
 	}
 	_ = s.logw.Close()
-	_ = s.launcher.Close()
 	close(s.done)
 }
+
+// annotationUser is sdk/spec.AnnotationUser.
+const annotationUser = "org.berth.user"
 
 // execDefaults fills what an exec leaves unset from the container's
 // process, as docker exec does: capabilities, environment, working dir,
@@ -725,7 +752,7 @@ func execDefaults(p *specs.Process, c *specs.Spec) *specs.Process {
 	}
 	if out.User.UID == 0 && out.User.GID == 0 && out.User.Username == "" && len(out.User.AdditionalGids) == 0 {
 		out.User = base.User
-		out.User.Username = c.Annotations[sandbox.AnnotationUser]
+		out.User.Username = c.Annotations[annotationUser]
 	}
 	if out.Rlimits == nil {
 		out.Rlimits = base.Rlimits

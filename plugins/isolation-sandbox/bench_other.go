@@ -1,0 +1,6 @@
+//go:build darwin
+
+package main
+
+func benchRequested() bool { return false }
+func benchMain()           {}
