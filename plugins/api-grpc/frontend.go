@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
@@ -19,6 +21,7 @@ import (
 	"github.com/berth-dev/berth/sdk/api"
 	"github.com/berth-dev/berth/sdk/errdefs"
 	"github.com/berth-dev/berth/sdk/images"
+	"github.com/berth-dev/berth/sdk/lifecycle"
 	"github.com/berth-dev/berth/sdk/plugin"
 	"github.com/berth-dev/berth/sdk/schema"
 )
@@ -45,10 +48,15 @@ type frontend struct {
 
 var _ api.Frontend = (*frontend)(nil)
 
+// CapContainers is declared by an api plugin that serves the Lifecycle and
+// Logs services (containers, exec/attach streams, events, logs) when a
+// lifecycle plugin is configured.
+const CapContainers = "containers"
+
 func newFrontend(log hclog.Logger) *frontend { return &frontend{log: log} }
 
 func (f *frontend) Info(context.Context) (plugin.Info, error) {
-	return plugin.HostInfo(plugin.LayerAPI, "grpc", version.Version, api.CapGRPC, api.CapSystem, api.CapPlugins, images.CapImages), nil
+	return plugin.HostInfo(plugin.LayerAPI, "grpc", version.Version, api.CapGRPC, api.CapSystem, api.CapPlugins, images.CapImages, CapContainers), nil
 }
 
 func (f *frontend) ConfigSchema(context.Context) (*schema.Spec, error) {
@@ -81,6 +89,13 @@ func (f *frontend) Configure(_ context.Context, req plugin.ConfigureRequest) err
 	if err != nil {
 		return err
 	}
+	// The lifecycle plugin, when one is configured.
+	var lc *lifecycle.Client
+	if req.Handles.Has(plugin.HandleLifecycle) {
+		if lc, err = lifecycle.FromHandles(req.Handles); err != nil {
+			return err
+		}
+	}
 	// The core's image service, when this core offers one.
 	var imageSvc images.Service
 	if req.Handles.Has(plugin.HandleImages) {
@@ -98,7 +113,7 @@ func (f *frontend) Configure(_ context.Context, req plugin.ConfigureRequest) err
 		f.server.Stop()
 		_ = os.Remove(f.socket)
 	}
-	l, err := listenUnix(socket, mode)
+	l, err := listenUnix(socket, mode, socketGroup)
 	if err != nil {
 		return err
 	}
@@ -106,6 +121,12 @@ func (f *frontend) Configure(_ context.Context, req plugin.ConfigureRequest) err
 	api.RegisterSystemServer(srv, system)
 	if imageSvc != nil {
 		images.RegisterServer(srv, imageSvc)
+	}
+	if lc != nil {
+		// The plugin contract's Lifecycle service is the public one: its
+		// server adapter forwards every call to the lifecycle handle.
+		lifecycle.NewPlugin(lc).Register(srv, lc)
+		api.RegisterLogsServer(srv, &logReader{lifecycle: lc, system: system, pluginsDir: filepath.Dir(req.StateDir)})
 	}
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
@@ -128,9 +149,13 @@ func (f *frontend) Endpoints(context.Context) ([]api.Endpoint, error) {
 	return []api.Endpoint{{Kind: "grpc", Address: "unix://" + f.socket}}, nil
 }
 
+// socketGroup is the group that may use the public API socket besides root.
+const socketGroup = "berth"
+
 // listenUnix listens on path, replacing a stale socket left by an earlier
-// process, and sets its permissions.
-func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
+// process, and sets its permissions: mode with group group when that group
+// exists, else mode without any group or other bits (root only).
+func listenUnix(path string, mode os.FileMode, group string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("api socket dir: %w", err)
 	}
@@ -144,6 +169,18 @@ func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
 	l, err := net.Listen("unix", path)
 	if err != nil {
 		return nil, fmt.Errorf("listen on api socket: %w", err)
+	}
+	gid := -1
+	if g, err := user.LookupGroup(group); err == nil {
+		if gid, err = strconv.Atoi(g.Gid); err != nil {
+			gid = -1
+		}
+	}
+	if gid < 0 {
+		mode &^= 0o077
+	} else if err := os.Lchown(path, -1, gid); err != nil {
+		_ = l.Close()
+		return nil, fmt.Errorf("chown api socket to group %s: %w", group, err)
 	}
 	if err := os.Chmod(path, mode); err != nil {
 		_ = l.Close()

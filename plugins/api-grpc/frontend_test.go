@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -21,7 +23,7 @@ func TestInfoDeclaresItsCapabilities(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{api.CapGRPC, api.CapSystem, api.CapPlugins, images.CapImages}
+	want := []string{api.CapGRPC, api.CapSystem, api.CapPlugins, images.CapImages, CapContainers}
 	if info.Layer != plugin.LayerAPI || info.Name != "grpc" || !slices.Equal(info.Capabilities, want) {
 		t.Fatalf("Info = %+v; want layer api, name grpc, capabilities %v", info, want)
 	}
@@ -53,5 +55,33 @@ func TestConfigureErrors(t *testing.T) {
 	}
 	if es, _ := f.Endpoints(ctx); len(es) != 0 {
 		t.Fatalf("endpoints before a successful Configure: %v", es)
+	}
+}
+
+func TestSocketIsRootOnlyWithoutItsGroup(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		group string
+		want  os.FileMode
+	}{
+		{"berth-no-such-group-7", 0o600},
+		{"root", 0o660}, // a group that exists everywhere stands for berth
+	} {
+		if c.group == "root" && os.Geteuid() != 0 {
+			continue // only root may give a file to a group it is not in
+		}
+		path := filepath.Join(dir, c.group+".sock")
+		l, err := listenUnix(path, 0o660, c.group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(path)
+		l.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != c.want {
+			t.Errorf("group %s: socket mode %v; want %v", c.group, fi.Mode().Perm(), c.want)
+		}
 	}
 }
