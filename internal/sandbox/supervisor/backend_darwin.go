@@ -22,7 +22,6 @@ type darwinBackend struct {
 	spec   *specs.Spec
 	stdio  Stdio
 	pgid   int
-	paused bool
 }
 
 func newBackend(string, string) (backend, error) { return &darwinBackend{}, nil }
@@ -104,11 +103,8 @@ func (b *darwinBackend) freeze(frozen bool) error {
 	if err := syscall.Kill(-b.pgid, sig); err != nil {
 		return fmt.Errorf("signal process group %d: %w", b.pgid, err)
 	}
-	b.paused = frozen
 	return nil
 }
-
-func (b *darwinBackend) frozen() bool { return b.paused }
 
 func (b *darwinBackend) stats() Stats { return Stats{Time: time.Now()} }
 

@@ -85,8 +85,6 @@ func (b *linuxBackend) freeze(frozen bool) error {
 	return b.cg.Thaw()
 }
 
-func (b *linuxBackend) frozen() bool { return b.cg != nil && b.cg.Frozen() }
-
 func (b *linuxBackend) stats() Stats { return b.cg.Stats() }
 
 func (b *linuxBackend) signalAll(sig syscall.Signal) {

@@ -92,7 +92,6 @@ type backend interface {
 	exec(initPid int, p *specs.Process, stdio Stdio) (int, error)
 	// freeze stops (or, with false, resumes) every process of the task.
 	freeze(frozen bool) error
-	frozen() bool
 	stats() Stats
 	// signalAll sends sig to every process of the task.
 	signalAll(sig syscall.Signal)
