@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +15,8 @@ import (
 
 	"github.com/berth-dev/berth/core/host"
 	"github.com/berth-dev/berth/internal/sandbox/sandboxtest"
+	"github.com/berth-dev/berth/internal/sandbox/supervisor"
+	"github.com/berth-dev/berth/sdk/errdefs"
 	"github.com/berth-dev/berth/sdk/isolation"
 	"github.com/berth-dev/berth/sdk/isolation/conformance"
 	"github.com/berth-dev/berth/sdk/lifecycle"
@@ -218,4 +222,58 @@ func TestConformanceOverGRPC(t *testing.T) {
 		},
 	})
 	noLeaks(t, filepath.Join(stateDir, "plugins", "isolation-sandbox"), filepath.Join(runDir, "isolation-sandbox"))
+}
+
+// TestSupervisorKilled: when a supervisor dies (kill -9), the task reads
+// as stopped with an unknown exit, and Delete still removes everything it
+// held — the orphaned container processes included.
+func TestSupervisorKilled(t *testing.T) {
+	requireSetup(t)
+	stateDir, runDir := shortDirs(t)
+	rt := newRuntime(hclog.New(&hclog.LoggerOptions{Level: hclog.Warn}))
+	cfg := schema.Config{JSON: []byte(`{"init_path":"` + filepath.Join(binDir, "berth-sandbox-init") + `"}`)}
+	ctx := context.Background()
+	if err := rt.Configure(ctx, plugin.ConfigureRequest{Config: cfg, StateDir: stateDir, RuntimeDir: runDir}); err != nil {
+		t.Fatal(err)
+	}
+	id := "conf-killed"
+	if _, err := rt.Create(ctx, newSpec(t, id, conformance.SpecOptions{Args: []string{"sleep", "1000"}})); err != nil {
+		t.Fatal(err)
+	}
+	pid, err := rt.Start(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st supervisor.State
+	if err := supervisor.ReadJSON(filepath.Join(stateDir, "tasks", id, supervisor.StateFile), &st); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(st.SupervisorPid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(st.SupervisorPid, 30*time.Second)
+	if err := syscall.Kill(pid, 0); err != nil {
+		t.Fatalf("the container died with its supervisor: %v", err)
+	}
+	tasks, err := rt.List(ctx)
+	if err != nil || len(tasks) != 1 || tasks[0].Status != isolation.StatusStopped || tasks[0].Exit == nil || tasks[0].Exit.Code != 255 {
+		t.Errorf("List after the supervisor died = %+v, %v; want it stopped with exit 255 (unknown)", tasks, err)
+	}
+	if _, err := rt.Wait(ctx, id, ""); !errors.Is(err, errdefs.ErrUnavailable) {
+		t.Errorf("Wait: %v, want ErrUnavailable (the exit status died with the supervisor)", err)
+	}
+	if _, err := rt.Delete(ctx, id); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); strings.Contains(string(b), ") Z ") {
+			break // killed; a zombie until its new parent reaps it
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container process %d still alive after Delete", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	noLeaks(t, stateDir, runDir)
 }
