@@ -302,7 +302,6 @@ func (r *runtime) Start(ctx context.Context, id string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	r.hub.publish(isolation.TaskEvent{Kind: "start", ID: id, Time: time.Now()})
 	return resp.Pid, nil
 }
 
@@ -531,7 +530,6 @@ func (r *runtime) Delete(ctx context.Context, id string) (isolation.ExitStatus, 
 	if err := os.RemoveAll(dir); err != nil {
 		return isolation.ExitStatus{}, fmt.Errorf("delete task %s: %w", id, err)
 	}
-	r.hub.publish(isolation.TaskEvent{Kind: "delete", ID: id, Time: time.Now()})
 	r.log.Info("task deleted", "container_id", id)
 	return exit, nil
 }
@@ -620,6 +618,9 @@ func (r *runtime) watch(id, execID string) {
 		e, err := r.Wait(context.Background(), id, execID)
 		if err != nil {
 			return
+		}
+		if e.OOMKilled {
+			r.hub.publish(isolation.TaskEvent{Kind: isolation.EventOOM, ID: id, ExecID: execID, Time: e.ExitedAt})
 		}
 		r.hub.publish(isolation.TaskEvent{Kind: isolation.EventExit, ID: id, ExecID: execID, Exit: &e, Time: e.ExitedAt})
 	}()
