@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/berth-dev/berth/core/host"
+	"github.com/berth-dev/berth/internal/sandbox"
 	"github.com/berth-dev/berth/internal/sandbox/sandboxtest"
 	"github.com/berth-dev/berth/internal/sandbox/supervisor"
 	"github.com/berth-dev/berth/sdk/errdefs"
@@ -276,4 +277,85 @@ func TestSupervisorKilled(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	noLeaks(t, stateDir, runDir)
+}
+
+// TestPlacementAndOOM runs a task in a cgroup made beforehand (as the
+// resources layer would) with a 32 MiB memory limit: the init joins it,
+// and a task that allocates past it is reported OOM-killed, with an oom
+// event before its exit event.
+func TestPlacementAndOOM(t *testing.T) {
+	requireSetup(t)
+	stateDir, runDir := shortDirs(t)
+	rt := newRuntime(hclog.New(&hclog.LoggerOptions{Level: hclog.Warn}))
+	cfg := schema.Config{JSON: []byte(`{"init_path":"` + filepath.Join(binDir, "berth-sandbox-init") + `"}`)}
+	ctx := context.Background()
+	if err := rt.Configure(ctx, plugin.ConfigureRequest{Config: cfg, StateDir: stateDir, RuntimeDir: runDir}); err != nil {
+		t.Fatal(err)
+	}
+	path := fmt.Sprintf("berth-test-oom-%d", os.Getpid())
+	cg, err := sandbox.OpenCgroup(path, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := cg.Remove(); err != nil {
+			t.Errorf("remove the test's cgroup: %v", err)
+		}
+	}()
+	mem, ok := cg.V1["memory"]
+	if !ok {
+		t.Skip("no cgroup v1 memory hierarchy here")
+	}
+	if err := os.WriteFile(filepath.Join(mem, "memory.limit_in_bytes"), []byte("33554432"), 0); err != nil {
+		t.Fatal(err)
+	}
+	events, err := rt.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := "conf-oom"
+	// tail of /dev/zero keeps its one endless line in memory.
+	spec := newSpec(t, id, conformance.SpecOptions{Args: []string{"tail", "/dev/zero"}})
+	spec.Placement.CgroupPath = path
+	if _, err := rt.Create(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _, _ = rt.Delete(ctx, id) }()
+	pid, err := rt.Start(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	procs, _ := os.ReadFile(filepath.Join(mem, "cgroup.procs"))
+	if !strings.Contains(string(procs), fmt.Sprint(pid)) {
+		t.Errorf("init %d is not in the placement's cgroup %s (procs %q)", pid, mem, procs)
+	}
+	e, err := rt.Wait(ctx, id, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !e.OOMKilled || e.Signal != syscall.SIGKILL {
+		oc, _ := os.ReadFile(filepath.Join(mem, "memory.oom_control"))
+		t.Errorf("exit %+v, want OOM-killed by SIGKILL; memory.oom_control:\n%s", e, oc)
+	}
+	deadline := time.After(30 * time.Second)
+	sawOOM := false
+	for {
+		select {
+		case e := <-events:
+			if e.ID != id {
+				continue
+			}
+			switch e.Kind {
+			case isolation.EventOOM:
+				sawOOM = true
+			case isolation.EventExit:
+				if !sawOOM {
+					t.Error("exit event without an oom event before it")
+				}
+				return
+			}
+		case <-deadline:
+			t.Fatal("no exit event within 30s")
+		}
+	}
 }
