@@ -138,8 +138,10 @@ func NiceForShares(shares uint64) int {
 	return min(max(n, -20), 19)
 }
 
-// maxBurst caps the CPU tokens a group can save while idle.
-const maxBurst = 100 * time.Millisecond
+// maxBurst caps the CPU time a group can save up: enough to make up for
+// time it could not run while the host was busy, not enough to let it run
+// far above its quota after idling. A new group starts with none.
+const maxBurst = 250 * time.Millisecond
 
 // NewEngine starts an engine over src. Close stops it.
 func NewEngine(src Source, opts EngineOptions) *Engine {
@@ -194,7 +196,7 @@ func (e *Engine) Add(id string, l resources.Limits, paused bool) error {
 	if _, ok := e.groups[id]; ok {
 		return errdefs.AlreadyExists("group %s already exists", id)
 	}
-	e.groups[id] = &egroup{limits: l, paused: paused, seen: map[procKey]ProcStat{}, tokens: maxBurst}
+	e.groups[id] = &egroup{limits: l, paused: paused, seen: map[procKey]ProcStat{}}
 	e.poke()
 	return nil
 }
