@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -34,7 +35,7 @@ import (
 
 var (
 	binDir   string // the plugin and berth-sandbox-init, side by side
-	lowerDir string // a busybox rootfs
+	lowerDir string // the demo image's rootfs
 	setupErr error
 )
 
@@ -54,7 +55,11 @@ func TestMain(m *testing.M) {
 			_, setupErr = sandboxtest.BuildPackage(binDir, "isolation-sandbox", "github.com/berth-dev/berth/plugins/isolation-sandbox")
 		}
 		if setupErr == nil {
-			setupErr = sandboxtest.Rootfs(lowerDir)
+			// The demo image's root filesystem (busybox and /hello).
+			out, err := exec.Command("../../scripts/demo-image.sh", "--rootfs", lowerDir).CombinedOutput()
+			if err != nil {
+				setupErr = fmt.Errorf("scripts/demo-image.sh --rootfs: %v\n%s", err, out)
+			}
 		}
 	}
 	code := m.Run()
@@ -70,7 +75,8 @@ func requireSetup(t *testing.T) {
 	}
 }
 
-// newSpec is the suite's NewSpec: busybox on an overlay, Docker's defaults.
+// newSpec is the suite's NewSpec: the demo image on an overlay, Docker's
+// defaults.
 func newSpec(t *testing.T, id string, o conformance.SpecOptions) isolation.Spec {
 	t.Helper()
 	s, err := spec.Build(spec.ImageConfig{Env: []string{"PATH=/bin"}, Cmd: o.Args},

@@ -62,11 +62,8 @@ func newRuntime(log hclog.Logger) *runtime {
 
 // Info implements plugin.Base.
 func (r *runtime) Info(context.Context) (plugin.Info, error) {
-	caps := platformCaps()
-	if r.checkpointUnavailable() == "" {
-		caps = append(caps, isolation.CapCheckpoint)
-	}
-	return plugin.HostInfo(plugin.LayerIsolation, "sandbox", version.Version, caps...), nil
+	// No CapCheckpoint: see checkpointUnavailable.
+	return plugin.HostInfo(plugin.LayerIsolation, "sandbox", version.Version, platformCaps()...), nil
 }
 
 // ConfigSchema implements plugin.Base.
@@ -455,26 +452,27 @@ func (r *runtime) Resume(ctx context.Context, id string) error {
 	return err
 }
 
-// checkpointUnavailable is "" when `criu check` passes, else why not.
+// checkpointUnavailable says why this plugin cannot checkpoint: CRIU's own
+// reason when `criu check` fails, else that the sandbox does not drive CRIU
+// yet. (CapCheckpoint is declared only once both hold.)
 func (r *runtime) checkpointUnavailable() string {
-	r.criuOnce.Do(func() { r.criuReason = criuCheck() })
+	r.criuOnce.Do(func() {
+		r.criuReason = criuCheck()
+		if r.criuReason == "" {
+			r.criuReason = "criu check passes, but checkpoint through CRIU is not implemented by the sandbox yet"
+		}
+	})
 	return r.criuReason
 }
 
 // Checkpoint implements isolation.Runtime.
 func (r *runtime) Checkpoint(_ context.Context, id string, _ isolation.CheckpointOptions) error {
-	if reason := r.checkpointUnavailable(); reason != "" {
-		return errdefs.NotImplemented("checkpoint of task %s: unavailable on this host: %s", id, reason)
-	}
-	return errdefs.NotImplemented("checkpoint of task %s: not implemented by the sandbox yet", id)
+	return errdefs.NotImplemented("checkpoint of task %s: unavailable: %s", id, r.checkpointUnavailable())
 }
 
 // Restore implements isolation.Runtime.
 func (r *runtime) Restore(_ context.Context, spec isolation.Spec, _ string) (isolation.TaskInfo, error) {
-	if reason := r.checkpointUnavailable(); reason != "" {
-		return isolation.TaskInfo{}, errdefs.NotImplemented("restore of task %s: unavailable on this host: %s", spec.ID, reason)
-	}
-	return isolation.TaskInfo{}, errdefs.NotImplemented("restore of task %s: not implemented by the sandbox yet", spec.ID)
+	return isolation.TaskInfo{}, errdefs.NotImplemented("restore of task %s: unavailable: %s", spec.ID, r.checkpointUnavailable())
 }
 
 // Stats implements isolation.Runtime.
