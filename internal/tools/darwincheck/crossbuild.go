@@ -18,8 +18,11 @@ type modulePackage struct {
 	ImportPath string
 	IsMain     bool
 	// CgoVia lists the packages in its darwin import graph (itself included)
-	// that have cgo files, without runtime/cgo unless it is the only one.
-	// Empty means pure Go, so a main package cross-builds with CGO_ENABLED=0.
+	// that have cgo files, runtime/cgo aside: std (net, os/user) and
+	// libraries such as purego import it when cgo is on but have pure-Go
+	// builds without it. Empty means pure Go, so a main package cross-builds
+	// with CGO_ENABLED=0 (and a dependency that really needs cgo fails that
+	// build, which the check reports).
 	CgoVia []string
 }
 
@@ -43,9 +46,6 @@ func modulePackages(pkgs []*listedPackage) []modulePackage {
 			if q := byPath[path]; q != nil && q.usesCgo() && path != "runtime/cgo" {
 				m.CgoVia = append(m.CgoVia, path)
 			}
-		}
-		if len(m.CgoVia) == 0 && slices.Contains(p.Deps, "runtime/cgo") {
-			m.CgoVia = []string{"runtime/cgo"}
 		}
 		mods = append(mods, m)
 	}
