@@ -32,7 +32,7 @@ type createFlags struct {
 }
 
 func (f *createFlags) register(fs *pflag.FlagSet) {
-	fs.SetInterspersed(false) // flags after the image belong to the command
+	fs.SetInterspersed(false)                       // flags after the image belong to the command
 	fs.Bool("help", false, "help for this command") // -h is --hostname, as Docker's
 	fs.StringVar(&f.name, "name", "", "container name (default: its first 12 ID digits)")
 	fs.BoolVarP(&f.interactive, "interactive", "i", false, "keep stdin open and attached")
