@@ -18,7 +18,7 @@ import (
 // ownedControllers are the v1 hierarchies the sandbox creates a cgroup in
 // when the placement names none (no resources plugin): enough to freeze,
 // account, count pids and enforce the device rules.
-var ownedControllers = []string{"freezer", "cpu", "cpuacct", "memory", "pids", "blkio", "devices"}
+var ownedControllers = []string{"freezer", "cpuacct", "memory", "pids", "devices"}
 
 // hierarchy is one mounted cgroup hierarchy and this process's cgroup in it.
 type hierarchy struct {
@@ -100,7 +100,8 @@ func OpenCgroup(path string, create bool) (*Cgroup, error) {
 			dir = filepath.Join(h.mount, h.own, path)
 		}
 		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-			if !create || (!h.v2 && !slices.Contains(ownedControllers, h.name)) {
+			owned := slices.ContainsFunc(strings.Split(h.name, ","), func(c string) bool { return slices.Contains(ownedControllers, c) })
+			if !create || (!h.v2 && !owned) {
 				continue
 			}
 			if err := mkdirCgroup(dir, cg); err != nil {
