@@ -171,6 +171,7 @@ func (l *Launcher) Create(opts CreateOptions) (_ *Container, err error) {
 	if cfg.SeccompBPF, err = l.seccompBPF(seccompOf(s)); err != nil {
 		return nil, err
 	}
+	cfg.Spec = withoutProfile(s, cfg.SeccompBPF)
 	if opts.Cgroup != nil {
 		cfg.CgroupV1 = opts.Cgroup.V1
 		if err := opts.Cgroup.ApplyDevices(deviceRules(s)); err != nil {
@@ -300,7 +301,7 @@ func (l *Launcher) Exec(opts ExecOptions) (*os.Process, error) {
 	if err != nil {
 		return fail(err)
 	}
-	if err := sendJSON(parent, &InitConfig{Mode: ModeExec, Spec: opts.Spec, Process: opts.Process, SeccompBPF: bpf}); err != nil {
+	if err := sendJSON(parent, &InitConfig{Mode: ModeExec, Spec: withoutProfile(opts.Spec, bpf), Process: opts.Process, SeccompBPF: bpf}); err != nil {
 		return fail(fmt.Errorf("send the exec its config: %w", err))
 	}
 	if opts.Cgroup != nil {
@@ -401,6 +402,19 @@ func cloneAttr(s *specs.Spec) (*syscall.SysProcAttr, bool, error) {
 		return nil, false, errors.New("the spec has no mount namespace; a sandbox needs one")
 	}
 	return attr, cgroupNS, nil
+}
+
+// withoutProfile returns s without its seccomp rules when the compiled
+// program bpf replaces them (the init then has less to decode); the
+// profile stays non-nil, marking that a filter applies.
+func withoutProfile(s *specs.Spec, bpf []byte) *specs.Spec {
+	if bpf == nil || s == nil || s.Linux == nil || s.Linux.Seccomp == nil {
+		return s
+	}
+	c, lc := *s, *s.Linux
+	lc.Seccomp = &specs.LinuxSeccomp{DefaultAction: s.Linux.Seccomp.DefaultAction}
+	c.Linux = &lc
+	return &c
 }
 
 func seccompOf(s *specs.Spec) *specs.LinuxSeccomp {
