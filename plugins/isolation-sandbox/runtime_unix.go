@@ -11,9 +11,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -156,11 +158,7 @@ func (r *runtime) Create(ctx context.Context, spec isolation.Spec) (isolation.Ta
 	ok = true
 	r.watch(spec.ID, "")
 	r.log.Info("task created", "container_id", spec.ID, "pid", pid)
-	info, err := r.info(ctx, spec.ID)
-	if err != nil {
-		return isolation.TaskInfo{}, err
-	}
-	return info, nil
+	return isolation.TaskInfo{ID: spec.ID, Pid: pid, Status: isolation.StatusCreated, Spec: &spec, CreatedAt: time.Now().UTC()}, nil
 }
 
 // prepareSpec checks what this mode can run and applies the network
@@ -177,14 +175,15 @@ func prepareSpec(spec isolation.Spec) (*specs.Spec, error) {
 			return nil, errdefs.InvalidArgument("task %s: rootfs mount %d has type %q; the sandbox takes overlay or bind mounts", spec.ID, i+1, m.Type)
 		}
 	}
-	b, err := json.Marshal(spec.OCI)
-	if err != nil {
-		return nil, err
+	// A copy of what platformSpec changes (namespaces, hostname,
+	// annotations), so the caller's spec is left as it was.
+	oci := *spec.OCI
+	if oci.Linux != nil {
+		l := *oci.Linux
+		l.Namespaces = slices.Clone(l.Namespaces)
+		oci.Linux = &l
 	}
-	var oci specs.Spec
-	if err := json.Unmarshal(b, &oci); err != nil {
-		return nil, err
-	}
+	oci.Annotations = maps.Clone(oci.Annotations)
 	if err := platformSpec(spec, &oci); err != nil {
 		return nil, err
 	}

@@ -28,7 +28,7 @@ const (
 // task state describes processes, which a power loss ends anyway, and an
 // fsync per state change would cost more than the container start.
 func WriteJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
+	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
