@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"unsafe"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -258,7 +259,7 @@ func (l *Launcher) Exec(opts ExecOptions) (*os.Process, error) {
 		return nil, errors.New("exec: the process has no args")
 	}
 	var sub int32
-	if _, _, e := unix.Syscall(unix.SYS_PRCTL, unix.PR_GET_CHILD_SUBREAPER, uintptr(unsafePointer(&sub)), 0); e != 0 || sub == 0 {
+	if _, _, e := unix.Syscall(unix.SYS_PRCTL, unix.PR_GET_CHILD_SUBREAPER, uintptr(unsafe.Pointer(&sub)), 0); e != 0 || sub == 0 {
 		return nil, errors.New("exec needs the caller to be a child subreaper (prctl PR_SET_CHILD_SUBREAPER)")
 	}
 	parent, child, err := socketPair()
