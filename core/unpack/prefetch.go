@@ -23,8 +23,8 @@ import (
 const (
 	streamChunk = 1 << 20
 	// streamAhead bounds the memory one stream holds: chunks decompressed
-	// but not yet applied.
-	streamAhead = 16
+	// but not yet applied (they are reused).
+	streamAhead = 4
 	// layersAhead is how many layers past the one being applied are
 	// decompressed at the same time.
 	layersAhead = 1
@@ -36,16 +36,18 @@ const tarMediaType = "application/vnd.oci.image.layer.v1.tar"
 // stream is one layer's blob being opened, verified and decompressed.
 type stream struct {
 	chunks chan []byte
+	free   chan []byte
 	stop   chan struct{}
 	done   chan struct{}
 	err    error // set before chunks is closed
 	cur    []byte
+	held   []byte // the chunk cur is part of, returned to free when used up
 }
 
 // startStream opens l and decompresses it ahead of its reader; read is
 // called with the blob bytes read so far, from the stream's goroutine.
 func startStream(l Layer, read func(n int64)) *stream {
-	s := &stream{chunks: make(chan []byte, streamAhead), stop: make(chan struct{}), done: make(chan struct{})}
+	s := &stream{chunks: make(chan []byte, streamAhead), free: make(chan []byte, streamAhead+1), stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
 		defer close(s.chunks)
@@ -81,8 +83,13 @@ func (s *stream) produce(l Layer, read func(int64)) error {
 	}
 	defer tarStream.Close()
 	for {
-		b := make([]byte, streamChunk)
-		n, err := io.ReadFull(tarStream, b)
+		var b []byte
+		select {
+		case b = <-s.free:
+		default:
+			b = make([]byte, streamChunk)
+		}
+		n, err := io.ReadFull(tarStream, b[:streamChunk])
 		if n > 0 {
 			select {
 			case s.chunks <- b[:n]:
@@ -113,6 +120,13 @@ func (s *stream) produce(l Layer, read func(int64)) error {
 // Read implements io.Reader.
 func (s *stream) Read(p []byte) (int, error) {
 	for len(s.cur) == 0 {
+		if s.held != nil {
+			select {
+			case s.free <- s.held[:cap(s.held)]:
+			default: // the producer has ended and free is full: let it go
+			}
+			s.held = nil
+		}
 		b, ok := <-s.chunks
 		if !ok {
 			<-s.done
@@ -121,7 +135,7 @@ func (s *stream) Read(p []byte) (int, error) {
 			}
 			return 0, io.EOF
 		}
-		s.cur = b
+		s.cur, s.held = b, b
 	}
 	n := copy(p, s.cur)
 	s.cur = s.cur[n:]

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 
+	"github.com/berth-dev/berth/plugins/snapshot-apfs/apfs"
 	"github.com/berth-dev/berth/plugins/snapshot-overlay/overlay"
 	"github.com/berth-dev/berth/sdk/errdefs"
 	"github.com/berth-dev/berth/sdk/plugin"
@@ -237,6 +239,48 @@ func TestUnpackFailureLeavesCommittedLayersOnly(t *testing.T) {
 	for _, l := range []Layer{{DiffID: "md5:x", Open: l1.Open}, {DiffID: l1.DiffID}} {
 		if _, err := Unpack(ctx, sn, []Layer{l}, Options{}); !errdefs.IsInvalidArgument(err) {
 			t.Errorf("Unpack of %+v = %v, want ErrInvalidArgument", l, err)
+		}
+	}
+}
+
+// TestUnpackLargeLayers unpacks layers of many read-ahead chunks each, into
+// snapshot-apfs (plain directories: no root needed), and checks every byte.
+func TestUnpackLargeLayers(t *testing.T) {
+	sn := apfs.New(nil)
+	if err := sn.Configure(context.Background(), plugin.ConfigureRequest{StateDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	defer sn.Close()
+	r := mrand.NewChaCha8([32]byte{9})
+	var layers []Layer
+	want := map[string][sha256.Size]byte{}
+	for i := range 3 {
+		// Half random (incompressible), half repeated: ~9 MiB per layer.
+		b := make([]byte, 9<<20)
+		_, _ = r.Read(b[:len(b)/2])
+		for j := len(b) / 2; j < len(b); j++ {
+			b[j] = byte(j % 251)
+		}
+		name := fmt.Sprintf("big-%d", i)
+		want[name] = sha256.Sum256(b)
+		layers = append(layers, testLayer(t, nil, name+"="+string(b)))
+	}
+	var last Progress
+	res, err := Unpack(context.Background(), sn, layers, Options{Progress: func(p Progress) { last = p }})
+	if err != nil {
+		t.Fatalf("Unpack: %v", err)
+	}
+	if last.State != StateApplied || last.Index != 2 {
+		t.Errorf("last progress %+v, want layer 2 applied", last)
+	}
+	ms, err := sn.View(context.Background(), "check", res.ChainID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, sum := range want {
+		b, err := os.ReadFile(filepath.Join(ms[0].Source, name))
+		if err != nil || sha256.Sum256(b) != sum {
+			t.Errorf("%s: %d bytes, %v; content differs from the layer's", name, len(b), err)
 		}
 	}
 }

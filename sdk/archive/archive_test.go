@@ -400,3 +400,27 @@ func TestWhiteoutAndRecreateInOneLayer(t *testing.T) {
 		}
 	})
 }
+
+// TestApplyManyChunks applies layers far larger than the read-ahead, and
+// stops one in the middle (a refused entry after a large file): neither may
+// hang or lose bytes.
+func TestApplyManyChunks(t *testing.T) {
+	big := bytes.Repeat([]byte("0123456789abcdef"), 6<<20/16) // 6 MiB
+	big[12345] = 'x'
+	raw := layerTar(t, file("a/big", string(big)), file("b/big", string(big[:3<<20])), file("c", "end"))
+	root := t.TempDir()
+	res, err := apply(t, root, gzipped(t, raw), Options{DiffID: digestOf(raw)})
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	if res.Size != int64(len(raw)) {
+		t.Errorf("Size = %d, want %d", res.Size, len(raw))
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "a/big")); !bytes.Equal(b, big) {
+		t.Errorf("a/big differs (%d bytes)", len(b))
+	}
+	stopped := layerTar(t, file("a/big", string(big)), file("../out", "x"), file("b/big", string(big)))
+	if _, err := apply(t, t.TempDir(), zstded(t, stopped), Options{}); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("Apply with a refused entry between large files = %v, want ErrInvalidArgument", err)
+	}
+}

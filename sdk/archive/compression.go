@@ -49,8 +49,11 @@ func CompressionOf(mediaType string) (Compression, bool) {
 // mediaType or, when that says nothing, the stream's magic number. Closing
 // the result releases the decompressor; it does not close r.
 func Decompress(mediaType string, r io.Reader) (io.ReadCloser, error) {
-	br := bufio.NewReaderSize(r, 1<<20)
 	c, ok := CompressionOf(mediaType)
+	if ok && c == Uncompressed {
+		return io.NopCloser(r), nil
+	}
+	br := bufio.NewReaderSize(r, 64<<10)
 	if !ok {
 		head, err := br.Peek(4)
 		if err != nil && err != io.EOF {
