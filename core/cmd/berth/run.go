@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -36,6 +37,10 @@ func newRunCommand(g *globals) *cobra.Command {
 			return withAPI(c, g, func(ctx context.Context, p *publicAPI) error {
 				ct, err := createPulling(ctx, p, f, cfg)
 				if err != nil {
+					if code := startFailureCode(err); code != 0 {
+						printErr(err)
+						return exitError(code)
+					}
 					return err
 				}
 				if detach {
@@ -46,6 +51,9 @@ func newRunCommand(g *globals) *cobra.Command {
 					return nil
 				}
 				code, err := runAttached(ctx, p, ct, true, f.interactive, f.tty)
+				if code < 0 {
+					return nil // detached: the container runs on
+				}
 				if rm {
 					if derr := p.lc.Delete(context.WithoutCancel(ctx), ct.ID, true); derr != nil && !errdefs.IsNotFound(derr) && err == nil {
 						err = derr
@@ -124,6 +132,12 @@ func runAttached(ctx context.Context, p *publicAPI, ct lifecycle.Container, star
 	go func() { attached <- attachProcess(actx, p, ct.ID, "", stdin, tty) }()
 	if start {
 		if _, err := p.lc.Start(ctx, ct.ID); err != nil {
+			// A process that could not start has Docker's exit code
+			// (127 not found, 126 not executable): report it and exit so.
+			if now, gerr := p.lc.Get(ctx, ct.ID); gerr == nil && now.State == lifecycle.StateStopped && now.ExitCode != 0 {
+				printErr(userError(err))
+				return now.ExitCode, nil
+			}
 			return 0, err
 		}
 		if tty {
@@ -155,6 +169,23 @@ func runAttached(ctx context.Context, p *publicAPI, ct lifecycle.Container, star
 		return 0, err
 	}
 	return st.Code, nil
+}
+
+// startFailureCode is docker run's exit code for a command that cannot
+// start (the isolation layer finds out at create): 127 when it is missing,
+// 126 when it cannot be executed; 0 for other errors.
+func startFailureCode(err error) int {
+	msg := err.Error()
+	if !strings.Contains(msg, "exec") {
+		return 0
+	}
+	switch {
+	case strings.Contains(msg, "no such file or directory"), strings.Contains(msg, "executable file not found"):
+		return 127
+	case strings.Contains(msg, "permission denied"), strings.Contains(msg, "exec format error"):
+		return 126
+	}
+	return 0
 }
 
 // proxySignals forwards the signals a user sends berth to the container

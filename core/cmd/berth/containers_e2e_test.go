@@ -1,0 +1,475 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+)
+
+// The container tests drive the berth binary against a real daemon with the
+// real plugins (api-grpc, lifecycle-local, resources-cgroup,
+// snapshot-overlay, isolation-sandbox) and the demo image
+// (scripts/demo-image.sh). Root only.
+
+const demoImage = "berth.local/demo:latest"
+
+// containersConfig is the shipped layout with this test's own directories
+// and cgroup parent (%s is the test's dir; the parent is filled in).
+const containersConfig = `
+berth {
+  state_dir   = "%s/state"
+  runtime_dir = "%s/run"
+  log_level   = "debug"
+}
+plugin "api" "grpc" {}
+plugin "resources" "cgroup" {
+  parent = "CGROUP_PARENT"
+}
+plugin "snapshot" "overlay" {}
+plugin "isolation" "sandbox" {
+  default     = true
+  snapshotter = "overlay"
+}
+plugin "lifecycle" "local" {
+  restart_backoff = "50ms"
+}
+`
+
+var buildInitOnce sync.Once
+var buildInitErr error
+
+// containerEnv starts a daemon with the container plugins and imports the
+// demo image. Every container left is removed and the cgroup parent is
+// deleted at the end.
+func containerEnv(t *testing.T) *env {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: namespaces, cgroups and overlay mounts (CI runs as root)")
+	}
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		t.Skip("busybox-static missing (scripts/install-deps.sh installs it): the demo image needs it")
+	}
+	buildInitOnce.Do(func() {
+		cmd := exec.Command("go", "build", "-tags", "netgo,osusergo", "-ldflags", `-s -w -linkmode external -extldflags "-static"`,
+			"-o", filepath.Join(binDir, "berth-sandbox-init"), "../../../cmd/berth-sandbox-init")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildInitErr = fmt.Errorf("build berth-sandbox-init: %v\n%s", err, out)
+		}
+	})
+	if buildInitErr != nil {
+		t.Fatal(buildInitErr)
+	}
+	parent := fmt.Sprintf("berth-clitest-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
+	e := newEnv(t, strings.ReplaceAll(containersConfig, "CGROUP_PARENT", parent))
+	t.Cleanup(func() {
+		if out, _, code := e.berth("ps", "-a", "-q"); code == 0 {
+			for _, id := range strings.Fields(out) {
+				_, _, _ = e.berth("rm", "-f", id)
+			}
+		}
+		_, _, _ = e.berth("system", "stop")
+		// The resources plugin leaves the (empty) parent group behind.
+		dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + parent)
+		dirs = append(dirs, "/sys/fs/cgroup/"+parent)
+		for _, d := range dirs {
+			_ = syscall.Rmdir(d)
+		}
+	})
+	e.mustBerth("system", "start")
+	cmd := exec.Command("../../../scripts/demo-image.sh")
+	cmd.Env = append(os.Environ(), "BERTH="+filepath.Join(binDir, "berth"), "BERTH_CONFIG="+e.config)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("demo-image.sh: %v\n%s", err, out)
+	}
+	return e
+}
+
+// berthIn runs berth with stdin and returns stdout, stderr and the exit code.
+func (e *env) berthIn(stdin string, args ...string) (string, string, int) {
+	e.t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "berth"), append([]string{"--config", e.config}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		e.t.Fatalf("berth %v: %v", args, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// psEntries is `ps -a --format json`.
+func (e *env) psEntries() []psEntry {
+	e.t.Helper()
+	var ps []psEntry
+	if err := json.Unmarshal([]byte(e.mustBerth("ps", "-a", "--format", "json")), &ps); err != nil {
+		e.t.Fatal(err)
+	}
+	return ps
+}
+
+func (e *env) container(name string) psEntry {
+	e.t.Helper()
+	c, ok := e.find(name)
+	if !ok {
+		e.t.Fatalf("no container %s in ps -a", name)
+	}
+	return c
+}
+
+func (e *env) find(name string) (psEntry, bool) {
+	e.t.Helper()
+	for _, c := range e.psEntries() {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return psEntry{}, false
+}
+
+// lastCount is the last number a counter container wrote to its log.
+func (e *env) lastCount(name string) int {
+	e.t.Helper()
+	lines := strings.Fields(e.mustBerth("logs", "-n", "1", name))
+	if len(lines) == 0 {
+		return -1
+	}
+	n, err := strconv.Atoi(lines[len(lines)-1])
+	if err != nil {
+		e.t.Fatalf("counter log line %q", lines)
+	}
+	return n
+}
+
+const counterScript = `i=0; while true; do echo $i; i=$((i+1)); sleep 0.1; done`
+
+func TestContainerCommands(t *testing.T) {
+	e := containerEnv(t)
+
+	t.Run("exit codes and output", func(t *testing.T) {
+		e.t = t
+		out, errOut, code := e.berth("run", demoImage)
+		if code != 0 || !strings.Contains(out, "Hello from Berth's demo image") {
+			t.Fatalf("run IMG: exit %d\n%s%s", code, out, errOut)
+		}
+		out, errOut, code = e.berth("run", "--name", "three", demoImage, "sh", "-c", "echo out; echo err >&2; exit 3")
+		if code != 3 || out != "out\n" || errOut != "err\n" {
+			t.Fatalf("exit 3: code %d stdout %q stderr %q", code, out, errOut)
+		}
+		if c := e.container("three"); c.State != "stopped" || c.ExitCode != 3 {
+			t.Fatalf("ps shows %+v", c)
+		}
+		if _, _, code := e.berth("run", demoImage, "/no/such/binary"); code != 127 {
+			t.Fatalf("missing binary: exit %d; want 127", code)
+		}
+		// Errors are one readable line, not gRPC text.
+		_, errOut, code = e.berth("pause", "three")
+		if code == 0 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || strings.Contains(errOut, "rpc error") ||
+			!strings.Contains(errOut, "three is stopped") {
+			t.Fatalf("pause of a stopped container: exit %d, stderr %q", code, errOut)
+		}
+		_, errOut, _ = e.berth("start", "nosuch")
+		if strings.Contains(errOut, "rpc error") || !strings.Contains(errOut, "nosuch") {
+			t.Fatalf("start of a missing container: %q", errOut)
+		}
+	})
+
+	t.Run("stdin pipe", func(t *testing.T) {
+		e.t = t
+		out, errOut, code := e.berthIn("hi\nthere\n", "run", "-i", "--rm", demoImage, "cat")
+		if code != 0 || out != "hi\nthere\n" {
+			t.Fatalf("echo hi | run -i cat: exit %d, stdout %q, stderr %q", code, out, errOut)
+		}
+	})
+
+	t.Run("tty", func(t *testing.T) {
+		e.t = t
+		cmd := exec.Command(filepath.Join(binDir, "berth"), "--config", e.config, "run", "-it", "--name", "tty", demoImage, "sh")
+		ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 33, Cols: 77})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ptmx.Close()
+		var mu sync.Mutex
+		var out bytes.Buffer
+		go func() {
+			buf := make([]byte, 4096)
+			for {
+				n, err := ptmx.Read(buf)
+				mu.Lock()
+				out.Write(buf[:n])
+				mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+		}()
+		seen := func(s string) bool { mu.Lock(); defer mu.Unlock(); return strings.Contains(out.String(), s) }
+		// The shell may still be starting: repeat until it answers.
+		eventually(t, "the shell answers through the terminal", func() bool {
+			_, _ = io.WriteString(ptmx, "echo $((6*7))x; stty size\n")
+			time.Sleep(300 * time.Millisecond)
+			return seen("42x")
+		})
+		eventually(t, "the window size reaches the container", func() bool { return seen("33 77") })
+		if _, err := io.WriteString(ptmx, "exit 5\n"); err != nil {
+			t.Fatal(err)
+		}
+		err = cmd.Wait()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 5 {
+			mu.Lock()
+			t.Fatalf("run -it sh; exit 5: %v\n%q", err, out.String())
+		}
+
+		// Ctrl-P Ctrl-Q detaches; the container keeps running.
+		cmd = exec.Command(filepath.Join(binDir, "berth"), "--config", e.config, "run", "-it", "--name", "detach", demoImage, "sh")
+		ptmx2, err := pty.Start(cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ptmx2.Close()
+		go func() { _, _ = io.Copy(io.Discard, ptmx2) }()
+		eventually(t, "the detach container runs", func() bool { c, ok := e.find("detach"); return ok && c.State == "running" })
+		if _, err := ptmx2.Write([]byte{0x10, 0x11}); err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("detach: berth exited with %v", err)
+		}
+		if c := e.container("detach"); c.State != "running" {
+			t.Fatalf("after detach the container is %s", c.State)
+		}
+	})
+
+	t.Run("detach, logs -f, attach", func(t *testing.T) {
+		e.t = t
+		id := strings.TrimSpace(e.mustBerth("run", "-d", "-i", "--name", "echoer", demoImage, "sh", "-c", "echo ready; cat; echo bye"))
+		if len(id) != 64 {
+			t.Fatalf("run -d printed %q; want a 64-hex ID", id)
+		}
+		eventually(t, "logs show ready", func() bool { return strings.Contains(e.mustBerth("logs", "echoer"), "ready") })
+		// logs -f follows until the container stops.
+		follow := exec.Command(filepath.Join(binDir, "berth"), "--config", e.config, "logs", "-f", "--timestamps", "echoer")
+		var fout bytes.Buffer
+		follow.Stdout = &fout
+		if err := follow.Start(); err != nil {
+			t.Fatal(err)
+		}
+		out, errOut, code := e.berthIn("through-attach\n", "attach", "echoer")
+		if code != 0 || !strings.Contains(out, "through-attach\nbye\n") {
+			t.Fatalf("attach: exit %d, stdout %q, stderr %q", code, out, errOut)
+		}
+		if err := follow.Wait(); err != nil {
+			t.Fatalf("logs -f: %v", err)
+		}
+		lines := strings.Split(strings.TrimSpace(fout.String()), "\n")
+		if len(lines) != 3 || !strings.HasSuffix(lines[2], " bye") {
+			t.Fatalf("logs -f --timestamps:\n%s", fout.String())
+		}
+		if _, err := time.Parse(time.RFC3339Nano, strings.Fields(lines[0])[0]); err != nil {
+			t.Fatalf("timestamp: %v", err)
+		}
+	})
+
+	t.Run("exec", func(t *testing.T) {
+		e.t = t
+		e.mustBerth("run", "-d", "--name", "target", "--hostname", "exec-host", demoImage, "sleep", "1000")
+		out := e.mustBerth("exec", "-e", "GREETING=hey", "-w", "/tmp", "target", "sh", "-c", "echo $GREETING $(hostname) $(pwd)")
+		if out != "hey exec-host /tmp\n" {
+			t.Fatalf("exec output %q", out)
+		}
+		out, _, code := e.berthIn("piped\n", "exec", "-i", "target", "cat")
+		if code != 0 || out != "piped\n" {
+			t.Fatalf("exec -i cat: %d %q", code, out)
+		}
+		e.mustBerth("exec", "-d", "target", "sh", "-c", "echo detached > /tmp/mark")
+		eventually(t, "the detached exec ran", func() bool {
+			out, _, _ := e.berth("exec", "target", "cat", "/tmp/mark")
+			return out == "detached\n"
+		})
+	})
+
+	t.Run("pause and unpause", func(t *testing.T) {
+		e.t = t
+		e.mustBerth("run", "-d", "--name", "counter", demoImage, "sh", "-c", counterScript)
+		eventually(t, "the counter counts", func() bool { return e.lastCount("counter") >= 3 })
+		e.mustBerth("pause", "counter")
+		if c := e.container("counter"); c.State != "paused" {
+			t.Fatalf("state after pause: %s", c.State)
+		}
+		frozen := e.lastCount("counter")
+		time.Sleep(time.Second) // ten counts' worth
+		if now := e.lastCount("counter"); now != frozen {
+			t.Fatalf("a paused counter went from %d to %d", frozen, now)
+		}
+		e.mustBerth("unpause", "counter")
+		eventually(t, "the counter resumes", func() bool { return e.lastCount("counter") > frozen })
+	})
+
+	t.Run("stop and kill", func(t *testing.T) {
+		e.t = t
+		// A process that ends on TERM exits with its own code; one that
+		// ignores it is killed when the timeout passes.
+		e.mustBerth("run", "-d", "--name", "polite", demoImage, "sh", "-c", `trap "exit 0" TERM; while true; do sleep 0.1; done`)
+		e.mustBerth("run", "-d", "--name", "stubborn", demoImage, "sh", "-c", `trap "" TERM; while true; do sleep 0.1; done`)
+		e.mustBerth("run", "-d", "--name", "usr1", demoImage, "sh", "-c", `trap "exit 9" USR1; while true; do sleep 0.1; done`)
+		e.mustBerth("run", "-d", "--name", "victim", demoImage, "sleep", "1000")
+		for _, n := range []string{"polite", "stubborn", "usr1"} {
+			eventually(t, n+" runs its trap", func() bool {
+				out, _, _ := e.berth("exec", n, "ps")
+				return strings.Contains(out, "sleep")
+			})
+		}
+		e.mustBerth("stop", "-t", "20", "polite")
+		e.mustBerth("stop", "-t", "1", "stubborn")
+		e.mustBerth("kill", "-s", "USR1", "usr1")
+		e.mustBerth("kill", "victim")
+		if out := e.mustBerth("wait", "usr1"); out != "9\n" {
+			t.Fatalf("wait after kill -s USR1: %q", out)
+		}
+		for name, want := range map[string]int{"polite": 0, "stubborn": 137, "usr1": 9, "victim": 137} {
+			if c := e.container(name); c.State != "stopped" || c.ExitCode != want {
+				t.Errorf("%s: %s with %d; want stopped with %d", name, c.State, c.ExitCode, want)
+			}
+		}
+	})
+
+	t.Run("restart on-failure:3", func(t *testing.T) {
+		e.t = t
+		e.mustBerth("run", "-d", "--name", "flaky", "--restart", "on-failure:3", demoImage, "sh", "-c", "echo attempt; exit 4")
+		eventually(t, "three restarts", func() bool {
+			c := e.container("flaky")
+			return c.RestartCount == 3 && c.State == "stopped"
+		})
+		// No fourth: the log has four attempts and the count stays.
+		time.Sleep(time.Second)
+		c := e.container("flaky")
+		if c.RestartCount != 3 || c.ExitCode != 4 || c.State != "stopped" {
+			t.Fatalf("after the retries: %+v", c)
+		}
+		if n := strings.Count(e.mustBerth("logs", "flaky"), "attempt"); n != 4 {
+			t.Fatalf("%d attempts logged; want 4", n)
+		}
+	})
+
+	t.Run("rm", func(t *testing.T) {
+		e.t = t
+		if _, _, code := e.berth("run", "--rm", "--name", "ephemeral", demoImage, "sh", "-c", "exit 2"); code != 2 {
+			t.Fatalf("run --rm exit %d; want 2", code)
+		}
+		for _, c := range e.psEntries() {
+			if c.Name == "ephemeral" {
+				t.Fatal("run --rm left its container")
+			}
+		}
+		e.mustBerth("run", "-d", "--name", "busy", demoImage, "sleep", "1000")
+		if _, errOut, code := e.berth("rm", "busy"); code == 0 || !strings.Contains(errOut, "busy") {
+			t.Fatalf("rm of a running container: %d %q", code, errOut)
+		}
+		e.mustBerth("rm", "-f", "busy")
+		if _, errOut, code := e.berth("rm", "busy"); code == 0 || !strings.Contains(errOut, "no such container") {
+			t.Fatalf("second rm: %d %q", code, errOut)
+		}
+	})
+
+	t.Run("ten in parallel", func(t *testing.T) {
+		e.t = t
+		var wg sync.WaitGroup
+		errs := make(chan string, 10)
+		for i := range 10 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				want := fmt.Sprintf("parallel-%d", i)
+				cmd := exec.Command(filepath.Join(binDir, "berth"), "--config", e.config, "run", "--rm", "--name", want, demoImage, "sh", "-c", "echo $(hostname) "+want)
+				out, err := cmd.CombinedOutput()
+				if err != nil || !strings.HasSuffix(string(out), " "+want+"\n") {
+					errs <- fmt.Sprintf("%s: %v %q", want, err, out)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for msg := range errs {
+			t.Error(msg)
+		}
+	})
+}
+
+// The daemon and its plugins are killed with SIGKILL while three containers
+// run; one of them exits meanwhile. After `berth system start`, ps shows
+// the other two running with their pids, and the third stopped with its
+// real exit code.
+func TestContainersOutliveADaemonCrash(t *testing.T) {
+	e := containerEnv(t)
+	for _, n := range []string{"keep-1", "keep-2"} {
+		e.mustBerth("run", "-d", "--name", n, demoImage, "sleep", "1000")
+	}
+	e.mustBerth("run", "-d", "--name", "quits", demoImage, "sh", "-c", `trap "exit 7" TERM; while true; do sleep 0.1; done`)
+	eventually(t, "quits runs its trap", func() bool {
+		out, _, _ := e.berth("exec", "quits", "ps")
+		return strings.Contains(out, "sleep")
+	})
+	before := map[string]psEntry{}
+	for _, c := range e.psEntries() {
+		before[c.Name] = c
+	}
+
+	var st struct {
+		Pid     int
+		Plugins []struct{ Pid int }
+	}
+	if err := json.Unmarshal([]byte(e.mustBerth("system", "status", "--format", "json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(st.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range append(st.Plugins, struct{ Pid int }{st.Pid}) {
+		eventually(t, fmt.Sprintf("pid %d to be gone", p.Pid), func() bool { return !processAlive(p.Pid) })
+	}
+	// The container's process ends while no daemon runs.
+	if err := syscall.Kill(before["quits"].Pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "quits to exit", func() bool { return !processAlive(before["quits"].Pid) })
+
+	e.mustBerth("system", "start")
+	eventually(t, "ps to show the reconciled containers", func() bool {
+		after := map[string]psEntry{}
+		for _, c := range e.psEntries() {
+			after[c.Name] = c
+		}
+		q := after["quits"]
+		return q.State == "stopped" && after["keep-1"].State == "running" && after["keep-2"].State == "running"
+	})
+	for _, c := range e.psEntries() {
+		switch c.Name {
+		case "quits":
+			if c.ExitCode != 7 {
+				t.Errorf("quits exited meanwhile with 7; ps shows %d", c.ExitCode)
+			}
+		default:
+			if c.Pid != before[c.Name].Pid || !processAlive(c.Pid) {
+				t.Errorf("%s: pid %d after the crash, %d before", c.Name, c.Pid, before[c.Name].Pid)
+			}
+		}
+	}
+	// They are still managed: stop works.
+	e.mustBerth("stop", "-t", "1", "keep-1")
+}
