@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make demo: what Berth does today, end to end, on this machine.
-# (Containers arrive with the lifecycle and isolation issues; this shows the
-# daemon, its plugins and their supervision, and the image store.)
+# The daemon, its plugins and their supervision, the image store, and a
+# container run from the demo image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 berth=bin/berth
@@ -33,4 +33,18 @@ step $berth rmi berth.local/demo:latest
 step $berth load -i /tmp/berth-demo-image.tar
 rm -f /tmp/berth-demo-image.tar
 step $berth images
+
+printf '\n\033[1m# a container: its own hostname, its own pid namespace, its memory limit\033[0m\n'
+# shellcheck disable=SC2016 # expanded inside the container
+demo_script='echo "hostname: $(hostname)"
+echo "processes it sees (pid 1 is its own shell):"
+ps -o pid,user,comm
+if [ -f /sys/fs/cgroup/memory.max ]; then limit=$(cat /sys/fs/cgroup/memory.max)
+else limit=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes); fi
+echo "memory limit: $limit bytes ($((limit / 1048576)) MiB)"'
+$berth rm -f berth-demo >/dev/null 2>&1 || true
+step $berth run --name berth-demo --hostname berth-demo --memory 64m berth.local/demo:latest sh -c "$demo_script"
+step $berth ps -a
+step $berth logs berth-demo
+step $berth rm berth-demo
 step $berth system stop
