@@ -23,6 +23,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/core/unpack/internal/testimage"
+	"github.com/berth-dev/berth/plugins/snapshot-apfs/apfs"
+	"github.com/berth-dev/berth/sdk/mount"
+	"github.com/berth-dev/berth/sdk/plugin"
 	"github.com/berth-dev/berth/sdk/snapshot"
 	"github.com/berth-dev/berth/sdk/snapshot/mountutil"
 )
@@ -62,8 +65,9 @@ func firstErr(errs ...error) error {
 }
 
 // TestMatchesUmoci unpacks one image with umoci (from an OCI layout) and
-// with core/unpack into snapshot-overlay (pulled from a registry on
-// loopback), and compares the trees entry by entry.
+// with core/unpack (pulled from a registry on loopback) into
+// snapshot-overlay and into snapshot-apfs, and compares the trees entry by
+// entry.
 func TestMatchesUmoci(t *testing.T) {
 	requireRoot(t)
 	umoci, err := exec.LookPath("umoci")
@@ -98,31 +102,47 @@ func TestMatchesUmoci(t *testing.T) {
 	if err != nil {
 		t.Fatalf("pull from the loopback registry: %v", err)
 	}
-	sn := newOverlay(t)
-	ctx := context.Background()
-	res, err := Unpack(ctx, sn, layersOf(t, pulled), Options{})
-	if err != nil {
-		t.Fatalf("Unpack: %v", err)
-	}
-	ms, err := sn.View(ctx, "compare", res.ChainID, snapshot.WithLabels(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ours := filepath.Join(work, "ours")
-	if err := os.Mkdir(ours, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	undo, err := mountutil.MountAll(ms, ours)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer undo()
-
 	want := describeTree(t, filepath.Join(bundle, "rootfs"))
-	got := describeTree(t, ours)
 	if len(want.entries) < 30 {
 		t.Fatalf("umoci's tree has only %d entries; the test image did not unpack as expected", len(want.entries))
 	}
+	layers := layersOf(t, pulled)
+	t.Run("overlay", func(t *testing.T) {
+		sn := newOverlay(t)
+		compareWithUmoci(t, sn, layers, want, func(ms []mount.Mount) string {
+			ours := t.TempDir()
+			undo, err := mountutil.MountAll(ms, ours)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = undo() })
+			return ours
+		})
+	})
+	t.Run("apfs", func(t *testing.T) {
+		// Full trees, whiteouts deleting: the view is the snapshot's dir.
+		sn := apfs.New(nil)
+		if err := sn.Configure(context.Background(), plugin.ConfigureRequest{StateDir: t.TempDir()}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = sn.Close() })
+		compareWithUmoci(t, sn, layers, want, func(ms []mount.Mount) string { return ms[0].Source })
+	})
+}
+
+// compareWithUmoci unpacks layers into sn, presents a view of the top
+// layer with present, and compares it with umoci's tree.
+func compareWithUmoci(t *testing.T, sn snapshot.Snapshotter, layers []Layer, want tree, present func([]mount.Mount) string) {
+	ctx := context.Background()
+	res, err := Unpack(ctx, sn, layers, Options{})
+	if err != nil {
+		t.Fatalf("Unpack: %v", err)
+	}
+	ms, err := sn.View(ctx, "compare", res.ChainID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := describeTree(t, present(ms))
 	var diffs []string
 	for p, w := range want.entries {
 		if g, ok := got.entries[p]; !ok {
@@ -141,7 +161,7 @@ func TestMatchesUmoci(t *testing.T) {
 	}
 	sort.Strings(diffs)
 	if len(diffs) > 0 {
-		t.Errorf("core/unpack + snapshot-overlay differ from umoci unpack:\n%s", strings.Join(diffs, "\n"))
+		t.Errorf("core/unpack differs from umoci unpack:\n%s", strings.Join(diffs, "\n"))
 	}
 	t.Logf("compared %d entries and %d hardlink groups", len(want.entries), len(want.linkGroups))
 }
