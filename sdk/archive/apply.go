@@ -80,6 +80,7 @@ func Apply(ctx context.Context, root string, r io.Reader, opts Options) (Result,
 		return res, err
 	}
 	defer t.close()
+	t.ctx = ctx
 
 	// Decompression and hashing run in a goroutine of their own, a few
 	// chunks ahead of the writes: on two cores, unpacking costs about the
@@ -388,16 +389,25 @@ func (t *tree) file(hdr *tar.Header, pfd int, rel, base string, r io.Reader) err
 	}
 	f := os.NewFile(uintptr(fd), t.path(rel))
 	defer f.Close()
-	if _, err := io.CopyBuffer(fileWriter{f}, r, t.buf); err != nil {
+	if _, err := io.CopyBuffer(fileWriter{f: f, ctx: t.ctx}, r, t.buf); err != nil {
 		return entryErr(hdr.Name, fmt.Errorf("write content: %w", err))
 	}
 	return t.attrs(hdr, pfd, rel, base, fd)
 }
 
-// fileWriter hides os.File's ReadFrom so CopyBuffer uses our buffer.
-type fileWriter struct{ f *os.File }
+// fileWriter hides os.File's ReadFrom so CopyBuffer uses our buffer, and
+// stops a large file's copy when ctx is cancelled.
+type fileWriter struct {
+	f   *os.File
+	ctx context.Context
+}
 
-func (w fileWriter) Write(p []byte) (int, error) { return w.f.Write(p) }
+func (w fileWriter) Write(p []byte) (int, error) {
+	if err := w.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return w.f.Write(p)
+}
 
 // hardlink applies a hardlink entry; its target must be inside the root and
 // must not be a directory.

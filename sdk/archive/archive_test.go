@@ -424,3 +424,19 @@ func TestApplyManyChunks(t *testing.T) {
 		t.Errorf("Apply with a refused entry between large files = %v, want ErrInvalidArgument", err)
 	}
 }
+
+// TestCancelStopsALargeFile cancels while a large file is being written.
+func TestCancelStopsALargeFile(t *testing.T) {
+	raw := layerTar(t, file("big", string(make([]byte, 64<<20))))
+	ctx, cancel := context.WithCancel(context.Background())
+	var once bool
+	_, err := Apply(ctx, t.TempDir(), bytes.NewReader(raw), Options{Progress: func(n int64) {
+		if n > 8<<20 && !once {
+			once = true
+			cancel()
+		}
+	}})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Apply cancelled in the middle of a file = %v, want context.Canceled", err)
+	}
+}

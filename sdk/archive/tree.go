@@ -3,6 +3,7 @@
 package archive
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -25,6 +26,7 @@ type tree struct {
 	privileged bool
 	log        hclog.Logger
 	buf        []byte
+	ctx        context.Context // stops long file copies
 
 	// written holds every path this layer wrote, below every directory
 	// with written entries beneath it (for whiteouts, which hide only
