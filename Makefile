@@ -45,14 +45,16 @@ demo: build
 demo-image: build
 	./scripts/demo-image.sh
 
-# Regenerate sdk/internal/gen from sdk/proto; the result is committed and
-# check-proto proves it is reproduced byte for byte.
+# Regenerate sdk/internal/gen from sdk/proto, with the REST gateway and its
+# OpenAPI document (sdk/api/openapi.swagger.json; HTTP rules in
+# sdk/proto/gateway.yaml); the result is committed and check-proto proves it
+# is reproduced byte for byte.
 proto:
 	./scripts/genproto.sh
 
 check-proto: proto
-	git diff --exit-code -- sdk/internal/gen
-	@test -z "$$(git status --porcelain -- sdk/internal/gen)" || { echo "untracked generated files"; exit 1; }
+	git diff --exit-code -- sdk/internal/gen sdk/api/openapi.swagger.json
+	@test -z "$$(git status --porcelain -- sdk/internal/gen sdk/api/openapi.swagger.json)" || { echo "untracked generated files"; exit 1; }
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }

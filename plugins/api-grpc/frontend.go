@@ -5,14 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -31,8 +34,11 @@ type settings struct {
 	// Socket is the public API socket; empty means api.sock in the plugin's
 	// runtime dir.
 	Socket *string `json:"socket"`
-	// SocketMode is the socket's permission bits, as an octal string.
+	// SocketMode is the sockets' permission bits, as an octal string.
 	SocketMode *string `json:"socket_mode"`
+	// RESTSocket is the REST/JSON gateway's socket; empty means
+	// api-rest.sock beside the gRPC socket.
+	RESTSocket *string `json:"rest_socket"`
 }
 
 // frontend serves the public API. It holds no state of its own: the core
@@ -40,10 +46,14 @@ type settings struct {
 type frontend struct {
 	log hclog.Logger
 
-	mu       sync.Mutex
-	server   *grpc.Server
-	listener net.Listener
-	socket   string
+	mu         sync.Mutex
+	server     *grpc.Server
+	listener   net.Listener
+	socket     string
+	rest       *http.Server
+	restSocket string
+	// stopGateway ends the gateway's connection to the gRPC socket.
+	stopGateway func()
 }
 
 var _ api.Frontend = (*frontend)(nil)
@@ -56,13 +66,14 @@ const CapContainers = "containers"
 func newFrontend(log hclog.Logger) *frontend { return &frontend{log: log} }
 
 func (f *frontend) Info(context.Context) (plugin.Info, error) {
-	return plugin.HostInfo(plugin.LayerAPI, "grpc", version.Version, api.CapGRPC, api.CapSystem, api.CapPlugins, images.CapImages, CapContainers), nil
+	return plugin.HostInfo(plugin.LayerAPI, "grpc", version.Version, api.CapGRPC, api.CapREST, api.CapSystem, api.CapPlugins, images.CapImages, CapContainers), nil
 }
 
 func (f *frontend) ConfigSchema(context.Context) (*schema.Spec, error) {
 	return schema.Object(map[string]*schema.Spec{
 		"socket":      schema.Attr("socket", "string", false),
 		"socket_mode": schema.Default(schema.Attr("socket_mode", "string", false), schema.Literal(`"0660"`)),
+		"rest_socket": schema.Attr("rest_socket", "string", false),
 	}), nil
 }
 
@@ -76,6 +87,13 @@ func (f *frontend) Configure(_ context.Context, req plugin.ConfigureRequest) err
 	socket := filepath.Join(req.RuntimeDir, "api.sock")
 	if s.Socket != nil && *s.Socket != "" {
 		socket = *s.Socket
+	}
+	restSocket := filepath.Join(filepath.Dir(socket), "api-rest.sock")
+	if s.RESTSocket != nil && *s.RESTSocket != "" {
+		restSocket = *s.RESTSocket
+	}
+	if restSocket == socket {
+		return errdefs.InvalidArgument("api grpc config: rest_socket and socket are both %s", socket)
 	}
 	mode := os.FileMode(0o660)
 	if s.SocketMode != nil {
@@ -107,11 +125,10 @@ func (f *frontend) Configure(_ context.Context, req plugin.ConfigureRequest) err
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.server != nil {
-		if f.socket == socket {
+		if f.socket == socket && f.restSocket == restSocket {
 			return nil
 		}
-		f.server.Stop()
-		_ = os.Remove(f.socket)
+		f.stopLocked()
 	}
 	l, err := listenUnix(socket, mode, socketGroup)
 	if err != nil {
@@ -137,7 +154,58 @@ func (f *frontend) Configure(_ context.Context, req plugin.ConfigureRequest) err
 	}()
 	f.server, f.listener, f.socket = srv, l, socket
 	f.log.Info("serving the public API", "socket", socket)
+	if err := f.serveRESTLocked(socket, restSocket, mode); err != nil {
+		f.stopLocked()
+		return err
+	}
 	return nil
+}
+
+// serveRESTLocked serves the REST/JSON gateway on restSocket; it calls the
+// gRPC API on socket, so both show the same services and errors.
+func (f *frontend) serveRESTLocked(socket, restSocket string, mode os.FileMode) error {
+	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("gateway connection to %s: %w", socket, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	handler, err := api.NewRESTGateway(ctx, conn)
+	if err != nil {
+		cancel()
+		_ = conn.Close()
+		return fmt.Errorf("rest gateway: %w", err)
+	}
+	l, err := listenUnix(restSocket, mode, socketGroup)
+	if err != nil {
+		cancel()
+		_ = conn.Close()
+		return err
+	}
+	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := hs.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			f.log.Error("REST gateway stopped", "error", err)
+		}
+	}()
+	f.rest, f.restSocket = hs, restSocket
+	f.stopGateway = func() { cancel(); _ = conn.Close() }
+	f.log.Info("serving the REST gateway", "socket", restSocket, "openapi", api.OpenAPIPath)
+	return nil
+}
+
+// stopLocked stops both servers and removes their sockets.
+func (f *frontend) stopLocked() {
+	if f.rest != nil {
+		_ = f.rest.Close()
+		f.stopGateway()
+		_ = os.Remove(f.restSocket)
+		f.rest, f.restSocket, f.stopGateway = nil, "", nil
+	}
+	if f.server != nil {
+		f.server.Stop()
+		_ = os.Remove(f.socket)
+		f.server, f.listener, f.socket = nil, nil, ""
+	}
 }
 
 func (f *frontend) Endpoints(context.Context) ([]api.Endpoint, error) {
@@ -146,7 +214,11 @@ func (f *frontend) Endpoints(context.Context) ([]api.Endpoint, error) {
 	if f.server == nil {
 		return nil, nil
 	}
-	return []api.Endpoint{{Kind: "grpc", Address: "unix://" + f.socket}}, nil
+	es := []api.Endpoint{{Kind: "grpc", Address: "unix://" + f.socket}}
+	if f.rest != nil {
+		es = append(es, api.Endpoint{Kind: "rest", Address: "unix://" + f.restSocket})
+	}
+	return es, nil
 }
 
 // socketGroup is the group that may use the public API socket besides root.

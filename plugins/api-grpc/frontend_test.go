@@ -23,7 +23,7 @@ func TestInfoDeclaresItsCapabilities(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{api.CapGRPC, api.CapSystem, api.CapPlugins, images.CapImages, CapContainers}
+	want := []string{api.CapGRPC, api.CapREST, api.CapSystem, api.CapPlugins, images.CapImages, CapContainers}
 	if info.Layer != plugin.LayerAPI || info.Name != "grpc" || !slices.Equal(info.Capabilities, want) {
 		t.Fatalf("Info = %+v; want layer api, name grpc, capabilities %v", info, want)
 	}

@@ -46,7 +46,11 @@ type logsServer struct {
 }
 
 func (s *logsServer) Logs(r *pb.LogsRequest, stream pb.Logs_LogsServer) error {
-	err := s.impl.Logs(stream.Context(), r.Ref, LogsOptions{Follow: r.Follow, Tail: int(r.Tail)}, func(e LogEntry) error {
+	opts := LogsOptions{Follow: r.Follow, Tail: -1}
+	if r.Tail != nil && *r.Tail >= 0 {
+		opts.Tail = int(*r.Tail)
+	}
+	err := s.impl.Logs(stream.Context(), r.Ref, opts, func(e LogEntry) error {
 		return stream.Send(&pb.LogEntry{Stream: e.Stream, Data: e.Data, TimeUnixNano: unixNano(e.Time)})
 	})
 	return errdefs.ToGRPC(err)
@@ -68,7 +72,12 @@ func NewLogsClient(conn grpc.ClientConnInterface) *LogsClient {
 func (c *LogsClient) Logs(ctx context.Context, ref string, opts LogsOptions, send func(LogEntry) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := c.c.Logs(ctx, &pb.LogsRequest{Ref: ref, Follow: opts.Follow, Tail: int64(opts.Tail)})
+	req := &pb.LogsRequest{Ref: ref, Follow: opts.Follow}
+	if opts.Tail >= 0 {
+		tail := int64(opts.Tail)
+		req.Tail = &tail
+	}
+	stream, err := c.c.Logs(ctx, req)
 	if err != nil {
 		return errdefs.FromGRPC(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +17,9 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+	"github.com/go-openapi/loads"
+	"github.com/go-openapi/strfmt"
+	"github.com/go-openapi/validate"
 )
 
 // The container tests drive the berth binary against a real daemon with the
@@ -384,6 +388,89 @@ func TestContainerCommands(t *testing.T) {
 		e.mustBerth("rm", "-f", "busy")
 		if _, errOut, code := e.berth("rm", "busy"); code == 0 || !strings.Contains(errOut, "no such container") {
 			t.Fatalf("second rm: %d %q", code, errOut)
+		}
+	})
+
+	t.Run("REST gateway", func(t *testing.T) {
+		e.t = t
+		e.mustBerth("run", "-d", "--name", "rest-running", demoImage, "sleep", "1000")
+		e.mustBerth("run", "--name", "rest-stopped", demoImage, "true")
+		restSocket := filepath.Join(e.dir, "run", "api-grpc", "api-rest.sock")
+		fi, err := os.Stat(restSocket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm()&0o007 != 0 {
+			t.Fatalf("REST socket mode %v lets others in", fi.Mode().Perm())
+		}
+		curl := func(path string) (int, []byte) {
+			t.Helper()
+			out, err := exec.Command("curl", "-sS", "--unix-socket", restSocket, "-w", "\n%{http_code}", "http://x"+path).Output()
+			if err != nil {
+				t.Fatalf("curl %s: %v", path, err)
+			}
+			i := bytes.LastIndexByte(out, '\n')
+			code, _ := strconv.Atoi(string(out[i+1:]))
+			return code, out[:i]
+		}
+		ids := func(path string) []string {
+			code, body := curl(path)
+			var resp struct{ Containers []struct{ ID string } }
+			if err := json.Unmarshal(body, &resp); code != 200 || err != nil {
+				t.Fatalf("GET %s: %d %v\n%s", path, code, err, body)
+			}
+			var out []string
+			for _, c := range resp.Containers {
+				out = append(out, c.ID)
+			}
+			slices.Sort(out)
+			return out
+		}
+		var all, running []string
+		for _, c := range e.psEntries() {
+			all = append(all, c.ID)
+			if c.State == "running" || c.State == "paused" {
+				running = append(running, c.ID)
+			}
+		}
+		slices.Sort(all)
+		slices.Sort(running)
+		if len(all) == len(running) || len(running) == 0 {
+			t.Fatalf("want running and stopped containers to compare; have %d of %d running", len(running), len(all))
+		}
+		if got := ids("/v1/containers?filter.all=true"); !slices.Equal(got, all) {
+			t.Errorf("REST all = %v\nps -a = %v", got, all)
+		}
+		if got := ids("/v1/containers"); !slices.Equal(got, running) {
+			t.Errorf("REST running = %v\nps = %v", got, running)
+		}
+		if code, body := curl("/v1/containers/no-such-container"); code != 404 || !bytes.Contains(body, []byte("no-such-container")) {
+			t.Errorf("GET of a missing container: %d %s", code, body)
+		}
+		code, body := curl("/v1/containers/rest-stopped/logs")
+		if code != 200 {
+			t.Errorf("GET logs: %d %s", code, body)
+		}
+		e.mustBerth("run", "--name", "rest-logs", demoImage, "echo", "via-rest")
+		code, body = curl("/v1/containers/rest-logs/logs")
+		if code != 200 || !bytes.Contains(body, []byte(`"stream":"stdout"`)) || !bytes.Contains(body, []byte(`"data":"dmlhLXJlc3QK"`)) {
+			t.Errorf("GET logs: %d %s", code, body)
+		}
+
+		// The OpenAPI document parses and validates.
+		code, body = curl("/openapi.json")
+		if code != 200 {
+			t.Fatalf("GET /openapi.json: %d", code)
+		}
+		doc, err := loads.Analyzed(json.RawMessage(body), "2.0")
+		if err != nil {
+			t.Fatalf("openapi.json does not parse: %v", err)
+		}
+		if err := validate.Spec(doc, strfmt.Default); err != nil {
+			t.Fatalf("openapi.json does not validate: %v", err)
+		}
+		if _, ok := doc.Spec().Paths.Paths["/v1/containers/{ref}/logs"]; !ok {
+			t.Fatal("openapi.json lacks /v1/containers/{ref}/logs")
 		}
 	})
 

@@ -30,8 +30,9 @@ type LogsRequest struct {
 	// ref is a container ID, unique ID prefix or name.
 	Ref    string `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
 	Follow bool   `protobuf:"varint,2,opt,name=follow,proto3" json:"follow,omitempty"`
-	// tail is how many of the last entries to send first; negative is all.
-	Tail          int64 `protobuf:"varint,3,opt,name=tail,proto3" json:"tail,omitempty"`
+	// tail is how many of the last entries to send first; absent or
+	// negative is all of them.
+	Tail          *int64 `protobuf:"varint,3,opt,name=tail,proto3,oneof" json:"tail,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -81,8 +82,8 @@ func (x *LogsRequest) GetFollow() bool {
 }
 
 func (x *LogsRequest) GetTail() int64 {
-	if x != nil {
-		return x.Tail
+	if x != nil && x.Tail != nil {
+		return *x.Tail
 	}
 	return 0
 }
@@ -152,11 +153,12 @@ var File_berth_api_v1_logs_proto protoreflect.FileDescriptor
 
 const file_berth_api_v1_logs_proto_rawDesc = "" +
 	"\n" +
-	"\x17berth/api/v1/logs.proto\x12\fberth.api.v1\"K\n" +
+	"\x17berth/api/v1/logs.proto\x12\fberth.api.v1\"Y\n" +
 	"\vLogsRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x16\n" +
-	"\x06follow\x18\x02 \x01(\bR\x06follow\x12\x12\n" +
-	"\x04tail\x18\x03 \x01(\x03R\x04tail\"\\\n" +
+	"\x06follow\x18\x02 \x01(\bR\x06follow\x12\x17\n" +
+	"\x04tail\x18\x03 \x01(\x03H\x00R\x04tail\x88\x01\x01B\a\n" +
+	"\x05_tail\"\\\n" +
 	"\bLogEntry\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12$\n" +
@@ -196,6 +198,7 @@ func file_berth_api_v1_logs_proto_init() {
 	if File_berth_api_v1_logs_proto != nil {
 		return
 	}
+	file_berth_api_v1_logs_proto_msgTypes[0].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
