@@ -102,6 +102,9 @@ func Run(ctx context.Context, opts Options) error {
 	}
 
 	sys := &system{cfg: cfg, started: time.Now(), shutdown: make(chan struct{})}
+	// Plugins reach the image service through a wrapper that unpacks pulls;
+	// it needs the host, so it is set once the host exists (before Start).
+	var imagesServed sdkimages.Service = imageSvc
 	h := host.New(host.Options{
 		Logger:         log,
 		LogLevel:       cfg.Berth.LogLevel,
@@ -111,10 +114,11 @@ func Run(ctx context.Context, opts Options) error {
 		RestartBackoff: opts.RestartBackoff,
 		Services: map[string]host.Service{
 			plugin.HandleSystem: func(s *grpc.Server) { api.RegisterSystemServer(s, sys) },
-			plugin.HandleImages: func(s *grpc.Server) { sdkimages.RegisterServer(s, imageSvc) },
+			plugin.HandleImages: func(s *grpc.Server) { sdkimages.RegisterServer(s, imagesServed) },
 		},
 	})
 	sys.host = h
+	imagesServed = newUnpackingImages(imageSvc, h, cfg, log)
 	defer func() {
 		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()

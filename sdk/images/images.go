@@ -108,6 +108,10 @@ const (
 	PhaseDone        = "done"        // downloaded and verified
 	PhaseUploading   = "uploading"
 	PhasePushed      = "pushed"
+	// PhaseUnpacking and PhaseUnpacked report a pulled layer being
+	// unpacked into the default snapshotter (Current/Total: blob bytes).
+	PhaseUnpacking = "unpacking"
+	PhaseUnpacked  = "unpacked"
 )
 
 // Progress reports one blob's progress during a pull or push. Updates for

@@ -58,6 +58,14 @@ func buildAll(bin string) error {
 			return fmt.Errorf("%s: %w", pkg, err)
 		}
 	}
+	// The sandbox's static init, as make build links it (the isolation
+	// plugin refuses to configure without it).
+	cmd := exec.Command("go", "build", "-tags", "netgo,osusergo", "-ldflags", `-s -w -linkmode external -extldflags "-static"`,
+		"-o", filepath.Join(bin, "berth-sandbox-init"), "../../../cmd/berth-sandbox-init")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("berth-sandbox-init: %w", err)
+	}
 	return nil
 }
 

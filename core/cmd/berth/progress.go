@@ -52,8 +52,8 @@ func (p *progressPrinter) update(u images.Progress) {
 		p.order = append(p.order, u.ID)
 	}
 	phaseChanged := b.Phase != u.Phase
-	if u.Phase == images.PhaseDownloading || u.Phase == images.PhaseUploading {
-		if b.started.IsZero() {
+	if u.Phase == images.PhaseDownloading || u.Phase == images.PhaseUploading || u.Phase == images.PhaseUnpacking {
+		if phaseChanged || b.started.IsZero() {
 			b.started = time.Now()
 		}
 	}
@@ -101,7 +101,7 @@ func (b *blobProgress) line() string {
 		id = shortID(id)
 	}
 	switch b.Phase {
-	case images.PhaseDownloading, images.PhaseUploading:
+	case images.PhaseDownloading, images.PhaseUploading, images.PhaseUnpacking:
 		s := fmt.Sprintf("%s: %-11s %s", id, b.Phase, humanSize(b.Current))
 		if b.Total > 0 {
 			s += " / " + humanSize(b.Total)
@@ -114,7 +114,7 @@ func (b *blobProgress) line() string {
 			}
 		}
 		return s
-	case images.PhaseDone, images.PhaseExists:
+	case images.PhaseDone, images.PhaseExists, images.PhaseUnpacked:
 		return fmt.Sprintf("%s: %-11s %s", id, b.Phase, humanSize(b.Total))
 	}
 	return fmt.Sprintf("%s: %s", id, b.Phase)
