@@ -24,7 +24,9 @@ func newRootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringVar(&g.configFile, "config", "", "config file (default $BERTH_CONFIG, /etc/berth/config.hcl, or config.hcl beside the berth binary's bin/)")
-	root.AddCommand(newSystemCommand(g), newPluginCommand(g), newConfigCommand(g), newVersionCommand(g))
+	system := newSystemCommand(g)
+	system.AddCommand(newSystemInstallCommand(g))
+	root.AddCommand(system, newPluginCommand(g), newConfigCommand(g), newVersionCommand(g))
 	addImageCommands(root, g)
 	addContainerCommands(root, g)
 	return root
