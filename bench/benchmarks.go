@@ -151,6 +151,29 @@ var benchmarks = []runner.Benchmark{
 		Target:     2.0,
 		Iterations: 30,
 	},
+	{
+		Name:        "container-run",
+		Description: "`berth run --rm IMG true` end to end (CLI → daemon → api-grpc → lifecycle-local → resources-cgroup, snapshot-overlay, isolation-sandbox → exit → remove) against `ctr run --rm` of the same image (saved by berth, imported with ctr image import) on Debian's containerd + runc, each with a daemon of its own under /tmp/berth-bench-run",
+		Setup:       []runner.Command{runner.Cmd("scripts/bench-run.sh", "setup")},
+		Teardown:    []runner.Command{runner.Cmd("scripts/bench-run.sh", "teardown")},
+		Requires:    requireRoot,
+		Ours:        runner.Side{Run: runner.Cmd("bin/berth", "--config", "/tmp/berth-bench-run/config.hcl", "run", "--rm", "berth.local/demo:latest", "true")},
+		Peer:        runner.Side{Run: runner.Cmd("ctr", "--address", "/tmp/berth-bench-run/containerd/containerd.sock", "--namespace", "bench", "run", "--rm", "berth.local/demo:latest", "bench-ctr", "true")},
+		// The issue's target: at most 1.0x ctr.
+		Target:     1.0,
+		Iterations: 100,
+	},
+	{
+		Name:        "container-run-vs-runc",
+		Description: "the same `berth run --rm IMG true` against bare `runc run` of a bundle of the same rootfs (runc spec's default, no daemon, no image, no snapshot): what the whole engine costs over the runtime alone, for reference",
+		Setup:       []runner.Command{runner.Cmd("scripts/bench-run.sh", "setup")},
+		Teardown:    []runner.Command{runner.Cmd("scripts/bench-run.sh", "teardown")},
+		Requires:    requireRoot,
+		Ours:        runner.Side{Run: runner.Cmd("bin/berth", "--config", "/tmp/berth-bench-run/config.hcl", "run", "--rm", "berth.local/demo:latest", "true")},
+		Peer:        runner.Side{Run: runner.Cmd("runc", "run", "--bundle", "/tmp/berth-bench-run/bundle", "berth-bench-runc")},
+		Target:      4.0,
+		Iterations:  30,
+	},
 }
 
 // requireRoot skips benchmarks that create namespaces and cgroups.

@@ -13,6 +13,8 @@ packages=(
   busybox-static      # tiny rootfs for sandbox tests; make demo-image
   skopeo              # the image pull benchmark's peer
   runc                # the sandbox benchmark's peer
+  containerd          # ctr: the container-run benchmark's peer
+  curl                # the REST gateway test (curl --unix-socket)
   criu                # checkpoint/restore where `criu check` passes
   umoci               # the unpack check's and benchmark's peer
   xfsprogs            # mkfs.xfs: reflink loop filesystems for snapshot-apfs tests
