@@ -83,8 +83,12 @@ func userError(err error) error {
 	if err == nil {
 		return nil
 	}
-	if errdefs.IsNotImplemented(err) && strings.Contains(err.Error(), "unknown service berth.lifecycle") {
-		return errors.New("no lifecycle plugin is configured (enable plugin \"lifecycle\" \"local\" in config.hcl)")
+	msg := err.Error()
+	switch {
+	case errdefs.IsNotImplemented(err) && strings.Contains(msg, "unknown service berth."):
+		return errors.New("the api plugin does not serve containers: no lifecycle plugin is configured (enable plugin \"lifecycle\" \"local\" in config.hcl)")
+	case errdefs.IsUnavailable(err) && strings.Contains(msg, "connection error"):
+		return errors.New("lost the connection to the berth API (the daemon or its api plugin stopped; see berth system status)")
 	}
 	return err
 }

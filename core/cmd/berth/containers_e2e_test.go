@@ -560,3 +560,16 @@ func TestContainersOutliveADaemonCrash(t *testing.T) {
 	// They are still managed: stop works.
 	e.mustBerth("stop", "-t", "1", "keep-1")
 }
+
+// Without a lifecycle plugin the container commands say so in one line.
+func TestContainerCommandsWithoutLifecycle(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the daemon's state and runtime dirs are created with root-only modes (CI runs as root)")
+	}
+	e := newEnv(t, imagesConfig)
+	e.mustBerth("system", "start")
+	_, errOut, code := e.berth("ps")
+	if code != 1 || errOut != "berth: the api plugin does not serve containers: no lifecycle plugin is configured (enable plugin \"lifecycle\" \"local\" in config.hcl)\n" {
+		t.Fatalf("ps without lifecycle: exit %d, stderr %q", code, errOut)
+	}
+}

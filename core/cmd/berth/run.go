@@ -330,11 +330,14 @@ func attachProcess(ctx context.Context, p *publicAPI, ref, execID string, stdin,
 		in = os.Stdin
 	}
 	if tty {
-		restore, err := makeRaw(os.Stdin)
-		if err != nil {
-			return attachResult{err: err}
+		if stdin {
+			// Keys go to the container as typed (Ctrl-C included).
+			restore, err := makeRaw(os.Stdin)
+			if err != nil {
+				return attachResult{err: err}
+			}
+			defer restore()
 		}
-		defer restore()
 		stopResize := followWindowSize(ctx, func(size isolation.ConsoleSize) {
 			_ = p.lc.Resize(ctx, ref, execID, size)
 		})
