@@ -58,7 +58,10 @@ plugin "snapshot" "ext4" {
 
 # Layer 2: isolation modes; each container picks one with --isolation.
 plugin "isolation" "sandbox" {
-  enabled     = platform == "linux" # darwin's Seatbelt backend is still to come
+  # Linux: namespaces, cgroups, seccomp on an overlay rootfs. darwin:
+  # darwin-native workloads confined by Seatbelt (sandbox-exec) in an APFS
+  # clone, bound by mount kind (the plugin accepts bind rootfs there).
+  enabled     = platform == "linux" || platform == "darwin"
   default     = true
   snapshotter = platform == "darwin" ? "apfs" : "overlay"
 }

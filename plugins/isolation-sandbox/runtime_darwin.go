@@ -8,71 +8,54 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/berth-dev/berth/internal/sandbox/seatbelt"
 	"github.com/berth-dev/berth/internal/sandbox/supervisor"
-	"github.com/berth-dev/berth/sdk/errdefs"
 	"github.com/berth-dev/berth/sdk/isolation"
 )
 
-// The darwin parts of the runtime: darwin-native workloads confined by
-// Seatbelt (internal/sandbox/seatbelt), supervised by this binary started
-// as `isolation-sandbox supervise`.
+// The darwin adapter of the runtime: seatbeltPlatform (OS-neutral, tested
+// on Linux) with this binary as the supervisor, `isolation-sandbox
+// supervise`, whose backend confines every process with
+// /usr/bin/sandbox-exec (internal/sandbox/supervisor).
 
-func platformCaps() []string {
-	return []string{isolation.CapRootfsBind, isolation.CapExec, isolation.CapTTY, isolation.CapPause, isolation.CapRecover}
+func darwinPlatform() seatbeltPlatform {
+	self, err := os.Executable()
+	if err != nil {
+		self = os.Args[0]
+	}
+	return seatbeltPlatform{supervise: []string{self, "supervise"}}
 }
 
-// maybeSupervise runs the supervisor when this binary was started as one.
+func platformCaps() []string { return darwinPlatform().caps() }
+
+// maybeSupervise runs the supervisor, or a created init held until start,
+// when this binary was started as one.
 func maybeSupervise() bool {
-	if len(os.Args) > 1 && os.Args[1] == "supervise" {
-		supervisor.Main(os.Args[2:])
-		return true
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "supervise":
+			supervisor.Main(os.Args[2:])
+			return true
+		case supervisor.HoldArg:
+			supervisor.HoldMain(os.Args[2:])
+			return true
+		}
 	}
 	return false
 }
 
-// findInit: there is no init binary on darwin; the plugin supervises.
-func findInit(*string) (string, error) { return "", nil }
+func findInit(c *string) (string, error) { return darwinPlatform().findInit(c) }
 
-// platformSpec maps the network attachment to Seatbelt's: none or "" is
-// localhost only (the nearest thing to a private loopback-only namespace),
-// host is all.
 func platformSpec(spec isolation.Spec, oci *specs.Spec) error {
-	network := seatbelt.NetworkLocalhost
-	if spec.Network != nil {
-		switch spec.Network.Mode {
-		case "", "none":
-		case "host":
-			network = seatbelt.NetworkAll
-		default:
-			return errdefs.NotImplemented("task %s: network mode %q is not supported by the darwin sandbox (none, host)", spec.ID, spec.Network.Mode)
-		}
-	}
-	if oci.Annotations == nil {
-		oci.Annotations = map[string]string{}
-	}
-	oci.Annotations[supervisor.AnnotationNetwork] = network
-	return nil
+	return darwinPlatform().prepare(spec, oci)
 }
 
-func supervisorCommand(_, dir, socket string) (*exec.Cmd, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	return exec.Command(self, "supervise", "-dir", dir, "-socket", socket), nil
+func supervisorCommand(initPath, dir, socket string) (*exec.Cmd, error) {
+	return darwinPlatform().supervisorCommand(initPath, dir, socket)
 }
 
-func criuCheck() string { return "CRIU is Linux-only" }
+func criuCheck() string { return darwinPlatform().criuCheck() }
 
-// killLeftovers kills the task's process group.
-func killLeftovers(st supervisor.State) error {
-	if st.Pgid > 0 {
-		_ = syscall.Kill(-st.Pgid, syscall.SIGKILL)
-		_ = syscall.Kill(-st.Pgid, syscall.SIGCONT)
-	}
-	return nil
-}
+func killLeftovers(st supervisor.State) error { return darwinPlatform().killLeftovers(st) }
 
 // waitGone polls until pid no longer exists or the deadline passes.
 func waitGone(pid int, d time.Duration) {
@@ -85,5 +68,4 @@ func waitGone(pid int, d time.Duration) {
 	}
 }
 
-// unmountUnder: a darwin task mounts nothing.
-func unmountUnder(string) error { return nil }
+func unmountUnder(dir string) error { return darwinPlatform().unmountUnder(dir) }

@@ -44,6 +44,9 @@ type settings struct {
 // finds them all (Recover).
 type runtime struct {
 	log hclog.Logger
+	// plat is the backend: the host's (hostPlatform), or the Seatbelt one
+	// run on Linux by the tests of the darwin runtime's logic.
+	plat platform
 
 	mu         sync.Mutex
 	stateDir   string
@@ -59,13 +62,13 @@ type runtime struct {
 var _ isolation.Runtime = (*runtime)(nil)
 
 func newRuntime(log hclog.Logger) *runtime {
-	return &runtime{log: log, hub: newEventHub()}
+	return &runtime{log: log, plat: hostPlatform{}, hub: newEventHub()}
 }
 
 // Info implements plugin.Base.
 func (r *runtime) Info(context.Context) (plugin.Info, error) {
 	// No CapCheckpoint: see checkpointUnavailable.
-	return plugin.HostInfo(plugin.LayerIsolation, "sandbox", version.Version, platformCaps()...), nil
+	return plugin.HostInfo(plugin.LayerIsolation, "sandbox", version.Version, r.plat.caps()...), nil
 }
 
 // ConfigSchema implements plugin.Base.
@@ -84,7 +87,7 @@ func (r *runtime) Configure(_ context.Context, req plugin.ConfigureRequest) erro
 	if req.StateDir == "" || req.RuntimeDir == "" {
 		return errdefs.InvalidArgument("isolation sandbox: the core gave no state or runtime dir")
 	}
-	initPath, err := findInit(s.InitPath)
+	initPath, err := r.plat.findInit(s.InitPath)
 	if err != nil {
 		return err
 	}
@@ -129,7 +132,7 @@ func (r *runtime) Create(ctx context.Context, spec isolation.Spec) (isolation.Ta
 		return isolation.TaskInfo{}, err
 	}
 	_, runDir, _ := r.dirs()
-	oci, err := prepareSpec(spec)
+	oci, err := prepareSpec(spec, r.plat)
 	if err != nil {
 		return isolation.TaskInfo{}, err
 	}
@@ -163,7 +166,7 @@ func (r *runtime) Create(ctx context.Context, spec isolation.Spec) (isolation.Ta
 
 // prepareSpec checks what this mode can run and applies the network
 // attachment to a copy of the OCI spec.
-func prepareSpec(spec isolation.Spec) (*specs.Spec, error) {
+func prepareSpec(spec isolation.Spec, plat platform) (*specs.Spec, error) {
 	if spec.OCI == nil || spec.OCI.Process == nil || len(spec.OCI.Process.Args) == 0 {
 		return nil, errdefs.InvalidArgument("task %s: the spec has no process to run", spec.ID)
 	}
@@ -184,7 +187,7 @@ func prepareSpec(spec isolation.Spec) (*specs.Spec, error) {
 		oci.Linux = &l
 	}
 	oci.Annotations = maps.Clone(oci.Annotations)
-	if err := platformSpec(spec, &oci); err != nil {
+	if err := plat.prepare(spec, &oci); err != nil {
 		return nil, err
 	}
 	return &oci, nil
@@ -206,7 +209,7 @@ func (r *runtime) startSupervisor(ctx context.Context, dir, socket string) (int,
 		return 0, err
 	}
 	defer rep.Close()
-	cmd, err := supervisorCommand(initPath, dir, socket)
+	cmd, err := r.plat.supervisorCommand(initPath, dir, socket)
 	if err != nil {
 		return 0, err
 	}
@@ -456,7 +459,7 @@ func (r *runtime) Resume(ctx context.Context, id string) error {
 // yet. (CapCheckpoint is declared only once both hold.)
 func (r *runtime) checkpointUnavailable() string {
 	r.criuOnce.Do(func() {
-		r.criuReason = criuCheck()
+		r.criuReason = r.plat.criuCheck()
 		if r.criuReason == "" {
 			r.criuReason = "criu check passes, but checkpoint through CRIU is not implemented by the sandbox yet"
 		}
@@ -512,13 +515,13 @@ func (r *runtime) Delete(ctx context.Context, id string) (isolation.ExitStatus, 
 		waitGone(st.SupervisorPid, 30*time.Second)
 	}
 	_ = supervisor.ReadJSON(filepath.Join(dir, supervisor.StateFile), &st)
-	if err := killLeftovers(st); err != nil {
+	if err := r.plat.killLeftovers(st); err != nil {
 		return isolation.ExitStatus{}, fmt.Errorf("delete task %s: %w", id, err)
 	}
 	if st.Exit != nil && exit.ExitedAt.IsZero() {
 		exit = exitStatus(*st.Exit)
 	}
-	if err := unmountUnder(dir); err != nil {
+	if err := r.plat.unmountUnder(dir); err != nil {
 		return isolation.ExitStatus{}, fmt.Errorf("delete task %s: %w", id, err)
 	}
 	if st.Socket != "" {

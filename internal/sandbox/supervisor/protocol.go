@@ -158,9 +158,12 @@ type State struct {
 	CreatedAt     time.Time   `json:"created_at"`
 	StartedAt     time.Time   `json:"started_at,omitzero"`
 	Exit          *ExitStatus `json:"exit,omitempty"`
-	// Cgroup is the task's cgroup (Linux); Pgid its process group (darwin).
+	// Cgroup is the task's cgroup (Linux); Pgid its init's process group
+	// and Pgids every process group of the task, the init's and its
+	// execs' (darwin: each process starts a session of its own).
 	Cgroup *sandbox.Cgroup `json:"cgroup,omitempty"`
 	Pgid   int             `json:"pgid,omitempty"`
+	Pgids  []int           `json:"pgids,omitempty"`
 }
 
 // Frame types of an attach.

@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -27,16 +28,36 @@ func seatbeltPolicy(spec TaskSpec) (seatbelt.Policy, error) {
 	if network == "" {
 		network = seatbelt.NetworkLocalhost
 	}
-	p := seatbelt.Policy{Root: spec.Rootfs[0].Source, Network: network, TTY: spec.OCI.Process.Terminal}
+	// Seatbelt matches the paths a process resolves (/var is
+	// /private/var on darwin), so the policy names real paths.
+	root, err := realDir(spec.Rootfs[0].Source)
+	if err != nil {
+		return seatbelt.Policy{}, errorf(KindInvalid, "task %s: rootfs %v", spec.ID, err)
+	}
+	p := seatbelt.Policy{Root: root, Network: network, TTY: spec.OCI.Process.Terminal}
 	for _, m := range spec.OCI.Mounts {
 		if m.Type == "bind" {
-			p.Volumes = append(p.Volumes, seatbelt.Volume{Path: m.Source, ReadOnly: slices.Contains(m.Options, "ro")})
+			src, err := realDir(m.Source)
+			if err != nil {
+				return seatbelt.Policy{}, errorf(KindInvalid, "task %s: volume for %s: %v", spec.ID, m.Destination, err)
+			}
+			p.Volumes = append(p.Volumes, seatbelt.Volume{Path: src, ReadOnly: slices.Contains(m.Options, "ro")})
 		}
 	}
 	if err := p.Validate(); err != nil {
 		return seatbelt.Policy{}, errorf(KindInvalid, "task %s: %v", spec.ID, err)
 	}
 	return p, nil
+}
+
+// realDir returns path with its symlinks resolved; it must be a directory
+// or a file that exists.
+func realDir(path string) (string, error) {
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	return real, nil
 }
 
 // inRoot maps an absolute path of a darwin image to the host: under the

@@ -128,6 +128,17 @@ type supervisor struct {
 // DIR, reports "ok <init pid>" or "error <why>" on fd 3 and closes it, then
 // serves the control socket until the task is deleted.
 func Main(args []string) {
+	serve(args, newBackend)
+}
+
+// MainSeatbelt is Main with the Seatbelt backend of opts, on any platform:
+// darwin's supervisor, and the tests of the darwin runtime's logic on
+// Linux (with Unconfined).
+func MainSeatbelt(args []string, opts SeatbeltOptions) {
+	serve(args, func(string, string) (backend, error) { return newSeatbeltBackend(opts) })
+}
+
+func serve(args []string, newBackend func(initPath, seccompCache string) (backend, error)) {
 	fs := flag.NewFlagSet("supervise", flag.ExitOnError)
 	dir := fs.String("dir", "", "task directory")
 	socket := fs.String("socket", "", "control socket path")
@@ -604,6 +615,15 @@ func (s *supervisor) exec(req Request) (Response, error) {
 	// An exit the reaper saw first waits in unclaimed for this.
 	s.execs[req.ExecID] = p
 	s.registerLocked(p, pid)
+	// A backend whose execs add to what it records (darwin's process
+	// groups) has it on disk, for a cleanup after the supervisor died.
+	groups := len(s.state.Pgids)
+	s.be.record(&s.state)
+	if len(s.state.Pgids) != groups {
+		if err := s.saveLocked(); err != nil {
+			s.log.Warn("record the exec's process group", "exec_id", req.ExecID, "error", err)
+		}
+	}
 	s.mu.Unlock()
 	go func() {
 		<-p.exited

@@ -1,0 +1,177 @@
+//go:build linux
+
+package supervisor
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/sdk/mount"
+)
+
+// The Seatbelt backend's logic, on Linux: the held init is a real process
+// of this test binary (HoldArg); only the confinement is Unconfined.
+
+func init() {
+	if len(os.Args) > 1 && os.Args[1] == HoldArg {
+		HoldMain(os.Args[2:])
+	}
+}
+
+func TestResolveProgram(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "app", "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "app", "bin", "tool"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "app", "data"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"PATH=/app/bin:/usr/bin:/bin"}
+	for _, tc := range []struct{ name, want string }{
+		{"/app/bin/tool", filepath.Join(root, "app/bin/tool")}, // in the root
+		{"tool", filepath.Join(root, "app/bin/tool")},          // PATH, in the root
+		{"/bin/sh", "/bin/sh"},                                 // a system binary of the host
+		{"sh", "/usr/bin/sh"},
+	} {
+		got, err := resolveProgram(root, tc.name, env)
+		if err != nil || got != tc.want {
+			t.Errorf("resolveProgram(%q) = %q, %v; want %q", tc.name, got, err, tc.want)
+		}
+	}
+	for _, name := range []string{"/app/data", "/app/bin", "/no/such", "no-such-tool"} {
+		if _, err := resolveProgram(root, name, env); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("resolveProgram(%q): %v, want an error naming it", name, err)
+		}
+	}
+}
+
+func TestMembers(t *testing.T) {
+	table := []ProcInfo{
+		{Pid: 10, PPid: 1, Pgid: 10},  // the init
+		{Pid: 11, PPid: 10, Pgid: 10}, // its child
+		{Pid: 12, PPid: 11, Pgid: 12}, // a grandchild in a group of its own
+		{Pid: 13, PPid: 12, Pgid: 12}, // and its child
+		{Pid: 20, PPid: 1, Pgid: 20},  // an exec
+		{Pid: 30, PPid: 1, Pgid: 30},  // not the task's
+		{Pid: 31, PPid: 30, Pgid: 10}, // not a member's child, but in the init's group
+	}
+	if got, want := members(table, []int{10, 20}), []int{10, 11, 12, 13, 20, 31}; !slices.Equal(got, want) {
+		t.Errorf("members = %v, want %v", got, want)
+	}
+}
+
+// heldTask creates a task running script under the backend, with its
+// output on a pipe.
+func heldTask(t *testing.T, script string) (*seatbeltBackend, int, *os.File, string) {
+	t.Helper()
+	root := t.TempDir()
+	b, err := newSeatbeltBackend(SeatbeltOptions{Confine: Unconfined})
+	if err != nil {
+		t.Fatal(err)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := TaskSpec{ID: "held", Rootfs: []mount.Mount{{Type: "bind", Source: root}},
+		OCI: &specs.Spec{Process: &specs.Process{Args: []string{"sh", "-c", script}, Cwd: "/", Env: []string{"PATH=/usr/bin:/bin", "ROOT=" + root}}}}
+	pid, err := b.create(spec, t.TempDir(), Stdio{Stdout: outW, Stderr: outW})
+	outW.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.killAll(); outR.Close() })
+	return b, pid, outR, root
+}
+
+func reap(t *testing.T, pid int) unix.WaitStatus {
+	t.Helper()
+	var ws unix.WaitStatus
+	if _, err := unix.Wait4(pid, &ws, 0, nil); err != nil {
+		t.Fatalf("wait for %d: %v", pid, err)
+	}
+	return ws
+}
+
+func TestHeldInitRunsOnlyAtStart(t *testing.T) {
+	b, pid, out, root := heldTask(t, `echo started in "$PWD"; touch "$ROOT/ran"; exit 3`)
+	// Created: the process exists, in a session of its own, and is the
+	// hold, not the workload.
+	if sid, err := unix.Getsid(pid); err != nil || sid != pid {
+		t.Errorf("held init %d: session %d, %v; want a session of its own", pid, sid, err)
+	}
+	// (Polled: under -race the hold may re-exec itself once, its command
+	// line briefly empty.)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		cmdline, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+		if strings.Contains(string(cmdline), HoldArg) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("created init runs %q, want the hold", cmdline)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := os.Stat(filepath.Join(root, "ran")); err == nil {
+		t.Fatal("the workload ran before start")
+	}
+	if got, err := b.start(); err != nil || got != 0 {
+		t.Fatalf("start = %d, %v", got, err)
+	}
+	if _, err := b.start(); err == nil {
+		t.Error("a second start succeeded")
+	}
+	ws := reap(t, pid) // the same pid: the hold exec'd the workload
+	if ws.ExitStatus() != 3 {
+		t.Errorf("exit %v, want 3", ws)
+	}
+	b2, err := io.ReadAll(out)
+	if err != nil || string(b2) != "started in "+root+"\n" {
+		t.Errorf("output %q, %v; want it started in the root %s", b2, err, root)
+	}
+}
+
+func TestHeldInitNeverStartedRunsNothing(t *testing.T) {
+	b, pid, _, root := heldTask(t, `touch "$ROOT/ran"`)
+	if err := b.cleanup(); err != nil { // what a delete before start does
+		t.Fatal(err)
+	}
+	if ws := reap(t, pid); ws.ExitStatus() != 1 {
+		t.Errorf("held init exit %v, want 1", ws)
+	}
+	if _, err := os.Stat(filepath.Join(root, "ran")); err == nil {
+		t.Error("the workload ran although the task never started")
+	}
+	if _, err := b.start(); err == nil {
+		t.Error("start after cleanup succeeded")
+	}
+}
+
+func TestCreateNamesAMissingProgram(t *testing.T) {
+	b, err := newSeatbeltBackend(SeatbeltOptions{Confine: Unconfined})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := TaskSpec{ID: "m", Rootfs: []mount.Mount{{Type: "bind", Source: t.TempDir()}},
+		OCI: &specs.Spec{Process: &specs.Process{Args: []string{"/app/missing"}, Cwd: "/"}}}
+	if _, err := b.create(spec, t.TempDir(), Stdio{}); err == nil || !strings.Contains(err.Error(), "/app/missing") {
+		t.Errorf("create: %v, want an error naming /app/missing", err)
+	}
+	spec.OCI.Process = &specs.Process{Args: []string{"/bin/sh"}, Cwd: "/no/dir"}
+	if _, err := b.create(spec, t.TempDir(), Stdio{}); err == nil || !strings.Contains(err.Error(), "/no/dir") {
+		t.Errorf("create: %v, want an error naming the working dir", err)
+	}
+}

@@ -1,0 +1,226 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/berth-dev/berth/internal/rpolicy"
+	"github.com/berth-dev/berth/internal/sandbox/seatbelt"
+	"github.com/berth-dev/berth/internal/sandbox/supervisor"
+	"github.com/berth-dev/berth/sdk/errdefs"
+	"github.com/berth-dev/berth/sdk/isolation"
+	"github.com/berth-dev/berth/sdk/isolation/conformance"
+	"github.com/berth-dev/berth/sdk/mount"
+	"github.com/berth-dev/berth/sdk/plugin"
+	"github.com/berth-dev/berth/sdk/schema"
+)
+
+// The darwin runtime's logic on Linux: seatbeltPlatform and the supervisor's
+// Seatbelt backend run for real (supervisor processes, the control socket,
+// held inits released by start, execs, SIGSTOP pauses, stats from procfs,
+// recovery, deletes); only the confinement is replaced, by
+// supervisor.Unconfined, since sandbox-exec is darwin's. No root needed.
+
+// seatbeltSuperviseArg makes this test binary a Seatbelt supervisor.
+const seatbeltSuperviseArg = "seatbelt-supervise"
+
+func init() {
+	if len(os.Args) < 2 {
+		return
+	}
+	switch os.Args[1] {
+	case seatbeltSuperviseArg:
+		supervisor.MainSeatbelt(os.Args[2:], supervisor.SeatbeltOptions{Confine: supervisor.Unconfined, Procs: procfs{}})
+	case supervisor.HoldArg:
+		supervisor.HoldMain(os.Args[2:])
+	}
+}
+
+// procfs is the supervisor's ProcSource on Linux (tests), from rpolicy's.
+type procfs struct{ src rpolicy.ProcSource }
+
+func (p procfs) Table() ([]supervisor.ProcInfo, error) {
+	t, err := p.src.Table()
+	out := make([]supervisor.ProcInfo, 0, len(t))
+	for _, pr := range t {
+		out = append(out, supervisor.ProcInfo{Pid: pr.Pid, PPid: pr.PPid, Pgid: pr.Pgid})
+	}
+	return out, err
+}
+
+func (p procfs) Use(pid int) (supervisor.ProcUse, error) {
+	st, err := p.src.Stat(pid)
+	return supervisor.ProcUse{CPU: st.CPU, Footprint: st.Footprint}, err
+}
+
+func newSeatbeltRuntime(t *testing.T, stateDir, runDir string) *runtime {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := newRuntime(hclog.New(&hclog.LoggerOptions{Level: hclog.Warn}))
+	rt.plat = seatbeltPlatform{supervise: []string{self, seatbeltSuperviseArg}}
+	if err := rt.Configure(context.Background(), plugin.ConfigureRequest{Config: schema.Config{JSON: []byte(`{}`)},
+		StateDir: stateDir, RuntimeDir: runDir}); err != nil {
+		t.Fatal(err)
+	}
+	return rt
+}
+
+// seatbeltSpec is a darwin-style task: a rootfs directory and host
+// commands (sh, sleep, … resolve to the host's /usr/bin and /bin).
+func seatbeltSpec(t *testing.T, id string, o conformance.SpecOptions) isolation.Spec {
+	root := t.TempDir()
+	oci := &specs.Spec{Version: specs.Version, Process: &specs.Process{Args: o.Args, Terminal: o.TTY, Cwd: "/",
+		Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/"}}}
+	s := isolation.Spec{ID: id, OCI: oci, LogPath: o.LogPath, Annotations: map[string]string{},
+		Rootfs: []mount.Mount{{Type: "bind", Source: root}}}
+	if o.Stdin {
+		s.Annotations[isolation.AnnotationOpenStdin] = "open"
+	}
+	return s
+}
+
+func TestSeatbeltConformanceOnLinux(t *testing.T) {
+	stateDir, runDir := shortDirs(t)
+	rt := newSeatbeltRuntime(t, stateDir, runDir)
+	conformance.Run(t, func(*testing.T) isolation.Runtime { return rt }, conformance.Options{
+		NewSpec:      seatbeltSpec,
+		Capabilities: seatbeltPlatform{}.caps(),
+		// In process, a restart is a new runtime over the same dirs; the
+		// supervisors are processes of their own and stay.
+		Restart: func(t *testing.T) isolation.Runtime { return newSeatbeltRuntime(t, stateDir, runDir) },
+	})
+	noLeaks(t, stateDir, runDir)
+	if entries, _ := os.ReadDir(filepath.Join(stateDir, "tasks")); len(entries) > 0 {
+		t.Errorf("task dirs left: %v", entries)
+	}
+}
+
+// procState is the state letter of /proc/PID/stat ("" when pid is gone).
+func procState(pid int) string {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && len(s) > i+2 {
+		return s[i+2 : i+3]
+	}
+	return ""
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 30s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestSeatbeltPauseStopsEveryGroup: the init and execs (with and without a
+// terminal, each in a session of its own) are all stopped by Pause,
+// counted by Stats and recorded on disk, and a Delete after the supervisor
+// died kills every one of them.
+func TestSeatbeltPauseStopsEveryGroup(t *testing.T) {
+	stateDir, runDir := shortDirs(t)
+	rt := newSeatbeltRuntime(t, stateDir, runDir)
+	ctx := context.Background()
+	id := "pause-groups"
+	if _, err := rt.Create(ctx, seatbeltSpec(t, id, conformance.SpecOptions{Args: []string{"sleep", "1000"}})); err != nil {
+		t.Fatal(err)
+	}
+	initPid, err := rt.Start(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proc := &specs.Process{Args: []string{"sleep", "1000"}, Cwd: "/", Env: []string{"PATH=/usr/bin:/bin"}}
+	plain, err := rt.Exec(ctx, id, "plain", proc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ttyProc := *proc
+	ttyProc.Terminal = true
+	tty, err := rt.Exec(ctx, id, "tty", &ttyProc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids := []int{initPid, plain, tty}
+	for _, pid := range pids {
+		eventually(t, fmt.Sprintf("pid %d runs sleep", pid), func() bool {
+			b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+			return strings.HasPrefix(string(b), "/usr/bin/sleep\x00")
+		})
+	}
+	st, err := rt.Stats(ctx, id)
+	if err != nil || st.Pids != 3 || st.MemoryBytes == 0 || st.MemoryPeakBytes < st.MemoryBytes {
+		t.Errorf("Stats = %+v, %v; want 3 pids and their memory", st, err)
+	}
+	if err := rt.Pause(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range pids {
+		eventually(t, fmt.Sprintf("pid %d stopped", pid), func() bool { return procState(pid) == "T" })
+	}
+	if err := rt.Resume(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range pids {
+		eventually(t, fmt.Sprintf("pid %d continued", pid), func() bool { return procState(pid) == "S" })
+	}
+	var state supervisor.State
+	if err := supervisor.ReadJSON(filepath.Join(stateDir, "tasks", id, supervisor.StateFile), &state); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(state.Pgids, pids) || state.Pgid != initPid {
+		t.Errorf("recorded groups %v (init %d), want %v", state.Pgids, state.Pgid, pids)
+	}
+	// The supervisor dies; its task's processes are left to Delete.
+	if err := syscall.Kill(state.SupervisorPid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.Delete(ctx, id); err != nil {
+		t.Fatalf("Delete after the supervisor died: %v", err)
+	}
+	for _, pid := range pids {
+		eventually(t, fmt.Sprintf("pid %d killed", pid), func() bool { st := procState(pid); return st == "" || st == "Z" })
+	}
+	noLeaks(t, stateDir, runDir)
+}
+
+func TestSeatbeltPrepare(t *testing.T) {
+	p := seatbeltPlatform{}
+	spec := seatbeltSpec(t, "net", conformance.SpecOptions{Args: []string{"true"}})
+	for mode, want := range map[string]string{"": seatbelt.NetworkLocalhost, "none": seatbelt.NetworkLocalhost, "host": seatbelt.NetworkAll} {
+		spec.Network = &isolation.NetworkAttachment{Mode: mode}
+		oci := *spec.OCI
+		if err := p.prepare(spec, &oci); err != nil || oci.Annotations[supervisor.AnnotationNetwork] != want {
+			t.Errorf("network %q: %v, annotation %q, want %q", mode, err, oci.Annotations[supervisor.AnnotationNetwork], want)
+		}
+	}
+	spec.Network = &isolation.NetworkAttachment{Mode: "bridge"}
+	if err := p.prepare(spec, spec.OCI); !errors.Is(err, errdefs.ErrNotImplemented) {
+		t.Errorf("bridge: %v, want ErrNotImplemented", err)
+	}
+	spec.Network = nil
+	spec.Rootfs = []mount.Mount{{Type: "overlay", Source: "overlay"}}
+	if err := p.prepare(spec, spec.OCI); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("overlay rootfs: %v, want ErrInvalidArgument", err)
+	}
+}
