@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -45,7 +47,39 @@ func init() {
 		supervisor.MainSeatbelt(os.Args[2:], supervisor.SeatbeltOptions{Confine: supervisor.Unconfined, Procs: procfs{}})
 	case supervisor.HoldArg:
 		supervisor.HoldMain(os.Args[2:])
+	case seatbeltPluginArg:
+		seatbeltPluginMain(os.Args[2:])
 	}
+}
+
+// seatbeltPluginArg makes this test binary a stand-in plugin process that
+// creates and starts one task, says "ready" and waits to be killed.
+const seatbeltPluginArg = "seatbelt-plugin"
+
+// seatbeltPluginMain runs `seatbelt-plugin STATE RUN ID ROOT LOG ARGS...`.
+func seatbeltPluginMain(args []string) {
+	fail := func(err error) {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		fail(err)
+	}
+	rt := newRuntime(hclog.NewNullLogger())
+	rt.plat = seatbeltPlatform{supervise: []string{self, seatbeltSuperviseArg}}
+	ctx := context.Background()
+	if err := rt.Configure(ctx, plugin.ConfigureRequest{Config: schema.Config{JSON: []byte(`{}`)}, StateDir: args[0], RuntimeDir: args[1]}); err != nil {
+		fail(err)
+	}
+	if _, err := rt.Create(ctx, seatbeltSpecIn(args[3], args[2], conformance.SpecOptions{LogPath: args[4], Args: args[5:]})); err != nil {
+		fail(err)
+	}
+	if _, err := rt.Start(ctx, args[2]); err != nil {
+		fail(err)
+	}
+	fmt.Println("ready")
+	select {}
 }
 
 // procfs is the supervisor's ProcSource on Linux (tests), from rpolicy's.
@@ -83,7 +117,10 @@ func newSeatbeltRuntime(t *testing.T, stateDir, runDir string) *runtime {
 // seatbeltSpec is a darwin-style task: a rootfs directory and host
 // commands (sh, sleep, … resolve to the host's /usr/bin and /bin).
 func seatbeltSpec(t *testing.T, id string, o conformance.SpecOptions) isolation.Spec {
-	root := t.TempDir()
+	return seatbeltSpecIn(t.TempDir(), id, o)
+}
+
+func seatbeltSpecIn(root, id string, o conformance.SpecOptions) isolation.Spec {
 	oci := &specs.Spec{Version: specs.Version, Process: &specs.Process{Args: o.Args, Terminal: o.TTY, Cwd: "/",
 		Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/"}}}
 	s := isolation.Spec{ID: id, OCI: oci, LogPath: o.LogPath, Annotations: map[string]string{},
@@ -223,4 +260,65 @@ func TestSeatbeltPrepare(t *testing.T) {
 	if err := p.prepare(spec, spec.OCI); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Errorf("overlay rootfs: %v, want ErrInvalidArgument", err)
 	}
+}
+
+// TestSeatbeltSurvivesPluginKill: kill -9 of the plugin process while a
+// task runs; the supervisor keeps it, a new plugin Recovers it, its output
+// continues to the log and Wait returns its real exit code.
+func TestSeatbeltSurvivesPluginKill(t *testing.T) {
+	stateDir, runDir := shortDirs(t)
+	root, log := t.TempDir(), filepath.Join(t.TempDir(), "task.log")
+	id := "survivor"
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	plug := exec.Command(self, seatbeltPluginArg, stateDir, runDir, id, root, log,
+		"sh", "-c", `trap 'echo after-restart; exit 7' USR1; echo before-restart; while true; do sleep 0.1; done`)
+	plug.Stderr = os.Stderr
+	out, err := plug.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := plug.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || line != "ready\n" {
+		_ = plug.Process.Kill()
+		_ = plug.Wait()
+		t.Fatalf("plugin: %q, %v", line, err)
+	}
+	if err := plug.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = plug.Wait()
+
+	rt := newSeatbeltRuntime(t, stateDir, runDir)
+	ctx := context.Background()
+	tasks, err := rt.Recover(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tasks) != 1 || tasks[0].ID != id || tasks[0].Status != isolation.StatusRunning || tasks[0].Pid <= 0 {
+		t.Fatalf("Recover = %+v; want %s running", tasks, id)
+	}
+	eventually(t, "the task logs before-restart", func() bool {
+		b, _ := os.ReadFile(log)
+		return strings.Contains(string(b), "before-restart")
+	})
+	if err := rt.Signal(ctx, id, "", syscall.SIGUSR1, false); err != nil {
+		t.Fatal(err)
+	}
+	e, err := rt.Wait(ctx, id, "")
+	if err != nil || e.Code != 7 {
+		t.Errorf("Wait = %+v, %v; want exit 7", e, err)
+	}
+	if b, _ := os.ReadFile(log); !strings.Contains(string(b), "after-restart") {
+		t.Errorf("log lacks the output after the restart:\n%s", b)
+	}
+	if _, err := rt.Delete(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	noLeaks(t, stateDir, runDir)
 }
