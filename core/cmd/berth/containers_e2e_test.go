@@ -193,6 +193,39 @@ func TestContainerCommands(t *testing.T) {
 		}
 	})
 
+	t.Run("events and inspect", func(t *testing.T) {
+		e.t = t
+		events := exec.Command(filepath.Join(binDir, "berth"), "--config", e.config, "events", "--format", "json")
+		var mu sync.Mutex
+		var buf bytes.Buffer
+		events.Stdout = writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return buf.Write(p) })
+		if err := events.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = events.Process.Kill(); _ = events.Wait() }()
+		// The subscription may still be connecting: run until its events show.
+		eventually(t, "create, start and exit events", func() bool {
+			_, _, _ = e.berth("run", "--rm", demoImage, "sh", "-c", "exit 6")
+			mu.Lock()
+			defer mu.Unlock()
+			out := buf.String()
+			return strings.Contains(out, `"Kind":"create"`) && strings.Contains(out, `"Kind":"start"`) &&
+				strings.Contains(out, `"Kind":"exit"`) && strings.Contains(out, `"ExitCode":6`) && strings.Contains(out, `"Kind":"delete"`)
+		})
+		var got []struct {
+			ID     string
+			Name   string
+			State  string
+			Config struct{ Cmd []string }
+		}
+		if err := json.Unmarshal([]byte(e.mustBerth("inspect", "three")), &got); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || got[0].Name != "three" || got[0].State != "stopped" || len(got[0].ID) != 64 || got[0].Config.Cmd[0] != "sh" {
+			t.Fatalf("inspect three = %+v", got)
+		}
+	})
+
 	t.Run("stdin pipe", func(t *testing.T) {
 		e.t = t
 		out, errOut, code := e.berthIn("hi\nthere\n", "run", "-i", "--rm", demoImage, "cat")
@@ -573,3 +606,7 @@ func TestContainerCommandsWithoutLifecycle(t *testing.T) {
 		t.Fatalf("ps without lifecycle: exit %d, stderr %q", code, errOut)
 	}
 }
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
