@@ -21,12 +21,14 @@ import (
 	"github.com/berth-dev/berth/internal/rpolicy"
 	"github.com/berth-dev/berth/internal/sandbox/seatbelt"
 	"github.com/berth-dev/berth/internal/sandbox/supervisor"
+	"github.com/berth-dev/berth/plugins/snapshot-apfs/apfs"
 	"github.com/berth-dev/berth/sdk/errdefs"
 	"github.com/berth-dev/berth/sdk/isolation"
 	"github.com/berth-dev/berth/sdk/isolation/conformance"
 	"github.com/berth-dev/berth/sdk/mount"
 	"github.com/berth-dev/berth/sdk/plugin"
 	"github.com/berth-dev/berth/sdk/schema"
+	"github.com/berth-dev/berth/sdk/snapshot"
 )
 
 // The darwin runtime's logic on Linux: seatbeltPlatform and the supervisor's
@@ -318,6 +320,74 @@ func TestSeatbeltSurvivesPluginKill(t *testing.T) {
 		t.Errorf("log lacks the output after the restart:\n%s", b)
 	}
 	if _, err := rt.Delete(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	noLeaks(t, stateDir, runDir)
+}
+
+// TestSeatbeltRunsAnAPFSSnapshot: the mounts snapshot-apfs gives (the
+// snapshotter config.hcl binds to this mode on darwin; on Linux it copies
+// or reflinks) are a rootfs the darwin runtime takes: the image's program
+// runs from the container's clone, and what it writes lands in the clone,
+// not in the image.
+func TestSeatbeltRunsAnAPFSSnapshot(t *testing.T) {
+	ctx := context.Background()
+	sn := apfs.New(nil)
+	defer sn.Close()
+	if err := sn.Configure(ctx, plugin.ConfigureRequest{StateDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	info, err := sn.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The daemon's binding check pairs these two (core/daemon/bindings.go).
+	if !slices.Contains(info.Capabilities, snapshot.CapMountBind) || !slices.Contains(seatbeltPlatform{}.caps(), isolation.CapRootfsBind) {
+		t.Fatalf("snapshot-apfs %v and the darwin sandbox %v share no rootfs kind", info.Capabilities, seatbeltPlatform{}.caps())
+	}
+	base, err := sn.Prepare(ctx, "layer", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(base[0].Source, "app"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script := "#!/bin/sh\necho from-the-image\necho written > \"$PWD/out\"\n"
+	if err := os.WriteFile(filepath.Join(base[0].Source, "app", "run"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := sn.Commit(ctx, "image", "layer"); err != nil {
+		t.Fatal(err)
+	}
+	mounts, err := sn.Prepare(ctx, "ctr", "image")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	stateDir, runDir := shortDirs(t)
+	rt := newSeatbeltRuntime(t, stateDir, runDir)
+	log := filepath.Join(t.TempDir(), "task.log")
+	spec := seatbeltSpecIn(t.TempDir(), "from-apfs", conformance.SpecOptions{Args: []string{"/app/run"}, LogPath: log})
+	spec.Rootfs = mounts
+	if _, err := rt.Create(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.Start(ctx, spec.ID); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := rt.Wait(ctx, spec.ID, ""); err != nil || e.Code != 0 {
+		t.Fatalf("Wait = %+v, %v", e, err)
+	}
+	if b, _ := os.ReadFile(log); !strings.Contains(string(b), "from-the-image") {
+		t.Errorf("log lacks the program's output:\n%s", b)
+	}
+	if b, err := os.ReadFile(filepath.Join(mounts[0].Source, "out")); err != nil || string(b) != "written\n" {
+		t.Errorf("the container's write: %q, %v", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(base[0].Source, "out")); err == nil {
+		t.Error("the container's write reached the image's layer")
+	}
+	if _, err := rt.Delete(ctx, spec.ID); err != nil {
 		t.Fatal(err)
 	}
 	noLeaks(t, stateDir, runDir)
