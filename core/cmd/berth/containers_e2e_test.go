@@ -314,6 +314,9 @@ func TestContainerCommands(t *testing.T) {
 		if err := follow.Wait(); err != nil {
 			t.Fatalf("logs -f: %v", err)
 		}
+		if _, errOut, code := e.berth("attach", "echoer"); code != 1 || !strings.Contains(errOut, "container echoer is stopped; only a running container can be attached to") {
+			t.Fatalf("attach to a stopped container: %d %q", code, errOut)
+		}
 		lines := strings.Split(strings.TrimSpace(fout.String()), "\n")
 		if len(lines) != 3 || !strings.HasSuffix(lines[2], " bye") {
 			t.Fatalf("logs -f --timestamps:\n%s", fout.String())

@@ -260,6 +260,9 @@ func newAttachCommand(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				if ct.State != lifecycle.StateRunning && ct.State != lifecycle.StatePaused {
+					return fmt.Errorf("container %s is %s; only a running container can be attached to (see berth logs %s)", ct.Name, ct.State, ct.Name)
+				}
 				code, err := runAttached(ctx, p, ct, false, !noStdin && ct.Config.OpenStdin, ct.Config.Tty)
 				if err != nil {
 					return err
