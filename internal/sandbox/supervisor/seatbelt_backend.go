@@ -87,8 +87,11 @@ type seatbeltBackend struct {
 	spec   *specs.Spec
 	// startW releases the held init; nil once used.
 	startW *os.File
-	// groups are the process groups of the task (init first).
-	groups []int
+	// initPgid is the init's process group; groups are the task's groups
+	// not yet seen gone (a group id stays unused while the group exists,
+	// so one seen empty is dropped before its id can be reused).
+	initPgid int
+	groups   []int
 	peak   uint64
 }
 
@@ -129,7 +132,7 @@ func (b *seatbeltBackend) create(spec TaskSpec, _ string, stdio Stdio) (int, err
 	}
 	b.mu.Lock()
 	b.startW = startW
-	b.groups = []int{pid}
+	b.initPgid, b.groups = pid, []int{pid}
 	b.mu.Unlock()
 	return pid, nil
 }
@@ -252,20 +255,20 @@ func (b *seatbeltBackend) exec(_ int, p *specs.Process, stdio Stdio) (int, error
 }
 
 // signalGroups sends sig to every live process group of the task and
-// forgets the groups that are gone (so a reused pid is never signalled).
+// forgets the groups that are gone (so a reused id is never signalled).
 // It returns the first failure other than a group being gone.
 func (b *seatbeltBackend) signalGroups(sig syscall.Signal) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var first error
 	live := b.groups[:0]
-	for i, g := range b.groups {
+	for _, g := range b.groups {
 		err := unix.Kill(-g, sig)
-		if errors.Is(err, unix.ESRCH) && i > 0 {
-			continue // an exec's group is gone; the init's stays recorded
+		if errors.Is(err, unix.ESRCH) {
+			continue
 		}
 		live = append(live, g)
-		if err != nil && !errors.Is(err, unix.ESRCH) && first == nil {
+		if err != nil && first == nil {
 			first = fmt.Errorf("signal %d to process group %d: %w", sig, g, err)
 		}
 	}
@@ -360,9 +363,7 @@ func (b *seatbeltBackend) cleanup() error {
 func (b *seatbeltBackend) record(st *State) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if len(b.groups) > 0 {
-		st.Pgid = b.groups[0]
-	}
+	st.Pgid = b.initPgid
 	st.Pgids = slices.Clone(b.groups)
 }
 

@@ -175,3 +175,48 @@ func TestCreateNamesAMissingProgram(t *testing.T) {
 		t.Errorf("create: %v, want an error naming the working dir", err)
 	}
 }
+
+// TestSandboxExecCommandLine: what darwin runs for a process — the
+// resolved program under /usr/bin/sandbox-exec with the task's profile,
+// a terminal allowed only to a process that has one.
+func TestSandboxExecCommandLine(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "app"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "app", "run"), nil, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b, err := newSeatbeltBackend(SeatbeltOptions{Hold: []string{"/unused"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := TaskSpec{ID: "argv", Rootfs: []mount.Mount{{Type: "bind", Source: root}},
+		OCI: &specs.Spec{Process: &specs.Process{Args: []string{"/app/run", "-x"}, Cwd: "/app"}}}
+	if b.policy, err = seatbeltPolicy(spec); err != nil {
+		t.Fatal(err)
+	}
+	for _, tty := range []bool{false, true} {
+		p := *spec.OCI.Process
+		p.Terminal = tty
+		argv, dir, err := b.command(&p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dir != filepath.Join(root, "app") {
+			t.Errorf("working dir %s, want %s/app", dir, root)
+		}
+		n := len(argv)
+		if n < 7 || argv[0] != "/usr/bin/sandbox-exec" || argv[1] != "-p" || argv[3] != "-D" || argv[4] != "ROOT="+root ||
+			!slices.Equal(argv[n-3:], []string{"--", filepath.Join(root, "app", "run"), "-x"}) {
+			t.Fatalf("argv %q", argv)
+		}
+		profile := argv[2]
+		if !strings.HasPrefix(profile, "(version 1)\n(deny default)") || strings.Contains(profile, root) {
+			t.Errorf("profile is not deny-default or splices the root in:\n%s", profile)
+		}
+		if got := strings.Contains(profile, "/dev/ptmx"); got != tty {
+			t.Errorf("terminal %v: profile allows the terminal devices: %v", tty, got)
+		}
+	}
+}
