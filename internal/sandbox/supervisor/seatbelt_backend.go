@@ -92,7 +92,7 @@ type seatbeltBackend struct {
 	// so one seen empty is dropped before its id can be reused).
 	initPgid int
 	groups   []int
-	peak   uint64
+	peak     uint64
 }
 
 func newSeatbeltBackend(opts SeatbeltOptions) (*seatbeltBackend, error) {
