@@ -389,6 +389,43 @@ func TestContainerCommands(t *testing.T) {
 		}
 	})
 
+	t.Run("signals reach the container", func(t *testing.T) {
+		e.t = t
+		start := func(name string, args ...string) *exec.Cmd {
+			cmd := exec.Command(filepath.Join(binDir, "berth"), append([]string{"--config", e.config, "run", "--name", name, demoImage}, args...)...)
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, name+" runs its loop", func() bool {
+				out, _, _ := e.berth("exec", name, "ps")
+				return strings.Contains(out, "sleep")
+			})
+			return cmd
+		}
+		// SIGINT to berth is forwarded: the container's trap sets the code.
+		trapper := start("sig-trap", "sh", "-c", `trap "exit 11" INT; while true; do sleep 0.1; done`)
+		if err := trapper.Process.Signal(syscall.SIGINT); err != nil {
+			t.Fatal(err)
+		}
+		if err := trapper.Wait(); err == nil || err.(*exec.ExitError).ExitCode() != 11 {
+			t.Fatalf("run after SIGINT: %v; want exit 11", err)
+		}
+		// A pid 1 that ignores SIGINT: the third one leaves it running.
+		sleeper := start("sig-ignore", "sleep", "1000")
+		for range 3 {
+			if err := sleeper.Process.Signal(syscall.SIGINT); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(200 * time.Millisecond) // three separate signals, not one coalesced
+		}
+		if err := sleeper.Wait(); err == nil || err.(*exec.ExitError).ExitCode() != 130 {
+			t.Fatalf("run after three SIGINTs: %v; want exit 130", err)
+		}
+		if c := e.container("sig-ignore"); c.State != "running" {
+			t.Fatalf("sig-ignore is %s after berth left it", c.State)
+		}
+	})
+
 	t.Run("restart on-failure:3", func(t *testing.T) {
 		e.t = t
 		e.mustBerth("run", "-d", "--name", "flaky", "--restart", "on-failure:3", demoImage, "sh", "-c", "echo attempt; exit 4")

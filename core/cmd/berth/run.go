@@ -195,11 +195,20 @@ func proxySignals(ctx context.Context, p *publicAPI, id string) func() {
 	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
 	done := make(chan struct{})
 	go func() {
+		interrupts := 0
 		for {
 			select {
 			case <-done:
 				return
 			case s := <-ch:
+				if s == syscall.SIGINT {
+					// A process that ignores SIGINT (a shell as pid 1) must not
+					// hold the terminal: the third Ctrl-C leaves it running.
+					if interrupts++; interrupts >= 3 {
+						fmt.Fprintf(os.Stderr, "berth: left container %s running (stop it with berth stop)\n", shortID(id))
+						os.Exit(130)
+					}
+				}
 				if err := p.lc.Kill(ctx, id, s.(syscall.Signal)); err != nil {
 					printErr(userError(err))
 				}
