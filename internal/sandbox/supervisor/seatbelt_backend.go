@@ -5,6 +5,7 @@ package supervisor
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -119,12 +120,15 @@ func (b *seatbeltBackend) create(spec TaskSpec, _ string, stdio Stdio) (int, err
 	if err != nil {
 		return 0, err
 	}
+	hold, err := b.holdCommand(spec.OCI.Process, argv)
+	if err != nil {
+		return 0, err
+	}
 	startR, startW, err := os.Pipe()
 	if err != nil {
 		return 0, err
 	}
 	defer startR.Close()
-	hold := append(slices.Clone(b.opts.Hold), argv...)
 	pid, err := b.spawn(hold, dir, spec.OCI.Process, stdio, startR)
 	if err != nil {
 		startW.Close()
@@ -239,12 +243,28 @@ func (b *seatbeltBackend) start() (int, error) {
 	return 0, nil // the pid is the held init's
 }
 
+// exec runs p through the hold too (its rlimits applied there), released
+// at once: the start byte is in the pipe before the hold reads it.
 func (b *seatbeltBackend) exec(_ int, p *specs.Process, stdio Stdio) (int, error) {
 	argv, dir, err := b.command(p)
 	if err != nil {
 		return 0, err
 	}
-	pid, err := b.spawn(argv, dir, p, stdio)
+	hold, err := b.holdCommand(p, argv)
+	if err != nil {
+		return 0, err
+	}
+	startR, startW, err := os.Pipe()
+	if err != nil {
+		return 0, err
+	}
+	defer startR.Close()
+	_, err = startW.Write([]byte{1})
+	startW.Close()
+	if err != nil {
+		return 0, err
+	}
+	pid, err := b.spawn(hold, dir, p, stdio, startR)
 	if err != nil {
 		return 0, err
 	}
@@ -367,11 +387,39 @@ func (b *seatbeltBackend) record(st *State) {
 	st.Pgids = slices.Clone(b.groups)
 }
 
-// HoldMain runs `BINARY seatbelt-hold PROGRAM ARGS...` and never returns:
-// it waits until fd 3 (the start pipe) gives a byte, then execs PROGRAM
-// with ARGS (PROGRAM included as argv[0]) and its own environment; the
-// pipe closing without a byte (the task was deleted before start) exits
-// with status 1 and runs nothing.
+// rlimitResources are the OCI rlimits a darwin process can have (the
+// resources darwin and Linux share).
+var rlimitResources = map[string]int{
+	"RLIMIT_AS": unix.RLIMIT_AS, "RLIMIT_CORE": unix.RLIMIT_CORE, "RLIMIT_CPU": unix.RLIMIT_CPU,
+	"RLIMIT_DATA": unix.RLIMIT_DATA, "RLIMIT_FSIZE": unix.RLIMIT_FSIZE, "RLIMIT_MEMLOCK": unix.RLIMIT_MEMLOCK,
+	"RLIMIT_NOFILE": unix.RLIMIT_NOFILE, "RLIMIT_NPROC": unix.RLIMIT_NPROC, "RLIMIT_RSS": unix.RLIMIT_RSS,
+	"RLIMIT_STACK": unix.RLIMIT_STACK,
+}
+
+// holdCommand is the hold's command line for p's confined argv: p's
+// rlimits as -rlimit=RESOURCE=SOFT:HARD, then "--" and argv.
+func (b *seatbeltBackend) holdCommand(p *specs.Process, argv []string) ([]string, error) {
+	out := slices.Clone(b.opts.Hold)
+	for _, r := range p.Rlimits {
+		if _, ok := rlimitResources[r.Type]; !ok {
+			return nil, errorf(KindInvalid, "rlimit %s is not available in the darwin sandbox (%s)", r.Type,
+				strings.Join(slices.Sorted(maps.Keys(rlimitResources)), ", "))
+		}
+		if r.Soft > r.Hard {
+			return nil, errorf(KindInvalid, "rlimit %s: soft limit %d is above the hard limit %d", r.Type, r.Soft, r.Hard)
+		}
+		out = append(out, fmt.Sprintf("-rlimit=%s=%d:%d", r.Type, r.Soft, r.Hard))
+	}
+	return append(append(out, "--"), argv...), nil
+}
+
+// HoldMain runs `BINARY seatbelt-hold [-rlimit=RESOURCE=SOFT:HARD]... --
+// PROGRAM ARGS...` and never returns: it waits until fd 3 (the start
+// pipe) gives a byte, sets the rlimits, then execs PROGRAM with ARGS
+// (PROGRAM included as argv[0]) and its own environment; the pipe closing
+// without a byte (the task was deleted before start) exits with status 1
+// and runs nothing. Failures exit 127 with the reason on stderr (the
+// container's log).
 func HoldMain(args []string) {
 	start := os.NewFile(3, "start")
 	var b [1]byte
@@ -380,10 +428,40 @@ func HoldMain(args []string) {
 	if n != 1 {
 		os.Exit(1)
 	}
-	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, "berth: seatbelt-hold: no command")
+	fail := func(format string, a ...any) {
+		fmt.Fprintf(os.Stderr, "berth: "+format+"\n", a...)
 		os.Exit(127)
 	}
+	for len(args) > 0 && args[0] != "--" {
+		spec, ok := strings.CutPrefix(args[0], "-rlimit=")
+		if !ok {
+			fail("seatbelt-hold: unknown argument %q", args[0])
+		}
+		var name string
+		var lim syscall.Rlimit
+		eq := strings.IndexByte(spec, '=')
+		if eq < 0 {
+			fail("seatbelt-hold: rlimit %q is not RESOURCE=SOFT:HARD", spec)
+		}
+		name = spec[:eq]
+		if _, err := fmt.Sscanf(spec[eq+1:], "%d:%d", &lim.Cur, &lim.Max); err != nil {
+			fail("seatbelt-hold: rlimit %q is not RESOURCE=SOFT:HARD", spec)
+		}
+		res, ok := rlimitResources[name]
+		if !ok {
+			fail("seatbelt-hold: unknown rlimit %s", name)
+		}
+		// syscall's Setrlimit, not x/sys's: it tells the Go runtime not
+		// to restore its own RLIMIT_NOFILE at exec.
+		if err := syscall.Setrlimit(res, &lim); err != nil {
+			fail("set %s to %d:%d: %v", name, lim.Cur, lim.Max, err)
+		}
+		args = args[1:]
+	}
+	if len(args) < 2 {
+		fail("seatbelt-hold: no command")
+	}
+	args = args[1:]
 	err := syscall.Exec(args[0], args, os.Environ())
 	fmt.Fprintf(os.Stderr, "berth: exec %s: %v\n", args[0], err)
 	os.Exit(127)

@@ -76,6 +76,11 @@ func TestMembers(t *testing.T) {
 // output on a pipe.
 func heldTask(t *testing.T, script string) (*seatbeltBackend, int, *os.File, string) {
 	t.Helper()
+	return heldTaskWith(t, script, nil)
+}
+
+func heldTaskWith(t *testing.T, script string, rlimits []specs.POSIXRlimit) (*seatbeltBackend, int, *os.File, string) {
+	t.Helper()
 	root := t.TempDir()
 	b, err := newSeatbeltBackend(SeatbeltOptions{Confine: Unconfined})
 	if err != nil {
@@ -86,7 +91,7 @@ func heldTask(t *testing.T, script string) (*seatbeltBackend, int, *os.File, str
 		t.Fatal(err)
 	}
 	spec := TaskSpec{ID: "held", Rootfs: []mount.Mount{{Type: "bind", Source: root}},
-		OCI: &specs.Spec{Process: &specs.Process{Args: []string{"sh", "-c", script}, Cwd: "/", Env: []string{"PATH=/usr/bin:/bin", "ROOT=" + root}}}}
+		OCI: &specs.Spec{Process: &specs.Process{Args: []string{"sh", "-c", script}, Cwd: "/", Env: []string{"PATH=/usr/bin:/bin", "ROOT=" + root}, Rlimits: rlimits}}}
 	pid, err := b.create(spec, t.TempDir(), Stdio{Stdout: outW, Stderr: outW})
 	outW.Close()
 	if err != nil {
@@ -218,5 +223,41 @@ func TestSandboxExecCommandLine(t *testing.T) {
 		if got := strings.Contains(profile, "/dev/ptmx"); got != tty {
 			t.Errorf("terminal %v: profile allows the terminal devices: %v", tty, got)
 		}
+	}
+}
+
+// TestRlimitsApplied: the hold sets the process's rlimits before it execs
+// the workload, for the init and for an exec; one darwin lacks is refused
+// at create, naming it.
+func TestRlimitsApplied(t *testing.T) {
+	limits := []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 123, Hard: 456}, {Type: "RLIMIT_CORE", Soft: 0, Hard: 0}}
+	b, pid, out, _ := heldTaskWith(t, `ulimit -n; ulimit -Hn; ulimit -c`, limits)
+	if _, err := b.start(); err != nil {
+		t.Fatal(err)
+	}
+	reap(t, pid)
+	if got, _ := io.ReadAll(out); string(got) != "123\n456\n0\n" {
+		t.Errorf("init's limits %q, want 123 456 0", got)
+	}
+
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err = b.exec(0, &specs.Process{Args: []string{"sh", "-c", "ulimit -n"}, Cwd: "/", Env: []string{"PATH=/usr/bin:/bin"},
+		Rlimits: []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 77, Hard: 77}}}, Stdio{Stdout: outW, Stderr: outW})
+	outW.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reap(t, pid)
+	if got, _ := io.ReadAll(outR); string(got) != "77\n" {
+		t.Errorf("exec's limit %q, want 77", got)
+	}
+	outR.Close()
+
+	bad := &specs.Process{Args: []string{"true"}, Rlimits: []specs.POSIXRlimit{{Type: "RLIMIT_RTPRIO", Soft: 1, Hard: 1}}}
+	if _, err := b.holdCommand(bad, []string{"/usr/bin/true"}); err == nil || !strings.Contains(err.Error(), "RLIMIT_RTPRIO") {
+		t.Errorf("RLIMIT_RTPRIO: %v, want an error naming it", err)
 	}
 }
