@@ -20,6 +20,7 @@ import (
 	"github.com/go-openapi/loads"
 	"github.com/go-openapi/strfmt"
 	"github.com/go-openapi/validate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
 )
 
 // The container tests drive the berth binary against a real daemon with the
@@ -223,6 +224,25 @@ func TestContainerCommands(t *testing.T) {
 		}
 		if len(got) != 1 || got[0].Name != "three" || got[0].State != "stopped" || len(got[0].ID) != 64 || got[0].Config.Cmd[0] != "sh" {
 			t.Fatalf("inspect three = %+v", got)
+		}
+	})
+
+	t.Run("run pulls a missing image", func(t *testing.T) {
+		e.t = t
+		reg := newLoopbackRegistry(t)
+		img, err := random.Image(1<<10, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref := reg.push(t, "cli/pulled:v1", img)
+		digest, _ := img.Digest()
+		// The random image has no command to run: what matters is the pull.
+		_, errOut, code := e.berth("run", "--name", "pulled", ref, "/no/such/binary")
+		if !strings.Contains(errOut, "Unable to find image "+ref+" locally") || code != 127 {
+			t.Fatalf("run of a missing image: exit %d\n%s", code, errOut)
+		}
+		if out := e.mustBerth("images"); !strings.Contains(out, digest.Hex[:12]) {
+			t.Fatalf("the pulled image is not listed:\n%s", out)
 		}
 	})
 
