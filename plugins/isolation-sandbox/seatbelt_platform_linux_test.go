@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -18,10 +16,12 @@ import (
 	"github.com/hashicorp/go-hclog"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/berth-dev/berth/core/host"
 	"github.com/berth-dev/berth/internal/rpolicy"
 	"github.com/berth-dev/berth/internal/sandbox/seatbelt"
 	"github.com/berth-dev/berth/internal/sandbox/supervisor"
 	"github.com/berth-dev/berth/plugins/snapshot-apfs/apfs"
+	"github.com/berth-dev/berth/sdk"
 	"github.com/berth-dev/berth/sdk/errdefs"
 	"github.com/berth-dev/berth/sdk/isolation"
 	"github.com/berth-dev/berth/sdk/isolation/conformance"
@@ -49,40 +49,21 @@ func init() {
 		supervisor.MainSeatbelt(os.Args[2:], supervisor.SeatbeltOptions{Confine: supervisor.Unconfined, Procs: procfs{}})
 	case supervisor.HoldArg:
 		supervisor.HoldMain(os.Args[2:])
-	case seatbeltPluginArg:
-		seatbeltPluginMain(os.Args[2:])
+	case seatbeltServeArg:
+		// The darwin runtime as a real plugin process, over go-plugin.
+		self, _ := os.Executable()
+		sdk.Serve(func(log hclog.Logger) *runtime {
+			rt := newRuntime(log)
+			rt.plat = seatbeltPlatform{supervise: []string{self, seatbeltSuperviseArg}}
+			return rt
+		})
+		os.Exit(0)
 	}
 }
 
-// seatbeltPluginArg makes this test binary a stand-in plugin process that
-// creates and starts one task, says "ready" and waits to be killed.
-const seatbeltPluginArg = "seatbelt-plugin"
-
-// seatbeltPluginMain runs `seatbelt-plugin STATE RUN ID ROOT LOG ARGS...`.
-func seatbeltPluginMain(args []string) {
-	fail := func(err error) {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	self, err := os.Executable()
-	if err != nil {
-		fail(err)
-	}
-	rt := newRuntime(hclog.NewNullLogger())
-	rt.plat = seatbeltPlatform{supervise: []string{self, seatbeltSuperviseArg}}
-	ctx := context.Background()
-	if err := rt.Configure(ctx, plugin.ConfigureRequest{Config: schema.Config{JSON: []byte(`{}`)}, StateDir: args[0], RuntimeDir: args[1]}); err != nil {
-		fail(err)
-	}
-	if _, err := rt.Create(ctx, seatbeltSpecIn(args[3], args[2], conformance.SpecOptions{LogPath: args[4], Args: args[5:]})); err != nil {
-		fail(err)
-	}
-	if _, err := rt.Start(ctx, args[2]); err != nil {
-		fail(err)
-	}
-	fmt.Println("ready")
-	select {}
-}
+// seatbeltServeArg makes this test binary the isolation plugin with the
+// darwin runtime (the core's plugin host launches it through a script).
+const seatbeltServeArg = "seatbelt-serve"
 
 // procfs is the supervisor's ProcSource on Linux (tests), from rpolicy's.
 type procfs struct{ src rpolicy.ProcSource }
@@ -131,22 +112,6 @@ func seatbeltSpecIn(root, id string, o conformance.SpecOptions) isolation.Spec {
 		s.Annotations[isolation.AnnotationOpenStdin] = "open"
 	}
 	return s
-}
-
-func TestSeatbeltConformanceOnLinux(t *testing.T) {
-	stateDir, runDir := shortDirs(t)
-	rt := newSeatbeltRuntime(t, stateDir, runDir)
-	conformance.Run(t, func(*testing.T) isolation.Runtime { return rt }, conformance.Options{
-		NewSpec:      seatbeltSpec,
-		Capabilities: seatbeltPlatform{}.caps(),
-		// In process, a restart is a new runtime over the same dirs; the
-		// supervisors are processes of their own and stay.
-		Restart: func(t *testing.T) isolation.Runtime { return newSeatbeltRuntime(t, stateDir, runDir) },
-	})
-	noLeaks(t, stateDir, runDir)
-	if entries, _ := os.ReadDir(filepath.Join(stateDir, "tasks")); len(entries) > 0 {
-		t.Errorf("task dirs left: %v", entries)
-	}
 }
 
 // procState is the state letter of /proc/PID/stat ("" when pid is gone).
@@ -264,67 +229,6 @@ func TestSeatbeltPrepare(t *testing.T) {
 	}
 }
 
-// TestSeatbeltSurvivesPluginKill: kill -9 of the plugin process while a
-// task runs; the supervisor keeps it, a new plugin Recovers it, its output
-// continues to the log and Wait returns its real exit code.
-func TestSeatbeltSurvivesPluginKill(t *testing.T) {
-	stateDir, runDir := shortDirs(t)
-	root, log := t.TempDir(), filepath.Join(t.TempDir(), "task.log")
-	id := "survivor"
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	plug := exec.Command(self, seatbeltPluginArg, stateDir, runDir, id, root, log,
-		"sh", "-c", `trap 'echo after-restart; exit 7' USR1; echo before-restart; while true; do sleep 0.1; done`)
-	plug.Stderr = os.Stderr
-	out, err := plug.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := plug.Start(); err != nil {
-		t.Fatal(err)
-	}
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil || line != "ready\n" {
-		_ = plug.Process.Kill()
-		_ = plug.Wait()
-		t.Fatalf("plugin: %q, %v", line, err)
-	}
-	if err := plug.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = plug.Wait()
-
-	rt := newSeatbeltRuntime(t, stateDir, runDir)
-	ctx := context.Background()
-	tasks, err := rt.Recover(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(tasks) != 1 || tasks[0].ID != id || tasks[0].Status != isolation.StatusRunning || tasks[0].Pid <= 0 {
-		t.Fatalf("Recover = %+v; want %s running", tasks, id)
-	}
-	eventually(t, "the task logs before-restart", func() bool {
-		b, _ := os.ReadFile(log)
-		return strings.Contains(string(b), "before-restart")
-	})
-	if err := rt.Signal(ctx, id, "", syscall.SIGUSR1, false); err != nil {
-		t.Fatal(err)
-	}
-	e, err := rt.Wait(ctx, id, "")
-	if err != nil || e.Code != 7 {
-		t.Errorf("Wait = %+v, %v; want exit 7", e, err)
-	}
-	if b, _ := os.ReadFile(log); !strings.Contains(string(b), "after-restart") {
-		t.Errorf("log lacks the output after the restart:\n%s", b)
-	}
-	if _, err := rt.Delete(ctx, id); err != nil {
-		t.Fatal(err)
-	}
-	noLeaks(t, stateDir, runDir)
-}
-
 // TestSeatbeltRunsAnAPFSSnapshot: the mounts snapshot-apfs gives (the
 // snapshotter config.hcl binds to this mode on darwin; on Linux it copies
 // or reflinks) are a rootfs the darwin runtime takes: the image's program
@@ -391,4 +295,60 @@ func TestSeatbeltRunsAnAPFSSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	noLeaks(t, stateDir, runDir)
+}
+
+// TestSeatbeltConformanceOverGRPC: the suite against the darwin runtime in
+// a plugin process launched by the core's plugin host, over gRPC, with a
+// kill -9 of that process for the recovery check.
+func TestSeatbeltConformanceOverGRPC(t *testing.T) {
+	stateDir, runDir := shortDirs(t)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	launcher := filepath.Join(t.TempDir(), "isolation-sandbox")
+	if err := os.WriteFile(launcher, []byte("#!/bin/sh\nexec '"+self+"' "+seatbeltServeArg+" \"$@\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h := host.New(host.Options{Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Warn}), LogLevel: "info",
+		StateDir: stateDir, RuntimeDir: runDir, RestartBackoff: 100 * time.Millisecond})
+	hs := host.Spec{Layer: plugin.LayerIsolation, Name: "sandbox", Path: launcher, Default: true}
+	if err := h.Start(context.Background(), []host.Spec{hs}); err != nil {
+		t.Fatalf("host.Start: %v", err)
+	}
+	defer func() {
+		c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		h.Stop(c)
+	}()
+	client := func(t *testing.T) isolation.Runtime {
+		pc, err := h.Client(plugin.LayerIsolation, "sandbox")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pc.(isolation.Runtime)
+	}
+	pluginPid := func() int { return h.Plugins()[0].Pid }
+	conformance.Run(t, client, conformance.Options{
+		NewSpec: seatbeltSpec, Capabilities: seatbeltPlatform{}.caps(),
+		Restart: func(t *testing.T) isolation.Runtime {
+			old := pluginPid()
+			if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(60 * time.Second)
+			for {
+				p := h.Plugins()[0]
+				if p.Pid > 0 && p.Pid != old && p.Health == "healthy" {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("plugin not relaunched 60s after kill -9: %+v", p)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			return client(t)
+		},
+	})
+	noLeaks(t, filepath.Join(stateDir, "plugins", "isolation-sandbox"), filepath.Join(runDir, "isolation-sandbox"))
 }
