@@ -9,11 +9,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/moby/sys/user"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -397,9 +399,22 @@ var rlimitResources = map[string]int{
 }
 
 // holdCommand is the hold's command line for p's confined argv: p's
-// rlimits as -rlimit=RESOURCE=SOFT:HARD, then "--" and argv.
+// rlimits as -rlimit=RESOURCE=SOFT:HARD, its user as -user=UID:GID:GROUPS
+// when the supervisor is root (otherwise every process runs as the
+// supervisor's user: only root can switch), then "--" and argv.
 func (b *seatbeltBackend) holdCommand(p *specs.Process, argv []string) ([]string, error) {
 	out := slices.Clone(b.opts.Hold)
+	if os.Geteuid() == 0 {
+		u, err := b.user(p)
+		if err != nil {
+			return nil, err
+		}
+		groups := make([]string, 0, len(u.Sgids))
+		for _, g := range u.Sgids {
+			groups = append(groups, strconv.Itoa(g))
+		}
+		out = append(out, fmt.Sprintf("-user=%d:%d:%s", u.Uid, u.Gid, strings.Join(groups, ",")))
+	}
 	for _, r := range p.Rlimits {
 		if _, ok := rlimitResources[r.Type]; !ok {
 			return nil, errorf(KindInvalid, "rlimit %s is not available in the darwin sandbox (%s)", r.Type,
@@ -413,9 +428,70 @@ func (b *seatbeltBackend) holdCommand(p *specs.Process, argv []string) ([]string
 	return append(append(out, "--"), argv...), nil
 }
 
-// HoldMain runs `BINARY seatbelt-hold [-rlimit=RESOURCE=SOFT:HARD]... --
-// PROGRAM ARGS...` and never returns: it waits until fd 3 (the start
-// pipe) gives a byte, sets the rlimits, then execs PROGRAM with ARGS
+// user resolves p's user: a name (p.User.Username, or for the init the
+// spec's user annotation: "web", "1000:staff") against the rootfs's
+// /etc/passwd and /etc/group, else p's numeric ids; additional groups are
+// the name's groups and p's.
+func (b *seatbeltBackend) user(p *specs.Process) (*user.ExecUser, error) {
+	name := p.User.Username
+	if name == "" && b.spec != nil && p == b.spec.Process {
+		name = b.spec.Annotations[annotationUser]
+	}
+	defaults := &user.ExecUser{Uid: int(p.User.UID), Gid: int(p.User.GID), Home: "/"}
+	u := defaults
+	if name != "" {
+		var err error
+		u, err = user.GetExecUserPath(name, defaults, filepath.Join(b.policy.Root, "etc", "passwd"), filepath.Join(b.policy.Root, "etc", "group"))
+		if err != nil {
+			return nil, errorf(KindInvalid, "user %q: %v (looked in the rootfs's /etc/passwd and /etc/group)", name, err)
+		}
+	}
+	for _, g := range p.User.AdditionalGids {
+		if !slices.Contains(u.Sgids, int(g)) {
+			u.Sgids = append(u.Sgids, int(g))
+		}
+	}
+	return u, nil
+}
+
+// setUser switches to "UID:GID:G1,G2,…" (groups first, the uid last).
+func setUser(spec string) error {
+	f := strings.SplitN(spec, ":", 3)
+	if len(f) != 3 {
+		return fmt.Errorf("user %q is not UID:GID:GROUPS", spec)
+	}
+	uid, err1 := strconv.Atoi(f[0])
+	gid, err2 := strconv.Atoi(f[1])
+	if err := errors.Join(err1, err2); err != nil {
+		return fmt.Errorf("user %q: %w", spec, err)
+	}
+	groups := []int{}
+	for _, g := range strings.Split(f[2], ",") {
+		if g == "" {
+			continue
+		}
+		n, err := strconv.Atoi(g)
+		if err != nil {
+			return fmt.Errorf("user %q: %w", spec, err)
+		}
+		groups = append(groups, n)
+	}
+	if err := syscall.Setgroups(groups); err != nil {
+		return fmt.Errorf("setgroups %v: %w", groups, err)
+	}
+	if err := syscall.Setgid(gid); err != nil {
+		return fmt.Errorf("setgid %d: %w", gid, err)
+	}
+	if err := syscall.Setuid(uid); err != nil {
+		return fmt.Errorf("setuid %d: %w", uid, err)
+	}
+	return nil
+}
+
+// HoldMain runs `BINARY seatbelt-hold [-rlimit=RESOURCE=SOFT:HARD]...
+// [-user=UID:GID:GROUPS] -- PROGRAM ARGS...` and never returns: it waits
+// until fd 3 (the start pipe) gives a byte, sets the rlimits and the user
+// (in that order: raising a hard limit needs root), then execs PROGRAM with ARGS
 // (PROGRAM included as argv[0]) and its own environment; the pipe closing
 // without a byte (the task was deleted before start) exits with status 1
 // and runs nothing. Failures exit 127 with the reason on stderr (the
@@ -432,7 +508,12 @@ func HoldMain(args []string) {
 		fmt.Fprintf(os.Stderr, "berth: "+format+"\n", a...)
 		os.Exit(127)
 	}
+	var userSpec string
 	for len(args) > 0 && args[0] != "--" {
+		if u, ok := strings.CutPrefix(args[0], "-user="); ok {
+			userSpec, args = u, args[1:]
+			continue
+		}
 		spec, ok := strings.CutPrefix(args[0], "-rlimit=")
 		if !ok {
 			fail("seatbelt-hold: unknown argument %q", args[0])
@@ -457,6 +538,11 @@ func HoldMain(args []string) {
 			fail("set %s to %d:%d: %v", name, lim.Cur, lim.Max, err)
 		}
 		args = args[1:]
+	}
+	if userSpec != "" {
+		if err := setUser(userSpec); err != nil {
+			fail("%v", err)
+		}
 	}
 	if len(args) < 2 {
 		fail("seatbelt-hold: no command")

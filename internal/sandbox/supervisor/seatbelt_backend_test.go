@@ -261,3 +261,69 @@ func TestRlimitsApplied(t *testing.T) {
 		t.Errorf("RLIMIT_RTPRIO: %v, want an error naming it", err)
 	}
 }
+
+// TestUserApplied (root): the hold switches to the process's user — a
+// name from the rootfs's /etc/passwd and /etc/group for the init, numeric
+// ids with additional groups for an exec; an unknown name fails create.
+func TestUserApplied(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("switching users needs root; CI runs as root")
+	}
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "etc", "passwd"), []byte("web:x:1234:2345::/:/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "etc", "group"), []byte("web:x:2345:\nextra:x:3456:web\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := newSeatbeltBackend(SeatbeltOptions{Confine: Unconfined})
+	if err != nil {
+		t.Fatal(err)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"PATH=/usr/bin:/bin"}
+	spec := TaskSpec{ID: "user", Rootfs: []mount.Mount{{Type: "bind", Source: root}},
+		OCI: &specs.Spec{Annotations: map[string]string{annotationUser: "web"},
+			Process: &specs.Process{Args: []string{"sh", "-c", "id -u; id -g; id -G"}, Cwd: "/", Env: env}}}
+	pid, err := b.create(spec, t.TempDir(), Stdio{Stdout: outW, Stderr: outW})
+	outW.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.killAll)
+	if _, err := b.start(); err != nil {
+		t.Fatal(err)
+	}
+	reap(t, pid)
+	if got, _ := io.ReadAll(outR); string(got) != "1234\n2345\n2345 3456\n" {
+		t.Errorf("init ran as %q, want uid 1234, gid 2345, groups 2345 3456", got)
+	}
+	outR.Close()
+
+	outR, outW, err = os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err = b.exec(0, &specs.Process{Args: []string{"sh", "-c", "id -u; id -g; id -G"}, Cwd: "/", Env: env,
+		User: specs.User{UID: 65534, GID: 65534, AdditionalGids: []uint32{100}}}, Stdio{Stdout: outW, Stderr: outW})
+	outW.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reap(t, pid)
+	if got, _ := io.ReadAll(outR); string(got) != "65534\n65534\n65534 100\n" {
+		t.Errorf("exec ran as %q, want 65534, 65534, groups 65534 100", got)
+	}
+	outR.Close()
+
+	if _, err := b.exec(0, &specs.Process{Args: []string{"true"}, Cwd: "/", Env: env, User: specs.User{Username: "nosuchuser"}}, Stdio{}); err == nil ||
+		!strings.Contains(err.Error(), "nosuchuser") {
+		t.Errorf("unknown user: %v, want an error naming it", err)
+	}
+}
