@@ -82,6 +82,9 @@ const HoldArg = "seatbelt-hold"
 // session and working dir that blocks on a pipe; start writes to the pipe
 // and the hold execs the confined command (sandbox-exec, which execs the
 // workload), so the init's pid is known at create and stays the same.
+// Execs go through the hold too, released at once; the hold sets the
+// process's rlimits and (when the supervisor is root) its user before it
+// execs.
 type seatbeltBackend struct {
 	opts SeatbeltOptions
 
