@@ -54,6 +54,8 @@ type frontend struct {
 	restSocket string
 	// stopGateway ends the gateway's connection to the gRPC socket.
 	stopGateway func()
+	// stopAutoRemove ends the auto-remover.
+	stopAutoRemove func()
 }
 
 var _ api.Frontend = (*frontend)(nil)
@@ -144,6 +146,9 @@ func (f *frontend) Configure(_ context.Context, req plugin.ConfigureRequest) err
 		// server adapter forwards every call to the lifecycle handle.
 		lifecycle.NewPlugin(lc).Register(srv, lc)
 		api.RegisterLogsServer(srv, &logReader{lifecycle: lc, system: system, pluginsDir: filepath.Dir(req.StateDir)})
+		actx, cancel := context.WithCancel(context.Background())
+		go (&autoRemover{lc: lc, log: f.log.Named("autoremove")}).run(actx)
+		f.stopAutoRemove = cancel
 	}
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
@@ -193,8 +198,13 @@ func (f *frontend) serveRESTLocked(socket, restSocket string, mode os.FileMode) 
 	return nil
 }
 
-// stopLocked stops both servers and removes their sockets.
+// stopLocked stops both servers and the auto-remover, and removes the
+// sockets.
 func (f *frontend) stopLocked() {
+	if f.stopAutoRemove != nil {
+		f.stopAutoRemove()
+		f.stopAutoRemove = nil
+	}
 	if f.rest != nil {
 		_ = f.rest.Close()
 		f.stopGateway()

@@ -474,6 +474,12 @@ func TestContainerCommands(t *testing.T) {
 				t.Fatal("run --rm left its container")
 			}
 		}
+		// -d --rm: the api plugin removes it when it stops.
+		e.mustBerth("run", "-d", "--rm", "--name", "auto", demoImage, "sh", "-c", "sleep 0.5")
+		eventually(t, "the -d --rm container to be removed", func() bool { _, ok := e.find("auto"); return !ok })
+		if _, errOut, code := e.berth("run", "-d", "--rm", "--restart", "always", demoImage, "true"); code == 0 || !strings.Contains(errOut, "conflict") {
+			t.Fatalf("--rm with --restart: %d %q", code, errOut)
+		}
 		e.mustBerth("run", "-d", "--name", "busy", demoImage, "sleep", "1000")
 		if _, errOut, code := e.berth("rm", "busy"); code == 0 || !strings.Contains(errOut, "busy") {
 			t.Fatalf("rm of a running container: %d %q", code, errOut)

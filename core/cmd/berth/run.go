@@ -31,8 +31,15 @@ func newRunCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if rm && cfg.Restart.Name != "no" {
+				return fmt.Errorf("--rm and --restart %s conflict: a container that is removed when it stops cannot be restarted", f.restart)
+			}
 			if detach && rm {
-				return errors.New("--rm with -d is not supported yet: the lifecycle layer has no auto-remove; run it in the foreground or remove it with berth rm")
+				// The api plugin removes it once it stops.
+				if cfg.Labels == nil {
+					cfg.Labels = map[string]string{}
+				}
+				cfg.Labels[api.LabelAutoRemove] = "true"
 			}
 			return withAPI(c, g, func(ctx context.Context, p *publicAPI) error {
 				ct, err := createPulling(ctx, p, f, cfg)
