@@ -39,6 +39,9 @@ type settings struct {
 	// RESTSocket is the REST/JSON gateway's socket; empty means
 	// api-rest.sock beside the gRPC socket.
 	RESTSocket *string `json:"rest_socket"`
+	// RESTAddress, when set, also serves the gateway over TCP on a
+	// loopback address ("127.0.0.1:8420"; port 0 picks one).
+	RESTAddress *string `json:"rest_address"`
 }
 
 // frontend serves the public API. It holds no state of its own: the core
@@ -52,6 +55,10 @@ type frontend struct {
 	socket     string
 	rest       *http.Server
 	restSocket string
+	restTCP    *http.Server
+	restAddr   string // the TCP listener's address, once listening
+	// restAddrWanted is the rest_address setting it was started with.
+	restAddrWanted string
 	// stopGateway ends the gateway's connection to the gRPC socket.
 	stopGateway func()
 	// stopAutoRemove ends the auto-remover.
@@ -73,9 +80,10 @@ func (f *frontend) Info(context.Context) (plugin.Info, error) {
 
 func (f *frontend) ConfigSchema(context.Context) (*schema.Spec, error) {
 	return schema.Object(map[string]*schema.Spec{
-		"socket":      schema.Attr("socket", "string", false),
-		"socket_mode": schema.Default(schema.Attr("socket_mode", "string", false), schema.Literal(`"0660"`)),
-		"rest_socket": schema.Attr("rest_socket", "string", false),
+		"socket":       schema.Attr("socket", "string", false),
+		"socket_mode":  schema.Default(schema.Attr("socket_mode", "string", false), schema.Literal(`"0660"`)),
+		"rest_socket":  schema.Attr("rest_socket", "string", false),
+		"rest_address": schema.Attr("rest_address", "string", false),
 	}), nil
 }
 
@@ -96,6 +104,13 @@ func (f *frontend) Configure(_ context.Context, req plugin.ConfigureRequest) err
 	}
 	if restSocket == socket {
 		return errdefs.InvalidArgument("api grpc config: rest_socket and socket are both %s", socket)
+	}
+	var restAddress string
+	if s.RESTAddress != nil && *s.RESTAddress != "" {
+		restAddress = *s.RESTAddress
+		if err := checkLoopback(restAddress); err != nil {
+			return errdefs.InvalidArgument("api grpc config: rest_address %q: %v", restAddress, err)
+		}
 	}
 	mode := os.FileMode(0o660)
 	if s.SocketMode != nil {
@@ -127,7 +142,7 @@ func (f *frontend) Configure(_ context.Context, req plugin.ConfigureRequest) err
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.server != nil {
-		if f.socket == socket && f.restSocket == restSocket {
+		if f.socket == socket && f.restSocket == restSocket && f.restAddrWanted == restAddress {
 			return nil
 		}
 		f.stopLocked()
@@ -159,7 +174,7 @@ func (f *frontend) Configure(_ context.Context, req plugin.ConfigureRequest) err
 	}()
 	f.server, f.listener, f.socket = srv, l, socket
 	f.log.Info("serving the public API", "socket", socket)
-	if err := f.serveRESTLocked(socket, restSocket, mode); err != nil {
+	if err := f.serveRESTLocked(socket, restSocket, restAddress, mode); err != nil {
 		f.stopLocked()
 		return err
 	}
@@ -168,7 +183,7 @@ func (f *frontend) Configure(_ context.Context, req plugin.ConfigureRequest) err
 
 // serveRESTLocked serves the REST/JSON gateway on restSocket; it calls the
 // gRPC API on socket, so both show the same services and errors.
-func (f *frontend) serveRESTLocked(socket, restSocket string, mode os.FileMode) error {
+func (f *frontend) serveRESTLocked(socket, restSocket, restAddress string, mode os.FileMode) error {
 	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return fmt.Errorf("gateway connection to %s: %w", socket, err)
@@ -194,6 +209,21 @@ func (f *frontend) serveRESTLocked(socket, restSocket string, mode os.FileMode) 
 	}()
 	f.rest, f.restSocket = hs, restSocket
 	f.stopGateway = func() { cancel(); _ = conn.Close() }
+	f.restAddrWanted = restAddress
+	if restAddress != "" {
+		tl, err := net.Listen("tcp", restAddress)
+		if err != nil {
+			return fmt.Errorf("rest_address %s: %w", restAddress, err)
+		}
+		ts := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := ts.Serve(tl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				f.log.Error("REST gateway (TCP) stopped", "error", err)
+			}
+		}()
+		f.restTCP, f.restAddr = ts, tl.Addr().String()
+		f.log.Info("serving the REST gateway over TCP", "address", f.restAddr)
+	}
 	f.log.Info("serving the REST gateway", "socket", restSocket, "openapi", api.OpenAPIPath)
 	return nil
 }
@@ -204,6 +234,10 @@ func (f *frontend) stopLocked() {
 	if f.stopAutoRemove != nil {
 		f.stopAutoRemove()
 		f.stopAutoRemove = nil
+	}
+	if f.restTCP != nil {
+		_ = f.restTCP.Close()
+		f.restTCP, f.restAddr = nil, ""
 	}
 	if f.rest != nil {
 		_ = f.rest.Close()
@@ -228,7 +262,24 @@ func (f *frontend) Endpoints(context.Context) ([]api.Endpoint, error) {
 	if f.rest != nil {
 		es = append(es, api.Endpoint{Kind: "rest", Address: "unix://" + f.restSocket})
 	}
+	if f.restTCP != nil {
+		es = append(es, api.Endpoint{Kind: "rest", Address: "http://" + f.restAddr})
+	}
 	return es, nil
+}
+
+// checkLoopback accepts host:port with a loopback IP: the REST gateway has
+// no authentication, so it never listens beyond this machine.
+func checkLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("only a loopback IP like 127.0.0.1 is allowed (the API has no authentication)")
+	}
+	return nil
 }
 
 // socketGroup is the group that may use the public API socket besides root.

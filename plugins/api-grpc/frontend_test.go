@@ -85,3 +85,19 @@ func TestSocketIsRootOnlyWithoutItsGroup(t *testing.T) {
 		}
 	}
 }
+
+func TestRESTAddressMustBeLoopback(t *testing.T) {
+	f := newFrontend(hclog.NewNullLogger())
+	for _, addr := range []string{"0.0.0.0:8420", "192.0.2.1:80", "localhost", "example.com:80"} {
+		cfg := `{"socket":null,"socket_mode":"0660","rest_socket":null,"rest_address":"` + addr + `"}`
+		err := f.Configure(context.Background(), plugin.ConfigureRequest{Config: schema.Config{JSON: []byte(cfg)}, RuntimeDir: t.TempDir()})
+		if !errdefs.IsInvalidArgument(err) {
+			t.Errorf("rest_address %s: %v; want InvalidArgument", addr, err)
+		}
+	}
+	for _, addr := range []string{"127.0.0.1:0", "[::1]:8420"} {
+		if err := checkLoopback(addr); err != nil {
+			t.Errorf("%s refused: %v", addr, err)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,7 +39,9 @@ berth {
   runtime_dir = "%s/run"
   log_level   = "debug"
 }
-plugin "api" "grpc" {}
+plugin "api" "grpc" {
+  rest_address = "127.0.0.1:0"
+}
 plugin "resources" "cgroup" {
   parent = "CGROUP_PARENT"
 }
@@ -554,6 +557,33 @@ func TestContainerCommands(t *testing.T) {
 		code, body = curl("/v1/containers/rest-logs/logs")
 		if code != 200 || !bytes.Contains(body, []byte(`"stream":"stdout"`)) || !bytes.Contains(body, []byte(`"data":"dmlhLXJlc3QK"`)) {
 			t.Errorf("GET logs: %d %s", code, body)
+		}
+
+		// The same gateway on loopback TCP (rest_address), as listed in
+		// the daemon's endpoints.
+		var st struct {
+			Endpoints []struct{ Kind, Address string }
+		}
+		if err := json.Unmarshal([]byte(e.mustBerth("system", "status", "--format", "json")), &st); err != nil {
+			t.Fatal(err)
+		}
+		var tcp string
+		for _, ep := range st.Endpoints {
+			if ep.Kind == "rest" && strings.HasPrefix(ep.Address, "http://127.0.0.1:") {
+				tcp = ep.Address
+			}
+		}
+		if tcp == "" {
+			t.Fatalf("no loopback REST endpoint in %+v", st.Endpoints)
+		}
+		resp, err := http.Get(tcp + "/v1/version")
+		if err != nil {
+			t.Fatal(err)
+		}
+		vbody, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !bytes.Contains(vbody, []byte(`"apiVersion"`)) {
+			t.Fatalf("GET %s/v1/version: %d %s", tcp, resp.StatusCode, vbody)
 		}
 
 		// The OpenAPI document parses and validates.
