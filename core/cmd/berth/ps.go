@@ -13,6 +13,7 @@ import (
 
 	"github.com/berth-dev/berth/sdk/api"
 	"github.com/berth-dev/berth/sdk/errdefs"
+	"github.com/berth-dev/berth/sdk/images"
 	"github.com/berth-dev/berth/sdk/lifecycle"
 )
 
@@ -33,10 +34,42 @@ type psEntry struct {
 	CreatedAt    time.Time
 }
 
-func newPsEntry(c lifecycle.Container) psEntry {
+// commandOf is the command a container runs, Docker's way: its own
+// entrypoint and command, else the image's (an entrypoint of its own drops
+// the image's command too). image is nil when it is not known.
+func commandOf(c lifecycle.Container, image *images.Config) string {
+	entry, cmd := c.Config.Entrypoint, c.Config.Cmd
+	if image != nil {
+		if len(entry) == 0 {
+			entry = image.Entrypoint
+			if len(cmd) == 0 {
+				cmd = image.Cmd
+			}
+		}
+	}
+	return strings.Join(append(append([]string{}, entry...), cmd...), " ")
+}
+
+// imageConfigs looks up the configs of the containers' images, once per
+// image; an image it cannot inspect is left out.
+func imageConfigs(ctx context.Context, p *publicAPI, list []lifecycle.Container) map[string]*images.Config {
+	out := map[string]*images.Config{}
+	for _, c := range list {
+		if _, seen := out[c.ImageDigest]; seen || c.ImageDigest == "" {
+			continue
+		}
+		out[c.ImageDigest] = nil
+		if d, err := p.images.Inspect(ctx, c.ImageDigest); err == nil {
+			out[c.ImageDigest] = &d.Config
+		}
+	}
+	return out
+}
+
+func newPsEntry(c lifecycle.Container, image *images.Config) psEntry {
 	return psEntry{
 		ID: c.ID, Name: c.Name, Image: c.Config.Image, ImageDigest: c.ImageDigest,
-		Command: strings.Join(append(append([]string{}, c.Config.Entrypoint...), c.Config.Cmd...), " "),
+		Command: commandOf(c, image),
 		State:   c.State, Status: statusText(c), ExitCode: c.ExitCode, Pid: c.Pid,
 		RestartCount: c.RestartCount, Isolation: c.Isolation, Labels: c.Config.Labels, CreatedAt: c.CreatedAt,
 	}
@@ -97,9 +130,10 @@ func newPsCommand(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				imageCfg := imageConfigs(ctx, p, list)
 				entries := make([]psEntry, 0, len(list))
 				for _, ct := range list {
-					entries = append(entries, newPsEntry(ct))
+					entries = append(entries, newPsEntry(ct, imageCfg[ct.ImageDigest]))
 				}
 				switch {
 				case format == "json":

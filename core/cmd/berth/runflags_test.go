@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/berth-dev/berth/sdk/images"
 	"github.com/berth-dev/berth/sdk/lifecycle"
 )
 
@@ -109,5 +110,25 @@ func TestDetachKeys(t *testing.T) {
 	// trailing one waits for the next read.
 	if got := string(buf[:n]); got != "a\x10b" || detached {
 		t.Fatalf("read %q (detached %v); want %q", got, detached, "a\x10b")
+	}
+}
+
+func TestCommandOfFollowsDocker(t *testing.T) {
+	img := &images.Config{Entrypoint: []string{"/entry"}, Cmd: []string{"default"}}
+	for _, c := range []struct {
+		entry, cmd []string
+		image      *images.Config
+		want       string
+	}{
+		{nil, nil, img, "/entry default"},
+		{nil, []string{"mine"}, img, "/entry mine"},
+		{[]string{"/own"}, nil, img, "/own"}, // an entrypoint of its own drops the image's command
+		{[]string{"/own"}, []string{"x"}, img, "/own x"},
+		{nil, []string{"sleep", "1"}, nil, "sleep 1"},
+	} {
+		ct := lifecycle.Container{Config: lifecycle.Config{Entrypoint: c.entry, Cmd: c.cmd}}
+		if got := commandOf(ct, c.image); got != c.want {
+			t.Errorf("commandOf(%v, %v) = %q; want %q", c.entry, c.cmd, got, c.want)
+		}
 	}
 }
