@@ -330,6 +330,31 @@ func TestContainerCommands(t *testing.T) {
 		if c := e.container("detach"); c.State != "running" {
 			t.Fatalf("after detach the container is %s", c.State)
 		}
+
+		// exec -it gets a terminal. (Not yet of the caller's size: the
+		// sandbox supervisor refuses an exec's resize, "bad file descriptor".)
+		cmd = exec.Command(filepath.Join(binDir, "berth"), "--config", e.config, "exec", "-it", "detach", "stty", "-a")
+		ptmx3, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 21, Cols: 99})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ptmx3.Close()
+		var execOut bytes.Buffer
+		copied := make(chan struct{})
+		go func() { _, _ = io.Copy(&execOut, ptmx3); close(copied) }()
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("exec -it: %v", err)
+		}
+		select {
+		case <-copied:
+		case <-time.After(5 * time.Second): // the pty may stay open; what was read is enough
+		}
+		if got := execOut.String(); !strings.Contains(got, "speed 38400 baud") {
+			t.Fatalf("exec -it stty -a: %q; want a terminal's settings", got)
+		}
+		if out, errOut, _ := e.berth("exec", "detach", "stty", "-a"); !strings.Contains(errOut, "stty:") {
+			t.Fatalf("exec without -t has a terminal: %q %q", out, errOut)
+		}
 	})
 
 	t.Run("detach, logs -f, attach", func(t *testing.T) {
