@@ -66,6 +66,7 @@ func (s *baseServer) Configure(ctx context.Context, req *pluginv1.ConfigureReque
 			info[name] = HandleInfo{Layer: Layer(i.Layer), Name: i.Name, Default: i.Default, Snapshotter: i.Snapshotter, Capabilities: i.Capabilities}
 		}
 		handles = NewHandles(s.broker, req.Handles, info)
+		handles.dialAll()
 		s.handles = handles
 	}
 	err := s.impl.Configure(ctx, ConfigureRequest{

@@ -38,6 +38,7 @@ type Handles struct {
 	ids    map[string]uint32
 	info   map[string]HandleInfo
 	conns  map[string]*grpc.ClientConn
+	errs   map[string]error
 }
 
 // HandleInfo describes the plugin a handle reaches, so that a plugin given
@@ -58,7 +59,18 @@ type HandleInfo struct {
 // NewHandles is used by the SDK's server adapter; plugin code receives
 // Handles in ConfigureRequest. info may be nil.
 func NewHandles(broker *goplugin.GRPCBroker, ids map[string]uint32, info map[string]HandleInfo) *Handles {
-	return &Handles{broker: broker, ids: ids, info: info, conns: map[string]*grpc.ClientConn{}}
+	return &Handles{broker: broker, ids: ids, info: info, conns: map[string]*grpc.ClientConn{}, errs: map[string]error{}}
+}
+
+// dialAll opens every handle's connection now. go-plugin's broker keeps a
+// brokered connection's address only for five seconds, so a plugin that
+// dialled a handle lazily, on its first use minutes later, would find it
+// gone; dialled here, during Configure, each connection is cached for the
+// plugin's life. A failure is kept and returned by Dial.
+func (h *Handles) dialAll() {
+	for _, name := range h.Names() {
+		_, _ = h.Dial(name)
+	}
 }
 
 // Info describes the plugin handle name reaches; false for core services
@@ -115,9 +127,14 @@ func (h *Handles) Dial(name string) (*grpc.ClientConn, error) {
 	if !ok {
 		return nil, errdefs.NotFound("no handle %q (given: %v); is that plugin configured in config.hcl?", name, h.Names())
 	}
+	if err, failed := h.errs[name]; failed {
+		return nil, err
+	}
 	c, err := h.broker.DialWithOptions(id, errdefs.DialOptions()...)
 	if err != nil {
-		return nil, errdefs.Unavailable("dial handle %q: %v", name, err)
+		err = errdefs.Unavailable("dial handle %q: %v", name, err)
+		h.errs[name] = err
+		return nil, err
 	}
 	h.conns[name] = c
 	return c, nil

@@ -1,8 +1,8 @@
 // Command lifecycleprobe is a lifecycle plugin for the host's tests. It
 // uses the resources handle it is brokered and records, one line each in
-// <state dir>/probe.log: the group it created through the handle at
-// Configure, every HandleChanged it receives, and after a handle comes back
-// the groups the restarted resources plugin lists.
+// <state dir>/probe.log: the group it created through the handle at its
+// first use (6 s after Configure), every HandleChanged it receives, and
+// after a handle comes back the groups the restarted resources plugin lists.
 package main
 
 import (
@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -47,13 +48,24 @@ func (p *probe) Configure(ctx context.Context, req plugin.ConfigureRequest) erro
 	if i, ok := req.Handles.Info(plugin.HandleResources); ok {
 		p.record("info resources layer=%s name=%s default=%v caps=%v", i.Layer, i.Name, i.Default, i.Capabilities)
 	}
-	res, err := resources.FromHandles(req.Handles)
-	if err != nil {
-		return err
-	}
-	p.res = res
-	pl, err := res.CreateGroup(ctx, "probe-group", resources.Limits{})
-	p.record("create-group %s %v", pl.CgroupPath, err)
+	// The first use of the handle comes well after Configure, as a lazy
+	// plugin's would: go-plugin forgets an undialled brokered address after
+	// five seconds, so this proves the SDK dialled it during Configure.
+	go func() {
+		time.Sleep(6 * time.Second)
+		res, err := resources.FromHandles(req.Handles)
+		if err != nil {
+			p.mu.Lock()
+			p.record("late-dial %v", err)
+			p.mu.Unlock()
+			return
+		}
+		pl, err := res.CreateGroup(context.Background(), "probe-group", resources.Limits{})
+		p.mu.Lock()
+		p.res = res
+		p.record("create-group %s %v", pl.CgroupPath, err)
+		p.mu.Unlock()
+	}()
 	return nil
 }
 
@@ -61,7 +73,7 @@ func (p *probe) HandleChanged(ctx context.Context, c plugin.HandleChange) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.record("handle-changed %s available=%v", c.Handle, c.Available)
-	if c.Available && c.Handle == plugin.HandleResources {
+	if c.Available && c.Handle == plugin.HandleResources && p.res != nil {
 		_, err := p.res.CreateGroup(ctx, "after-restart", resources.Limits{})
 		groups, lerr := p.res.List(ctx)
 		p.record("after-restart create=%v list=%d %v", err, len(groups), lerr)
