@@ -3,6 +3,7 @@ package sandbox
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -16,6 +17,9 @@ type Channel interface {
 	Wait(kind string) error
 	// Send tells the parent kind.
 	Send(kind string) error
+	// SendConsole hands the parent the master of the process's terminal
+	// (SCM_RIGHTS; runc's console socket) and closes it.
+	SendConsole(master *os.File) error
 }
 
 // RunInit performs the container setup in runc's standard_init order and
@@ -48,6 +52,14 @@ func RunInit(sys Syscalls, ch Channel, cfg *InitConfig, users UserResolver) erro
 		if err := prepareRootfs(sys, cfg); err != nil {
 			return err
 		}
+		// The terminal comes from the container's own devpts, after its
+		// mounts are in place and before the paths are masked (runc's
+		// setupConsole), and is its /dev/console too.
+		if p.Terminal {
+			if err := setupConsole(sys, ch, p, true); err != nil {
+				return err
+			}
+		}
 		if s.Hostname != "" && hasNamespace(s, specs.UTSNamespace) {
 			if err := sys.Sethostname(s.Hostname); err != nil {
 				return fmt.Errorf("set hostname %q: %w", s.Hostname, err)
@@ -66,9 +78,11 @@ func RunInit(sys Syscalls, ch Channel, cfg *InitConfig, users UserResolver) erro
 			}
 		}
 	}
-	if p.Terminal {
-		if err := sys.SetCtty(); err != nil {
-			return fmt.Errorf("make the terminal the controlling terminal: %w", err)
+	if p.Terminal && cfg.Mode != ModeCreate {
+		// An exec has entered the container's mount namespace: its ptmx
+		// is the container's.
+		if err := setupConsole(sys, ch, p, false); err != nil {
+			return err
 		}
 	}
 	if p.NoNewPrivileges {
@@ -178,6 +192,33 @@ func RunInit(sys Syscalls, ch Channel, cfg *InitConfig, users UserResolver) erro
 	}
 	if err := sys.Exec(path, p.Args, env); err != nil {
 		return fmt.Errorf("exec %s: %w", path, err)
+	}
+	return nil
+}
+
+// setupConsole opens the process's terminal in the current root's devpts,
+// makes it stdio and the controlling terminal, bind-mounts its replica on
+// /dev/console when mountConsole, and sends the master to the parent.
+func setupConsole(sys Syscalls, ch Channel, p *specs.Process, mountConsole bool) error {
+	master, replica, err := sys.OpenConsole(p.ConsoleSize)
+	if err != nil {
+		return fmt.Errorf("open the container's terminal (/dev/ptmx): %w", err)
+	}
+	if mountConsole {
+		if err := sys.CreateFile("/dev/console"); err != nil {
+			master.Close()
+			return fmt.Errorf("create /dev/console: %w", err)
+		}
+		if err := sys.Mount(replica, "/dev/console", "", unix.MS_BIND, ""); err != nil {
+			master.Close()
+			return fmt.Errorf("bind %s on /dev/console: %w", replica, err)
+		}
+	}
+	if err := ch.SendConsole(master); err != nil {
+		return fmt.Errorf("send the terminal to the parent: %w", err)
+	}
+	if err := sys.SetCtty(); err != nil {
+		return fmt.Errorf("make the terminal the controlling terminal: %w", err)
 	}
 	return nil
 }

@@ -80,6 +80,12 @@ func (r *recorder) SetCapabilities(c *specs.LinuxCapabilities) error {
 	return r.rec("caps %d", len(c.Effective))
 }
 func (r *recorder) SetCtty() error { return r.rec("ctty") }
+func (r *recorder) OpenConsole(size *specs.Box) (*os.File, string, error) {
+	if size != nil {
+		return nil, "/dev/pts/0", r.rec("open console %dx%d", size.Width, size.Height)
+	}
+	return nil, "/dev/pts/0", r.rec("open console")
+}
 func (r *recorder) LookPath(f string, env []string) (string, error) {
 	return "/bin/" + f, r.rec("lookpath %s", f)
 }
@@ -93,6 +99,9 @@ type chanRecorder struct{ r *recorder }
 
 func (c chanRecorder) Wait(kind string) error { return c.r.rec("wait %s", kind) }
 func (c chanRecorder) Send(kind string) error { return c.r.rec("send %s", kind) }
+func (c chanRecorder) SendConsole(*os.File) error {
+	return c.r.rec("send console")
+}
 
 func buildSpec(t *testing.T, cfg lifecycle.Config) *specs.Spec {
 	t.Helper()
@@ -203,7 +212,28 @@ func TestRunInitExecSkipsRootfs(t *testing.T) {
 			t.Errorf("exec made %q; only a new container sets up its root", c)
 		}
 	}
-	assertOrder(t, r.calls, "wait go", "ctty", "seccomp", "bounding", "setuid", "caps", "cloexec", "exec /bin/ps")
+	// The exec opens its terminal in the container's devpts (its mount
+	// namespace is entered already) and gives the master to the parent.
+	assertOrder(t, r.calls, "wait go", "open console", "send console", "ctty", "seccomp", "bounding", "setuid", "caps", "cloexec", "exec /bin/ps")
+}
+
+// TestRunInitConsoleCreate checks runc's setupConsole place: after the
+// root is pivoted (so /dev/ptmx is the container's devpts), before masked
+// paths, with the replica on /dev/console.
+func TestRunInitConsoleCreate(t *testing.T) {
+	s := buildSpec(t, lifecycle.Config{Tty: true})
+	s.Process.ConsoleSize = &specs.Box{Width: 100, Height: 40}
+	r := &recorder{existing: map[string]bool{"/proc/sys/": true}}
+	cfg := &InitConfig{Mode: ModeCreate, Spec: s, Process: s.Process, RootDir: "/r"}
+	if err := RunInit(r, chanRecorder{r}, cfg, RootfsUsers{Root: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	assertOrder(t, r.calls, "mount devpts /r/dev/pts", "symlink /r/dev/ptmx", "pivot_root", "umount .",
+		"open console 100x40", "touch /dev/console", "mount bind /dev/console", "send console", "ctty",
+		"sethostname", "mount bind /proc/sys", "send ready", "exec")
+	if n := len(slices.DeleteFunc(slices.Clone(r.calls), func(c string) bool { return c != "open console 100x40" })); n != 1 {
+		t.Errorf("the terminal was opened %d times", n)
+	}
 }
 
 func TestRunInitResolvesUserFromRootfs(t *testing.T) {

@@ -45,6 +45,11 @@ func (c *socketChannel) Wait(kind string) error {
 
 func (c *socketChannel) Send(kind string) error { return sendJSON(c.f, message{Type: kind}) }
 
+func (c *socketChannel) SendConsole(master *os.File) error {
+	defer master.Close()
+	return sendConsole(c.f, master)
+}
+
 func (c *socketChannel) fail(err error) {
 	if sendJSON(c.f, message{Type: msgError, Error: err.Error()}) != nil {
 		fmt.Fprintln(os.Stderr, "berth-sandbox-init:", err)

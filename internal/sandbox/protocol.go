@@ -60,6 +60,9 @@ const (
 	msgStart = "start"
 	// init → parent: setup failed.
 	msgError = "error"
+	// init → parent: the master of the process's terminal rides along
+	// (SCM_RIGHTS), before msgReady (ModeCreate) or before exec (ModeExec).
+	msgConsole = "console"
 )
 
 // message is one packet on the init socket after the InitConfig.

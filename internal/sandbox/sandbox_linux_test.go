@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -577,4 +578,85 @@ func TestUserNamespace(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
+}
+
+// lockedBuffer collects a terminal's output for polling.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.ReplaceAll(b.buf.String(), "\r", "")
+}
+
+// TestTerminalIsTheContainers checks that a process with a terminal gets
+// one of the container's own devpts (runc's console socket): tty names it,
+// it is /dev/console, the size in the spec applies, the host's devpts is
+// not visible, and an exec's terminal comes from the same instance.
+func TestTerminalIsTheContainers(t *testing.T) {
+	b, err := newBox(t, lifecycle.Config{Tty: true}, "sh", "-c",
+		`tty; test -t 0 && echo stdin-is-a-tty; `+
+			`[ "$(stat -c %t:%T /dev/console)" = "$(stat -c %t:%T "$(tty)")" ] && echo console-is-the-tty; `+
+			`echo pts=$(ls /dev/pts | tr '\n' ' '); stty size; echo END; exec sleep 1000`)
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	if b.c.Console == nil {
+		t.Fatal("Create returned no console for a process with a terminal")
+	}
+	defer b.c.Console.Close()
+	must(t, unix.IoctlSetWinsize(int(b.c.Console.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 31, Col: 91}))
+	var out lockedBuffer
+	go func() { _, _ = io.Copy(&out, b.c.Console) }()
+	must(t, b.c.Start())
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(out.String(), "END\n") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	got := out.String()
+	for _, want := range []string{"/dev/pts/0\n", "stdin-is-a-tty\n", "console-is-the-tty\n", "pts=0 ptmx\n", "31 91\n"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("terminal output lacks %q:\n%s", want, got)
+		}
+	}
+
+	proc := *b.spec.Process
+	proc.Args = []string{"sh", "-c", "tty; test -t 1 && echo stdout-is-a-tty; stty size"}
+	proc.ConsoleSize = &specs.Box{Width: 77, Height: 22}
+	p, err := b.l.Exec(sandbox.ExecOptions{Pid: b.c.Process.Pid, Spec: b.spec, Process: &proc, Cgroup: b.cg})
+	if err != nil {
+		t.Fatalf("exec with a terminal: %v", err)
+	}
+	if p.Console == nil {
+		t.Fatal("Exec returned no console for a process with a terminal")
+	}
+	defer p.Console.Close()
+	var execOut lockedBuffer
+	copied := make(chan struct{})
+	go func() { _, _ = io.Copy(&execOut, p.Console); close(copied) }() // ends with EIO once the exec exits
+	if st, err := p.Wait(); err != nil || st.ExitCode() != 0 {
+		t.Errorf("exec'd process: %v %v", st, err)
+	}
+	select {
+	case <-copied:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the exec's terminal output did not end 30s after it exited")
+	}
+	got = execOut.String()
+	for _, want := range []string{"/dev/pts/1\n", "stdout-is-a-tty\n", "22 77\n"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("exec terminal output lacks %q:\n%s", want, got)
+		}
+	}
+	must(t, b.c.Process.Signal(syscall.SIGKILL))
+	b.wait()
 }

@@ -153,6 +153,11 @@ type CreateOptions struct {
 type Container struct {
 	// Process is the init process; the caller reaps it.
 	Process *os.Process
+	// Console is the master of the init's terminal when its process has
+	// one (Process.Terminal): opened by the init in the container's own
+	// devpts, whose replica is the init's stdio, controlling terminal and
+	// /dev/console. The caller owns it; nil without a terminal.
+	Console *os.File
 	sock    *os.File
 }
 
@@ -196,6 +201,9 @@ func (l *Launcher) Create(opts CreateOptions) (_ *Container, err error) {
 			_ = proc.Kill()
 			_, _ = proc.Wait()
 			parent.Close()
+			if c.Console != nil {
+				c.Console.Close()
+			}
 		}
 	}()
 	child.Close()
@@ -209,6 +217,15 @@ func (l *Launcher) Create(opts CreateOptions) (_ *Container, err error) {
 	}
 	if err := sendJSON(parent, message{Type: msgGo}); err != nil {
 		return nil, fmt.Errorf("release the init: %w", err)
+	}
+	if s.Process.Terminal {
+		if c.Console, err = expectConsole(parent); err != nil {
+			if errors.Is(err, io.EOF) {
+				st, _ := proc.Wait()
+				return nil, fmt.Errorf("the container init exited during setup (%v)", st)
+			}
+			return nil, err
+		}
 	}
 	if err := expect(parent, msgReady); err != nil {
 		if errors.Is(err, io.EOF) {
@@ -249,12 +266,21 @@ type ExecOptions struct {
 	Stdio   Stdio
 }
 
+// Process is a process exec'd into a container.
+type Process struct {
+	*os.Process
+	// Console is the master of its terminal when it has one
+	// (Process.Terminal): opened by the process in the container's devpts
+	// after entering its mount namespace. The caller owns it.
+	Console *os.File
+}
+
 // Exec starts a process in the namespaces and cgroup of a running
 // container and returns it once it has exec'd. The caller must be a child
 // subreaper (PR_SET_CHILD_SUBREAPER): the process is forked by an
 // intermediate that exits, and it is reparented to the caller, which reaps
 // it.
-func (l *Launcher) Exec(opts ExecOptions) (*os.Process, error) {
+func (l *Launcher) Exec(opts ExecOptions) (*Process, error) {
 	if opts.Process == nil || len(opts.Process.Args) == 0 {
 		return nil, errors.New("exec: the process has no args")
 	}
@@ -293,9 +319,13 @@ func (l *Launcher) Exec(opts ExecOptions) (*os.Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	fail := func(err error) (*os.Process, error) {
+	var console *os.File
+	fail := func(err error) (*Process, error) {
 		_ = proc.Kill()
 		_, _ = proc.Wait()
+		if console != nil {
+			console.Close()
+		}
 		return nil, err
 	}
 	bpf, err := l.seccompBPF(seccompOf(opts.Spec))
@@ -313,10 +343,18 @@ func (l *Launcher) Exec(opts ExecOptions) (*os.Process, error) {
 	if err := sendJSON(parent, message{Type: msgGo}); err != nil {
 		return fail(err)
 	}
+	if opts.Process.Terminal {
+		if console, err = expectConsole(parent); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = errors.New("the process exited before it opened its terminal")
+			}
+			return fail(err)
+		}
+	}
 	if err := expect(parent, ""); !errors.Is(err, io.EOF) {
 		return fail(err)
 	}
-	return proc, nil
+	return &Process{Process: proc, Console: console}, nil
 }
 
 // parseNsenter reads the constructor's report.
@@ -470,6 +508,85 @@ func recvJSON(f *os.File, v any) error {
 		return io.EOF
 	}
 	return json.Unmarshal(buf[:n], v)
+}
+
+// sendConsole sends msgConsole with master attached (SCM_RIGHTS).
+func sendConsole(f *os.File, master *os.File) error {
+	b, err := json.Marshal(message{Type: msgConsole})
+	if err != nil {
+		return err
+	}
+	rights := unix.UnixRights(int(master.Fd()))
+	return unix.Sendmsg(int(f.Fd()), b, rights, nil, 0)
+}
+
+// recvMessage reads one message from the init and the descriptor it
+// carries (msgConsole), or -1: io.EOF when the init closed the socket.
+func recvMessage(f *os.File) (message, int, error) {
+	var m message
+	buf := make([]byte, 64<<10)
+	oob := make([]byte, unix.CmsgSpace(4))
+	n, oobn, _, _, err := unix.Recvmsg(int(f.Fd()), buf, oob, unix.MSG_CMSG_CLOEXEC)
+	if err != nil {
+		return m, -1, err
+	}
+	passed := -1
+	if cmsgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
+		for _, c := range cmsgs {
+			fds, _ := unix.ParseUnixRights(&c)
+			for _, fd := range fds {
+				if passed < 0 {
+					passed = fd
+				} else {
+					unix.Close(fd)
+				}
+			}
+		}
+	}
+	drop := func() {
+		if passed >= 0 {
+			unix.Close(passed)
+			passed = -1
+		}
+	}
+	if n == 0 {
+		drop()
+		return m, -1, io.EOF
+	}
+	if err := json.Unmarshal(buf[:n], &m); err != nil {
+		drop()
+		return m, -1, fmt.Errorf("read from the init: %w", err)
+	}
+	if m.Type != msgConsole {
+		drop()
+	}
+	return m, passed, nil
+}
+
+// expectConsole reads the init's msgConsole and returns the master it
+// carries (a terminal of the container's devpts), non-blocking so reads
+// go through Go's poller.
+func expectConsole(f *os.File) (*os.File, error) {
+	m, fd, err := recvMessage(f)
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, io.EOF
+		}
+		return nil, fmt.Errorf("read the terminal from the init: %w", err)
+	}
+	switch {
+	case m.Type == msgError:
+		return nil, &InitError{Msg: m.Error}
+	case m.Type != msgConsole:
+		return nil, fmt.Errorf("init sent %q, want %q", m.Type, msgConsole)
+	case fd < 0:
+		return nil, errors.New("the init's terminal message carries no descriptor")
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), "console"), nil
 }
 
 // expect reads one message: nil for kind, the init's error for msgError,

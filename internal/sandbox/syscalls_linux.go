@@ -45,6 +45,11 @@ type Syscalls interface {
 	// SetCapabilities sets the effective, permitted, inheritable and ambient
 	// sets of the calling thread.
 	SetCapabilities(c *specs.LinuxCapabilities) error
+	// OpenConsole opens a new terminal from /dev/ptmx of the current root
+	// (the container's own devpts instance), sizes it to size when
+	// non-nil, and makes its replica fds 0, 1 and 2. It returns the master
+	// and the replica's path in the current root (e.g. /dev/pts/0).
+	OpenConsole(size *specs.Box) (master *os.File, replica string, err error)
 	// SetCtty makes fd 0 (a terminal) the controlling terminal in a new
 	// session.
 	SetCtty() error

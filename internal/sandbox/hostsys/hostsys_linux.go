@@ -175,6 +175,48 @@ func (Sys) SetCapabilities(cs *specs.LinuxCapabilities) error {
 	return c.Apply(capability.CAPS | capability.AMBS)
 }
 
+// OpenConsole implements sandbox.Syscalls: the replica is opened from the
+// master itself (TIOCGPTPEER), so no path lookup can be raced.
+func (Sys) OpenConsole(size *specs.Box) (*os.File, string, error) {
+	fd, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, "", os.NewSyscallError("open /dev/ptmx", err)
+	}
+	master := os.NewFile(uintptr(fd), "/dev/ptmx")
+	fail := func(what string, err error) (*os.File, string, error) {
+		master.Close()
+		return nil, "", os.NewSyscallError(what, err)
+	}
+	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
+		return fail("unlockpt", err)
+	}
+	n, err := unix.IoctlGetUint32(fd, unix.TIOCGPTN)
+	if err != nil {
+		return fail("ptsname", err)
+	}
+	if size != nil {
+		ws := &unix.Winsize{Row: uint16(size.Height), Col: uint16(size.Width)}
+		if err := unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, ws); err != nil {
+			return fail("TIOCSWINSZ", err)
+		}
+	}
+	r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.TIOCGPTPEER, uintptr(unix.O_RDWR|unix.O_NOCTTY))
+	if errno != 0 {
+		return fail("TIOCGPTPEER", errno)
+	}
+	replica := int(r)
+	for i := 0; i <= 2; i++ {
+		if err := unix.Dup3(replica, i, 0); err != nil {
+			unix.Close(replica)
+			return fail("dup3", err)
+		}
+	}
+	if replica > 2 {
+		unix.Close(replica)
+	}
+	return master, fmt.Sprintf("/dev/pts/%d", n), nil
+}
+
 func (Sys) SetCtty() error {
 	if _, err := unix.Setsid(); err != nil && !errors.Is(err, unix.EPERM) {
 		return os.NewSyscallError("setsid", err)

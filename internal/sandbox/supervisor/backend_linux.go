@@ -35,29 +35,33 @@ func newBackend(initPath, seccompCache string) (backend, error) {
 	return &linuxBackend{launcher: l}, nil
 }
 
-func (b *linuxBackend) create(spec TaskSpec, dir string, stdio Stdio) (int, error) {
+// terminalsInside is true: a process opens its terminal in the
+// container's devpts and the sandbox hands the master back.
+func (b *linuxBackend) terminalsInside() bool { return true }
+
+func (b *linuxBackend) create(spec TaskSpec, dir string, stdio Stdio) (int, *os.File, error) {
 	cgPath := spec.Placement.CgroupPath
 	if cgPath == "" {
 		cgPath = "berth-sandbox/" + spec.ID
 	}
 	cg, err := sandbox.OpenCgroup(cgPath, true)
 	if err != nil {
-		return 0, fmt.Errorf("cgroup %s: %w", cgPath, err)
+		return 0, nil, fmt.Errorf("cgroup %s: %w", cgPath, err)
 	}
 	b.cg, b.spec = cg, spec.OCI
 	rootDir := filepath.Join(dir, "rootfs")
 	if err := os.MkdirAll(rootDir, 0o755); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	c, err := b.launcher.Create(sandbox.CreateOptions{Spec: spec.OCI, RootDir: rootDir, Rootfs: spec.Rootfs, Cgroup: cg,
 		Stdio: sandbox.Stdio{Stdin: stdio.Stdin, Stdout: stdio.Stdout, Stderr: stdio.Stderr}})
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	b.container = c
 	pid := c.Process.Pid
 	_ = c.Process.Release() // reaped by the supervisor's reaper
-	return pid, nil
+	return pid, c.Console, nil
 }
 
 func (b *linuxBackend) start() (int, error) {
@@ -67,15 +71,15 @@ func (b *linuxBackend) start() (int, error) {
 	return 0, nil // the pid is the created init's
 }
 
-func (b *linuxBackend) exec(initPid int, p *specs.Process, stdio Stdio) (int, error) {
+func (b *linuxBackend) exec(initPid int, p *specs.Process, stdio Stdio) (int, *os.File, error) {
 	proc, err := b.launcher.Exec(sandbox.ExecOptions{Pid: initPid, Spec: b.spec, Process: p, Cgroup: b.cg,
 		Stdio: sandbox.Stdio{Stdin: stdio.Stdin, Stdout: stdio.Stdout, Stderr: stdio.Stderr}})
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	pid := proc.Pid
 	_ = proc.Release()
-	return pid, nil
+	return pid, proc.Console, nil
 }
 
 func (b *linuxBackend) freeze(frozen bool) error {

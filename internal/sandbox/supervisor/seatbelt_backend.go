@@ -115,7 +115,21 @@ func newSeatbeltBackend(opts SeatbeltOptions) (*seatbeltBackend, error) {
 	return &seatbeltBackend{opts: opts}, nil
 }
 
-func (b *seatbeltBackend) create(spec TaskSpec, _ string, stdio Stdio) (int, error) {
+// terminalsInside is false: the supervisor opens a task's terminals (a
+// Seatbelt task shares the host's devices).
+func (b *seatbeltBackend) terminalsInside() bool { return false }
+
+func (b *seatbeltBackend) create(spec TaskSpec, dir string, stdio Stdio) (int, *os.File, error) {
+	pid, err := b.createHeld(spec, dir, stdio)
+	return pid, nil, err
+}
+
+func (b *seatbeltBackend) exec(initPid int, p *specs.Process, stdio Stdio) (int, *os.File, error) {
+	pid, err := b.execConfined(initPid, p, stdio)
+	return pid, nil, err
+}
+
+func (b *seatbeltBackend) createHeld(spec TaskSpec, _ string, stdio Stdio) (int, error) {
 	policy, err := seatbeltPolicy(spec)
 	if err != nil {
 		return 0, err
@@ -250,7 +264,7 @@ func (b *seatbeltBackend) start() (int, error) {
 
 // exec runs p through the hold too (its rlimits applied there), released
 // at once: the start byte is in the pipe before the hold reads it.
-func (b *seatbeltBackend) exec(_ int, p *specs.Process, stdio Stdio) (int, error) {
+func (b *seatbeltBackend) execConfined(_ int, p *specs.Process, stdio Stdio) (int, error) {
 	argv, dir, err := b.command(p)
 	if err != nil {
 		return 0, err

@@ -92,7 +92,7 @@ func heldTaskWith(t *testing.T, script string, rlimits []specs.POSIXRlimit) (*se
 	}
 	spec := TaskSpec{ID: "held", Rootfs: []mount.Mount{{Type: "bind", Source: root}},
 		OCI: &specs.Spec{Process: &specs.Process{Args: []string{"sh", "-c", script}, Cwd: "/", Env: []string{"PATH=/usr/bin:/bin", "ROOT=" + root}, Rlimits: rlimits}}}
-	pid, err := b.create(spec, t.TempDir(), Stdio{Stdout: outW, Stderr: outW})
+	pid, err := b.createHeld(spec, t.TempDir(), Stdio{Stdout: outW, Stderr: outW})
 	outW.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -172,11 +172,11 @@ func TestCreateNamesAMissingProgram(t *testing.T) {
 	}
 	spec := TaskSpec{ID: "m", Rootfs: []mount.Mount{{Type: "bind", Source: t.TempDir()}},
 		OCI: &specs.Spec{Process: &specs.Process{Args: []string{"/app/missing"}, Cwd: "/"}}}
-	if _, err := b.create(spec, t.TempDir(), Stdio{}); err == nil || !strings.Contains(err.Error(), "/app/missing") {
+	if _, err := b.createHeld(spec, t.TempDir(), Stdio{}); err == nil || !strings.Contains(err.Error(), "/app/missing") {
 		t.Errorf("create: %v, want an error naming /app/missing", err)
 	}
 	spec.OCI.Process = &specs.Process{Args: []string{"/bin/sh"}, Cwd: "/no/dir"}
-	if _, err := b.create(spec, t.TempDir(), Stdio{}); err == nil || !strings.Contains(err.Error(), "/no/dir") {
+	if _, err := b.createHeld(spec, t.TempDir(), Stdio{}); err == nil || !strings.Contains(err.Error(), "/no/dir") {
 		t.Errorf("create: %v, want an error naming the working dir", err)
 	}
 }
@@ -244,7 +244,7 @@ func TestRlimitsApplied(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pid, err = b.exec(0, &specs.Process{Args: []string{"sh", "-c", "ulimit -n"}, Cwd: "/", Env: []string{"PATH=/usr/bin:/bin"},
+	pid, err = b.execConfined(0, &specs.Process{Args: []string{"sh", "-c", "ulimit -n"}, Cwd: "/", Env: []string{"PATH=/usr/bin:/bin"},
 		Rlimits: []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 77, Hard: 77}}}, Stdio{Stdout: outW, Stderr: outW})
 	outW.Close()
 	if err != nil {
@@ -291,7 +291,7 @@ func TestUserApplied(t *testing.T) {
 	spec := TaskSpec{ID: "user", Rootfs: []mount.Mount{{Type: "bind", Source: root}},
 		OCI: &specs.Spec{Annotations: map[string]string{annotationUser: "web"},
 			Process: &specs.Process{Args: []string{"sh", "-c", "id -u; id -g; id -G"}, Cwd: "/", Env: env}}}
-	pid, err := b.create(spec, t.TempDir(), Stdio{Stdout: outW, Stderr: outW})
+	pid, err := b.createHeld(spec, t.TempDir(), Stdio{Stdout: outW, Stderr: outW})
 	outW.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -310,7 +310,7 @@ func TestUserApplied(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pid, err = b.exec(0, &specs.Process{Args: []string{"sh", "-c", "id -u; id -g; id -G"}, Cwd: "/", Env: env,
+	pid, err = b.execConfined(0, &specs.Process{Args: []string{"sh", "-c", "id -u; id -g; id -G"}, Cwd: "/", Env: env,
 		User: specs.User{UID: 65534, GID: 65534, AdditionalGids: []uint32{100}}}, Stdio{Stdout: outW, Stderr: outW})
 	outW.Close()
 	if err != nil {
@@ -322,7 +322,7 @@ func TestUserApplied(t *testing.T) {
 	}
 	outR.Close()
 
-	if _, err := b.exec(0, &specs.Process{Args: []string{"true"}, Cwd: "/", Env: env, User: specs.User{Username: "nosuchuser"}}, Stdio{}); err == nil ||
+	if _, err := b.execConfined(0, &specs.Process{Args: []string{"true"}, Cwd: "/", Env: env, User: specs.User{Username: "nosuchuser"}}, Stdio{}); err == nil ||
 		!strings.Contains(err.Error(), "nosuchuser") {
 		t.Errorf("unknown user: %v, want an error naming it", err)
 	}

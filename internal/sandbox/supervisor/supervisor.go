@@ -52,9 +52,16 @@ type proc struct {
 	execID string
 	pid    int
 	// stdin is where attaches write (pipe or PTY master); nil for none.
-	stdin   *os.File
-	console *os.File // PTY master, for resize
-	out     *broadcaster
+	stdin *os.File
+	// console is the PTY master, for resize; it stays open until the
+	// process has exited and its output drained (closeConsole), so a
+	// resize never meets a closed descriptor.
+	console *os.File
+	// terminal: the process has a terminal, whose master the backend
+	// supplies (backend.terminalsInside) or newProc opened.
+	terminal bool
+	write    func(stream string, b []byte)
+	out      *broadcaster
 	// outputDone closes when all output was read.
 	outputDone chan struct{}
 	exited     chan struct{}
@@ -82,14 +89,20 @@ type Stdio struct {
 // backend is the platform's way of running a task's processes: Linux
 // namespaces and cgroups (internal/sandbox), or darwin's Seatbelt.
 type backend interface {
+	// terminalsInside reports whether the backend opens a process's
+	// terminal itself, inside the task (the container's own devpts, as
+	// runc's console socket), and returns its master from create and exec;
+	// otherwise the supervisor opens one and passes its replica as stdio.
+	terminalsInside() bool
 	// create prepares the task's init with stdio, the children's ends of
 	// which the supervisor closes afterwards. It returns the init's pid, or
-	// 0 when the platform starts the init only at start.
-	create(spec TaskSpec, dir string, stdio Stdio) (int, error)
+	// 0 when the platform starts the init only at start, and the master of
+	// its terminal (terminalsInside).
+	create(spec TaskSpec, dir string, stdio Stdio) (int, *os.File, error)
 	// start runs the created init and returns its pid.
 	start() (int, error)
-	// exec starts another process of the running task.
-	exec(initPid int, p *specs.Process, stdio Stdio) (int, error)
+	// exec starts another process of the running task; console as create.
+	exec(initPid int, p *specs.Process, stdio Stdio) (int, *os.File, error)
 	// freeze stops (or, with false, resumes) every process of the task.
 	freeze(frozen bool) error
 	stats() Stats
@@ -211,8 +224,11 @@ func startSupervisor(log hclog.Logger, dir, socket string, be backend) (*supervi
 		return fail(err)
 	}
 	s.mu.Lock()
-	pid, err := s.be.create(s.spec, dir, stdio)
+	pid, console, err := s.be.create(s.spec, dir, stdio)
 	s.be.record(&s.state)
+	if err == nil {
+		err = p.useConsole(console)
+	}
 	if err != nil {
 		s.mu.Unlock()
 		closeChildEnds(stdio)
@@ -243,9 +259,10 @@ func startSupervisor(log hclog.Logger, dir, socket string, be backend) (*supervi
 	return s, nil
 }
 
-// newProc sets up stdio for a process: a PTY when process.Terminal, else
-// pipes (stdin only when openStdin). toLog sends output to the container
-// log. It returns the child's ends.
+// newProc sets up stdio for a process: a PTY when process.Terminal (the
+// backend's, from inside the task, or one opened here), else pipes (stdin
+// only when openStdin). toLog sends output to the container log. It
+// returns the child's ends (none for a terminal the backend opens).
 func (s *supervisor) newProc(execID string, process *specs.Process, openStdin, toLog bool) (*proc, Stdio, error) {
 	p := &proc{execID: execID, outputDone: make(chan struct{}), exited: make(chan struct{})}
 	buffer := initBuffer
@@ -262,20 +279,21 @@ func (s *supervisor) newProc(execID string, process *specs.Process, openStdin, t
 		}
 		p.out.write(stream, b)
 	}
+	p.write = write
 	if process.Terminal {
+		p.terminal = true
+		if s.be.terminalsInside() {
+			return p, stdio, nil // useConsole gets the backend's master
+		}
 		master, replica, err := pty.Open()
 		if err != nil {
 			return nil, stdio, fmt.Errorf("open a terminal: %w", err)
 		}
 		if process.ConsoleSize != nil {
-			_ = pty.Setsize(master, &pty.Winsize{Rows: uint16(process.ConsoleSize.Height), Cols: uint16(process.ConsoleSize.Width)})
+			_ = setConsoleSize(master, uint16(process.ConsoleSize.Width), uint16(process.ConsoleSize.Height))
 		}
-		p.stdin, p.console = master, master
 		stdio = Stdio{Stdin: replica, Stdout: replica, Stderr: replica}
-		go func() {
-			pump(master, "stdout", write)
-			close(p.outputDone)
-		}()
+		_ = p.useConsole(master)
 		return p, stdio, nil
 	}
 	if openStdin {
@@ -296,10 +314,58 @@ func (s *supervisor) newProc(execID string, process *specs.Process, openStdin, t
 	stdio.Stdout, stdio.Stderr = outW, errW
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { pump(outR, "stdout", write); wg.Done() }()
-	go func() { pump(errR, "stderr", write); wg.Done() }()
+	go func() { pump(outR, "stdout", write, true); wg.Done() }()
+	go func() { pump(errR, "stderr", write, true); wg.Done() }()
 	go func() { wg.Wait(); close(p.outputDone) }()
 	return p, stdio, nil
+}
+
+// useConsole makes master the process's terminal: attaches write to it,
+// its output is pumped. A nil master is a backend's failure to supply the
+// terminal of a process that has one (or nothing, for one that has none).
+func (p *proc) useConsole(master *os.File) error {
+	if !p.terminal || p.console != nil {
+		if master != nil {
+			master.Close()
+		}
+		return nil
+	}
+	if master == nil {
+		return errors.New("the process has a terminal but the sandbox returned none")
+	}
+	p.stdin, p.console = master, master
+	go func() {
+		pump(master, "stdout", p.write, false)
+		close(p.outputDone)
+	}()
+	return nil
+}
+
+// closeConsole closes the terminal's master once the process has exited
+// and its output was read; resize holds s.mu too.
+func (s *supervisor) closeConsole(p *proc) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p.console != nil {
+		p.console.Close()
+	}
+}
+
+// setConsoleSize sets a terminal's window size through the poller (Fd()
+// would switch the master to blocking mode).
+func setConsoleSize(master *os.File, width, height uint16) error {
+	rc, err := master.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ioErr error
+	err = rc.Control(func(fd uintptr) {
+		ioErr = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, &unix.Winsize{Row: height, Col: width})
+	})
+	if err != nil {
+		return err
+	}
+	return ioErr
 }
 
 func closeChildEnds(stdio Stdio) {
@@ -313,9 +379,11 @@ func closeChildEnds(stdio Stdio) {
 }
 
 // pump copies r to write until r ends (EIO from a PTY whose replica closed
-// is its end).
-func pump(r *os.File, stream string, write func(string, []byte)) {
-	defer r.Close()
+// is its end), closing r then when closeAtEnd.
+func pump(r *os.File, stream string, write func(string, []byte), closeAtEnd bool) {
+	if closeAtEnd {
+		defer r.Close()
+	}
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := r.Read(buf)
@@ -398,6 +466,7 @@ func (s *supervisor) finishInit() {
 		s.log.Warn("flush container log", "error", err)
 	}
 	p.out.close()
+	s.closeConsole(p)
 	s.mu.Lock()
 	s.state.Status = StatusStopped
 	e := p.exit
@@ -501,10 +570,20 @@ func (s *supervisor) do(req Request) (Response, error) {
 		if err != nil {
 			return Response{}, err
 		}
-		if p.console == nil {
+		if !p.terminal {
 			return Response{}, errorf(KindInvalid, "process %q of task %s has no terminal", req.ExecID, s.spec.ID)
 		}
-		return Response{}, pty.Setsize(p.console, &pty.Winsize{Rows: req.Height, Cols: req.Width})
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		select {
+		case <-p.exited:
+			return Response{}, errorf(KindInvalidState, "process %q of task %s has exited; its terminal is gone", req.ExecID, s.spec.ID)
+		default:
+		}
+		if err := setConsoleSize(p.console, req.Width, req.Height); err != nil {
+			return Response{}, fmt.Errorf("resize the terminal of process %q of task %s: %w", req.ExecID, s.spec.ID, err)
+		}
+		return Response{}, nil
 	case OpPause, OpResume:
 		return Response{}, s.pause(req.Op == OpPause)
 	case OpStats:
@@ -603,8 +682,13 @@ func (s *supervisor) exec(req Request) (Response, error) {
 	if err != nil {
 		return Response{}, err
 	}
-	pid, err := s.be.exec(initPid, req.Process, stdio)
+	pid, console, err := s.be.exec(initPid, req.Process, stdio)
 	closeChildEnds(stdio)
+	if err == nil {
+		if err = p.useConsole(console); err != nil {
+			_ = unix.Kill(pid, unix.SIGKILL)
+		}
+	}
 	if err != nil {
 		if p.stdin != nil {
 			p.stdin.Close()
@@ -632,6 +716,7 @@ func (s *supervisor) exec(req Request) (Response, error) {
 		case <-time.After(10 * time.Second):
 		}
 		p.out.close()
+		s.closeConsole(p)
 	}()
 	return Response{Pid: p.pid}, nil
 }

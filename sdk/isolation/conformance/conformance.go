@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -291,18 +292,59 @@ func (s *suite) testStdio(t *testing.T) {
 }
 
 func (s *suite) testTTY(t *testing.T) {
-	id := s.create(t, SpecOptions{Args: sh("test -t 0 && echo is-a-tty; stty size"), TTY: true})
+	// The terminal is the task's own: tty names it (a replica the task can
+	// see, not "not a tty"), it is stdin, and a resize reaches it.
+	id := s.create(t, SpecOptions{Args: sh("tty; test -t 0 && echo is-a-tty; stty size"), TTY: true})
 	var out output
 	done := s.attach(t, id, "", isolation.Streams{Stdout: &out})
 	if err := s.rt.ResizePTY(ctx(t), id, "", isolation.ConsoleSize{Width: 100, Height: 40}); err != nil {
 		t.Fatalf("ResizePTY: %v", err)
 	}
 	s.start(t, id)
-	s.wait(t, id, "")
+	if e := s.wait(t, id, ""); e.Code != 0 {
+		t.Errorf("exit %+v", e)
+	}
 	waitAttach(t, done)
 	got := strings.ReplaceAll(out.String(), "\r", "")
-	if !strings.Contains(got, "is-a-tty\n") || !strings.Contains(got, "40 100\n") {
-		t.Errorf("terminal output %q, want is-a-tty and the size 40 100", got)
+	if !ttyName.MatchString(got) || !strings.Contains(got, "is-a-tty\n") || !strings.Contains(got, "40 100\n") {
+		t.Errorf("terminal output %q, want a /dev/pts/N or /dev/ttysN name, is-a-tty and the size 40 100", got)
+	}
+	if s.has(isolation.CapExec) {
+		t.Run("Exec", s.testExecTTY)
+	}
+}
+
+// ttyName matches what tty prints for a terminal the task can see: Linux
+// devpts replicas and darwin's ttys.
+var ttyName = regexp.MustCompile(`(?m)^/dev/(pts/[0-9]+|ttys[0-9]+)$`)
+
+// testExecTTY checks an exec's terminal: its name, and that ResizePTY on
+// the exec reaches it (stty size) while the exec waits for input.
+func (s *suite) testExecTTY(t *testing.T) {
+	id := s.create(t, SpecOptions{Args: []string{"sleep", "1000"}})
+	s.start(t, id)
+	proc := &specs.Process{Args: sh("read line; tty; test -t 0 && echo is-a-tty; stty size"), Cwd: "/", Terminal: true,
+		Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}}
+	if _, err := s.rt.Exec(ctx(t), id, "tty", proc); err != nil {
+		t.Fatalf("Exec with a terminal: %v", err)
+	}
+	if err := s.rt.ResizePTY(ctx(t), id, "tty", isolation.ConsoleSize{Width: 120, Height: 33}); err != nil {
+		t.Fatalf("ResizePTY of an exec: %v", err)
+	}
+	var out output
+	done := s.attach(t, id, "tty", isolation.Streams{Stdin: strings.NewReader("go\n"), Stdout: &out})
+	if e := s.wait(t, id, "tty"); e.Code != 0 {
+		t.Errorf("tty exec exit %+v", e)
+	}
+	waitAttach(t, done)
+	got := strings.ReplaceAll(out.String(), "\r", "")
+	if !ttyName.MatchString(got) || !strings.Contains(got, "is-a-tty\n") || !strings.Contains(got, "33 120\n") {
+		t.Errorf("exec terminal output %q, want a /dev/pts/N or /dev/ttysN name, is-a-tty and the size 33 120", got)
+	}
+	// A resize that races the process's exit (a client following its
+	// window) is refused cleanly or ignored, never a broken descriptor.
+	if err := s.rt.ResizePTY(ctx(t), id, "tty", isolation.ConsoleSize{Width: 80, Height: 24}); err != nil && !errors.Is(err, errdefs.ErrInvalidState) {
+		t.Errorf("ResizePTY of an exited exec: %v, want nil or ErrInvalidState", err)
 	}
 }
 
