@@ -77,6 +77,7 @@ type fake struct {
 	size    isolation.ConsoleSize
 	stop    time.Duration
 	sig     syscall.Signal
+	limits  resources.Limits
 
 	// attach is the implementation's Attach; nil records and returns err.
 	attach func(ctx context.Context, ref, execID string, s isolation.Streams) error
@@ -180,6 +181,21 @@ func (f *fake) Wait(_ context.Context, ref string) (isolation.ExitStatus, error)
 		return isolation.ExitStatus{}, err
 	}
 	return isolation.ExitStatus{Code: 137, Signal: syscall.SIGKILL, ExitedAt: testTime, OOMKilled: true}, nil
+}
+func (f *fake) WaitExec(_ context.Context, ref, execID string) (isolation.ExitStatus, error) {
+	if err := f.record("WaitExec", ref, execID); err != nil {
+		return isolation.ExitStatus{}, err
+	}
+	return isolation.ExitStatus{Code: 3, ExitedAt: testTime}, nil
+}
+func (f *fake) Rename(_ context.Context, ref, newName string) error {
+	return f.record("Rename", ref, newName)
+}
+func (f *fake) Update(_ context.Context, ref string, limits resources.Limits) (Container, error) {
+	f.mu.Lock()
+	f.limits = limits
+	f.mu.Unlock()
+	return f.container("Update", ref, StateRunning)
 }
 func (f *fake) Stats(_ context.Context, ref string) (isolation.Stats, error) {
 	if err := f.record("Stats", ref); err != nil {
@@ -315,6 +331,18 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil || st.Code != 137 || st.Signal != syscall.SIGKILL || !st.ExitedAt.Equal(testTime) || !st.OOMKilled {
 		t.Errorf("Wait = %+v, %v", st, err)
 	}
+	st, err = c.WaitExec(ctx, "web", "exec-1")
+	if err != nil || st.Code != 3 || st.Signal != 0 || !st.ExitedAt.Equal(testTime) || st.OOMKilled {
+		t.Errorf("WaitExec = %+v, %v", st, err)
+	}
+	if err := c.Rename(ctx, "web", "api"); err != nil {
+		t.Errorf("Rename: %v", err)
+	}
+	got, err = c.Update(ctx, "web", testConfig.Limits)
+	check("Update", got, err, testContainer("web", StateRunning))
+	if !reflect.DeepEqual(f.limits, testConfig.Limits) {
+		t.Errorf("plugin got limits\n %+v\nwant\n %+v", f.limits, testConfig.Limits)
+	}
 	stats, err := c.Stats(ctx, "web")
 	if err != nil || !stats.Time.Equal(testStats.Time) {
 		t.Errorf("Stats = %+v, %v", stats, err)
@@ -325,7 +353,8 @@ func TestRoundTrip(t *testing.T) {
 	}
 
 	wantCalls := []string{"Create[web]", "Start[web]", "Stop[web]", "Stop[web]", "Kill[web]", "Pause[web]", "Resume[web]",
-		"Checkpoint[web true]", "Restore[web]", "Get[web]", "Delete[web true]", "List[]", "Exec[web]", "Resize[web exec-1]", "Wait[web]", "Stats[web]"}
+		"Checkpoint[web true]", "Restore[web]", "Get[web]", "Delete[web true]", "List[]", "Exec[web]", "Resize[web exec-1]", "Wait[web]",
+		"WaitExec[web exec-1]", "Rename[web api]", "Update[web]", "Stats[web]"}
 	if !reflect.DeepEqual(f.calls, wantCalls) {
 		t.Errorf("calls = %v\nwant    %v", f.calls, wantCalls)
 	}

@@ -13,6 +13,7 @@ import (
 	pb "github.com/berth-dev/berth/sdk/internal/gen/lifecyclev1"
 	"github.com/berth-dev/berth/sdk/isolation"
 	"github.com/berth-dev/berth/sdk/plugin"
+	"github.com/berth-dev/berth/sdk/resources"
 )
 
 // AttachChunkSize is the largest chunk of stdin, stdout or stderr Attach
@@ -152,6 +153,30 @@ func (c *Client) Wait(ctx context.Context, ref string) (isolation.ExitStatus, er
 		return isolation.ExitStatus{}, errdefs.FromGRPC(err)
 	}
 	return exitFromPB(r.Status), nil
+}
+
+// WaitExec implements Manager.
+func (c *Client) WaitExec(ctx context.Context, ref, execID string) (isolation.ExitStatus, error) {
+	r, err := c.c.WaitExec(ctx, &pb.WaitExecRequest{Ref: ref, ExecId: execID})
+	if err != nil {
+		return isolation.ExitStatus{}, errdefs.FromGRPC(err)
+	}
+	return exitFromPB(r.Status), nil
+}
+
+// Rename implements Manager.
+func (c *Client) Rename(ctx context.Context, ref, newName string) error {
+	_, err := c.c.Rename(ctx, &pb.RenameRequest{Ref: ref, NewName: newName})
+	return errdefs.FromGRPC(err)
+}
+
+// Update implements Manager.
+func (c *Client) Update(ctx context.Context, ref string, limits resources.Limits) (Container, error) {
+	r, err := c.c.Update(ctx, &pb.UpdateRequest{Ref: ref, Limits: limitsToPB(limits)})
+	if err != nil {
+		return Container{}, errdefs.FromGRPC(err)
+	}
+	return containerFromPB(r.Container), nil
 }
 
 // Stats implements Manager.

@@ -219,6 +219,18 @@ type Manager interface {
 	Resize(ctx context.Context, ref, execID string, size isolation.ConsoleSize) error
 	// Wait blocks until the container's init process exits.
 	Wait(ctx context.Context, ref string) (isolation.ExitStatus, error)
+	// WaitExec blocks until the exec execID of the container exits and
+	// returns its status (at once for one that has exited already). An
+	// unknown exec is ErrNotFound.
+	WaitExec(ctx context.Context, ref, execID string) (isolation.ExitStatus, error)
+	// Rename gives a container a new name; a name in use by another
+	// container is ErrAlreadyExists, an invalid one ErrInvalidArgument.
+	Rename(ctx context.Context, ref, newName string) error
+	// Update replaces the container's resource limits (all of them: a
+	// caller changing one reads the others from Get first). A running or
+	// paused container gets them at once; they are persisted for its later
+	// starts. Limits the resources plugin refuses change nothing.
+	Update(ctx context.Context, ref string, limits resources.Limits) (Container, error)
 	// Stats merges resources usage with what isolation reports (the guest's
 	// view for VMs).
 	Stats(ctx context.Context, ref string) (isolation.Stats, error)

@@ -137,6 +137,29 @@ func (s *server) Wait(ctx context.Context, r *pb.WaitRequest) (*pb.WaitResponse,
 	return &pb.WaitResponse{Status: exitToPB(st)}, nil
 }
 
+func (s *server) WaitExec(ctx context.Context, r *pb.WaitExecRequest) (*pb.WaitExecResponse, error) {
+	st, err := s.impl.WaitExec(ctx, r.Ref, r.ExecId)
+	if err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	return &pb.WaitExecResponse{Status: exitToPB(st)}, nil
+}
+
+func (s *server) Rename(ctx context.Context, r *pb.RenameRequest) (*pb.RenameResponse, error) {
+	if err := s.impl.Rename(ctx, r.Ref, r.NewName); err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	return &pb.RenameResponse{}, nil
+}
+
+func (s *server) Update(ctx context.Context, r *pb.UpdateRequest) (*pb.UpdateResponse, error) {
+	c, err := s.impl.Update(ctx, r.Ref, limitsFromPB(r.Limits))
+	if err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	return &pb.UpdateResponse{Container: containerToPB(c)}, nil
+}
+
 func (s *server) Stats(ctx context.Context, r *pb.StatsRequest) (*pb.StatsResponse, error) {
 	st, err := s.impl.Stats(ctx, r.Ref)
 	if err != nil {

@@ -103,7 +103,8 @@ func addContainerCommands(root *cobra.Command, g *globals) {
 			newRestartCommand(g), newKillCommand(g), newRmCommand(g), newPsCommand(g),
 			newContainerInspectCommand(g), newLogsCommand(g), newExecCommand(g), newAttachCommand(g),
 			newPauseCommand(g), newUnpauseCommand(g), newWaitCommand(g), newEventsCommand(g),
-			newStatsCommand(g),
+			newStatsCommand(g), newRenameCommand(g), newCheckpointCommand(g), newRestoreCommand(g),
+			newUpdateCommand(g),
 		}
 	}
 	container.AddCommand(build()...)

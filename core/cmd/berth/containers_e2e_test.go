@@ -401,11 +401,99 @@ func TestContainerCommands(t *testing.T) {
 		if code != 0 || out != "piped\n" {
 			t.Fatalf("exec -i cat: %d %q", code, out)
 		}
+		// exec exits with the command's code; -d does not wait for it.
+		if out, errOut, code := e.berth("exec", "target", "sh", "-c", "echo before; exit 3"); code != 3 || out != "before\n" {
+			t.Fatalf("exec sh -c 'exit 3': code %d stdout %q stderr %q; want 3", code, out, errOut)
+		}
+		if _, errOut, code := e.berth("exec", "target", "sh", "-c", "kill -KILL $$"); code != 128+9 {
+			t.Fatalf("exec of a process killed by SIGKILL: code %d (%s); want 137", code, errOut)
+		}
+		if _, errOut, code := e.berth("exec", "-d", "target", "sh", "-c", "exit 4"); code != 0 {
+			t.Fatalf("exec -d: code %d (%s); want 0", code, errOut)
+		}
 		e.mustBerth("exec", "-d", "target", "sh", "-c", "echo detached > /tmp/mark")
 		eventually(t, "the detached exec ran", func() bool {
 			out, _, _ := e.berth("exec", "target", "cat", "/tmp/mark")
 			return out == "detached\n"
 		})
+	})
+
+	t.Run("rename", func(t *testing.T) {
+		e.t = t
+		e.mustBerth("create", "--name", "before", demoImage, "true")
+		e.mustBerth("create", "--name", "taken", demoImage, "true")
+		id := e.container("before").ID
+		e.mustBerth("rename", "before", "after")
+		if c := e.container("after"); c.ID != id {
+			t.Fatalf("renamed container has ID %s, want %s", c.ID, id)
+		}
+		if _, ok := e.find("before"); ok {
+			t.Fatal("the old name is still listed")
+		}
+		_, errOut, code := e.berth("rename", "after", "taken")
+		if code == 0 || !strings.Contains(errOut, `"taken" is already in use`) {
+			t.Fatalf("rename onto a taken name: code %d, %q", code, errOut)
+		}
+		if c := e.container("after"); c.ID != id {
+			t.Fatalf("a refused rename changed the container: %+v", c)
+		}
+		e.mustBerth("rm", "after", "taken")
+	})
+
+	t.Run("checkpoint", func(t *testing.T) {
+		e.t = t
+		e.mustBerth("run", "-d", "--name", "ck", demoImage, "sleep", "1000")
+		// The sandbox has no checkpoint support (it says why): the CLI
+		// prints that one line, and the container keeps running.
+		_, errOut, code := e.berth("checkpoint", "ck")
+		if code == 0 {
+			t.Fatal("checkpoint succeeded, but the sandbox implements no checkpoint")
+		}
+		if strings.Count(errOut, "\n") != 1 || !strings.HasPrefix(errOut, "berth: container ck cannot be checkpointed: ") ||
+			!strings.Contains(errOut, "unavailable: ") || strings.Contains(errOut, "rpc error") {
+			t.Fatalf("checkpoint error is not one plain line: %q", errOut)
+		}
+		if c := e.container("ck"); c.State != "running" {
+			t.Fatalf("a failed checkpoint left the container %s", c.State)
+		}
+		_, errOut, code = e.berth("restore", "ck")
+		if code == 0 || !strings.Contains(errOut, "container ck is running") {
+			t.Fatalf("restore of a running container: code %d, %q", code, errOut)
+		}
+		e.mustBerth("rm", "-f", "ck")
+	})
+
+	t.Run("update", func(t *testing.T) {
+		e.t = t
+		e.mustBerth("run", "-d", "--name", "upd", "-m", "64m", "--pids-limit", "100", demoImage, "sleep", "1000")
+		pid := e.container("upd").Pid
+		if got := memoryLimitOf(t, pid); got != 64<<20 {
+			t.Fatalf("memory limit before update: %d, want %d", got, 64<<20)
+		}
+		if out := e.mustBerth("update", "-m", "96m", "upd"); out != "upd\n" {
+			t.Fatalf("update printed %q", out)
+		}
+		if got := memoryLimitOf(t, pid); got != 96<<20 {
+			t.Fatalf("memory limit after update: %d, want %d", got, 96<<20)
+		}
+		var inspected []struct {
+			Config struct {
+				Limits struct{ MemoryBytes, Pids int64 }
+			}
+		}
+		if err := json.Unmarshal([]byte(e.mustBerth("inspect", "upd")), &inspected); err != nil || len(inspected) != 1 {
+			t.Fatalf("inspect upd: %v", err)
+		}
+		if l := inspected[0].Config.Limits; l.MemoryBytes != 96<<20 || l.Pids != 100 {
+			t.Fatalf("limits after update (pids must stay): %+v", l)
+		}
+		if _, errOut, code := e.berth("update", "upd"); code == 0 || !strings.Contains(errOut, "give at least one limit") {
+			t.Fatalf("update without flags: code %d, %q", code, errOut)
+		}
+		if _, errOut, code := e.berth("update", "-m", "lots", "upd"); code == 0 || !strings.Contains(errOut, "--memory") {
+			t.Fatalf("update -m lots: code %d, %q", code, errOut)
+		}
+		e.mustBerth("rm", "-f", "upd")
 	})
 
 	t.Run("pause and unpause", func(t *testing.T) {
@@ -748,3 +836,39 @@ func TestContainerCommandsWithoutLifecycle(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// memoryLimitOf reads the memory limit of process pid's cgroup (v1 memory
+// controller, or v2's memory.max).
+func memoryLimitOf(t *testing.T, pid int) int64 {
+	t.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file string
+	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		if slices.Contains(strings.Split(parts[1], ","), "memory") {
+			file = filepath.Join("/sys/fs/cgroup/memory", parts[2], "memory.limit_in_bytes")
+			break
+		}
+		if parts[0] == "0" && parts[1] == "" && file == "" {
+			file = filepath.Join("/sys/fs/cgroup", parts[2], "memory.max")
+		}
+	}
+	if file == "" {
+		t.Fatalf("no memory cgroup for pid %d in %q", pid, raw)
+	}
+	v, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(v)), 10, 64)
+	if err != nil {
+		t.Fatalf("%s: %q", file, v)
+	}
+	return n
+}

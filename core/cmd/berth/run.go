@@ -318,7 +318,18 @@ func newExecCommand(g *globals) *cobra.Command {
 					return nil
 				}
 				res := attachProcess(ctx, p, args[0], execID, interactive, tty)
-				return res.err
+				if res.err != nil || res.detached {
+					return res.err
+				}
+				// The exit code is the exec's own, as docker exec's.
+				st, err := p.lc.WaitExec(ctx, args[0], execID)
+				if err != nil {
+					return err
+				}
+				if st.Code != 0 {
+					return exitError(st.Code)
+				}
+				return nil
 			})
 		},
 	}

@@ -250,6 +250,20 @@ func (f *fakeRes) CreateGroup(_ context.Context, id string, l resources.Limits) 
 	return p, nil
 }
 
+func (f *fakeRes) Update(_ context.Context, id string, l resources.Limits) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.j.call("resources.Update", id); err != nil {
+		return err
+	}
+	g, ok := f.groups[id]
+	if !ok {
+		return errdefs.NotFound("group %s", id)
+	}
+	g.Limits = l
+	return nil
+}
+
 func (f *fakeRes) SetPaused(_ context.Context, id string, paused bool) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

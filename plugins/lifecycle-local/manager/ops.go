@@ -18,6 +18,7 @@ import (
 	"github.com/berth-dev/berth/sdk/errdefs"
 	"github.com/berth-dev/berth/sdk/isolation"
 	"github.com/berth-dev/berth/sdk/lifecycle"
+	"github.com/berth-dev/berth/sdk/resources"
 	"github.com/berth-dev/berth/sdk/spec"
 )
 
@@ -868,4 +869,100 @@ func MergeStats(base, over isolation.Stats) isolation.Stats {
 // Events implements lifecycle.Manager.
 func (m *Manager) Events(ctx context.Context) (<-chan lifecycle.Event, error) {
 	return m.events.subscribe(ctx), nil
+}
+
+// WaitExec implements lifecycle.Manager: it forwards to the isolation
+// mode's Wait for the exec, which keeps the status of an exited exec for as
+// long as the task lives.
+func (m *Manager) WaitExec(ctx context.Context, ref, execID string) (isolation.ExitStatus, error) {
+	if execID == "" {
+		return isolation.ExitStatus{}, errdefs.InvalidArgument("wait for an exec in %s: no exec ID given (use Wait for the container's own process)", ref)
+	}
+	st, layers, err := m.env()
+	if err != nil {
+		return isolation.ExitStatus{}, err
+	}
+	rec, err := st.Lookup(ref)
+	if err != nil {
+		return isolation.ExitStatus{}, err
+	}
+	iso, err := layers.Isolation(rec.Container.Isolation)
+	if err != nil {
+		return isolation.ExitStatus{}, err
+	}
+	es, err := iso.Wait(ctx, rec.Container.ID, execID)
+	if err != nil {
+		return isolation.ExitStatus{}, fmt.Errorf("wait for exec %s in %s: %w", execID, rec.Container.Name, err)
+	}
+	return es, nil
+}
+
+// Rename implements lifecycle.Manager: the record and the names index
+// change in one store transaction, so a taken name changes nothing.
+func (m *Manager) Rename(ctx context.Context, ref, newName string) error {
+	if err := checkName(newName); err != nil {
+		return err
+	}
+	rec, unlock, err := m.acquire(ref)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	old := rec.Container.Name
+	if old == newName {
+		return nil
+	}
+	st, _, err := m.env()
+	if err != nil {
+		return err
+	}
+	rec, err = st.Update(rec.Container.ID, func(r *store.Record) error {
+		r.Container.Name = newName
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("rename %s to %s: %w", old, newName, err)
+	}
+	m.log.Info("container renamed", "container_id", rec.Container.ID, "old_name", old, "name", newName)
+	return nil
+}
+
+// Update implements lifecycle.Manager: the resources plugin applies the
+// limits to the container's group (which lives as long as the container),
+// then the record keeps them. A record that cannot be written gets the old
+// limits put back on the group.
+func (m *Manager) Update(ctx context.Context, ref string, limits resources.Limits) (lifecycle.Container, error) {
+	rec, unlock, err := m.acquire(ref)
+	if err != nil {
+		return lifecycle.Container{}, err
+	}
+	defer unlock()
+	name := rec.Container.Name
+	if rec.Group == "" {
+		return rec.Container, errdefs.InvalidState("update %s: the container has no resource group (it was created without a resources plugin); recreate it with the limits", name)
+	}
+	st, layers, err := m.env()
+	if err != nil {
+		return rec.Container, err
+	}
+	res, err := layers.Resources()
+	if err != nil {
+		return rec.Container, fmt.Errorf("update %s: %w", name, err)
+	}
+	if err := res.Update(ctx, rec.Group, limits); err != nil {
+		return rec.Container, fmt.Errorf("update %s: %w", name, err)
+	}
+	old, group := rec.Container.Config.Limits, rec.Group
+	rec, err = st.Update(rec.Container.ID, func(r *store.Record) error {
+		r.Container.Config.Limits = limits
+		return nil
+	})
+	if err != nil {
+		if uerr := res.Update(ctx, group, old); uerr != nil {
+			return lifecycle.Container{}, fmt.Errorf("update %s: %w (and putting the old limits back: %v)", name, err, uerr)
+		}
+		return lifecycle.Container{}, fmt.Errorf("update %s: %w", name, err)
+	}
+	m.log.Info("container limits updated", "container_id", rec.Container.ID, "name", name)
+	return rec.Container, nil
 }

@@ -2976,6 +2976,286 @@ func (x *WaitResponse) GetStatus() *ExitStatus {
 	return nil
 }
 
+type WaitExecRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ref           string                 `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	ExecId        string                 `protobuf:"bytes,2,opt,name=exec_id,json=execId,proto3" json:"exec_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WaitExecRequest) Reset() {
+	*x = WaitExecRequest{}
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WaitExecRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WaitExecRequest) ProtoMessage() {}
+
+func (x *WaitExecRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WaitExecRequest.ProtoReflect.Descriptor instead.
+func (*WaitExecRequest) Descriptor() ([]byte, []int) {
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *WaitExecRequest) GetRef() string {
+	if x != nil {
+		return x.Ref
+	}
+	return ""
+}
+
+func (x *WaitExecRequest) GetExecId() string {
+	if x != nil {
+		return x.ExecId
+	}
+	return ""
+}
+
+type WaitExecResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Status        *ExitStatus            `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WaitExecResponse) Reset() {
+	*x = WaitExecResponse{}
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WaitExecResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WaitExecResponse) ProtoMessage() {}
+
+func (x *WaitExecResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WaitExecResponse.ProtoReflect.Descriptor instead.
+func (*WaitExecResponse) Descriptor() ([]byte, []int) {
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *WaitExecResponse) GetStatus() *ExitStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+type RenameRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ref           string                 `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	NewName       string                 `protobuf:"bytes,2,opt,name=new_name,json=newName,proto3" json:"new_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenameRequest) Reset() {
+	*x = RenameRequest{}
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenameRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenameRequest) ProtoMessage() {}
+
+func (x *RenameRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenameRequest.ProtoReflect.Descriptor instead.
+func (*RenameRequest) Descriptor() ([]byte, []int) {
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *RenameRequest) GetRef() string {
+	if x != nil {
+		return x.Ref
+	}
+	return ""
+}
+
+func (x *RenameRequest) GetNewName() string {
+	if x != nil {
+		return x.NewName
+	}
+	return ""
+}
+
+type RenameResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenameResponse) Reset() {
+	*x = RenameResponse{}
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenameResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenameResponse) ProtoMessage() {}
+
+func (x *RenameResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenameResponse.ProtoReflect.Descriptor instead.
+func (*RenameResponse) Descriptor() ([]byte, []int) {
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{49}
+}
+
+type UpdateRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ref           string                 `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	Limits        *Limits                `protobuf:"bytes,2,opt,name=limits,proto3" json:"limits,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateRequest) Reset() {
+	*x = UpdateRequest{}
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateRequest) ProtoMessage() {}
+
+func (x *UpdateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateRequest.ProtoReflect.Descriptor instead.
+func (*UpdateRequest) Descriptor() ([]byte, []int) {
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *UpdateRequest) GetRef() string {
+	if x != nil {
+		return x.Ref
+	}
+	return ""
+}
+
+func (x *UpdateRequest) GetLimits() *Limits {
+	if x != nil {
+		return x.Limits
+	}
+	return nil
+}
+
+type UpdateResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Container     *Container             `protobuf:"bytes,1,opt,name=container,proto3" json:"container,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateResponse) Reset() {
+	*x = UpdateResponse{}
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateResponse) ProtoMessage() {}
+
+func (x *UpdateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateResponse.ProtoReflect.Descriptor instead.
+func (*UpdateResponse) Descriptor() ([]byte, []int) {
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *UpdateResponse) GetContainer() *Container {
+	if x != nil {
+		return x.Container
+	}
+	return nil
+}
+
 type StatsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Ref           string                 `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
@@ -2985,7 +3265,7 @@ type StatsRequest struct {
 
 func (x *StatsRequest) Reset() {
 	*x = StatsRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[46]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2997,7 +3277,7 @@ func (x *StatsRequest) String() string {
 func (*StatsRequest) ProtoMessage() {}
 
 func (x *StatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[46]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3010,7 +3290,7 @@ func (x *StatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
 func (*StatsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{46}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *StatsRequest) GetRef() string {
@@ -3029,7 +3309,7 @@ type StatsResponse struct {
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[47]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3041,7 +3321,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[47]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3054,7 +3334,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{47}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *StatsResponse) GetStats() *Stats {
@@ -3072,7 +3352,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[48]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3084,7 +3364,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[48]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3097,7 +3377,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{48}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{54}
 }
 
 var File_berth_lifecycle_v1_lifecycle_proto protoreflect.FileDescriptor
@@ -3349,13 +3629,26 @@ const file_berth_lifecycle_v1_lifecycle_proto_rawDesc = "" +
 	"\vWaitRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\"F\n" +
 	"\fWaitResponse\x126\n" +
-	"\x06status\x18\x01 \x01(\v2\x1e.berth.lifecycle.v1.ExitStatusR\x06status\" \n" +
+	"\x06status\x18\x01 \x01(\v2\x1e.berth.lifecycle.v1.ExitStatusR\x06status\"<\n" +
+	"\x0fWaitExecRequest\x12\x10\n" +
+	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x17\n" +
+	"\aexec_id\x18\x02 \x01(\tR\x06execId\"J\n" +
+	"\x10WaitExecResponse\x126\n" +
+	"\x06status\x18\x01 \x01(\v2\x1e.berth.lifecycle.v1.ExitStatusR\x06status\"<\n" +
+	"\rRenameRequest\x12\x10\n" +
+	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x19\n" +
+	"\bnew_name\x18\x02 \x01(\tR\anewName\"\x10\n" +
+	"\x0eRenameResponse\"U\n" +
+	"\rUpdateRequest\x12\x10\n" +
+	"\x03ref\x18\x01 \x01(\tR\x03ref\x122\n" +
+	"\x06limits\x18\x02 \x01(\v2\x1a.berth.lifecycle.v1.LimitsR\x06limits\"M\n" +
+	"\x0eUpdateResponse\x12;\n" +
+	"\tcontainer\x18\x01 \x01(\v2\x1d.berth.lifecycle.v1.ContainerR\tcontainer\" \n" +
 	"\fStatsRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\"@\n" +
 	"\rStatsResponse\x12/\n" +
 	"\x05stats\x18\x01 \x01(\v2\x19.berth.lifecycle.v1.StatsR\x05stats\"\x0f\n" +
-	"\rEventsRequest2\xc8\n" +
-	"\n" +
+	"\rEventsRequest2\xc1\f\n" +
 	"\tLifecycle\x12O\n" +
 	"\x06Create\x12!.berth.lifecycle.v1.CreateRequest\x1a\".berth.lifecycle.v1.CreateResponse\x12L\n" +
 	"\x05Start\x12 .berth.lifecycle.v1.StartRequest\x1a!.berth.lifecycle.v1.StartResponse\x12I\n" +
@@ -3372,7 +3665,10 @@ const file_berth_lifecycle_v1_lifecycle_proto_rawDesc = "" +
 	"\x04Exec\x12\x1f.berth.lifecycle.v1.ExecRequest\x1a .berth.lifecycle.v1.ExecResponse\x12S\n" +
 	"\x06Attach\x12!.berth.lifecycle.v1.AttachRequest\x1a\".berth.lifecycle.v1.AttachResponse(\x010\x01\x12O\n" +
 	"\x06Resize\x12!.berth.lifecycle.v1.ResizeRequest\x1a\".berth.lifecycle.v1.ResizeResponse\x12I\n" +
-	"\x04Wait\x12\x1f.berth.lifecycle.v1.WaitRequest\x1a .berth.lifecycle.v1.WaitResponse\x12L\n" +
+	"\x04Wait\x12\x1f.berth.lifecycle.v1.WaitRequest\x1a .berth.lifecycle.v1.WaitResponse\x12U\n" +
+	"\bWaitExec\x12#.berth.lifecycle.v1.WaitExecRequest\x1a$.berth.lifecycle.v1.WaitExecResponse\x12O\n" +
+	"\x06Rename\x12!.berth.lifecycle.v1.RenameRequest\x1a\".berth.lifecycle.v1.RenameResponse\x12O\n" +
+	"\x06Update\x12!.berth.lifecycle.v1.UpdateRequest\x1a\".berth.lifecycle.v1.UpdateResponse\x12L\n" +
 	"\x05Stats\x12 .berth.lifecycle.v1.StatsRequest\x1a!.berth.lifecycle.v1.StatsResponse\x12H\n" +
 	"\x06Events\x12!.berth.lifecycle.v1.EventsRequest\x1a\x19.berth.lifecycle.v1.Event0\x01BEZCgithub.com/berth-dev/berth/sdk/internal/gen/lifecyclev1;lifecyclev1b\x06proto3"
 
@@ -3388,7 +3684,7 @@ func file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP() []byte {
 	return file_berth_lifecycle_v1_lifecycle_proto_rawDescData
 }
 
-var file_berth_lifecycle_v1_lifecycle_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
+var file_berth_lifecycle_v1_lifecycle_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
 var file_berth_lifecycle_v1_lifecycle_proto_goTypes = []any{
 	(*RestartPolicy)(nil),      // 0: berth.lifecycle.v1.RestartPolicy
 	(*Mount)(nil),              // 1: berth.lifecycle.v1.Mount
@@ -3436,26 +3732,32 @@ var file_berth_lifecycle_v1_lifecycle_proto_goTypes = []any{
 	(*ResizeResponse)(nil),     // 43: berth.lifecycle.v1.ResizeResponse
 	(*WaitRequest)(nil),        // 44: berth.lifecycle.v1.WaitRequest
 	(*WaitResponse)(nil),       // 45: berth.lifecycle.v1.WaitResponse
-	(*StatsRequest)(nil),       // 46: berth.lifecycle.v1.StatsRequest
-	(*StatsResponse)(nil),      // 47: berth.lifecycle.v1.StatsResponse
-	(*EventsRequest)(nil),      // 48: berth.lifecycle.v1.EventsRequest
-	nil,                        // 49: berth.lifecycle.v1.Config.LabelsEntry
-	nil,                        // 50: berth.lifecycle.v1.Event.AttributesEntry
-	nil,                        // 51: berth.lifecycle.v1.Filter.LabelsEntry
+	(*WaitExecRequest)(nil),    // 46: berth.lifecycle.v1.WaitExecRequest
+	(*WaitExecResponse)(nil),   // 47: berth.lifecycle.v1.WaitExecResponse
+	(*RenameRequest)(nil),      // 48: berth.lifecycle.v1.RenameRequest
+	(*RenameResponse)(nil),     // 49: berth.lifecycle.v1.RenameResponse
+	(*UpdateRequest)(nil),      // 50: berth.lifecycle.v1.UpdateRequest
+	(*UpdateResponse)(nil),     // 51: berth.lifecycle.v1.UpdateResponse
+	(*StatsRequest)(nil),       // 52: berth.lifecycle.v1.StatsRequest
+	(*StatsResponse)(nil),      // 53: berth.lifecycle.v1.StatsResponse
+	(*EventsRequest)(nil),      // 54: berth.lifecycle.v1.EventsRequest
+	nil,                        // 55: berth.lifecycle.v1.Config.LabelsEntry
+	nil,                        // 56: berth.lifecycle.v1.Event.AttributesEntry
+	nil,                        // 57: berth.lifecycle.v1.Filter.LabelsEntry
 }
 var file_berth_lifecycle_v1_lifecycle_proto_depIdxs = []int32{
 	2,  // 0: berth.lifecycle.v1.NetworkOptions.ports:type_name -> berth.lifecycle.v1.PortMapping
 	3,  // 1: berth.lifecycle.v1.NetworkOptions.extra_hosts:type_name -> berth.lifecycle.v1.HostEntry
 	6,  // 2: berth.lifecycle.v1.Limits.devices:type_name -> berth.lifecycle.v1.DeviceRule
-	49, // 3: berth.lifecycle.v1.Config.labels:type_name -> berth.lifecycle.v1.Config.LabelsEntry
+	55, // 3: berth.lifecycle.v1.Config.labels:type_name -> berth.lifecycle.v1.Config.LabelsEntry
 	1,  // 4: berth.lifecycle.v1.Config.mounts:type_name -> berth.lifecycle.v1.Mount
 	7,  // 5: berth.lifecycle.v1.Config.limits:type_name -> berth.lifecycle.v1.Limits
 	0,  // 6: berth.lifecycle.v1.Config.restart:type_name -> berth.lifecycle.v1.RestartPolicy
 	4,  // 7: berth.lifecycle.v1.Config.network:type_name -> berth.lifecycle.v1.NetworkOptions
 	5,  // 8: berth.lifecycle.v1.Config.vm:type_name -> berth.lifecycle.v1.VMSizing
 	8,  // 9: berth.lifecycle.v1.Container.config:type_name -> berth.lifecycle.v1.Config
-	50, // 10: berth.lifecycle.v1.Event.attributes:type_name -> berth.lifecycle.v1.Event.AttributesEntry
-	51, // 11: berth.lifecycle.v1.Filter.labels:type_name -> berth.lifecycle.v1.Filter.LabelsEntry
+	56, // 10: berth.lifecycle.v1.Event.attributes:type_name -> berth.lifecycle.v1.Event.AttributesEntry
+	57, // 11: berth.lifecycle.v1.Filter.labels:type_name -> berth.lifecycle.v1.Filter.LabelsEntry
 	8,  // 12: berth.lifecycle.v1.CreateRequest.config:type_name -> berth.lifecycle.v1.Config
 	9,  // 13: berth.lifecycle.v1.CreateResponse.container:type_name -> berth.lifecycle.v1.Container
 	9,  // 14: berth.lifecycle.v1.StartResponse.container:type_name -> berth.lifecycle.v1.Container
@@ -3470,46 +3772,55 @@ var file_berth_lifecycle_v1_lifecycle_proto_depIdxs = []int32{
 	10, // 23: berth.lifecycle.v1.ExecRequest.config:type_name -> berth.lifecycle.v1.ExecConfig
 	39, // 24: berth.lifecycle.v1.AttachRequest.start:type_name -> berth.lifecycle.v1.AttachStart
 	13, // 25: berth.lifecycle.v1.WaitResponse.status:type_name -> berth.lifecycle.v1.ExitStatus
-	14, // 26: berth.lifecycle.v1.StatsResponse.stats:type_name -> berth.lifecycle.v1.Stats
-	15, // 27: berth.lifecycle.v1.Lifecycle.Create:input_type -> berth.lifecycle.v1.CreateRequest
-	17, // 28: berth.lifecycle.v1.Lifecycle.Start:input_type -> berth.lifecycle.v1.StartRequest
-	19, // 29: berth.lifecycle.v1.Lifecycle.Stop:input_type -> berth.lifecycle.v1.StopRequest
-	21, // 30: berth.lifecycle.v1.Lifecycle.Kill:input_type -> berth.lifecycle.v1.KillRequest
-	23, // 31: berth.lifecycle.v1.Lifecycle.Pause:input_type -> berth.lifecycle.v1.PauseRequest
-	25, // 32: berth.lifecycle.v1.Lifecycle.Resume:input_type -> berth.lifecycle.v1.ResumeRequest
-	27, // 33: berth.lifecycle.v1.Lifecycle.Checkpoint:input_type -> berth.lifecycle.v1.CheckpointRequest
-	29, // 34: berth.lifecycle.v1.Lifecycle.Restore:input_type -> berth.lifecycle.v1.RestoreRequest
-	31, // 35: berth.lifecycle.v1.Lifecycle.Delete:input_type -> berth.lifecycle.v1.DeleteRequest
-	33, // 36: berth.lifecycle.v1.Lifecycle.Get:input_type -> berth.lifecycle.v1.GetRequest
-	35, // 37: berth.lifecycle.v1.Lifecycle.List:input_type -> berth.lifecycle.v1.ListRequest
-	37, // 38: berth.lifecycle.v1.Lifecycle.Exec:input_type -> berth.lifecycle.v1.ExecRequest
-	40, // 39: berth.lifecycle.v1.Lifecycle.Attach:input_type -> berth.lifecycle.v1.AttachRequest
-	42, // 40: berth.lifecycle.v1.Lifecycle.Resize:input_type -> berth.lifecycle.v1.ResizeRequest
-	44, // 41: berth.lifecycle.v1.Lifecycle.Wait:input_type -> berth.lifecycle.v1.WaitRequest
-	46, // 42: berth.lifecycle.v1.Lifecycle.Stats:input_type -> berth.lifecycle.v1.StatsRequest
-	48, // 43: berth.lifecycle.v1.Lifecycle.Events:input_type -> berth.lifecycle.v1.EventsRequest
-	16, // 44: berth.lifecycle.v1.Lifecycle.Create:output_type -> berth.lifecycle.v1.CreateResponse
-	18, // 45: berth.lifecycle.v1.Lifecycle.Start:output_type -> berth.lifecycle.v1.StartResponse
-	20, // 46: berth.lifecycle.v1.Lifecycle.Stop:output_type -> berth.lifecycle.v1.StopResponse
-	22, // 47: berth.lifecycle.v1.Lifecycle.Kill:output_type -> berth.lifecycle.v1.KillResponse
-	24, // 48: berth.lifecycle.v1.Lifecycle.Pause:output_type -> berth.lifecycle.v1.PauseResponse
-	26, // 49: berth.lifecycle.v1.Lifecycle.Resume:output_type -> berth.lifecycle.v1.ResumeResponse
-	28, // 50: berth.lifecycle.v1.Lifecycle.Checkpoint:output_type -> berth.lifecycle.v1.CheckpointResponse
-	30, // 51: berth.lifecycle.v1.Lifecycle.Restore:output_type -> berth.lifecycle.v1.RestoreResponse
-	32, // 52: berth.lifecycle.v1.Lifecycle.Delete:output_type -> berth.lifecycle.v1.DeleteResponse
-	34, // 53: berth.lifecycle.v1.Lifecycle.Get:output_type -> berth.lifecycle.v1.GetResponse
-	36, // 54: berth.lifecycle.v1.Lifecycle.List:output_type -> berth.lifecycle.v1.ListResponse
-	38, // 55: berth.lifecycle.v1.Lifecycle.Exec:output_type -> berth.lifecycle.v1.ExecResponse
-	41, // 56: berth.lifecycle.v1.Lifecycle.Attach:output_type -> berth.lifecycle.v1.AttachResponse
-	43, // 57: berth.lifecycle.v1.Lifecycle.Resize:output_type -> berth.lifecycle.v1.ResizeResponse
-	45, // 58: berth.lifecycle.v1.Lifecycle.Wait:output_type -> berth.lifecycle.v1.WaitResponse
-	47, // 59: berth.lifecycle.v1.Lifecycle.Stats:output_type -> berth.lifecycle.v1.StatsResponse
-	11, // 60: berth.lifecycle.v1.Lifecycle.Events:output_type -> berth.lifecycle.v1.Event
-	44, // [44:61] is the sub-list for method output_type
-	27, // [27:44] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	13, // 26: berth.lifecycle.v1.WaitExecResponse.status:type_name -> berth.lifecycle.v1.ExitStatus
+	7,  // 27: berth.lifecycle.v1.UpdateRequest.limits:type_name -> berth.lifecycle.v1.Limits
+	9,  // 28: berth.lifecycle.v1.UpdateResponse.container:type_name -> berth.lifecycle.v1.Container
+	14, // 29: berth.lifecycle.v1.StatsResponse.stats:type_name -> berth.lifecycle.v1.Stats
+	15, // 30: berth.lifecycle.v1.Lifecycle.Create:input_type -> berth.lifecycle.v1.CreateRequest
+	17, // 31: berth.lifecycle.v1.Lifecycle.Start:input_type -> berth.lifecycle.v1.StartRequest
+	19, // 32: berth.lifecycle.v1.Lifecycle.Stop:input_type -> berth.lifecycle.v1.StopRequest
+	21, // 33: berth.lifecycle.v1.Lifecycle.Kill:input_type -> berth.lifecycle.v1.KillRequest
+	23, // 34: berth.lifecycle.v1.Lifecycle.Pause:input_type -> berth.lifecycle.v1.PauseRequest
+	25, // 35: berth.lifecycle.v1.Lifecycle.Resume:input_type -> berth.lifecycle.v1.ResumeRequest
+	27, // 36: berth.lifecycle.v1.Lifecycle.Checkpoint:input_type -> berth.lifecycle.v1.CheckpointRequest
+	29, // 37: berth.lifecycle.v1.Lifecycle.Restore:input_type -> berth.lifecycle.v1.RestoreRequest
+	31, // 38: berth.lifecycle.v1.Lifecycle.Delete:input_type -> berth.lifecycle.v1.DeleteRequest
+	33, // 39: berth.lifecycle.v1.Lifecycle.Get:input_type -> berth.lifecycle.v1.GetRequest
+	35, // 40: berth.lifecycle.v1.Lifecycle.List:input_type -> berth.lifecycle.v1.ListRequest
+	37, // 41: berth.lifecycle.v1.Lifecycle.Exec:input_type -> berth.lifecycle.v1.ExecRequest
+	40, // 42: berth.lifecycle.v1.Lifecycle.Attach:input_type -> berth.lifecycle.v1.AttachRequest
+	42, // 43: berth.lifecycle.v1.Lifecycle.Resize:input_type -> berth.lifecycle.v1.ResizeRequest
+	44, // 44: berth.lifecycle.v1.Lifecycle.Wait:input_type -> berth.lifecycle.v1.WaitRequest
+	46, // 45: berth.lifecycle.v1.Lifecycle.WaitExec:input_type -> berth.lifecycle.v1.WaitExecRequest
+	48, // 46: berth.lifecycle.v1.Lifecycle.Rename:input_type -> berth.lifecycle.v1.RenameRequest
+	50, // 47: berth.lifecycle.v1.Lifecycle.Update:input_type -> berth.lifecycle.v1.UpdateRequest
+	52, // 48: berth.lifecycle.v1.Lifecycle.Stats:input_type -> berth.lifecycle.v1.StatsRequest
+	54, // 49: berth.lifecycle.v1.Lifecycle.Events:input_type -> berth.lifecycle.v1.EventsRequest
+	16, // 50: berth.lifecycle.v1.Lifecycle.Create:output_type -> berth.lifecycle.v1.CreateResponse
+	18, // 51: berth.lifecycle.v1.Lifecycle.Start:output_type -> berth.lifecycle.v1.StartResponse
+	20, // 52: berth.lifecycle.v1.Lifecycle.Stop:output_type -> berth.lifecycle.v1.StopResponse
+	22, // 53: berth.lifecycle.v1.Lifecycle.Kill:output_type -> berth.lifecycle.v1.KillResponse
+	24, // 54: berth.lifecycle.v1.Lifecycle.Pause:output_type -> berth.lifecycle.v1.PauseResponse
+	26, // 55: berth.lifecycle.v1.Lifecycle.Resume:output_type -> berth.lifecycle.v1.ResumeResponse
+	28, // 56: berth.lifecycle.v1.Lifecycle.Checkpoint:output_type -> berth.lifecycle.v1.CheckpointResponse
+	30, // 57: berth.lifecycle.v1.Lifecycle.Restore:output_type -> berth.lifecycle.v1.RestoreResponse
+	32, // 58: berth.lifecycle.v1.Lifecycle.Delete:output_type -> berth.lifecycle.v1.DeleteResponse
+	34, // 59: berth.lifecycle.v1.Lifecycle.Get:output_type -> berth.lifecycle.v1.GetResponse
+	36, // 60: berth.lifecycle.v1.Lifecycle.List:output_type -> berth.lifecycle.v1.ListResponse
+	38, // 61: berth.lifecycle.v1.Lifecycle.Exec:output_type -> berth.lifecycle.v1.ExecResponse
+	41, // 62: berth.lifecycle.v1.Lifecycle.Attach:output_type -> berth.lifecycle.v1.AttachResponse
+	43, // 63: berth.lifecycle.v1.Lifecycle.Resize:output_type -> berth.lifecycle.v1.ResizeResponse
+	45, // 64: berth.lifecycle.v1.Lifecycle.Wait:output_type -> berth.lifecycle.v1.WaitResponse
+	47, // 65: berth.lifecycle.v1.Lifecycle.WaitExec:output_type -> berth.lifecycle.v1.WaitExecResponse
+	49, // 66: berth.lifecycle.v1.Lifecycle.Rename:output_type -> berth.lifecycle.v1.RenameResponse
+	51, // 67: berth.lifecycle.v1.Lifecycle.Update:output_type -> berth.lifecycle.v1.UpdateResponse
+	53, // 68: berth.lifecycle.v1.Lifecycle.Stats:output_type -> berth.lifecycle.v1.StatsResponse
+	11, // 69: berth.lifecycle.v1.Lifecycle.Events:output_type -> berth.lifecycle.v1.Event
+	50, // [50:70] is the sub-list for method output_type
+	30, // [30:50] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_berth_lifecycle_v1_lifecycle_proto_init() }
@@ -3532,7 +3843,7 @@ func file_berth_lifecycle_v1_lifecycle_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_lifecycle_v1_lifecycle_proto_rawDesc), len(file_berth_lifecycle_v1_lifecycle_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   52,
+			NumMessages:   58,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

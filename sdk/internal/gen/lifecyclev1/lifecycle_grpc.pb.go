@@ -41,6 +41,9 @@ const (
 	Lifecycle_Attach_FullMethodName     = "/berth.lifecycle.v1.Lifecycle/Attach"
 	Lifecycle_Resize_FullMethodName     = "/berth.lifecycle.v1.Lifecycle/Resize"
 	Lifecycle_Wait_FullMethodName       = "/berth.lifecycle.v1.Lifecycle/Wait"
+	Lifecycle_WaitExec_FullMethodName   = "/berth.lifecycle.v1.Lifecycle/WaitExec"
+	Lifecycle_Rename_FullMethodName     = "/berth.lifecycle.v1.Lifecycle/Rename"
+	Lifecycle_Update_FullMethodName     = "/berth.lifecycle.v1.Lifecycle/Update"
 	Lifecycle_Stats_FullMethodName      = "/berth.lifecycle.v1.Lifecycle/Stats"
 	Lifecycle_Events_FullMethodName     = "/berth.lifecycle.v1.Lifecycle/Events"
 )
@@ -68,6 +71,14 @@ type LifecycleClient interface {
 	Attach(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AttachRequest, AttachResponse], error)
 	Resize(ctx context.Context, in *ResizeRequest, opts ...grpc.CallOption) (*ResizeResponse, error)
 	Wait(ctx context.Context, in *WaitRequest, opts ...grpc.CallOption) (*WaitResponse, error)
+	// WaitExec blocks until an exec'd process exits and returns its status;
+	// it returns at once for one that has exited already.
+	WaitExec(ctx context.Context, in *WaitExecRequest, opts ...grpc.CallOption) (*WaitExecResponse, error)
+	// Rename gives a container a new, unused name.
+	Rename(ctx context.Context, in *RenameRequest, opts ...grpc.CallOption) (*RenameResponse, error)
+	// Update replaces a container's resource limits, at once for a running
+	// or paused one, and for its later starts.
+	Update(ctx context.Context, in *UpdateRequest, opts ...grpc.CallOption) (*UpdateResponse, error)
 	Stats(ctx context.Context, in *StatsRequest, opts ...grpc.CallOption) (*StatsResponse, error)
 	// Events streams container events until the client cancels.
 	Events(ctx context.Context, in *EventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Event], error)
@@ -234,6 +245,36 @@ func (c *lifecycleClient) Wait(ctx context.Context, in *WaitRequest, opts ...grp
 	return out, nil
 }
 
+func (c *lifecycleClient) WaitExec(ctx context.Context, in *WaitExecRequest, opts ...grpc.CallOption) (*WaitExecResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WaitExecResponse)
+	err := c.cc.Invoke(ctx, Lifecycle_WaitExec_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *lifecycleClient) Rename(ctx context.Context, in *RenameRequest, opts ...grpc.CallOption) (*RenameResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RenameResponse)
+	err := c.cc.Invoke(ctx, Lifecycle_Rename_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *lifecycleClient) Update(ctx context.Context, in *UpdateRequest, opts ...grpc.CallOption) (*UpdateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateResponse)
+	err := c.cc.Invoke(ctx, Lifecycle_Update_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *lifecycleClient) Stats(ctx context.Context, in *StatsRequest, opts ...grpc.CallOption) (*StatsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(StatsResponse)
@@ -286,6 +327,14 @@ type LifecycleServer interface {
 	Attach(grpc.BidiStreamingServer[AttachRequest, AttachResponse]) error
 	Resize(context.Context, *ResizeRequest) (*ResizeResponse, error)
 	Wait(context.Context, *WaitRequest) (*WaitResponse, error)
+	// WaitExec blocks until an exec'd process exits and returns its status;
+	// it returns at once for one that has exited already.
+	WaitExec(context.Context, *WaitExecRequest) (*WaitExecResponse, error)
+	// Rename gives a container a new, unused name.
+	Rename(context.Context, *RenameRequest) (*RenameResponse, error)
+	// Update replaces a container's resource limits, at once for a running
+	// or paused one, and for its later starts.
+	Update(context.Context, *UpdateRequest) (*UpdateResponse, error)
 	Stats(context.Context, *StatsRequest) (*StatsResponse, error)
 	// Events streams container events until the client cancels.
 	Events(*EventsRequest, grpc.ServerStreamingServer[Event]) error
@@ -343,6 +392,15 @@ func (UnimplementedLifecycleServer) Resize(context.Context, *ResizeRequest) (*Re
 }
 func (UnimplementedLifecycleServer) Wait(context.Context, *WaitRequest) (*WaitResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Wait not implemented")
+}
+func (UnimplementedLifecycleServer) WaitExec(context.Context, *WaitExecRequest) (*WaitExecResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method WaitExec not implemented")
+}
+func (UnimplementedLifecycleServer) Rename(context.Context, *RenameRequest) (*RenameResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Rename not implemented")
+}
+func (UnimplementedLifecycleServer) Update(context.Context, *UpdateRequest) (*UpdateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Update not implemented")
 }
 func (UnimplementedLifecycleServer) Stats(context.Context, *StatsRequest) (*StatsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Stats not implemented")
@@ -630,6 +688,60 @@ func _Lifecycle_Wait_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Lifecycle_WaitExec_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WaitExecRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LifecycleServer).WaitExec(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Lifecycle_WaitExec_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LifecycleServer).WaitExec(ctx, req.(*WaitExecRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Lifecycle_Rename_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RenameRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LifecycleServer).Rename(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Lifecycle_Rename_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LifecycleServer).Rename(ctx, req.(*RenameRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Lifecycle_Update_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LifecycleServer).Update(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Lifecycle_Update_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LifecycleServer).Update(ctx, req.(*UpdateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Lifecycle_Stats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(StatsRequest)
 	if err := dec(in); err != nil {
@@ -721,6 +833,18 @@ var Lifecycle_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Wait",
 			Handler:    _Lifecycle_Wait_Handler,
+		},
+		{
+			MethodName: "WaitExec",
+			Handler:    _Lifecycle_WaitExec_Handler,
+		},
+		{
+			MethodName: "Rename",
+			Handler:    _Lifecycle_Rename_Handler,
+		},
+		{
+			MethodName: "Update",
+			Handler:    _Lifecycle_Update_Handler,
 		},
 		{
 			MethodName: "Stats",

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/spf13/cobra"
+
+	"github.com/berth-dev/berth/sdk/resources"
+)
+
+func newRenameCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rename CONTAINER NEW_NAME",
+		Short: "Rename a container",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(c *cobra.Command, args []string) error {
+			return withAPI(c, g, func(ctx context.Context, p *publicAPI) error {
+				return p.lc.Rename(ctx, args[0], args[1])
+			})
+		},
+	}
+}
+
+func newCheckpointCommand(g *globals) *cobra.Command {
+	var leaveRunning bool
+	cmd := &cobra.Command{
+		Use:   "checkpoint CONTAINER",
+		Short: "Save a running or paused container's processes to disk (stops it unless --leave-running)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			return withAPI(c, g, func(ctx context.Context, p *publicAPI) error {
+				ct, err := p.lc.Checkpoint(ctx, args[0], leaveRunning)
+				if err != nil {
+					return err
+				}
+				fmt.Printf("%s checkpointed (now %s)\n", ct.Name, ct.State)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&leaveRunning, "leave-running", false, "keep the container running after the checkpoint")
+	return cmd
+}
+
+func newRestoreCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "restore CONTAINER",
+		Short: "Run a checkpointed container again from its checkpoint",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			return withAPI(c, g, func(ctx context.Context, p *publicAPI) error {
+				ct, err := p.lc.Restore(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				fmt.Printf("%s restored (now %s)\n", ct.Name, ct.State)
+				return nil
+			})
+		},
+	}
+}
+
+// updateFlags are `berth update`'s flags; only the ones given change.
+type updateFlags struct {
+	cpus                  float64
+	cpuShares             uint64
+	cpusetCPUs, cpusetMem string
+	memory, memoryRes     string
+	pidsLimit             int64
+}
+
+// apply changes the limits the user gave flags for.
+func (f *updateFlags) apply(c *cobra.Command, l *resources.Limits) error {
+	changed := c.Flags().Changed
+	if changed("cpus") {
+		if f.cpus < 0 {
+			return fmt.Errorf("--cpus %v: must not be negative", f.cpus)
+		}
+		l.CPUs = f.cpus
+	}
+	if changed("cpu-shares") {
+		l.CPUShares = f.cpuShares
+	}
+	if changed("cpuset-cpus") {
+		l.CPUSetCPUs = f.cpusetCPUs
+	}
+	if changed("cpuset-mems") {
+		l.CPUSetMems = f.cpusetMem
+	}
+	if changed("memory") {
+		n, err := parseBytesFlag("memory", f.memory)
+		if err != nil {
+			return err
+		}
+		l.MemoryBytes = n
+	}
+	if changed("memory-reservation") {
+		n, err := parseBytesFlag("memory-reservation", f.memoryRes)
+		if err != nil {
+			return err
+		}
+		l.MemorySoftBytes = n
+	}
+	if changed("pids-limit") {
+		l.Pids = f.pidsLimit
+	}
+	return nil
+}
+
+var updateFlagNames = []string{"cpus", "cpu-shares", "cpuset-cpus", "cpuset-mems", "memory", "memory-reservation", "pids-limit"}
+
+func newUpdateCommand(g *globals) *cobra.Command {
+	var f updateFlags
+	cmd := &cobra.Command{
+		Use:   "update [OPTIONS] CONTAINER...",
+		Short: "Change the resource limits of containers (at once for running ones)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if !slices.ContainsFunc(updateFlagNames, c.Flags().Changed) {
+				return errors.New("update: give at least one limit to change (--cpus, --cpu-shares, --cpuset-cpus, --cpuset-mems, --memory, --memory-reservation, --pids-limit)")
+			}
+			// Flags are checked before any container changes.
+			if err := f.apply(c, &resources.Limits{}); err != nil {
+				return err
+			}
+			return withAPI(c, g, func(ctx context.Context, p *publicAPI) error {
+				return eachRef(args, func(ref string) error {
+					ct, err := p.lc.Get(ctx, ref)
+					if err != nil {
+						return err
+					}
+					limits := ct.Config.Limits
+					if err := f.apply(c, &limits); err != nil {
+						return err
+					}
+					_, err = p.lc.Update(ctx, ct.ID, limits)
+					return err
+				})
+			})
+		},
+	}
+	fs := cmd.Flags()
+	fs.Float64Var(&f.cpus, "cpus", 0, "CPU quota in CPUs (1.5 = one and a half; 0 removes it)")
+	fs.Uint64VarP(&f.cpuShares, "cpu-shares", "c", 0, "relative CPU weight (1024 is the default)")
+	fs.StringVar(&f.cpusetCPUs, "cpuset-cpus", "", "CPUs the container may use (0-1,3)")
+	fs.StringVar(&f.cpusetMem, "cpuset-mems", "", "memory nodes the container may use")
+	fs.StringVarP(&f.memory, "memory", "m", "", "memory limit (e.g. 64m, 1g)")
+	fs.StringVar(&f.memoryRes, "memory-reservation", "", "soft memory limit")
+	fs.Int64Var(&f.pidsLimit, "pids-limit", 0, "process and thread limit (-1 unlimited)")
+	return cmd
+}
