@@ -282,15 +282,9 @@ func newContainerPruneCommand(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			return withAPI(c, g, func(ctx context.Context, p *publicAPI) error {
-				list, err := p.lc.List(ctx, lifecycle.Filter{All: true, States: []lifecycle.State{lifecycle.StateStopped, lifecycle.StateCreated}})
+				ids, err := stoppedContainers(ctx, p)
 				if err != nil {
 					return err
-				}
-				var ids []string
-				for _, ct := range list {
-					if ct.State == lifecycle.StateStopped || ct.State == lifecycle.StateCreated {
-						ids = append(ids, ct.ID)
-					}
 				}
 				if len(ids) == 0 {
 					fmt.Println("no stopped containers")

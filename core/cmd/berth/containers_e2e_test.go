@@ -1,6 +1,7 @@
 package main
 
 import (
+	"archive/tar"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -21,7 +22,10 @@ import (
 	"github.com/go-openapi/loads"
 	"github.com/go-openapi/strfmt"
 	"github.com/go-openapi/validate"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
 // The container tests drive the berth binary against a real daemon with the
@@ -263,6 +267,70 @@ func TestContainerCommands(t *testing.T) {
 		if out := e.mustBerth("images"); !strings.Contains(out, digest.Hex[:12]) {
 			t.Fatalf("the pulled image is not listed:\n%s", out)
 		}
+	})
+
+	t.Run("system df and prune", func(t *testing.T) {
+		e.t = t
+		df := func() diskUsage {
+			t.Helper()
+			var du diskUsage
+			if err := json.Unmarshal([]byte(e.mustBerth("system", "df", "--format", "json")), &du); err != nil {
+				t.Fatal(err)
+			}
+			return du
+		}
+		reg := newLoopbackRegistry(t)
+		img := busyboxImage(t)
+		ref := reg.push(t, "cli/prunable:v1", img)
+		e.mustBerth("pull", ref)
+		before := df()
+		e.mustBerth("run", "--name", "prunable", demoImage, "true")
+		e.mustBerth("run", "-d", "--name", "survivor", demoImage, "sleep", "1000")
+		during := df()
+		// The demo image is in use now, the busybox one (over 1 MiB) is not.
+		if during.Containers.Count != before.Containers.Count+2 || during.Containers.Running != before.Containers.Running+1 ||
+			during.Images.Count != before.Images.Count || during.Images.Size != before.Images.Size || during.Images.Active < 1 ||
+			during.Images.Reclaimable >= during.Images.Size || during.Images.Reclaimable < 1<<20 {
+			t.Fatalf("df before the containers %+v, with them %+v", before, during)
+		}
+		if out := e.mustBerth("system", "df"); !strings.Contains(out, "RECLAIMABLE") || !strings.Contains(out, "Containers") {
+			t.Fatalf("system df table:\n%s", out)
+		}
+		// A second image pulled under the same name leaves the first one
+		// with no name and no container: prune deletes its data.
+		other, err := random.Image(1<<10, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reg.push(t, "cli/prunable:v1", other)
+		e.mustBerth("pull", ref)
+
+		// Without -f prune asks, and a "no" changes nothing.
+		if _, errOut, code := e.berthIn("n\n", "system", "prune"); code == 0 || !strings.Contains(errOut, "prune cancelled") {
+			t.Fatalf("system prune answered no: code %d, %q", code, errOut)
+		}
+		if _, ok := e.find("prunable"); !ok {
+			t.Fatal("a cancelled prune removed a container")
+		}
+		out := e.mustBerth("system", "prune", "-f")
+		if !strings.Contains(out, "Deleted containers:") || !strings.Contains(out, "Total reclaimed space: ") {
+			t.Fatalf("system prune -f:\n%s", out)
+		}
+		if _, ok := e.find("prunable"); ok {
+			t.Fatalf("the stopped container survived prune:\n%s", out)
+		}
+		if c := e.container("survivor"); c.State != "running" {
+			t.Fatalf("prune touched a running container: %+v", c)
+		}
+		var freed int64
+		if _, err := fmt.Sscanf(out[strings.LastIndex(out, "(")+1:], "%d bytes", &freed); err != nil || freed < 64<<10 {
+			t.Fatalf("prune freed %d bytes (%v); want at least the image's busybox layer:\n%s", freed, err, out)
+		}
+		if after := df(); after.Images.Count != before.Images.Count || after.Containers.Count != after.Containers.Running {
+			t.Fatalf("df after prune (no stopped container, as many images): %+v, before %+v", after, before)
+		}
+		e.mustBerth("rm", "-f", "survivor")
+		e.mustBerth("rmi", ref)
 	})
 
 	t.Run("stdin pipe", func(t *testing.T) {
@@ -871,4 +939,38 @@ func memoryLimitOf(t *testing.T, pid int) int64 {
 		t.Fatalf("%s: %q", file, v)
 	}
 	return n
+}
+
+// busyboxImage is a random image with /bin/busybox (the host's static
+// one) on top: content no other test image shares, which runs.
+func busyboxImage(t *testing.T) v1.Image {
+	t.Helper()
+	bb, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Name: "bin/busybox", Mode: 0o755, Size: int64(len(bb)), Typeflag: tar.TypeReg}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tw.Write(bb); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	layer, err := tarball.LayerFromReader(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := random.Image(1<<10, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(base, layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
 }
