@@ -319,7 +319,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Errorf("plugin got filter %+v, want %+v", f.filter, filter)
 	}
 
-	ec := ExecConfig{Cmd: []string{"sh"}, Env: []string{"X=1"}, User: "root", WorkingDir: "/", Tty: true, OpenStdin: true}
+	ec := ExecConfig{Cmd: []string{"sh"}, Env: []string{"X=1"}, User: "root", WorkingDir: "/", Tty: true, OpenStdin: true, ConsoleSize: &isolation.ConsoleSize{Width: 132, Height: 43}}
 	id, err := c.Exec(ctx, "web", ec)
 	if err != nil || id != "exec-1" || !reflect.DeepEqual(f.exec, ec) {
 		t.Errorf("Exec = %q, %v; plugin got %+v", id, err, f.exec)

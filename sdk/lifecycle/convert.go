@@ -131,14 +131,22 @@ func containerFromPB(c *pb.Container) Container {
 }
 
 func execConfigToPB(e ExecConfig) *pb.ExecConfig {
-	return &pb.ExecConfig{Cmd: e.Cmd, Env: e.Env, User: e.User, WorkingDir: e.WorkingDir, Tty: e.Tty, OpenStdin: e.OpenStdin}
+	out := &pb.ExecConfig{Cmd: e.Cmd, Env: e.Env, User: e.User, WorkingDir: e.WorkingDir, Tty: e.Tty, OpenStdin: e.OpenStdin}
+	if e.ConsoleSize != nil {
+		out.ConsoleWidth, out.ConsoleHeight = uint32(e.ConsoleSize.Width), uint32(e.ConsoleSize.Height)
+	}
+	return out
 }
 
 func execConfigFromPB(e *pb.ExecConfig) ExecConfig {
 	if e == nil {
 		return ExecConfig{}
 	}
-	return ExecConfig{Cmd: e.Cmd, Env: e.Env, User: e.User, WorkingDir: e.WorkingDir, Tty: e.Tty, OpenStdin: e.OpenStdin}
+	out := ExecConfig{Cmd: e.Cmd, Env: e.Env, User: e.User, WorkingDir: e.WorkingDir, Tty: e.Tty, OpenStdin: e.OpenStdin}
+	if e.ConsoleWidth != 0 || e.ConsoleHeight != 0 {
+		out.ConsoleSize = &isolation.ConsoleSize{Width: uint16(e.ConsoleWidth), Height: uint16(e.ConsoleHeight)}
+	}
+	return out
 }
 
 func eventToPB(e Event) *pb.Event {

@@ -152,6 +152,10 @@ type ExecConfig struct {
 	WorkingDir string
 	Tty        bool
 	OpenStdin  bool
+	// ConsoleSize is the terminal's size when the process starts (with
+	// Tty), so a short command does not run at 0x0 before the first
+	// Resize; nil leaves the runtime's default.
+	ConsoleSize *isolation.ConsoleSize
 }
 
 // Event kinds in Event.

@@ -399,8 +399,8 @@ func TestContainerCommands(t *testing.T) {
 			t.Fatalf("after detach the container is %s", c.State)
 		}
 
-		// exec -it gets a terminal. (Not yet of the caller's size: the
-		// sandbox supervisor refuses an exec's resize, "bad file descriptor".)
+		// exec -it gets a terminal of the caller's size from its first
+		// instruction (a command as short as stty has no time for a resize).
 		cmd = exec.Command(filepath.Join(binDir, "berth"), "--config", e.config, "exec", "-it", "detach", "stty", "-a")
 		ptmx3, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 21, Cols: 99})
 		if err != nil {
@@ -417,8 +417,8 @@ func TestContainerCommands(t *testing.T) {
 		case <-copied:
 		case <-time.After(5 * time.Second): // the pty may stay open; what was read is enough
 		}
-		if got := execOut.String(); !strings.Contains(got, "speed 38400 baud") {
-			t.Fatalf("exec -it stty -a: %q; want a terminal's settings", got)
+		if got := execOut.String(); !strings.Contains(got, "speed 38400 baud") || !strings.Contains(got, "rows 21; columns 99") {
+			t.Fatalf("exec -it stty -a: %q; want a terminal's settings, 21 rows by 99 columns", got)
 		}
 		if out, errOut, _ := e.berth("exec", "detach", "stty", "-a"); !strings.Contains(errOut, "stty:") {
 			t.Fatalf("exec without -t has a terminal: %q %q", out, errOut)

@@ -308,9 +308,13 @@ func newExecCommand(g *globals) *cobra.Command {
 				return err
 			}
 			return withAPI(c, g, func(ctx context.Context, p *publicAPI) error {
-				execID, err := p.lc.Exec(ctx, args[0], lifecycle.ExecConfig{
+				cfg := lifecycle.ExecConfig{
 					Cmd: args[1:], Env: envs, User: user, WorkingDir: workdir, Tty: tty, OpenStdin: interactive,
-				})
+				}
+				if tty {
+					cfg.ConsoleSize = terminalSize()
+				}
+				execID, err := p.lc.Exec(ctx, args[0], cfg)
 				if err != nil {
 					return err
 				}

@@ -26,6 +26,19 @@ func makeRaw(f *os.File) (func(), error) {
 	return func() { _ = term.Restore(int(f.Fd()), st) }, nil
 }
 
+// terminalSize returns the size of the caller's terminal, nil when no
+// stdio is a terminal.
+func terminalSize() *isolation.ConsoleSize {
+	for _, f := range []*os.File{os.Stdout, os.Stdin, os.Stderr} {
+		if isTerminal(f) {
+			if w, h, err := term.GetSize(int(f.Fd())); err == nil {
+				return &isolation.ConsoleSize{Width: uint16(w), Height: uint16(h)}
+			}
+		}
+	}
+	return nil
+}
+
 // followWindowSize calls resize with the terminal's size now and at every
 // SIGWINCH, until the returned stop is called.
 func followWindowSize(ctx context.Context, resize func(isolation.ConsoleSize)) func() {

@@ -662,6 +662,9 @@ func execProcess(rec store.Record, cfg lifecycle.ExecConfig) (*specs.Process, er
 	p.Args = slices.Clone(cfg.Cmd)
 	p.Terminal = cfg.Tty
 	p.ConsoleSize = nil
+	if cfg.Tty && cfg.ConsoleSize != nil {
+		p.ConsoleSize = &specs.Box{Height: uint(cfg.ConsoleSize.Height), Width: uint(cfg.ConsoleSize.Width)}
+	}
 	env := slices.Clone(base.Env)
 	for _, kv := range cfg.Env {
 		k, _, ok := strings.Cut(kv, "=")

@@ -1015,13 +1015,16 @@ func (x *Container) GetFinishedAtUnixNano() int64 {
 }
 
 type ExecConfig struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Cmd           []string               `protobuf:"bytes,1,rep,name=cmd,proto3" json:"cmd,omitempty"`
-	Env           []string               `protobuf:"bytes,2,rep,name=env,proto3" json:"env,omitempty"`
-	User          string                 `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
-	WorkingDir    string                 `protobuf:"bytes,4,opt,name=working_dir,json=workingDir,proto3" json:"working_dir,omitempty"`
-	Tty           bool                   `protobuf:"varint,5,opt,name=tty,proto3" json:"tty,omitempty"`
-	OpenStdin     bool                   `protobuf:"varint,6,opt,name=open_stdin,json=openStdin,proto3" json:"open_stdin,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Cmd        []string               `protobuf:"bytes,1,rep,name=cmd,proto3" json:"cmd,omitempty"`
+	Env        []string               `protobuf:"bytes,2,rep,name=env,proto3" json:"env,omitempty"`
+	User       string                 `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
+	WorkingDir string                 `protobuf:"bytes,4,opt,name=working_dir,json=workingDir,proto3" json:"working_dir,omitempty"`
+	Tty        bool                   `protobuf:"varint,5,opt,name=tty,proto3" json:"tty,omitempty"`
+	OpenStdin  bool                   `protobuf:"varint,6,opt,name=open_stdin,json=openStdin,proto3" json:"open_stdin,omitempty"`
+	// Initial terminal size; 0x0 means unset.
+	ConsoleWidth  uint32 `protobuf:"varint,7,opt,name=console_width,json=consoleWidth,proto3" json:"console_width,omitempty"`
+	ConsoleHeight uint32 `protobuf:"varint,8,opt,name=console_height,json=consoleHeight,proto3" json:"console_height,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1096,6 +1099,20 @@ func (x *ExecConfig) GetOpenStdin() bool {
 		return x.OpenStdin
 	}
 	return false
+}
+
+func (x *ExecConfig) GetConsoleWidth() uint32 {
+	if x != nil {
+		return x.ConsoleWidth
+	}
+	return 0
+}
+
+func (x *ExecConfig) GetConsoleHeight() uint32 {
+	if x != nil {
+		return x.ConsoleHeight
+	}
+	return 0
 }
 
 type Event struct {
@@ -3498,7 +3515,7 @@ const file_berth_lifecycle_v1_lifecycle_proto_rawDesc = "" +
 	"\rrestart_count\x18\f \x01(\x03R\frestartCount\x12/\n" +
 	"\x14created_at_unix_nano\x18\r \x01(\x03R\x11createdAtUnixNano\x12/\n" +
 	"\x14started_at_unix_nano\x18\x0e \x01(\x03R\x11startedAtUnixNano\x121\n" +
-	"\x15finished_at_unix_nano\x18\x0f \x01(\x03R\x12finishedAtUnixNano\"\x96\x01\n" +
+	"\x15finished_at_unix_nano\x18\x0f \x01(\x03R\x12finishedAtUnixNano\"\xe2\x01\n" +
 	"\n" +
 	"ExecConfig\x12\x10\n" +
 	"\x03cmd\x18\x01 \x03(\tR\x03cmd\x12\x10\n" +
@@ -3508,7 +3525,9 @@ const file_berth_lifecycle_v1_lifecycle_proto_rawDesc = "" +
 	"workingDir\x12\x10\n" +
 	"\x03tty\x18\x05 \x01(\bR\x03tty\x12\x1d\n" +
 	"\n" +
-	"open_stdin\x18\x06 \x01(\bR\topenStdin\"\x9f\x02\n" +
+	"open_stdin\x18\x06 \x01(\bR\topenStdin\x12#\n" +
+	"\rconsole_width\x18\a \x01(\rR\fconsoleWidth\x12%\n" +
+	"\x0econsole_height\x18\b \x01(\rR\rconsoleHeight\"\x9f\x02\n" +
 	"\x05Event\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12!\n" +
 	"\fcontainer_id\x18\x02 \x01(\tR\vcontainerId\x12\x12\n" +
