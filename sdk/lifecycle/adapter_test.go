@@ -53,6 +53,9 @@ var testConfig = Config{
 	},
 	VM:             &isolation.VMSizing{CPUs: 2, MemoryBytes: 2 << 30, Kernel: "/k", Initrd: "/i", KernelArgs: []string{"quiet"}},
 	ReadOnlyRootfs: true, Privileged: true, CapAdd: []string{"NET_ADMIN"}, CapDrop: []string{"MKNOD"},
+	Ulimits:     []Ulimit{{Name: "nofile", Soft: 1024, Hard: 2048}, {Name: "core", Soft: -1, Hard: -1}},
+	Devices:     []DeviceMapping{{PathOnHost: "/dev/fuse", PathInContainer: "/dev/fuse", Permissions: "rw"}},
+	SecurityOpt: []string{"no-new-privileges", `seccomp={"defaultAction":"SCMP_ACT_ALLOW"}`},
 }
 
 func testContainer(ref string, state State) Container {

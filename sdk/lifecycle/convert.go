@@ -20,6 +20,13 @@ func configToPB(c Config) *pb.Config {
 		Network:        networkToPB(c.Network),
 		ReadOnlyRootfs: c.ReadOnlyRootfs, Privileged: c.Privileged, CapAdd: c.CapAdd, CapDrop: c.CapDrop,
 	}
+	out.SecurityOpt = c.SecurityOpt
+	for _, u := range c.Ulimits {
+		out.Ulimits = append(out.Ulimits, &pb.Ulimit{Name: u.Name, Soft: u.Soft, Hard: u.Hard})
+	}
+	for _, d := range c.Devices {
+		out.Devices = append(out.Devices, &pb.DeviceMapping{PathOnHost: d.PathOnHost, PathInContainer: d.PathInContainer, Permissions: d.Permissions})
+	}
 	for _, m := range c.Mounts {
 		out.Mounts = append(out.Mounts, &pb.Mount{Type: m.Type, Source: m.Source, Destination: m.Destination, ReadOnly: m.ReadOnly, Options: m.Options})
 	}
@@ -43,6 +50,13 @@ func configFromPB(c *pb.Config) Config {
 	}
 	if r := c.Restart; r != nil {
 		out.Restart = RestartPolicy{Name: r.Name, MaxRetries: int(r.MaxRetries)}
+	}
+	out.SecurityOpt = c.SecurityOpt
+	for _, u := range c.Ulimits {
+		out.Ulimits = append(out.Ulimits, Ulimit{Name: u.Name, Soft: u.Soft, Hard: u.Hard})
+	}
+	for _, d := range c.Devices {
+		out.Devices = append(out.Devices, DeviceMapping{PathOnHost: d.PathOnHost, PathInContainer: d.PathInContainer, Permissions: d.Permissions})
 	}
 	for _, m := range c.Mounts {
 		out.Mounts = append(out.Mounts, Mount{Type: m.Type, Source: m.Source, Destination: m.Destination, ReadOnly: m.ReadOnly, Options: m.Options})

@@ -119,6 +119,29 @@ type Config struct {
 	Privileged     bool
 	CapAdd         []string
 	CapDrop        []string
+	// Ulimits override the runtime's resource limits (docker run --ulimit).
+	Ulimits []Ulimit
+	// Devices are host devices made available in the container (docker
+	// run --device).
+	Devices []DeviceMapping
+	// SecurityOpt are Docker's --security-opt values, resolved by the
+	// client: "no-new-privileges[=true|false]", "seccomp=unconfined",
+	// "seccomp=<profile JSON>" (the content, not a path: the daemon reads
+	// no client files), "apparmor=…" and "label=…" (accepted, ignored).
+	SecurityOpt []string
+}
+
+// Ulimit is one resource limit: Name is the lower-case rlimit name without
+// its RLIMIT_ prefix ("nofile", "nproc", "core"); -1 is unlimited.
+type Ulimit struct {
+	Name       string
+	Soft, Hard int64
+}
+
+// DeviceMapping makes the host device PathOnHost appear at
+// PathInContainer with cgroup access Permissions (a subset of "rwm").
+type DeviceMapping struct {
+	PathOnHost, PathInContainer, Permissions string
 }
 
 // Container is a container record.

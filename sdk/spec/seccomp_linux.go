@@ -10,3 +10,9 @@ import (
 func defaultSeccomp(s *specs.Spec) (*specs.LinuxSeccomp, error) {
 	return seccomp.GetDefaultProfile(s)
 }
+
+// loadSeccomp is the moby-format profile body specialised as the default
+// one is.
+func loadSeccomp(body string, s *specs.Spec) (*specs.LinuxSeccomp, error) {
+	return seccomp.LoadProfile(body, s)
+}

@@ -4,7 +4,8 @@
 // paths, device rules, rlimits and seccomp profile `docker run` would give
 // the same container.
 //
-// Build is a pure function of its inputs (it reads no files): user names
+// Build reads no files except the host device nodes --device names (it
+// stats them for their numbers): user names
 // that need the container's /etc/passwd are carried to the isolation
 // plugin in the AnnotationUser annotation and resolved there against the
 // rootfs, as Docker resolves them at start.
@@ -224,6 +225,10 @@ func Build(img ImageConfig, cfg lifecycle.Config, extra Extra) (*specs.Spec, err
 	s.Process.Capabilities = &specs.LinuxCapabilities{
 		Bounding: caps, Effective: slices.Clone(caps), Permitted: slices.Clone(caps),
 	}
+	userRlimits, err := ulimitRlimits(cfg.Ulimits)
+	if err != nil {
+		return nil, err
+	}
 	for _, r := range extra.Rlimits {
 		if !slices.Contains(rlimitTypes, r.Type) {
 			return nil, fmt.Errorf("ulimit %q: not one of %s", r.Type, strings.Join(rlimitTypes, ", "))
@@ -232,7 +237,14 @@ func Build(img ImageConfig, cfg lifecycle.Config, extra Extra) (*specs.Spec, err
 			return nil, fmt.Errorf("ulimit %s: soft limit %d is above hard limit %d", r.Type, r.Soft, r.Hard)
 		}
 	}
-	s.Process.Rlimits = mergeRlimits(DefaultRlimits(), extra.Rlimits)
+	s.Process.Rlimits = mergeRlimits(mergeRlimits(DefaultRlimits(), extra.Rlimits), userRlimits)
+	secOpt, err := parseSecurityOpt(cfg.SecurityOpt)
+	if err != nil {
+		return nil, err
+	}
+	if secOpt.noNewPrivileges {
+		s.Process.NoNewPrivileges = true
+	}
 
 	s.Mounts = DefaultMounts()
 	if cfg.Privileged {
@@ -271,6 +283,15 @@ func Build(img ImageConfig, cfg lifecycle.Config, extra Extra) (*specs.Spec, err
 		major, minor := d.Major, d.Minor
 		rules = append(rules, resources.DeviceRule{Allow: true, Type: d.Type, Major: major, Minor: minor, Access: "rwm"})
 	}
+	for _, m := range cfg.Devices {
+		d, perms, err := mappedDevice(m)
+		if err != nil {
+			return nil, err
+		}
+		s.Linux.Devices = slices.DeleteFunc(s.Linux.Devices, func(o specs.LinuxDevice) bool { return o.Path == d.Path })
+		s.Linux.Devices = append(s.Linux.Devices, d)
+		rules = append(rules, resources.DeviceRule{Allow: true, Type: d.Type, Major: d.Major, Minor: d.Minor, Access: perms})
+	}
 	for _, r := range rules {
 		rule := specs.LinuxDeviceCgroup{Allow: r.Allow, Type: r.Type, Access: r.Access}
 		if r.Major >= 0 {
@@ -283,7 +304,16 @@ func Build(img ImageConfig, cfg lifecycle.Config, extra Extra) (*specs.Spec, err
 		}
 		s.Linux.Resources.Devices = append(s.Linux.Resources.Devices, rule)
 	}
-	if !cfg.Privileged {
+	switch {
+	case secOpt.seccompProfile != "":
+		// An explicit profile applies even to a privileged container, as
+		// in Docker.
+		sc, err := loadSeccomp(secOpt.seccompProfile, s)
+		if err != nil {
+			return nil, fmt.Errorf("security-opt seccomp profile: %w", err)
+		}
+		s.Linux.Seccomp = sc
+	case !cfg.Privileged && !secOpt.seccompUnconfined:
 		sc, err := defaultSeccomp(s)
 		if err != nil {
 			return nil, fmt.Errorf("default seccomp profile: %w", err)

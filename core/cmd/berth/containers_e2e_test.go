@@ -217,6 +217,57 @@ func TestContainerCommands(t *testing.T) {
 		}
 	})
 
+	t.Run("ulimit, device, security-opt", func(t *testing.T) {
+		e.t = t
+		out, errOut, code := e.berth("run", "--rm", "--ulimit", "nofile=1024:2048", demoImage, "sh", "-c", "ulimit -n; ulimit -Hn")
+		if code != 0 || out != "1024\n2048\n" {
+			t.Fatalf("--ulimit nofile=1024:2048: exit %d, stdout %q, stderr %q; want 1024 and 2048", code, out, errOut)
+		}
+		out, errOut, code = e.berth("run", "--rm", "--device", "/dev/null:/dev/mynull", demoImage, "sh", "-c", "echo x > /dev/mynull && echo ok")
+		if code != 0 || out != "ok\n" {
+			t.Fatalf("--device /dev/null:/dev/mynull: exit %d, stdout %q, stderr %q", code, out, errOut)
+		}
+		// A read-only mapping of a device outside Docker's default rules
+		// (opening loop-control does nothing): the cgroup rule allows
+		// opening it for reading and refuses opening it for writing.
+		if _, err := os.Stat("/dev/loop-control"); err == nil {
+			out, errOut, code = e.berth("run", "--rm", "--device", "/dev/loop-control:/dev/lc:r", demoImage, "sh", "-c",
+				"exec 3</dev/lc && echo readable; exec 4>/dev/lc && echo writable")
+			if out != "readable\n" || !strings.Contains(errOut, "Operation not permitted") {
+				t.Fatalf("--device /dev/loop-control:/dev/lc:r: exit %d, stdout %q, stderr %q; want readable only", code, out, errOut)
+			}
+		}
+		// Docker's default seccomp profile denies unshare without
+		// CAP_SYS_ADMIN; seccomp=unconfined lifts it.
+		_, errOut, code = e.berth("run", "--rm", demoImage, "unshare", "-U", "true")
+		if code == 0 {
+			t.Fatalf("unshare -U under the default seccomp profile succeeded; want EPERM (stderr %q)", errOut)
+		}
+		if _, errOut, code = e.berth("run", "--rm", "--security-opt", "seccomp=unconfined", demoImage, "unshare", "-U", "true"); code != 0 {
+			t.Fatalf("unshare -U with seccomp=unconfined: exit %d, stderr %q", code, errOut)
+		}
+		// A profile file is read by the CLI: this one denies mkdir only.
+		profile := filepath.Join(t.TempDir(), "profile.json")
+		if err := os.WriteFile(profile, []byte(`{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO"}]}`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, errOut, code = e.berth("run", "--rm", "--security-opt", "seccomp="+profile, demoImage, "sh", "-c", "mkdir /tmp/d || echo denied; unshare -U true && echo unshared")
+		if code != 0 || out != "denied\nunshared\n" {
+			t.Fatalf("seccomp=%s: exit %d, stdout %q, stderr %q; want mkdir denied and unshare allowed", profile, code, out, errOut)
+		}
+		out, errOut, code = e.berth("run", "--rm", "--security-opt", "no-new-privileges", demoImage, "grep", "NoNewPrivs", "/proc/self/status")
+		if code != 0 || strings.Join(strings.Fields(out), " ") != "NoNewPrivs: 1" {
+			t.Fatalf("no-new-privileges: exit %d, stdout %q, stderr %q", code, out, errOut)
+		}
+		out, errOut, code = e.berth("run", "--rm", "--security-opt", "label=disable", demoImage, "grep", "NoNewPrivs", "/proc/self/status")
+		if code != 0 || strings.Join(strings.Fields(out), " ") != "NoNewPrivs: 0" || !strings.Contains(errOut, "label=disable ignored") {
+			t.Fatalf("label=disable: exit %d, stdout %q, stderr %q; want a warning and no no-new-privileges", code, out, errOut)
+		}
+		if _, errOut, code = e.berth("run", "--rm", "--security-opt", "systempaths=unconfined", demoImage, "true"); code == 0 || !strings.Contains(errOut, "systempaths=unconfined") {
+			t.Fatalf("unknown security-opt: exit %d, stderr %q", code, errOut)
+		}
+	})
+
 	t.Run("events and inspect", func(t *testing.T) {
 		e.t = t
 		events := exec.Command(filepath.Join(binDir, "berth"), "--config", e.config, "events", "--format", "json")

@@ -2,9 +2,12 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -12,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/berth-dev/berth/sdk/lifecycle"
+	"github.com/berth-dev/berth/sdk/spec"
 )
 
 // createFlags are the flags `run` and `create` share, named as Docker's.
@@ -29,6 +33,10 @@ type createFlags struct {
 	deviceReadBPS, deviceWriteBPS    []string
 	restart, stopSignal              string
 	stopTimeout                      int
+	ulimits, devices, securityOpts   []string
+	// warnings receives lines about accepted but ignored options (nil is
+	// os.Stderr).
+	warnings io.Writer
 }
 
 func (f *createFlags) register(fs *pflag.FlagSet) {
@@ -65,6 +73,9 @@ func (f *createFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.platform, "platform", "", "platform of the image to pull when missing (os/arch)")
 	fs.StringVar(&f.stopSignal, "stop-signal", "", "signal that stops the container (default: the image's, else SIGTERM)")
 	fs.IntVar(&f.stopTimeout, "stop-timeout", 0, "seconds between the stop signal and SIGKILL")
+	fs.StringArrayVar(&f.ulimits, "ulimit", nil, "resource limit NAME=SOFT[:HARD] (e.g. nofile=1024:2048; -1 is unlimited)")
+	fs.StringArrayVar(&f.devices, "device", nil, "host device HOST[:CONTAINER[:PERMS]] (PERMS from rwm)")
+	fs.StringArrayVar(&f.securityOpts, "security-opt", nil, "no-new-privileges[=true|false], seccomp=unconfined|PROFILE.json (apparmor=, label= are ignored)")
 }
 
 // config builds the lifecycle config for image and command.
@@ -134,7 +145,138 @@ func (f *createFlags) config(image string, cmd []string) (lifecycle.Config, erro
 	if l.IODevice, l.IOWriteBPS, err = parseDeviceRate("device-write-bps", f.deviceWriteBPS, l.IODevice); err != nil {
 		return cfg, err
 	}
+	if cfg.Ulimits, err = parseUlimits(f.ulimits); err != nil {
+		return cfg, err
+	}
+	if cfg.Devices, err = parseDevices(f.devices); err != nil {
+		return cfg, err
+	}
+	warnings := f.warnings
+	if warnings == nil {
+		warnings = os.Stderr
+	}
+	if cfg.SecurityOpt, err = parseSecurityOpts(f.securityOpts, warnings); err != nil {
+		return cfg, err
+	}
 	return cfg, nil
+}
+
+// parseUlimits reads NAME=SOFT[:HARD] (Docker's syntax; HARD defaults to
+// SOFT; -1 or "unlimited" is no limit).
+func parseUlimits(vals []string) ([]lifecycle.Ulimit, error) {
+	var out []lifecycle.Ulimit
+	for _, v := range vals {
+		name, limits, ok := strings.Cut(v, "=")
+		if !ok || name == "" || limits == "" {
+			return nil, fmt.Errorf("--ulimit %q: want NAME=SOFT[:HARD] like nofile=1024:2048", v)
+		}
+		if !slices.Contains(spec.UlimitNames(), name) {
+			return nil, fmt.Errorf("--ulimit %q: unknown name %q; want one of %s", v, name, strings.Join(spec.UlimitNames(), ", "))
+		}
+		softS, hardS, hasHard := strings.Cut(limits, ":")
+		if !hasHard {
+			hardS = softS
+		}
+		soft, err1 := parseLimit(softS)
+		hard, err2 := parseLimit(hardS)
+		if err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("--ulimit %q: limits are numbers ≥ 0, or -1/unlimited", v)
+		}
+		if hard != -1 && (soft == -1 || soft > hard) {
+			return nil, fmt.Errorf("--ulimit %q: the soft limit is above the hard limit", v)
+		}
+		if i := slices.IndexFunc(out, func(u lifecycle.Ulimit) bool { return u.Name == name }); i >= 0 {
+			out = slices.Delete(out, i, i+1)
+		}
+		out = append(out, lifecycle.Ulimit{Name: name, Soft: soft, Hard: hard})
+	}
+	return out, nil
+}
+
+func parseLimit(s string) (int64, error) {
+	if s == "unlimited" || s == "-1" {
+		return -1, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%q is not a limit", s)
+	}
+	return n, nil
+}
+
+// parseDevices reads HOST[:CONTAINER[:PERMS]] (Docker's syntax: a second
+// part made of r, w, m alone is PERMS; the container path defaults to the
+// host path and PERMS to rwm).
+func parseDevices(vals []string) ([]lifecycle.DeviceMapping, error) {
+	var out []lifecycle.DeviceMapping
+	for _, v := range vals {
+		parts := strings.Split(v, ":")
+		d := lifecycle.DeviceMapping{PathOnHost: parts[0], Permissions: "rwm"}
+		switch len(parts) {
+		case 1:
+		case 2:
+			if isDevicePerms(parts[1]) {
+				d.Permissions = parts[1]
+			} else {
+				d.PathInContainer = parts[1]
+			}
+		case 3:
+			d.PathInContainer, d.Permissions = parts[1], parts[2]
+		default:
+			return nil, fmt.Errorf("--device %q: want HOST[:CONTAINER[:PERMS]]", v)
+		}
+		if d.PathInContainer == "" {
+			d.PathInContainer = d.PathOnHost
+		}
+		if !filepath.IsAbs(d.PathOnHost) || !filepath.IsAbs(d.PathInContainer) {
+			return nil, fmt.Errorf("--device %q: the host and container paths must be absolute", v)
+		}
+		if !isDevicePerms(d.Permissions) {
+			return nil, fmt.Errorf("--device %q: permissions %q are not a combination of r, w, m", v, d.Permissions)
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+func isDevicePerms(s string) bool {
+	return s != "" && len(s) <= 3 && strings.Trim(s, "rwm") == ""
+}
+
+// parseSecurityOpts checks --security-opt values and reads a seccomp
+// profile file into its content ("seccomp=<json>"): the daemon reads no
+// client files. apparmor= and label= are passed on with a warning line.
+func parseSecurityOpts(vals []string, warnings io.Writer) ([]string, error) {
+	var out []string
+	for _, v := range vals {
+		key, val, hasVal := strings.Cut(v, "=")
+		switch key {
+		case "no-new-privileges":
+			if hasVal && val != "true" && val != "false" {
+				return nil, fmt.Errorf("--security-opt %q: no-new-privileges takes true or false", v)
+			}
+		case "seccomp":
+			if val == "" {
+				return nil, fmt.Errorf("--security-opt %q: want seccomp=unconfined or seccomp=PROFILE.json", v)
+			}
+			if val != "unconfined" {
+				body, err := os.ReadFile(val)
+				if err != nil {
+					return nil, fmt.Errorf("--security-opt %q: %w", v, err)
+				}
+				if !json.Valid(body) {
+					return nil, fmt.Errorf("--security-opt %q: %s is not JSON (want a seccomp profile in Docker's format)", v, val)
+				}
+				v = "seccomp=" + string(body)
+			}
+		case "apparmor", "label":
+			fmt.Fprintf(warnings, "WARNING: --security-opt %s ignored: Berth applies no AppArmor or SELinux profiles\n", v)
+		default:
+			return nil, fmt.Errorf("--security-opt %q: want no-new-privileges[=true|false], seccomp=unconfined|PROFILE.json, apparmor=… or label=…", v)
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }
 
 // parseEnv reads env files, then -e values; KEY alone takes this process's

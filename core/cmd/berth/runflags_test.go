@@ -132,3 +132,77 @@ func TestCommandOfFollowsDocker(t *testing.T) {
 		}
 	}
 }
+
+func TestRunFlagsUlimitDeviceSecurityOpt(t *testing.T) {
+	profile := filepath.Join(t.TempDir(), "profile.json")
+	body := `{"defaultAction":"SCMP_ACT_ALLOW"}`
+	if err := os.WriteFile(profile, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var f createFlags
+	var warnings strings.Builder
+	f.warnings = &warnings
+	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
+	f.register(fs)
+	if err := fs.Parse([]string{
+		"--ulimit", "nofile=1024:2048", "--ulimit", "core=-1", "--ulimit", "nproc=10:unlimited", "--ulimit", "nofile=64",
+		"--device", "/dev/null", "--device", "/dev/null:/dev/mynull", "--device", "/dev/zero:r", "--device", "/dev/fuse:/dev/f:rw",
+		"--security-opt", "no-new-privileges", "--security-opt", "seccomp=" + profile, "--security-opt", "apparmor=unconfined",
+		"--security-opt", "seccomp=unconfined", "IMG"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := f.config(fs.Arg(0), fs.Args()[1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantUlimits := []lifecycle.Ulimit{{Name: "core", Soft: -1, Hard: -1}, {Name: "nproc", Soft: 10, Hard: -1}, {Name: "nofile", Soft: 64, Hard: 64}}
+	if !reflect.DeepEqual(cfg.Ulimits, wantUlimits) {
+		t.Errorf("ulimits %+v, want %+v (a repeated name replaces the earlier one)", cfg.Ulimits, wantUlimits)
+	}
+	wantDevices := []lifecycle.DeviceMapping{
+		{PathOnHost: "/dev/null", PathInContainer: "/dev/null", Permissions: "rwm"},
+		{PathOnHost: "/dev/null", PathInContainer: "/dev/mynull", Permissions: "rwm"},
+		{PathOnHost: "/dev/zero", PathInContainer: "/dev/zero", Permissions: "r"},
+		{PathOnHost: "/dev/fuse", PathInContainer: "/dev/f", Permissions: "rw"},
+	}
+	if !reflect.DeepEqual(cfg.Devices, wantDevices) {
+		t.Errorf("devices %+v, want %+v", cfg.Devices, wantDevices)
+	}
+	wantOpts := []string{"no-new-privileges", "seccomp=" + body, "apparmor=unconfined", "seccomp=unconfined"}
+	if !reflect.DeepEqual(cfg.SecurityOpt, wantOpts) {
+		t.Errorf("security opts %q, want %q (the profile file's content)", cfg.SecurityOpt, wantOpts)
+	}
+	if !strings.Contains(warnings.String(), "apparmor=unconfined ignored") {
+		t.Errorf("warnings %q, want one for apparmor", warnings.String())
+	}
+}
+
+func TestUlimitDeviceSecurityOptErrorsNameTheInput(t *testing.T) {
+	notJSON := filepath.Join(t.TempDir(), "p.json")
+	if err := os.WriteFile(notJSON, []byte("not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--ulimit", "nofile", "I"}, `--ulimit "nofile": want NAME=SOFT[:HARD]`},
+		{[]string{"--ulimit", "files=1", "I"}, `--ulimit "files=1": unknown name "files"`},
+		{[]string{"--ulimit", "nofile=many", "I"}, `--ulimit "nofile=many": limits are numbers`},
+		{[]string{"--ulimit", "nofile=10:5", "I"}, `--ulimit "nofile=10:5": the soft limit is above`},
+		{[]string{"--ulimit", "nofile=-1:5", "I"}, `--ulimit "nofile=-1:5": the soft limit is above`},
+		{[]string{"--ulimit", "nofile=-2", "I"}, `--ulimit "nofile=-2"`},
+		{[]string{"--device", "null", "I"}, `--device "null": the host and container paths must be absolute`},
+		{[]string{"--device", "/dev/null:/dev/n:rx", "I"}, `--device "/dev/null:/dev/n:rx": permissions "rx"`},
+		{[]string{"--device", "/a:/b:r:w", "I"}, `--device "/a:/b:r:w"`},
+		{[]string{"--security-opt", "systempaths=unconfined", "I"}, `--security-opt "systempaths=unconfined"`},
+		{[]string{"--security-opt", "no-new-privileges=yes", "I"}, `--security-opt "no-new-privileges=yes"`},
+		{[]string{"--security-opt", "seccomp=/nonexistent/p.json", "I"}, `--security-opt "seccomp=/nonexistent/p.json"`},
+		{[]string{"--security-opt", "seccomp=" + notJSON, "I"}, notJSON + " is not JSON"},
+	} {
+		_, err := parseRunFlags(t, c.args...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: err = %v, want it to contain %q", c.args, err, c.want)
+		}
+	}
+}

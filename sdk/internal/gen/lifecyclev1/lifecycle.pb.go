@@ -665,13 +665,18 @@ type Config struct {
 	Restart          *RestartPolicy         `protobuf:"bytes,16,opt,name=restart,proto3" json:"restart,omitempty"`
 	Network          *NetworkOptions        `protobuf:"bytes,17,opt,name=network,proto3" json:"network,omitempty"`
 	// vm is absent when the config sets no VM sizing.
-	Vm             *VMSizing `protobuf:"bytes,18,opt,name=vm,proto3" json:"vm,omitempty"`
-	ReadOnlyRootfs bool      `protobuf:"varint,19,opt,name=read_only_rootfs,json=readOnlyRootfs,proto3" json:"read_only_rootfs,omitempty"`
-	Privileged     bool      `protobuf:"varint,20,opt,name=privileged,proto3" json:"privileged,omitempty"`
-	CapAdd         []string  `protobuf:"bytes,21,rep,name=cap_add,json=capAdd,proto3" json:"cap_add,omitempty"`
-	CapDrop        []string  `protobuf:"bytes,22,rep,name=cap_drop,json=capDrop,proto3" json:"cap_drop,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	Vm             *VMSizing        `protobuf:"bytes,18,opt,name=vm,proto3" json:"vm,omitempty"`
+	ReadOnlyRootfs bool             `protobuf:"varint,19,opt,name=read_only_rootfs,json=readOnlyRootfs,proto3" json:"read_only_rootfs,omitempty"`
+	Privileged     bool             `protobuf:"varint,20,opt,name=privileged,proto3" json:"privileged,omitempty"`
+	CapAdd         []string         `protobuf:"bytes,21,rep,name=cap_add,json=capAdd,proto3" json:"cap_add,omitempty"`
+	CapDrop        []string         `protobuf:"bytes,22,rep,name=cap_drop,json=capDrop,proto3" json:"cap_drop,omitempty"`
+	Ulimits        []*Ulimit        `protobuf:"bytes,23,rep,name=ulimits,proto3" json:"ulimits,omitempty"`
+	Devices        []*DeviceMapping `protobuf:"bytes,24,rep,name=devices,proto3" json:"devices,omitempty"`
+	// security_opt carries Docker's --security-opt values; a seccomp profile
+	// is sent as its JSON content ("seccomp=<json>").
+	SecurityOpt   []string `protobuf:"bytes,25,rep,name=security_opt,json=securityOpt,proto3" json:"security_opt,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Config) Reset() {
@@ -858,6 +863,147 @@ func (x *Config) GetCapDrop() []string {
 	return nil
 }
 
+func (x *Config) GetUlimits() []*Ulimit {
+	if x != nil {
+		return x.Ulimits
+	}
+	return nil
+}
+
+func (x *Config) GetDevices() []*DeviceMapping {
+	if x != nil {
+		return x.Devices
+	}
+	return nil
+}
+
+func (x *Config) GetSecurityOpt() []string {
+	if x != nil {
+		return x.SecurityOpt
+	}
+	return nil
+}
+
+type Ulimit struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Soft          int64                  `protobuf:"varint,2,opt,name=soft,proto3" json:"soft,omitempty"`
+	Hard          int64                  `protobuf:"varint,3,opt,name=hard,proto3" json:"hard,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Ulimit) Reset() {
+	*x = Ulimit{}
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Ulimit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Ulimit) ProtoMessage() {}
+
+func (x *Ulimit) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Ulimit.ProtoReflect.Descriptor instead.
+func (*Ulimit) Descriptor() ([]byte, []int) {
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Ulimit) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Ulimit) GetSoft() int64 {
+	if x != nil {
+		return x.Soft
+	}
+	return 0
+}
+
+func (x *Ulimit) GetHard() int64 {
+	if x != nil {
+		return x.Hard
+	}
+	return 0
+}
+
+type DeviceMapping struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	PathOnHost      string                 `protobuf:"bytes,1,opt,name=path_on_host,json=pathOnHost,proto3" json:"path_on_host,omitempty"`
+	PathInContainer string                 `protobuf:"bytes,2,opt,name=path_in_container,json=pathInContainer,proto3" json:"path_in_container,omitempty"`
+	Permissions     string                 `protobuf:"bytes,3,opt,name=permissions,proto3" json:"permissions,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *DeviceMapping) Reset() {
+	*x = DeviceMapping{}
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeviceMapping) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeviceMapping) ProtoMessage() {}
+
+func (x *DeviceMapping) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeviceMapping.ProtoReflect.Descriptor instead.
+func (*DeviceMapping) Descriptor() ([]byte, []int) {
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *DeviceMapping) GetPathOnHost() string {
+	if x != nil {
+		return x.PathOnHost
+	}
+	return ""
+}
+
+func (x *DeviceMapping) GetPathInContainer() string {
+	if x != nil {
+		return x.PathInContainer
+	}
+	return ""
+}
+
+func (x *DeviceMapping) GetPermissions() string {
+	if x != nil {
+		return x.Permissions
+	}
+	return ""
+}
+
 type Container struct {
 	state              protoimpl.MessageState `protogen:"open.v1"`
 	Id                 string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -881,7 +1027,7 @@ type Container struct {
 
 func (x *Container) Reset() {
 	*x = Container{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[9]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -893,7 +1039,7 @@ func (x *Container) String() string {
 func (*Container) ProtoMessage() {}
 
 func (x *Container) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[9]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -906,7 +1052,7 @@ func (x *Container) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Container.ProtoReflect.Descriptor instead.
 func (*Container) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{9}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Container) GetId() string {
@@ -1031,7 +1177,7 @@ type ExecConfig struct {
 
 func (x *ExecConfig) Reset() {
 	*x = ExecConfig{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[10]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1043,7 +1189,7 @@ func (x *ExecConfig) String() string {
 func (*ExecConfig) ProtoMessage() {}
 
 func (x *ExecConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[10]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1056,7 +1202,7 @@ func (x *ExecConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecConfig.ProtoReflect.Descriptor instead.
 func (*ExecConfig) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{10}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ExecConfig) GetCmd() []string {
@@ -1129,7 +1275,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[11]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1141,7 +1287,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[11]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1154,7 +1300,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{11}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Event) GetKind() string {
@@ -1211,7 +1357,7 @@ type Filter struct {
 
 func (x *Filter) Reset() {
 	*x = Filter{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[12]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1223,7 +1369,7 @@ func (x *Filter) String() string {
 func (*Filter) ProtoMessage() {}
 
 func (x *Filter) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[12]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1236,7 +1382,7 @@ func (x *Filter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Filter.ProtoReflect.Descriptor instead.
 func (*Filter) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{12}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Filter) GetAll() bool {
@@ -1279,7 +1425,7 @@ type ExitStatus struct {
 
 func (x *ExitStatus) Reset() {
 	*x = ExitStatus{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[13]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1291,7 +1437,7 @@ func (x *ExitStatus) String() string {
 func (*ExitStatus) ProtoMessage() {}
 
 func (x *ExitStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[13]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1304,7 +1450,7 @@ func (x *ExitStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExitStatus.ProtoReflect.Descriptor instead.
 func (*ExitStatus) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{13}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ExitStatus) GetCode() int64 {
@@ -1354,7 +1500,7 @@ type Stats struct {
 
 func (x *Stats) Reset() {
 	*x = Stats{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[14]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1366,7 +1512,7 @@ func (x *Stats) String() string {
 func (*Stats) ProtoMessage() {}
 
 func (x *Stats) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[14]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1379,7 +1525,7 @@ func (x *Stats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Stats.ProtoReflect.Descriptor instead.
 func (*Stats) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{14}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Stats) GetTimeUnixNano() int64 {
@@ -1462,7 +1608,7 @@ type CreateRequest struct {
 
 func (x *CreateRequest) Reset() {
 	*x = CreateRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[15]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1474,7 +1620,7 @@ func (x *CreateRequest) String() string {
 func (*CreateRequest) ProtoMessage() {}
 
 func (x *CreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[15]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1487,7 +1633,7 @@ func (x *CreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRequest.ProtoReflect.Descriptor instead.
 func (*CreateRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{15}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CreateRequest) GetName() string {
@@ -1513,7 +1659,7 @@ type CreateResponse struct {
 
 func (x *CreateResponse) Reset() {
 	*x = CreateResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[16]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1525,7 +1671,7 @@ func (x *CreateResponse) String() string {
 func (*CreateResponse) ProtoMessage() {}
 
 func (x *CreateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[16]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1538,7 +1684,7 @@ func (x *CreateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateResponse.ProtoReflect.Descriptor instead.
 func (*CreateResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{16}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CreateResponse) GetContainer() *Container {
@@ -1557,7 +1703,7 @@ type StartRequest struct {
 
 func (x *StartRequest) Reset() {
 	*x = StartRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[17]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1569,7 +1715,7 @@ func (x *StartRequest) String() string {
 func (*StartRequest) ProtoMessage() {}
 
 func (x *StartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[17]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1582,7 +1728,7 @@ func (x *StartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRequest.ProtoReflect.Descriptor instead.
 func (*StartRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{17}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *StartRequest) GetRef() string {
@@ -1601,7 +1747,7 @@ type StartResponse struct {
 
 func (x *StartResponse) Reset() {
 	*x = StartResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[18]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1613,7 +1759,7 @@ func (x *StartResponse) String() string {
 func (*StartResponse) ProtoMessage() {}
 
 func (x *StartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[18]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1626,7 +1772,7 @@ func (x *StartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartResponse.ProtoReflect.Descriptor instead.
 func (*StartResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{18}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *StartResponse) GetContainer() *Container {
@@ -1647,7 +1793,7 @@ type StopRequest struct {
 
 func (x *StopRequest) Reset() {
 	*x = StopRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[19]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1659,7 +1805,7 @@ func (x *StopRequest) String() string {
 func (*StopRequest) ProtoMessage() {}
 
 func (x *StopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[19]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1672,7 +1818,7 @@ func (x *StopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopRequest.ProtoReflect.Descriptor instead.
 func (*StopRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{19}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *StopRequest) GetRef() string {
@@ -1698,7 +1844,7 @@ type StopResponse struct {
 
 func (x *StopResponse) Reset() {
 	*x = StopResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[20]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1710,7 +1856,7 @@ func (x *StopResponse) String() string {
 func (*StopResponse) ProtoMessage() {}
 
 func (x *StopResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[20]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1723,7 +1869,7 @@ func (x *StopResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopResponse.ProtoReflect.Descriptor instead.
 func (*StopResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{20}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *StopResponse) GetContainer() *Container {
@@ -1743,7 +1889,7 @@ type KillRequest struct {
 
 func (x *KillRequest) Reset() {
 	*x = KillRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[21]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1755,7 +1901,7 @@ func (x *KillRequest) String() string {
 func (*KillRequest) ProtoMessage() {}
 
 func (x *KillRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[21]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1768,7 +1914,7 @@ func (x *KillRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillRequest.ProtoReflect.Descriptor instead.
 func (*KillRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{21}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *KillRequest) GetRef() string {
@@ -1793,7 +1939,7 @@ type KillResponse struct {
 
 func (x *KillResponse) Reset() {
 	*x = KillResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[22]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1805,7 +1951,7 @@ func (x *KillResponse) String() string {
 func (*KillResponse) ProtoMessage() {}
 
 func (x *KillResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[22]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1818,7 +1964,7 @@ func (x *KillResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillResponse.ProtoReflect.Descriptor instead.
 func (*KillResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{22}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{24}
 }
 
 type PauseRequest struct {
@@ -1830,7 +1976,7 @@ type PauseRequest struct {
 
 func (x *PauseRequest) Reset() {
 	*x = PauseRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[23]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1842,7 +1988,7 @@ func (x *PauseRequest) String() string {
 func (*PauseRequest) ProtoMessage() {}
 
 func (x *PauseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[23]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1855,7 +2001,7 @@ func (x *PauseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseRequest.ProtoReflect.Descriptor instead.
 func (*PauseRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{23}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PauseRequest) GetRef() string {
@@ -1874,7 +2020,7 @@ type PauseResponse struct {
 
 func (x *PauseResponse) Reset() {
 	*x = PauseResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[24]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1886,7 +2032,7 @@ func (x *PauseResponse) String() string {
 func (*PauseResponse) ProtoMessage() {}
 
 func (x *PauseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[24]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1899,7 +2045,7 @@ func (x *PauseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseResponse.ProtoReflect.Descriptor instead.
 func (*PauseResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{24}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PauseResponse) GetContainer() *Container {
@@ -1918,7 +2064,7 @@ type ResumeRequest struct {
 
 func (x *ResumeRequest) Reset() {
 	*x = ResumeRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[25]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1930,7 +2076,7 @@ func (x *ResumeRequest) String() string {
 func (*ResumeRequest) ProtoMessage() {}
 
 func (x *ResumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[25]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1943,7 +2089,7 @@ func (x *ResumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeRequest.ProtoReflect.Descriptor instead.
 func (*ResumeRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{25}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ResumeRequest) GetRef() string {
@@ -1962,7 +2108,7 @@ type ResumeResponse struct {
 
 func (x *ResumeResponse) Reset() {
 	*x = ResumeResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[26]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1974,7 +2120,7 @@ func (x *ResumeResponse) String() string {
 func (*ResumeResponse) ProtoMessage() {}
 
 func (x *ResumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[26]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1987,7 +2133,7 @@ func (x *ResumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeResponse.ProtoReflect.Descriptor instead.
 func (*ResumeResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{26}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ResumeResponse) GetContainer() *Container {
@@ -2007,7 +2153,7 @@ type CheckpointRequest struct {
 
 func (x *CheckpointRequest) Reset() {
 	*x = CheckpointRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[27]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2019,7 +2165,7 @@ func (x *CheckpointRequest) String() string {
 func (*CheckpointRequest) ProtoMessage() {}
 
 func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[27]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2032,7 +2178,7 @@ func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointRequest.ProtoReflect.Descriptor instead.
 func (*CheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{27}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CheckpointRequest) GetRef() string {
@@ -2058,7 +2204,7 @@ type CheckpointResponse struct {
 
 func (x *CheckpointResponse) Reset() {
 	*x = CheckpointResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[28]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2070,7 +2216,7 @@ func (x *CheckpointResponse) String() string {
 func (*CheckpointResponse) ProtoMessage() {}
 
 func (x *CheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[28]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2083,7 +2229,7 @@ func (x *CheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointResponse.ProtoReflect.Descriptor instead.
 func (*CheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{28}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CheckpointResponse) GetContainer() *Container {
@@ -2102,7 +2248,7 @@ type RestoreRequest struct {
 
 func (x *RestoreRequest) Reset() {
 	*x = RestoreRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[29]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2114,7 +2260,7 @@ func (x *RestoreRequest) String() string {
 func (*RestoreRequest) ProtoMessage() {}
 
 func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[29]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2127,7 +2273,7 @@ func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreRequest.ProtoReflect.Descriptor instead.
 func (*RestoreRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{29}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RestoreRequest) GetRef() string {
@@ -2146,7 +2292,7 @@ type RestoreResponse struct {
 
 func (x *RestoreResponse) Reset() {
 	*x = RestoreResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[30]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2158,7 +2304,7 @@ func (x *RestoreResponse) String() string {
 func (*RestoreResponse) ProtoMessage() {}
 
 func (x *RestoreResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[30]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2171,7 +2317,7 @@ func (x *RestoreResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreResponse.ProtoReflect.Descriptor instead.
 func (*RestoreResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{30}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RestoreResponse) GetContainer() *Container {
@@ -2191,7 +2337,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[31]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2203,7 +2349,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[31]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2216,7 +2362,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{31}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *DeleteRequest) GetRef() string {
@@ -2241,7 +2387,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[32]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2253,7 +2399,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[32]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2266,7 +2412,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{32}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{34}
 }
 
 type GetRequest struct {
@@ -2278,7 +2424,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[33]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2290,7 +2436,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[33]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2303,7 +2449,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{33}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GetRequest) GetRef() string {
@@ -2322,7 +2468,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[34]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2334,7 +2480,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[34]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2347,7 +2493,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{34}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GetResponse) GetContainer() *Container {
@@ -2366,7 +2512,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[35]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2378,7 +2524,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[35]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2391,7 +2537,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{35}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListRequest) GetFilter() *Filter {
@@ -2410,7 +2556,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[36]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2422,7 +2568,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[36]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2435,7 +2581,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{36}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListResponse) GetContainers() []*Container {
@@ -2455,7 +2601,7 @@ type ExecRequest struct {
 
 func (x *ExecRequest) Reset() {
 	*x = ExecRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[37]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2467,7 +2613,7 @@ func (x *ExecRequest) String() string {
 func (*ExecRequest) ProtoMessage() {}
 
 func (x *ExecRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[37]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2480,7 +2626,7 @@ func (x *ExecRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecRequest.ProtoReflect.Descriptor instead.
 func (*ExecRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{37}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ExecRequest) GetRef() string {
@@ -2506,7 +2652,7 @@ type ExecResponse struct {
 
 func (x *ExecResponse) Reset() {
 	*x = ExecResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[38]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2518,7 +2664,7 @@ func (x *ExecResponse) String() string {
 func (*ExecResponse) ProtoMessage() {}
 
 func (x *ExecResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[38]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2531,7 +2677,7 @@ func (x *ExecResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecResponse.ProtoReflect.Descriptor instead.
 func (*ExecResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{38}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ExecResponse) GetExecId() string {
@@ -2556,7 +2702,7 @@ type AttachStart struct {
 
 func (x *AttachStart) Reset() {
 	*x = AttachStart{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[39]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2568,7 +2714,7 @@ func (x *AttachStart) String() string {
 func (*AttachStart) ProtoMessage() {}
 
 func (x *AttachStart) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[39]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2581,7 +2727,7 @@ func (x *AttachStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachStart.ProtoReflect.Descriptor instead.
 func (*AttachStart) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{39}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *AttachStart) GetRef() string {
@@ -2633,7 +2779,7 @@ type AttachRequest struct {
 
 func (x *AttachRequest) Reset() {
 	*x = AttachRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[40]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2645,7 +2791,7 @@ func (x *AttachRequest) String() string {
 func (*AttachRequest) ProtoMessage() {}
 
 func (x *AttachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[40]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2658,7 +2804,7 @@ func (x *AttachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachRequest.ProtoReflect.Descriptor instead.
 func (*AttachRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{40}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *AttachRequest) GetMsg() isAttachRequest_Msg {
@@ -2732,7 +2878,7 @@ type AttachResponse struct {
 
 func (x *AttachResponse) Reset() {
 	*x = AttachResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[41]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2744,7 +2890,7 @@ func (x *AttachResponse) String() string {
 func (*AttachResponse) ProtoMessage() {}
 
 func (x *AttachResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[41]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2757,7 +2903,7 @@ func (x *AttachResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachResponse.ProtoReflect.Descriptor instead.
 func (*AttachResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{41}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *AttachResponse) GetMsg() isAttachResponse_Msg {
@@ -2813,7 +2959,7 @@ type ResizeRequest struct {
 
 func (x *ResizeRequest) Reset() {
 	*x = ResizeRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[42]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2825,7 +2971,7 @@ func (x *ResizeRequest) String() string {
 func (*ResizeRequest) ProtoMessage() {}
 
 func (x *ResizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[42]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2838,7 +2984,7 @@ func (x *ResizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizeRequest.ProtoReflect.Descriptor instead.
 func (*ResizeRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{42}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ResizeRequest) GetRef() string {
@@ -2877,7 +3023,7 @@ type ResizeResponse struct {
 
 func (x *ResizeResponse) Reset() {
 	*x = ResizeResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[43]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2889,7 +3035,7 @@ func (x *ResizeResponse) String() string {
 func (*ResizeResponse) ProtoMessage() {}
 
 func (x *ResizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[43]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2902,7 +3048,7 @@ func (x *ResizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizeResponse.ProtoReflect.Descriptor instead.
 func (*ResizeResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{43}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{45}
 }
 
 type WaitRequest struct {
@@ -2914,7 +3060,7 @@ type WaitRequest struct {
 
 func (x *WaitRequest) Reset() {
 	*x = WaitRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[44]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2926,7 +3072,7 @@ func (x *WaitRequest) String() string {
 func (*WaitRequest) ProtoMessage() {}
 
 func (x *WaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[44]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2939,7 +3085,7 @@ func (x *WaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitRequest.ProtoReflect.Descriptor instead.
 func (*WaitRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{44}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *WaitRequest) GetRef() string {
@@ -2958,7 +3104,7 @@ type WaitResponse struct {
 
 func (x *WaitResponse) Reset() {
 	*x = WaitResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[45]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2970,7 +3116,7 @@ func (x *WaitResponse) String() string {
 func (*WaitResponse) ProtoMessage() {}
 
 func (x *WaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[45]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2983,7 +3129,7 @@ func (x *WaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitResponse.ProtoReflect.Descriptor instead.
 func (*WaitResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{45}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *WaitResponse) GetStatus() *ExitStatus {
@@ -3003,7 +3149,7 @@ type WaitExecRequest struct {
 
 func (x *WaitExecRequest) Reset() {
 	*x = WaitExecRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[46]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3015,7 +3161,7 @@ func (x *WaitExecRequest) String() string {
 func (*WaitExecRequest) ProtoMessage() {}
 
 func (x *WaitExecRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[46]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3028,7 +3174,7 @@ func (x *WaitExecRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitExecRequest.ProtoReflect.Descriptor instead.
 func (*WaitExecRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{46}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *WaitExecRequest) GetRef() string {
@@ -3054,7 +3200,7 @@ type WaitExecResponse struct {
 
 func (x *WaitExecResponse) Reset() {
 	*x = WaitExecResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[47]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3066,7 +3212,7 @@ func (x *WaitExecResponse) String() string {
 func (*WaitExecResponse) ProtoMessage() {}
 
 func (x *WaitExecResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[47]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3079,7 +3225,7 @@ func (x *WaitExecResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitExecResponse.ProtoReflect.Descriptor instead.
 func (*WaitExecResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{47}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *WaitExecResponse) GetStatus() *ExitStatus {
@@ -3099,7 +3245,7 @@ type RenameRequest struct {
 
 func (x *RenameRequest) Reset() {
 	*x = RenameRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[48]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3111,7 +3257,7 @@ func (x *RenameRequest) String() string {
 func (*RenameRequest) ProtoMessage() {}
 
 func (x *RenameRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[48]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3124,7 +3270,7 @@ func (x *RenameRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameRequest.ProtoReflect.Descriptor instead.
 func (*RenameRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{48}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *RenameRequest) GetRef() string {
@@ -3149,7 +3295,7 @@ type RenameResponse struct {
 
 func (x *RenameResponse) Reset() {
 	*x = RenameResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[49]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3161,7 +3307,7 @@ func (x *RenameResponse) String() string {
 func (*RenameResponse) ProtoMessage() {}
 
 func (x *RenameResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[49]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3174,7 +3320,7 @@ func (x *RenameResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameResponse.ProtoReflect.Descriptor instead.
 func (*RenameResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{49}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{51}
 }
 
 type UpdateRequest struct {
@@ -3187,7 +3333,7 @@ type UpdateRequest struct {
 
 func (x *UpdateRequest) Reset() {
 	*x = UpdateRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[50]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3199,7 +3345,7 @@ func (x *UpdateRequest) String() string {
 func (*UpdateRequest) ProtoMessage() {}
 
 func (x *UpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[50]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3212,7 +3358,7 @@ func (x *UpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRequest.ProtoReflect.Descriptor instead.
 func (*UpdateRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{50}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *UpdateRequest) GetRef() string {
@@ -3238,7 +3384,7 @@ type UpdateResponse struct {
 
 func (x *UpdateResponse) Reset() {
 	*x = UpdateResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[51]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3250,7 +3396,7 @@ func (x *UpdateResponse) String() string {
 func (*UpdateResponse) ProtoMessage() {}
 
 func (x *UpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[51]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3263,7 +3409,7 @@ func (x *UpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateResponse.ProtoReflect.Descriptor instead.
 func (*UpdateResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{51}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *UpdateResponse) GetContainer() *Container {
@@ -3282,7 +3428,7 @@ type StatsRequest struct {
 
 func (x *StatsRequest) Reset() {
 	*x = StatsRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[52]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3294,7 +3440,7 @@ func (x *StatsRequest) String() string {
 func (*StatsRequest) ProtoMessage() {}
 
 func (x *StatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[52]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3307,7 +3453,7 @@ func (x *StatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
 func (*StatsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{52}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *StatsRequest) GetRef() string {
@@ -3326,7 +3472,7 @@ type StatsResponse struct {
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[53]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3338,7 +3484,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[53]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3351,7 +3497,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{53}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *StatsResponse) GetStats() *Stats {
@@ -3369,7 +3515,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[54]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3381,7 +3527,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[54]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3394,7 +3540,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{54}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{56}
 }
 
 var File_berth_lifecycle_v1_lifecycle_proto protoreflect.FileDescriptor
@@ -3461,7 +3607,7 @@ const file_berth_lifecycle_v1_lifecycle_proto_rawDesc = "" +
 	"\tio_device\x18\n" +
 	" \x01(\tR\bioDevice\x12\x12\n" +
 	"\x04pids\x18\v \x01(\x03R\x04pids\x128\n" +
-	"\adevices\x18\f \x03(\v2\x1e.berth.lifecycle.v1.DeviceRuleR\adevices\"\xda\x06\n" +
+	"\adevices\x18\f \x03(\v2\x1e.berth.lifecycle.v1.DeviceRuleR\adevices\"\xf0\a\n" +
 	"\x06Config\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12\x1c\n" +
 	"\tisolation\x18\x02 \x01(\tR\tisolation\x12\x1e\n" +
@@ -3492,10 +3638,22 @@ const file_berth_lifecycle_v1_lifecycle_proto_rawDesc = "" +
 	"privileged\x18\x14 \x01(\bR\n" +
 	"privileged\x12\x17\n" +
 	"\acap_add\x18\x15 \x03(\tR\x06capAdd\x12\x19\n" +
-	"\bcap_drop\x18\x16 \x03(\tR\acapDrop\x1a9\n" +
+	"\bcap_drop\x18\x16 \x03(\tR\acapDrop\x124\n" +
+	"\aulimits\x18\x17 \x03(\v2\x1a.berth.lifecycle.v1.UlimitR\aulimits\x12;\n" +
+	"\adevices\x18\x18 \x03(\v2!.berth.lifecycle.v1.DeviceMappingR\adevices\x12!\n" +
+	"\fsecurity_opt\x18\x19 \x03(\tR\vsecurityOpt\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x85\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"D\n" +
+	"\x06Ulimit\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04soft\x18\x02 \x01(\x03R\x04soft\x12\x12\n" +
+	"\x04hard\x18\x03 \x01(\x03R\x04hard\"\x7f\n" +
+	"\rDeviceMapping\x12 \n" +
+	"\fpath_on_host\x18\x01 \x01(\tR\n" +
+	"pathOnHost\x12*\n" +
+	"\x11path_in_container\x18\x02 \x01(\tR\x0fpathInContainer\x12 \n" +
+	"\vpermissions\x18\x03 \x01(\tR\vpermissions\"\x85\x04\n" +
 	"\tContainer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12!\n" +
@@ -3703,7 +3861,7 @@ func file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP() []byte {
 	return file_berth_lifecycle_v1_lifecycle_proto_rawDescData
 }
 
-var file_berth_lifecycle_v1_lifecycle_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
+var file_berth_lifecycle_v1_lifecycle_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
 var file_berth_lifecycle_v1_lifecycle_proto_goTypes = []any{
 	(*RestartPolicy)(nil),      // 0: berth.lifecycle.v1.RestartPolicy
 	(*Mount)(nil),              // 1: berth.lifecycle.v1.Mount
@@ -3714,132 +3872,136 @@ var file_berth_lifecycle_v1_lifecycle_proto_goTypes = []any{
 	(*DeviceRule)(nil),         // 6: berth.lifecycle.v1.DeviceRule
 	(*Limits)(nil),             // 7: berth.lifecycle.v1.Limits
 	(*Config)(nil),             // 8: berth.lifecycle.v1.Config
-	(*Container)(nil),          // 9: berth.lifecycle.v1.Container
-	(*ExecConfig)(nil),         // 10: berth.lifecycle.v1.ExecConfig
-	(*Event)(nil),              // 11: berth.lifecycle.v1.Event
-	(*Filter)(nil),             // 12: berth.lifecycle.v1.Filter
-	(*ExitStatus)(nil),         // 13: berth.lifecycle.v1.ExitStatus
-	(*Stats)(nil),              // 14: berth.lifecycle.v1.Stats
-	(*CreateRequest)(nil),      // 15: berth.lifecycle.v1.CreateRequest
-	(*CreateResponse)(nil),     // 16: berth.lifecycle.v1.CreateResponse
-	(*StartRequest)(nil),       // 17: berth.lifecycle.v1.StartRequest
-	(*StartResponse)(nil),      // 18: berth.lifecycle.v1.StartResponse
-	(*StopRequest)(nil),        // 19: berth.lifecycle.v1.StopRequest
-	(*StopResponse)(nil),       // 20: berth.lifecycle.v1.StopResponse
-	(*KillRequest)(nil),        // 21: berth.lifecycle.v1.KillRequest
-	(*KillResponse)(nil),       // 22: berth.lifecycle.v1.KillResponse
-	(*PauseRequest)(nil),       // 23: berth.lifecycle.v1.PauseRequest
-	(*PauseResponse)(nil),      // 24: berth.lifecycle.v1.PauseResponse
-	(*ResumeRequest)(nil),      // 25: berth.lifecycle.v1.ResumeRequest
-	(*ResumeResponse)(nil),     // 26: berth.lifecycle.v1.ResumeResponse
-	(*CheckpointRequest)(nil),  // 27: berth.lifecycle.v1.CheckpointRequest
-	(*CheckpointResponse)(nil), // 28: berth.lifecycle.v1.CheckpointResponse
-	(*RestoreRequest)(nil),     // 29: berth.lifecycle.v1.RestoreRequest
-	(*RestoreResponse)(nil),    // 30: berth.lifecycle.v1.RestoreResponse
-	(*DeleteRequest)(nil),      // 31: berth.lifecycle.v1.DeleteRequest
-	(*DeleteResponse)(nil),     // 32: berth.lifecycle.v1.DeleteResponse
-	(*GetRequest)(nil),         // 33: berth.lifecycle.v1.GetRequest
-	(*GetResponse)(nil),        // 34: berth.lifecycle.v1.GetResponse
-	(*ListRequest)(nil),        // 35: berth.lifecycle.v1.ListRequest
-	(*ListResponse)(nil),       // 36: berth.lifecycle.v1.ListResponse
-	(*ExecRequest)(nil),        // 37: berth.lifecycle.v1.ExecRequest
-	(*ExecResponse)(nil),       // 38: berth.lifecycle.v1.ExecResponse
-	(*AttachStart)(nil),        // 39: berth.lifecycle.v1.AttachStart
-	(*AttachRequest)(nil),      // 40: berth.lifecycle.v1.AttachRequest
-	(*AttachResponse)(nil),     // 41: berth.lifecycle.v1.AttachResponse
-	(*ResizeRequest)(nil),      // 42: berth.lifecycle.v1.ResizeRequest
-	(*ResizeResponse)(nil),     // 43: berth.lifecycle.v1.ResizeResponse
-	(*WaitRequest)(nil),        // 44: berth.lifecycle.v1.WaitRequest
-	(*WaitResponse)(nil),       // 45: berth.lifecycle.v1.WaitResponse
-	(*WaitExecRequest)(nil),    // 46: berth.lifecycle.v1.WaitExecRequest
-	(*WaitExecResponse)(nil),   // 47: berth.lifecycle.v1.WaitExecResponse
-	(*RenameRequest)(nil),      // 48: berth.lifecycle.v1.RenameRequest
-	(*RenameResponse)(nil),     // 49: berth.lifecycle.v1.RenameResponse
-	(*UpdateRequest)(nil),      // 50: berth.lifecycle.v1.UpdateRequest
-	(*UpdateResponse)(nil),     // 51: berth.lifecycle.v1.UpdateResponse
-	(*StatsRequest)(nil),       // 52: berth.lifecycle.v1.StatsRequest
-	(*StatsResponse)(nil),      // 53: berth.lifecycle.v1.StatsResponse
-	(*EventsRequest)(nil),      // 54: berth.lifecycle.v1.EventsRequest
-	nil,                        // 55: berth.lifecycle.v1.Config.LabelsEntry
-	nil,                        // 56: berth.lifecycle.v1.Event.AttributesEntry
-	nil,                        // 57: berth.lifecycle.v1.Filter.LabelsEntry
+	(*Ulimit)(nil),             // 9: berth.lifecycle.v1.Ulimit
+	(*DeviceMapping)(nil),      // 10: berth.lifecycle.v1.DeviceMapping
+	(*Container)(nil),          // 11: berth.lifecycle.v1.Container
+	(*ExecConfig)(nil),         // 12: berth.lifecycle.v1.ExecConfig
+	(*Event)(nil),              // 13: berth.lifecycle.v1.Event
+	(*Filter)(nil),             // 14: berth.lifecycle.v1.Filter
+	(*ExitStatus)(nil),         // 15: berth.lifecycle.v1.ExitStatus
+	(*Stats)(nil),              // 16: berth.lifecycle.v1.Stats
+	(*CreateRequest)(nil),      // 17: berth.lifecycle.v1.CreateRequest
+	(*CreateResponse)(nil),     // 18: berth.lifecycle.v1.CreateResponse
+	(*StartRequest)(nil),       // 19: berth.lifecycle.v1.StartRequest
+	(*StartResponse)(nil),      // 20: berth.lifecycle.v1.StartResponse
+	(*StopRequest)(nil),        // 21: berth.lifecycle.v1.StopRequest
+	(*StopResponse)(nil),       // 22: berth.lifecycle.v1.StopResponse
+	(*KillRequest)(nil),        // 23: berth.lifecycle.v1.KillRequest
+	(*KillResponse)(nil),       // 24: berth.lifecycle.v1.KillResponse
+	(*PauseRequest)(nil),       // 25: berth.lifecycle.v1.PauseRequest
+	(*PauseResponse)(nil),      // 26: berth.lifecycle.v1.PauseResponse
+	(*ResumeRequest)(nil),      // 27: berth.lifecycle.v1.ResumeRequest
+	(*ResumeResponse)(nil),     // 28: berth.lifecycle.v1.ResumeResponse
+	(*CheckpointRequest)(nil),  // 29: berth.lifecycle.v1.CheckpointRequest
+	(*CheckpointResponse)(nil), // 30: berth.lifecycle.v1.CheckpointResponse
+	(*RestoreRequest)(nil),     // 31: berth.lifecycle.v1.RestoreRequest
+	(*RestoreResponse)(nil),    // 32: berth.lifecycle.v1.RestoreResponse
+	(*DeleteRequest)(nil),      // 33: berth.lifecycle.v1.DeleteRequest
+	(*DeleteResponse)(nil),     // 34: berth.lifecycle.v1.DeleteResponse
+	(*GetRequest)(nil),         // 35: berth.lifecycle.v1.GetRequest
+	(*GetResponse)(nil),        // 36: berth.lifecycle.v1.GetResponse
+	(*ListRequest)(nil),        // 37: berth.lifecycle.v1.ListRequest
+	(*ListResponse)(nil),       // 38: berth.lifecycle.v1.ListResponse
+	(*ExecRequest)(nil),        // 39: berth.lifecycle.v1.ExecRequest
+	(*ExecResponse)(nil),       // 40: berth.lifecycle.v1.ExecResponse
+	(*AttachStart)(nil),        // 41: berth.lifecycle.v1.AttachStart
+	(*AttachRequest)(nil),      // 42: berth.lifecycle.v1.AttachRequest
+	(*AttachResponse)(nil),     // 43: berth.lifecycle.v1.AttachResponse
+	(*ResizeRequest)(nil),      // 44: berth.lifecycle.v1.ResizeRequest
+	(*ResizeResponse)(nil),     // 45: berth.lifecycle.v1.ResizeResponse
+	(*WaitRequest)(nil),        // 46: berth.lifecycle.v1.WaitRequest
+	(*WaitResponse)(nil),       // 47: berth.lifecycle.v1.WaitResponse
+	(*WaitExecRequest)(nil),    // 48: berth.lifecycle.v1.WaitExecRequest
+	(*WaitExecResponse)(nil),   // 49: berth.lifecycle.v1.WaitExecResponse
+	(*RenameRequest)(nil),      // 50: berth.lifecycle.v1.RenameRequest
+	(*RenameResponse)(nil),     // 51: berth.lifecycle.v1.RenameResponse
+	(*UpdateRequest)(nil),      // 52: berth.lifecycle.v1.UpdateRequest
+	(*UpdateResponse)(nil),     // 53: berth.lifecycle.v1.UpdateResponse
+	(*StatsRequest)(nil),       // 54: berth.lifecycle.v1.StatsRequest
+	(*StatsResponse)(nil),      // 55: berth.lifecycle.v1.StatsResponse
+	(*EventsRequest)(nil),      // 56: berth.lifecycle.v1.EventsRequest
+	nil,                        // 57: berth.lifecycle.v1.Config.LabelsEntry
+	nil,                        // 58: berth.lifecycle.v1.Event.AttributesEntry
+	nil,                        // 59: berth.lifecycle.v1.Filter.LabelsEntry
 }
 var file_berth_lifecycle_v1_lifecycle_proto_depIdxs = []int32{
 	2,  // 0: berth.lifecycle.v1.NetworkOptions.ports:type_name -> berth.lifecycle.v1.PortMapping
 	3,  // 1: berth.lifecycle.v1.NetworkOptions.extra_hosts:type_name -> berth.lifecycle.v1.HostEntry
 	6,  // 2: berth.lifecycle.v1.Limits.devices:type_name -> berth.lifecycle.v1.DeviceRule
-	55, // 3: berth.lifecycle.v1.Config.labels:type_name -> berth.lifecycle.v1.Config.LabelsEntry
+	57, // 3: berth.lifecycle.v1.Config.labels:type_name -> berth.lifecycle.v1.Config.LabelsEntry
 	1,  // 4: berth.lifecycle.v1.Config.mounts:type_name -> berth.lifecycle.v1.Mount
 	7,  // 5: berth.lifecycle.v1.Config.limits:type_name -> berth.lifecycle.v1.Limits
 	0,  // 6: berth.lifecycle.v1.Config.restart:type_name -> berth.lifecycle.v1.RestartPolicy
 	4,  // 7: berth.lifecycle.v1.Config.network:type_name -> berth.lifecycle.v1.NetworkOptions
 	5,  // 8: berth.lifecycle.v1.Config.vm:type_name -> berth.lifecycle.v1.VMSizing
-	8,  // 9: berth.lifecycle.v1.Container.config:type_name -> berth.lifecycle.v1.Config
-	56, // 10: berth.lifecycle.v1.Event.attributes:type_name -> berth.lifecycle.v1.Event.AttributesEntry
-	57, // 11: berth.lifecycle.v1.Filter.labels:type_name -> berth.lifecycle.v1.Filter.LabelsEntry
-	8,  // 12: berth.lifecycle.v1.CreateRequest.config:type_name -> berth.lifecycle.v1.Config
-	9,  // 13: berth.lifecycle.v1.CreateResponse.container:type_name -> berth.lifecycle.v1.Container
-	9,  // 14: berth.lifecycle.v1.StartResponse.container:type_name -> berth.lifecycle.v1.Container
-	9,  // 15: berth.lifecycle.v1.StopResponse.container:type_name -> berth.lifecycle.v1.Container
-	9,  // 16: berth.lifecycle.v1.PauseResponse.container:type_name -> berth.lifecycle.v1.Container
-	9,  // 17: berth.lifecycle.v1.ResumeResponse.container:type_name -> berth.lifecycle.v1.Container
-	9,  // 18: berth.lifecycle.v1.CheckpointResponse.container:type_name -> berth.lifecycle.v1.Container
-	9,  // 19: berth.lifecycle.v1.RestoreResponse.container:type_name -> berth.lifecycle.v1.Container
-	9,  // 20: berth.lifecycle.v1.GetResponse.container:type_name -> berth.lifecycle.v1.Container
-	12, // 21: berth.lifecycle.v1.ListRequest.filter:type_name -> berth.lifecycle.v1.Filter
-	9,  // 22: berth.lifecycle.v1.ListResponse.containers:type_name -> berth.lifecycle.v1.Container
-	10, // 23: berth.lifecycle.v1.ExecRequest.config:type_name -> berth.lifecycle.v1.ExecConfig
-	39, // 24: berth.lifecycle.v1.AttachRequest.start:type_name -> berth.lifecycle.v1.AttachStart
-	13, // 25: berth.lifecycle.v1.WaitResponse.status:type_name -> berth.lifecycle.v1.ExitStatus
-	13, // 26: berth.lifecycle.v1.WaitExecResponse.status:type_name -> berth.lifecycle.v1.ExitStatus
-	7,  // 27: berth.lifecycle.v1.UpdateRequest.limits:type_name -> berth.lifecycle.v1.Limits
-	9,  // 28: berth.lifecycle.v1.UpdateResponse.container:type_name -> berth.lifecycle.v1.Container
-	14, // 29: berth.lifecycle.v1.StatsResponse.stats:type_name -> berth.lifecycle.v1.Stats
-	15, // 30: berth.lifecycle.v1.Lifecycle.Create:input_type -> berth.lifecycle.v1.CreateRequest
-	17, // 31: berth.lifecycle.v1.Lifecycle.Start:input_type -> berth.lifecycle.v1.StartRequest
-	19, // 32: berth.lifecycle.v1.Lifecycle.Stop:input_type -> berth.lifecycle.v1.StopRequest
-	21, // 33: berth.lifecycle.v1.Lifecycle.Kill:input_type -> berth.lifecycle.v1.KillRequest
-	23, // 34: berth.lifecycle.v1.Lifecycle.Pause:input_type -> berth.lifecycle.v1.PauseRequest
-	25, // 35: berth.lifecycle.v1.Lifecycle.Resume:input_type -> berth.lifecycle.v1.ResumeRequest
-	27, // 36: berth.lifecycle.v1.Lifecycle.Checkpoint:input_type -> berth.lifecycle.v1.CheckpointRequest
-	29, // 37: berth.lifecycle.v1.Lifecycle.Restore:input_type -> berth.lifecycle.v1.RestoreRequest
-	31, // 38: berth.lifecycle.v1.Lifecycle.Delete:input_type -> berth.lifecycle.v1.DeleteRequest
-	33, // 39: berth.lifecycle.v1.Lifecycle.Get:input_type -> berth.lifecycle.v1.GetRequest
-	35, // 40: berth.lifecycle.v1.Lifecycle.List:input_type -> berth.lifecycle.v1.ListRequest
-	37, // 41: berth.lifecycle.v1.Lifecycle.Exec:input_type -> berth.lifecycle.v1.ExecRequest
-	40, // 42: berth.lifecycle.v1.Lifecycle.Attach:input_type -> berth.lifecycle.v1.AttachRequest
-	42, // 43: berth.lifecycle.v1.Lifecycle.Resize:input_type -> berth.lifecycle.v1.ResizeRequest
-	44, // 44: berth.lifecycle.v1.Lifecycle.Wait:input_type -> berth.lifecycle.v1.WaitRequest
-	46, // 45: berth.lifecycle.v1.Lifecycle.WaitExec:input_type -> berth.lifecycle.v1.WaitExecRequest
-	48, // 46: berth.lifecycle.v1.Lifecycle.Rename:input_type -> berth.lifecycle.v1.RenameRequest
-	50, // 47: berth.lifecycle.v1.Lifecycle.Update:input_type -> berth.lifecycle.v1.UpdateRequest
-	52, // 48: berth.lifecycle.v1.Lifecycle.Stats:input_type -> berth.lifecycle.v1.StatsRequest
-	54, // 49: berth.lifecycle.v1.Lifecycle.Events:input_type -> berth.lifecycle.v1.EventsRequest
-	16, // 50: berth.lifecycle.v1.Lifecycle.Create:output_type -> berth.lifecycle.v1.CreateResponse
-	18, // 51: berth.lifecycle.v1.Lifecycle.Start:output_type -> berth.lifecycle.v1.StartResponse
-	20, // 52: berth.lifecycle.v1.Lifecycle.Stop:output_type -> berth.lifecycle.v1.StopResponse
-	22, // 53: berth.lifecycle.v1.Lifecycle.Kill:output_type -> berth.lifecycle.v1.KillResponse
-	24, // 54: berth.lifecycle.v1.Lifecycle.Pause:output_type -> berth.lifecycle.v1.PauseResponse
-	26, // 55: berth.lifecycle.v1.Lifecycle.Resume:output_type -> berth.lifecycle.v1.ResumeResponse
-	28, // 56: berth.lifecycle.v1.Lifecycle.Checkpoint:output_type -> berth.lifecycle.v1.CheckpointResponse
-	30, // 57: berth.lifecycle.v1.Lifecycle.Restore:output_type -> berth.lifecycle.v1.RestoreResponse
-	32, // 58: berth.lifecycle.v1.Lifecycle.Delete:output_type -> berth.lifecycle.v1.DeleteResponse
-	34, // 59: berth.lifecycle.v1.Lifecycle.Get:output_type -> berth.lifecycle.v1.GetResponse
-	36, // 60: berth.lifecycle.v1.Lifecycle.List:output_type -> berth.lifecycle.v1.ListResponse
-	38, // 61: berth.lifecycle.v1.Lifecycle.Exec:output_type -> berth.lifecycle.v1.ExecResponse
-	41, // 62: berth.lifecycle.v1.Lifecycle.Attach:output_type -> berth.lifecycle.v1.AttachResponse
-	43, // 63: berth.lifecycle.v1.Lifecycle.Resize:output_type -> berth.lifecycle.v1.ResizeResponse
-	45, // 64: berth.lifecycle.v1.Lifecycle.Wait:output_type -> berth.lifecycle.v1.WaitResponse
-	47, // 65: berth.lifecycle.v1.Lifecycle.WaitExec:output_type -> berth.lifecycle.v1.WaitExecResponse
-	49, // 66: berth.lifecycle.v1.Lifecycle.Rename:output_type -> berth.lifecycle.v1.RenameResponse
-	51, // 67: berth.lifecycle.v1.Lifecycle.Update:output_type -> berth.lifecycle.v1.UpdateResponse
-	53, // 68: berth.lifecycle.v1.Lifecycle.Stats:output_type -> berth.lifecycle.v1.StatsResponse
-	11, // 69: berth.lifecycle.v1.Lifecycle.Events:output_type -> berth.lifecycle.v1.Event
-	50, // [50:70] is the sub-list for method output_type
-	30, // [30:50] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	9,  // 9: berth.lifecycle.v1.Config.ulimits:type_name -> berth.lifecycle.v1.Ulimit
+	10, // 10: berth.lifecycle.v1.Config.devices:type_name -> berth.lifecycle.v1.DeviceMapping
+	8,  // 11: berth.lifecycle.v1.Container.config:type_name -> berth.lifecycle.v1.Config
+	58, // 12: berth.lifecycle.v1.Event.attributes:type_name -> berth.lifecycle.v1.Event.AttributesEntry
+	59, // 13: berth.lifecycle.v1.Filter.labels:type_name -> berth.lifecycle.v1.Filter.LabelsEntry
+	8,  // 14: berth.lifecycle.v1.CreateRequest.config:type_name -> berth.lifecycle.v1.Config
+	11, // 15: berth.lifecycle.v1.CreateResponse.container:type_name -> berth.lifecycle.v1.Container
+	11, // 16: berth.lifecycle.v1.StartResponse.container:type_name -> berth.lifecycle.v1.Container
+	11, // 17: berth.lifecycle.v1.StopResponse.container:type_name -> berth.lifecycle.v1.Container
+	11, // 18: berth.lifecycle.v1.PauseResponse.container:type_name -> berth.lifecycle.v1.Container
+	11, // 19: berth.lifecycle.v1.ResumeResponse.container:type_name -> berth.lifecycle.v1.Container
+	11, // 20: berth.lifecycle.v1.CheckpointResponse.container:type_name -> berth.lifecycle.v1.Container
+	11, // 21: berth.lifecycle.v1.RestoreResponse.container:type_name -> berth.lifecycle.v1.Container
+	11, // 22: berth.lifecycle.v1.GetResponse.container:type_name -> berth.lifecycle.v1.Container
+	14, // 23: berth.lifecycle.v1.ListRequest.filter:type_name -> berth.lifecycle.v1.Filter
+	11, // 24: berth.lifecycle.v1.ListResponse.containers:type_name -> berth.lifecycle.v1.Container
+	12, // 25: berth.lifecycle.v1.ExecRequest.config:type_name -> berth.lifecycle.v1.ExecConfig
+	41, // 26: berth.lifecycle.v1.AttachRequest.start:type_name -> berth.lifecycle.v1.AttachStart
+	15, // 27: berth.lifecycle.v1.WaitResponse.status:type_name -> berth.lifecycle.v1.ExitStatus
+	15, // 28: berth.lifecycle.v1.WaitExecResponse.status:type_name -> berth.lifecycle.v1.ExitStatus
+	7,  // 29: berth.lifecycle.v1.UpdateRequest.limits:type_name -> berth.lifecycle.v1.Limits
+	11, // 30: berth.lifecycle.v1.UpdateResponse.container:type_name -> berth.lifecycle.v1.Container
+	16, // 31: berth.lifecycle.v1.StatsResponse.stats:type_name -> berth.lifecycle.v1.Stats
+	17, // 32: berth.lifecycle.v1.Lifecycle.Create:input_type -> berth.lifecycle.v1.CreateRequest
+	19, // 33: berth.lifecycle.v1.Lifecycle.Start:input_type -> berth.lifecycle.v1.StartRequest
+	21, // 34: berth.lifecycle.v1.Lifecycle.Stop:input_type -> berth.lifecycle.v1.StopRequest
+	23, // 35: berth.lifecycle.v1.Lifecycle.Kill:input_type -> berth.lifecycle.v1.KillRequest
+	25, // 36: berth.lifecycle.v1.Lifecycle.Pause:input_type -> berth.lifecycle.v1.PauseRequest
+	27, // 37: berth.lifecycle.v1.Lifecycle.Resume:input_type -> berth.lifecycle.v1.ResumeRequest
+	29, // 38: berth.lifecycle.v1.Lifecycle.Checkpoint:input_type -> berth.lifecycle.v1.CheckpointRequest
+	31, // 39: berth.lifecycle.v1.Lifecycle.Restore:input_type -> berth.lifecycle.v1.RestoreRequest
+	33, // 40: berth.lifecycle.v1.Lifecycle.Delete:input_type -> berth.lifecycle.v1.DeleteRequest
+	35, // 41: berth.lifecycle.v1.Lifecycle.Get:input_type -> berth.lifecycle.v1.GetRequest
+	37, // 42: berth.lifecycle.v1.Lifecycle.List:input_type -> berth.lifecycle.v1.ListRequest
+	39, // 43: berth.lifecycle.v1.Lifecycle.Exec:input_type -> berth.lifecycle.v1.ExecRequest
+	42, // 44: berth.lifecycle.v1.Lifecycle.Attach:input_type -> berth.lifecycle.v1.AttachRequest
+	44, // 45: berth.lifecycle.v1.Lifecycle.Resize:input_type -> berth.lifecycle.v1.ResizeRequest
+	46, // 46: berth.lifecycle.v1.Lifecycle.Wait:input_type -> berth.lifecycle.v1.WaitRequest
+	48, // 47: berth.lifecycle.v1.Lifecycle.WaitExec:input_type -> berth.lifecycle.v1.WaitExecRequest
+	50, // 48: berth.lifecycle.v1.Lifecycle.Rename:input_type -> berth.lifecycle.v1.RenameRequest
+	52, // 49: berth.lifecycle.v1.Lifecycle.Update:input_type -> berth.lifecycle.v1.UpdateRequest
+	54, // 50: berth.lifecycle.v1.Lifecycle.Stats:input_type -> berth.lifecycle.v1.StatsRequest
+	56, // 51: berth.lifecycle.v1.Lifecycle.Events:input_type -> berth.lifecycle.v1.EventsRequest
+	18, // 52: berth.lifecycle.v1.Lifecycle.Create:output_type -> berth.lifecycle.v1.CreateResponse
+	20, // 53: berth.lifecycle.v1.Lifecycle.Start:output_type -> berth.lifecycle.v1.StartResponse
+	22, // 54: berth.lifecycle.v1.Lifecycle.Stop:output_type -> berth.lifecycle.v1.StopResponse
+	24, // 55: berth.lifecycle.v1.Lifecycle.Kill:output_type -> berth.lifecycle.v1.KillResponse
+	26, // 56: berth.lifecycle.v1.Lifecycle.Pause:output_type -> berth.lifecycle.v1.PauseResponse
+	28, // 57: berth.lifecycle.v1.Lifecycle.Resume:output_type -> berth.lifecycle.v1.ResumeResponse
+	30, // 58: berth.lifecycle.v1.Lifecycle.Checkpoint:output_type -> berth.lifecycle.v1.CheckpointResponse
+	32, // 59: berth.lifecycle.v1.Lifecycle.Restore:output_type -> berth.lifecycle.v1.RestoreResponse
+	34, // 60: berth.lifecycle.v1.Lifecycle.Delete:output_type -> berth.lifecycle.v1.DeleteResponse
+	36, // 61: berth.lifecycle.v1.Lifecycle.Get:output_type -> berth.lifecycle.v1.GetResponse
+	38, // 62: berth.lifecycle.v1.Lifecycle.List:output_type -> berth.lifecycle.v1.ListResponse
+	40, // 63: berth.lifecycle.v1.Lifecycle.Exec:output_type -> berth.lifecycle.v1.ExecResponse
+	43, // 64: berth.lifecycle.v1.Lifecycle.Attach:output_type -> berth.lifecycle.v1.AttachResponse
+	45, // 65: berth.lifecycle.v1.Lifecycle.Resize:output_type -> berth.lifecycle.v1.ResizeResponse
+	47, // 66: berth.lifecycle.v1.Lifecycle.Wait:output_type -> berth.lifecycle.v1.WaitResponse
+	49, // 67: berth.lifecycle.v1.Lifecycle.WaitExec:output_type -> berth.lifecycle.v1.WaitExecResponse
+	51, // 68: berth.lifecycle.v1.Lifecycle.Rename:output_type -> berth.lifecycle.v1.RenameResponse
+	53, // 69: berth.lifecycle.v1.Lifecycle.Update:output_type -> berth.lifecycle.v1.UpdateResponse
+	55, // 70: berth.lifecycle.v1.Lifecycle.Stats:output_type -> berth.lifecycle.v1.StatsResponse
+	13, // 71: berth.lifecycle.v1.Lifecycle.Events:output_type -> berth.lifecycle.v1.Event
+	52, // [52:72] is the sub-list for method output_type
+	32, // [32:52] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_berth_lifecycle_v1_lifecycle_proto_init() }
@@ -3847,12 +4009,12 @@ func file_berth_lifecycle_v1_lifecycle_proto_init() {
 	if File_berth_lifecycle_v1_lifecycle_proto != nil {
 		return
 	}
-	file_berth_lifecycle_v1_lifecycle_proto_msgTypes[40].OneofWrappers = []any{
+	file_berth_lifecycle_v1_lifecycle_proto_msgTypes[42].OneofWrappers = []any{
 		(*AttachRequest_Start)(nil),
 		(*AttachRequest_Stdin)(nil),
 		(*AttachRequest_StdinClose)(nil),
 	}
-	file_berth_lifecycle_v1_lifecycle_proto_msgTypes[41].OneofWrappers = []any{
+	file_berth_lifecycle_v1_lifecycle_proto_msgTypes[43].OneofWrappers = []any{
 		(*AttachResponse_Stdout)(nil),
 		(*AttachResponse_Stderr)(nil),
 	}
@@ -3862,7 +4024,7 @@ func file_berth_lifecycle_v1_lifecycle_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_lifecycle_v1_lifecycle_proto_rawDesc), len(file_berth_lifecycle_v1_lifecycle_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   58,
+			NumMessages:   60,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
