@@ -26,6 +26,15 @@ func check(rec store.Record, op statemachine.Op) error {
 	return statemachine.Check(rec.Container.Name, rec.Container.State, op)
 }
 
+// isolationOf returns the isolation runtime of rec's mode.
+func (m *Manager) isolationOf(rec store.Record) (isolation.Runtime, error) {
+	_, layers, err := m.env()
+	if err != nil {
+		return nil, err
+	}
+	return layers.Isolation(rec.Container.Isolation)
+}
+
 // Start implements lifecycle.Manager.
 func (m *Manager) Start(ctx context.Context, ref string) (lifecycle.Container, error) {
 	rec, unlock, err := m.acquire(ref)
@@ -634,11 +643,7 @@ func (m *Manager) Exec(ctx context.Context, ref string, cfg lifecycle.ExecConfig
 	if len(cfg.Cmd) == 0 {
 		return "", errdefs.InvalidArgument("exec in %s: no command given", rec.Container.Name)
 	}
-	_, layers, err := m.env()
-	if err != nil {
-		return "", err
-	}
-	iso, err := layers.Isolation(rec.Container.Isolation)
+	iso, err := m.isolationOf(rec)
 	if err != nil {
 		return "", err
 	}
@@ -719,11 +724,7 @@ func (m *Manager) Attach(ctx context.Context, ref, execID string, streams isolat
 	if err := check(rec, statemachine.Attach); err != nil {
 		return err
 	}
-	_, layers, err := m.env()
-	if err != nil {
-		return err
-	}
-	iso, err := layers.Isolation(rec.Container.Isolation)
+	iso, err := m.isolationOf(rec)
 	if err != nil {
 		return err
 	}
