@@ -4,11 +4,10 @@ import (
 	"fmt"
 	"os"
 	"syscall"
-	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-dev/berth/internal/darwinsys"
 	"github.com/berth-dev/berth/internal/rpolicy"
 )
 
@@ -20,7 +19,7 @@ type darwinSource struct{}
 // newSource returns the darwin source, or nil when libSystem cannot be
 // reached (then the plugin declares no capability).
 func newSource() rpolicy.Source {
-	if err := loadLibSystem(); err != nil {
+	if err := darwinsys.Load(); err != nil {
 		return nil
 	}
 	return darwinSource{}
@@ -45,19 +44,14 @@ func (darwinSource) Table() ([]rpolicy.Proc, error) {
 
 // Stat implements rpolicy.Source.
 func (darwinSource) Stat(pid int) (rpolicy.ProcStat, error) {
-	var ri rusageInfoV2
-	if rc := libSystem.procPidRusage(int32(pid), rusageInfoV2Flavor, unsafe.Pointer(&ri)); rc != 0 {
+	u, err := darwinsys.PidUsage(pid)
+	if err != nil {
 		if err := unix.Kill(pid, 0); err == unix.ESRCH {
 			return rpolicy.ProcStat{}, fmt.Errorf("process %d: %w", pid, os.ErrNotExist)
 		}
-		return rpolicy.ProcStat{}, fmt.Errorf("proc_pid_rusage(%d) failed", pid)
+		return rpolicy.ProcStat{}, err
 	}
-	return rpolicy.ProcStat{
-		CPU:        time.Duration(machToNanos(ri.UserTime + ri.SystemTime)),
-		Footprint:  ri.PhysFootprint,
-		ReadBytes:  ri.DiskioBytesread,
-		WriteBytes: ri.DiskioByteswritten,
-	}, nil
+	return rpolicy.ProcStat{CPU: u.CPU, Footprint: u.Footprint, ReadBytes: u.ReadBytes, WriteBytes: u.WriteBytes}, nil
 }
 
 // Background implements rpolicy.Source: PRIO_DARWIN_BG lowers CPU, disk

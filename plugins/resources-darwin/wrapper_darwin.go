@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/internal/darwinsys"
 )
 
 // applyPolicy is the darwin side of the wrapper: the background band
@@ -16,11 +18,8 @@ func applyPolicy(o wrapOptions) error {
 		}
 	}
 	if o.ioThrottle {
-		if err := loadLibSystem(); err != nil {
+		if err := darwinsys.ThrottleDiskIO(); err != nil {
 			return err
-		}
-		if rc := libSystem.setiopolicyNP(iopolTypeDisk, iopolScopeProcess, iopolThrottle); rc != 0 {
-			return fmt.Errorf("setiopolicy_np(IOPOL_TYPE_DISK, IOPOL_SCOPE_PROCESS, IOPOL_THROTTLE) failed")
 		}
 	}
 	return nil
