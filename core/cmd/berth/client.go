@@ -50,36 +50,40 @@ func adminClient(ctx context.Context, cfg *config.Config) (*api.SystemClient, fu
 	return c, func() { _ = conn.Close() }, nil
 }
 
-// apiClient returns the System service of the public API, retrying for up
-// to wait while the api plugin restarts. The endpoint comes from the
-// daemon's status.
-func apiClient(ctx context.Context, cfg *config.Config, wait time.Duration) (*api.SystemClient, func(), error) {
+// publicAPIWait is how long the CLI waits for the public API while the api
+// plugin restarts.
+const publicAPIWait = 10 * time.Second
+
+// dialPublic connects to the public API's gRPC endpoint, which the
+// daemon's status lists, retrying for up to wait while the api plugin
+// restarts. The connection is returned once the API answers.
+func dialPublic(ctx context.Context, cfg *config.Config, wait time.Duration) (*grpc.ClientConn, error) {
 	admin, closeAdmin, err := adminClient(ctx, cfg)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	defer closeAdmin()
 	deadline := time.Now().Add(wait)
 	for {
-		c, closeFn, err := tryAPI(ctx, admin)
+		conn, err := tryPublic(ctx, admin)
 		if err == nil {
-			return c, closeFn, nil
+			return conn, nil
 		}
 		if time.Now().After(deadline) {
-			return nil, nil, fmt.Errorf("public API not reachable: %w", err)
+			return nil, fmt.Errorf("public API not reachable: %w", err)
 		}
 		select {
 		case <-ctx.Done():
-			return nil, nil, ctx.Err()
+			return nil, ctx.Err()
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }
 
-func tryAPI(ctx context.Context, admin *api.SystemClient) (*api.SystemClient, func(), error) {
+func tryPublic(ctx context.Context, admin *api.SystemClient) (*grpc.ClientConn, error) {
 	st, err := admin.Status(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	for _, e := range st.Endpoints {
 		path, ok := strings.CutPrefix(e.Address, "unix://")
@@ -88,17 +92,16 @@ func tryAPI(ctx context.Context, admin *api.SystemClient) (*api.SystemClient, fu
 		}
 		conn, err := dialUnix(path)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		c := api.NewSystemClient(conn)
 		callCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_, err = c.Version(callCtx)
+		_, err = api.NewSystemClient(conn).Version(callCtx)
 		cancel()
 		if err != nil {
 			_ = conn.Close()
-			return nil, nil, err
+			return nil, err
 		}
-		return c, func() { _ = conn.Close() }, nil
+		return conn, nil
 	}
-	return nil, nil, errors.New("no api plugin serves a gRPC endpoint (is plugin \"api\" \"grpc\" enabled in config.hcl?)")
+	return nil, errors.New("no api plugin serves a gRPC endpoint (is plugin \"api\" \"grpc\" enabled in config.hcl?)")
 }

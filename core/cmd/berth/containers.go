@@ -33,37 +33,11 @@ func dialPublicAPI(ctx context.Context, g *globals) (*publicAPI, error) {
 	if err != nil {
 		return nil, err
 	}
-	admin, closeAdmin, err := adminClient(ctx, cfg)
+	conn, err := dialPublic(ctx, cfg, publicAPIWait)
 	if err != nil {
 		return nil, err
 	}
-	defer closeAdmin()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		st, err := admin.Status(ctx)
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range st.Endpoints {
-			path, ok := strings.CutPrefix(e.Address, "unix://")
-			if e.Kind != "grpc" || !ok {
-				continue
-			}
-			conn, err := dialUnix(path)
-			if err != nil {
-				return nil, err
-			}
-			return &publicAPI{conn: conn, lc: lifecycle.NewClient(conn), logs: api.NewLogsClient(conn), images: images.NewClient(conn)}, nil
-		}
-		if time.Now().After(deadline) {
-			return nil, errors.New("no api plugin serves a gRPC endpoint (is plugin \"api\" \"grpc\" enabled in config.hcl?)")
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	return &publicAPI{conn: conn, lc: lifecycle.NewClient(conn), logs: api.NewLogsClient(conn), images: images.NewClient(conn)}, nil
 }
 
 // withAPI runs fn with the public API.

@@ -37,37 +37,11 @@ func imageService(ctx context.Context, g *globals) (*images.Client, func(), erro
 	if err != nil {
 		return nil, nil, err
 	}
-	admin, closeAdmin, err := adminClient(ctx, cfg)
+	conn, err := dialPublic(ctx, cfg, publicAPIWait)
 	if err != nil {
 		return nil, nil, err
 	}
-	defer closeAdmin()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		st, err := admin.Status(ctx)
-		if err != nil {
-			return nil, nil, err
-		}
-		for _, e := range st.Endpoints {
-			path, ok := strings.CutPrefix(e.Address, "unix://")
-			if e.Kind != "grpc" || !ok {
-				continue
-			}
-			conn, err := dialUnix(path)
-			if err != nil {
-				return nil, nil, err
-			}
-			return images.NewClient(conn), func() { _ = conn.Close() }, nil
-		}
-		if time.Now().After(deadline) {
-			return nil, nil, errors.New("no api plugin serves a gRPC endpoint (is plugin \"api\" \"grpc\" enabled in config.hcl?)")
-		}
-		select {
-		case <-ctx.Done():
-			return nil, nil, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	return images.NewClient(conn), func() { _ = conn.Close() }, nil
 }
 
 // withImages runs fn with the image service.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -25,12 +24,12 @@ func newVersionCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			sys, closeFn, err := apiClient(c.Context(), cfg, 10*time.Second)
+			conn, err := dialPublic(c.Context(), cfg, publicAPIWait)
 			if err != nil {
 				return err
 			}
-			defer closeFn()
-			v, err := sys.Version(c.Context())
+			defer conn.Close()
+			v, err := api.NewSystemClient(conn).Version(c.Context())
 			if err != nil {
 				return err
 			}
