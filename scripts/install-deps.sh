@@ -18,6 +18,10 @@ packages=(
   criu                # checkpoint/restore where `criu check` passes
   umoci               # the unpack check's and benchmark's peer
   xfsprogs            # mkfs.xfs: reflink loop filesystems for snapshot-apfs tests
+  qemu-system-x86     # isolation-vm: one micro-VM per container (TCG here, KVM where present)
+  qemu-utils          # qemu-img: qcow2 overlays for snapshot-ext4 where reflink is missing
+  e2fsprogs           # mkfs.ext4 -d: block snapshots for VMs (snapshot-ext4)
+  nftables            # nft: networking tests assert the rules Berth writes
 )
 missing=()
 for p in "${packages[@]}"; do
