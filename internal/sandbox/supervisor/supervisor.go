@@ -14,7 +14,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,6 +23,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/internal/tasklog"
 )
 
 // Annotations the supervisor reads from the task spec.
@@ -33,13 +34,11 @@ const (
 	AnnotationOpenStdin = "org.berth.stdin"
 	// AnnotationLogMaxSize and AnnotationLogMaxFiles bound the container
 	// log (bytes; files kept, rotated ones included).
-	AnnotationLogMaxSize  = "org.berth.log.max-size"
-	AnnotationLogMaxFiles = "org.berth.log.max-files"
+	AnnotationLogMaxSize  = tasklog.AnnotationLogMaxSize
+	AnnotationLogMaxFiles = tasklog.AnnotationLogMaxFiles
 )
 
 const (
-	defaultLogMaxSize  = 10 << 20
-	defaultLogMaxFiles = 3
 	// execBuffer and initBuffer bound the output a process produces before
 	// its first attach, kept for that attach (an attach racing Start loses
 	// nothing; the log has the init's output in any case).
@@ -61,7 +60,7 @@ type proc struct {
 	// supplies (backend.terminalsInside) or newProc opened.
 	terminal bool
 	write    func(stream string, b []byte)
-	out      *broadcaster
+	out      *tasklog.Broadcaster
 	// outputDone closes when all output was read.
 	outputDone chan struct{}
 	exited     chan struct{}
@@ -122,7 +121,7 @@ type supervisor struct {
 	dir  string
 	spec TaskSpec
 	be   backend
-	logw *logWriter
+	logw *tasklog.Log
 
 	mu      sync.Mutex
 	state   State
@@ -205,14 +204,8 @@ func startSupervisor(log hclog.Logger, dir, socket string, be backend) (*supervi
 	if logPath == "" {
 		logPath = filepath.Join(dir, "container.log")
 	}
-	maxSize, maxFiles := int64(defaultLogMaxSize), defaultLogMaxFiles
-	if v, err := strconv.ParseInt(s.spec.Annotations[AnnotationLogMaxSize], 10, 64); err == nil && v > 0 {
-		maxSize = v
-	}
-	if v, err := strconv.Atoi(s.spec.Annotations[AnnotationLogMaxFiles]); err == nil && v > 0 {
-		maxFiles = v
-	}
-	if s.logw, err = openLog(logPath, maxSize, maxFiles); err != nil {
+	maxSize, maxFiles := tasklog.Limits(s.spec.Annotations)
+	if s.logw, err = tasklog.OpenLog(logPath, maxSize, maxFiles); err != nil {
 		return fail(err)
 	}
 	oci := s.spec.OCI
@@ -269,7 +262,7 @@ func (s *supervisor) newProc(execID string, process *specs.Process, openStdin, t
 	if !toLog {
 		buffer = execBuffer
 	}
-	p.out = newBroadcaster(buffer)
+	p.out = tasklog.NewBroadcaster(buffer)
 	var stdio Stdio
 	write := func(stream string, b []byte) {
 		if toLog {
@@ -277,7 +270,7 @@ func (s *supervisor) newProc(execID string, process *specs.Process, openStdin, t
 				s.log.Warn("write container log", "error", err)
 			}
 		}
-		p.out.write(stream, b)
+		p.out.Write(stream, b)
 	}
 	p.write = write
 	if process.Terminal {
@@ -465,7 +458,7 @@ func (s *supervisor) finishInit() {
 	if err := s.logw.Flush(); err != nil {
 		s.log.Warn("flush container log", "error", err)
 	}
-	p.out.close()
+	p.out.Close()
 	s.closeConsole(p)
 	s.mu.Lock()
 	s.state.Status = StatusStopped
@@ -561,7 +554,7 @@ func (s *supervisor) do(req Request) (Response, error) {
 		}
 		<-p.exited
 		if p == s.init {
-			<-p.out.closed // the log holds all output once Wait returns
+			<-p.out.Closed() // the log holds all output once Wait returns
 		}
 		e := p.exit
 		return Response{Exit: &e}, nil
@@ -715,7 +708,7 @@ func (s *supervisor) exec(req Request) (Response, error) {
 		case <-p.outputDone:
 		case <-time.After(10 * time.Second):
 		}
-		p.out.close()
+		p.out.Close()
 		s.closeConsole(p)
 	}()
 	return Response{Pid: p.pid}, nil
@@ -779,13 +772,13 @@ func (s *supervisor) attach(c net.Conn, br *bufio.Reader, req Request) {
 	if err := json.NewEncoder(c).Encode(Response{}); err != nil {
 		return
 	}
-	sub := p.out.subscribe()
-	defer p.out.unsubscribe(sub)
+	sub := p.out.Subscribe()
+	defer p.out.Unsubscribe(sub)
 	go func() {
 		for {
 			kind, data, err := ReadFrame(br)
 			if err != nil {
-				sub.cancel()
+				sub.Cancel()
 				return
 			}
 			if p.stdin == nil {
@@ -803,16 +796,16 @@ func (s *supervisor) attach(c net.Conn, br *bufio.Reader, req Request) {
 			}
 		}
 	}()
-	for chunk := range sub.ch {
+	for chunk := range sub.C() {
 		kind := FrameStdout
-		if chunk.stream == "stderr" {
+		if chunk.Stream == "stderr" {
 			kind = FrameStderr
 		}
-		if send(kind, chunk.data) != nil {
+		if send(kind, chunk.Data) != nil {
 			return
 		}
 	}
-	if sub.ended() {
+	if sub.Ended() {
 		_ = send(FrameEnd, nil)
 	}
 }

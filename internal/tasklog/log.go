@@ -1,4 +1,4 @@
-package supervisor
+package tasklog
 
 import (
 	"encoding/json"
@@ -8,11 +8,11 @@ import (
 	"time"
 )
 
-// logWriter appends a container's output to a file as JSON lines in Docker's
+// Log appends a container's output to a file as JSON lines in Docker's
 // json-file format ({"log":"…","stream":"stdout","time":"…"}), one line per
 // line of output, and rotates by size: when the file would pass maxSize it
 // is renamed to path.1 (path.1 to path.2, …, keeping maxFiles files in all).
-type logWriter struct {
+type Log struct {
 	mu       sync.Mutex
 	path     string
 	maxSize  int64
@@ -24,14 +24,16 @@ type logWriter struct {
 	now     func() time.Time
 }
 
-// logEntry is one line of the log.
-type logEntry struct {
+// Entry is one line of the log.
+type Entry struct {
 	Log    string    `json:"log"`
 	Stream string    `json:"stream"`
 	Time   time.Time `json:"time"`
 }
 
-func openLog(path string, maxSize int64, maxFiles int) (*logWriter, error) {
+// OpenLog opens (appending) or creates the log at path; maxSize 0 never
+// rotates.
+func OpenLog(path string, maxSize int64, maxFiles int) (*Log, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("open container log: %w", err)
@@ -44,13 +46,13 @@ func openLog(path string, maxSize int64, maxFiles int) (*logWriter, error) {
 	if maxFiles < 1 {
 		maxFiles = 1
 	}
-	return &logWriter{path: path, maxSize: maxSize, maxFiles: maxFiles, f: f, size: fi.Size(),
+	return &Log{path: path, maxSize: maxSize, maxFiles: maxFiles, f: f, size: fi.Size(),
 		partial: map[string][]byte{}, now: time.Now}, nil
 }
 
 // Write records p, output of stream ("stdout" or "stderr"). Lines longer
 // than 16 KiB are split, as Docker does.
-func (l *logWriter) Write(stream string, p []byte) error {
+func (l *Log) Write(stream string, p []byte) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	buf := append(l.partial[stream], p...)
@@ -77,7 +79,7 @@ func (l *logWriter) Write(stream string, p []byte) error {
 }
 
 // Flush writes unfinished lines (the process ended without a newline).
-func (l *logWriter) Flush() error {
+func (l *Log) Flush() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, stream := range []string{"stdout", "stderr"} {
@@ -91,7 +93,8 @@ func (l *logWriter) Flush() error {
 	return nil
 }
 
-func (l *logWriter) Close() error {
+// Close flushes unfinished lines and closes the file.
+func (l *Log) Close() error {
 	err := l.Flush()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -101,8 +104,8 @@ func (l *logWriter) Close() error {
 	return err
 }
 
-func (l *logWriter) entry(stream string, line []byte) error {
-	b, err := json.Marshal(logEntry{Log: string(line), Stream: stream, Time: l.now().UTC()})
+func (l *Log) entry(stream string, line []byte) error {
+	b, err := json.Marshal(Entry{Log: string(line), Stream: stream, Time: l.now().UTC()})
 	if err != nil {
 		return err
 	}
@@ -117,7 +120,7 @@ func (l *logWriter) entry(stream string, line []byte) error {
 	return err
 }
 
-func (l *logWriter) rotate() error {
+func (l *Log) rotate() error {
 	if err := l.f.Close(); err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package supervisor
+package tasklog
 
 import (
 	"bufio"
@@ -10,17 +10,17 @@ import (
 	"time"
 )
 
-func readLog(t *testing.T, path string) []logEntry {
+func readLog(t *testing.T, path string) []Entry {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var out []logEntry
+	var out []Entry
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		var e logEntry
+		var e Entry
 		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
 			t.Fatalf("line %q: %v", sc.Text(), err)
 		}
@@ -31,7 +31,7 @@ func readLog(t *testing.T, path string) []logEntry {
 
 func TestLogWriterLinesAndStreams(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.log")
-	l, err := openLog(path, 0, 1)
+	l, err := OpenLog(path, 0, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func TestLogWriterLinesAndStreams(t *testing.T) {
 	must(t, l.Write("stdout", []byte("lo\nworld\nno newline")))
 	must(t, l.Close())
 	got := readLog(t, path)
-	want := []logEntry{{"oops\n", "stderr", fixed}, {"hello\n", "stdout", fixed}, {"world\n", "stdout", fixed}, {"no newline", "stdout", fixed}}
+	want := []Entry{{"oops\n", "stderr", fixed}, {"hello\n", "stdout", fixed}, {"world\n", "stdout", fixed}, {"no newline", "stdout", fixed}}
 	if len(got) != len(want) {
 		t.Fatalf("entries %+v, want %+v", got, want)
 	}
@@ -55,7 +55,7 @@ func TestLogWriterLinesAndStreams(t *testing.T) {
 
 func TestLogWriterRotates(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.log")
-	l, err := openLog(path, 200, 3)
+	l, err := OpenLog(path, 200, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func TestLogWriterRotates(t *testing.T) {
 
 func TestLogWriterSplitsLongLines(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.log")
-	l, err := openLog(path, 0, 1)
+	l, err := OpenLog(path, 0, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
