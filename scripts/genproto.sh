@@ -21,8 +21,8 @@ protoc -I sdk/proto \
   --go_out="$out" --go_opt=module=github.com/berth-dev/berth \
   --go-grpc_out="$out" --go-grpc_opt=module=github.com/berth-dev/berth \
   "${protos[@]}"
-# The public API: System and Logs, Images, Lifecycle.
-public=(berth/api/v1/api.proto berth/api/v1/logs.proto berth/images/v1/images.proto berth/lifecycle/v1/lifecycle.proto)
+# The public API: System and Logs, Images, Lifecycle, Network.
+public=(berth/api/v1/api.proto berth/api/v1/logs.proto berth/images/v1/images.proto berth/lifecycle/v1/lifecycle.proto berth/network/v1/network.proto)
 protoc -I sdk/proto \
   --plugin=protoc-gen-grpc-gateway="$tools/protoc-gen-grpc-gateway" \
   --plugin=protoc-gen-openapiv2="$tools/protoc-gen-openapiv2" \

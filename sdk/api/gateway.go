@@ -11,6 +11,7 @@ import (
 	pb "github.com/berth-dev/berth/sdk/internal/gen/apiv1"
 	"github.com/berth-dev/berth/sdk/internal/gen/imagesv1"
 	"github.com/berth-dev/berth/sdk/internal/gen/lifecyclev1"
+	"github.com/berth-dev/berth/sdk/internal/gen/networkv1"
 )
 
 // openAPI is the OpenAPI v2 document of the REST API, generated with the
@@ -27,7 +28,7 @@ func OpenAPI() []byte { return append([]byte(nil), openAPI...) }
 
 // NewRESTGateway returns the REST/JSON API: grpc-gateway handlers
 // (generated from the HTTP rules in sdk/proto/gateway.yaml) that call the
-// public gRPC API on conn — System, Logs, Images and Lifecycle — and the
+// public gRPC API on conn — System, Logs, Images, Lifecycle and Network — and the
 // OpenAPI document at OpenAPIPath. ctx bounds the handlers' registrations.
 func NewRESTGateway(ctx context.Context, conn grpc.ClientConnInterface) (http.Handler, error) {
 	mux := runtime.NewServeMux()
@@ -37,6 +38,9 @@ func NewRESTGateway(ctx context.Context, conn grpc.ClientConnInterface) (http.Ha
 		func() error { return imagesv1.RegisterImagesHandlerClient(ctx, mux, imagesv1.NewImagesClient(conn)) },
 		func() error {
 			return lifecyclev1.RegisterLifecycleHandlerClient(ctx, mux, lifecyclev1.NewLifecycleClient(conn))
+		},
+		func() error {
+			return networkv1.RegisterNetworkHandlerClient(ctx, mux, networkv1.NewNetworkClient(conn))
 		},
 	} {
 		if err := register(); err != nil {

@@ -24,6 +24,8 @@ const (
 	HandleLifecycle = "lifecycle"
 	// HandleImages is the core's image service.
 	HandleImages = "images"
+	// HandleNetwork is the core's network service (sdk/network).
+	HandleNetwork = "network"
 	// HandleSystem is the core's system service (status, plugin list).
 	HandleSystem = "system"
 )
