@@ -68,7 +68,7 @@ func configFromPB(c *pb.Config) Config {
 }
 
 func networkToPB(n NetworkOptions) *pb.NetworkOptions {
-	out := &pb.NetworkOptions{Network: n.Network, Ip: n.IP, Dns: n.DNS, DnsSearch: n.DNSSearch}
+	out := &pb.NetworkOptions{Network: n.Network, Ip: n.IP, Dns: n.DNS, DnsSearch: n.DNSSearch, Aliases: n.Aliases}
 	for _, p := range n.Ports {
 		out.Ports = append(out.Ports, &pb.PortMapping{HostIp: p.HostIP, HostPort: uint32(p.HostPort), ContainerPort: uint32(p.ContainerPort), Protocol: p.Protocol})
 	}
@@ -82,7 +82,7 @@ func networkFromPB(n *pb.NetworkOptions) NetworkOptions {
 	if n == nil {
 		return NetworkOptions{}
 	}
-	out := NetworkOptions{Network: n.Network, IP: n.Ip, DNS: n.Dns, DNSSearch: n.DnsSearch}
+	out := NetworkOptions{Network: n.Network, IP: n.Ip, DNS: n.Dns, DNSSearch: n.DnsSearch, Aliases: n.Aliases}
 	for _, p := range n.Ports {
 		out.Ports = append(out.Ports, isolation.PortMapping{HostIP: p.HostIp, HostPort: uint16(p.HostPort), ContainerPort: uint16(p.ContainerPort), Protocol: p.Protocol})
 	}

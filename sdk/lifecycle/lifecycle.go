@@ -88,6 +88,9 @@ type NetworkOptions struct {
 	DNS        []string
 	DNSSearch  []string
 	ExtraHosts []isolation.HostEntry
+	// Aliases are extra names the container has on its network
+	// (docker run --network-alias).
+	Aliases []string
 }
 
 // Config is what a user asks for when creating a container.

@@ -284,6 +284,7 @@ type NetworkOptions struct {
 	Dns           []string               `protobuf:"bytes,4,rep,name=dns,proto3" json:"dns,omitempty"`
 	DnsSearch     []string               `protobuf:"bytes,5,rep,name=dns_search,json=dnsSearch,proto3" json:"dns_search,omitempty"`
 	ExtraHosts    []*HostEntry           `protobuf:"bytes,6,rep,name=extra_hosts,json=extraHosts,proto3" json:"extra_hosts,omitempty"`
+	Aliases       []string               `protobuf:"bytes,7,rep,name=aliases,proto3" json:"aliases,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -356,6 +357,13 @@ func (x *NetworkOptions) GetDnsSearch() []string {
 func (x *NetworkOptions) GetExtraHosts() []*HostEntry {
 	if x != nil {
 		return x.ExtraHosts
+	}
+	return nil
+}
+
+func (x *NetworkOptions) GetAliases() []string {
+	if x != nil {
+		return x.Aliases
 	}
 	return nil
 }
@@ -3565,7 +3573,7 @@ const file_berth_lifecycle_v1_lifecycle_proto_rawDesc = "" +
 	"\bprotocol\x18\x04 \x01(\tR\bprotocol\"/\n" +
 	"\tHostEntry\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
-	"\x02ip\x18\x02 \x01(\tR\x02ip\"\xe2\x01\n" +
+	"\x02ip\x18\x02 \x01(\tR\x02ip\"\xfc\x01\n" +
 	"\x0eNetworkOptions\x12\x18\n" +
 	"\anetwork\x18\x01 \x01(\tR\anetwork\x12\x0e\n" +
 	"\x02ip\x18\x02 \x01(\tR\x02ip\x125\n" +
@@ -3574,7 +3582,8 @@ const file_berth_lifecycle_v1_lifecycle_proto_rawDesc = "" +
 	"\n" +
 	"dns_search\x18\x05 \x03(\tR\tdnsSearch\x12>\n" +
 	"\vextra_hosts\x18\x06 \x03(\v2\x1d.berth.lifecycle.v1.HostEntryR\n" +
-	"extraHosts\"\x92\x01\n" +
+	"extraHosts\x12\x18\n" +
+	"\aaliases\x18\a \x03(\tR\aaliases\"\x92\x01\n" +
 	"\bVMSizing\x12\x12\n" +
 	"\x04cpus\x18\x01 \x01(\x03R\x04cpus\x12!\n" +
 	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\x12\x16\n" +
