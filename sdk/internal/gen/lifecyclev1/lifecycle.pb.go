@@ -3551,6 +3551,1111 @@ func (*EventsRequest) Descriptor() ([]byte, []int) {
 	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{56}
 }
 
+type SetRestartPolicyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ref           string                 `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	Policy        *RestartPolicy         `protobuf:"bytes,2,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetRestartPolicyRequest) Reset() {
+	*x = SetRestartPolicyRequest{}
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetRestartPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetRestartPolicyRequest) ProtoMessage() {}
+
+func (x *SetRestartPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetRestartPolicyRequest.ProtoReflect.Descriptor instead.
+func (*SetRestartPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *SetRestartPolicyRequest) GetRef() string {
+	if x != nil {
+		return x.Ref
+	}
+	return ""
+}
+
+func (x *SetRestartPolicyRequest) GetPolicy() *RestartPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+type SetRestartPolicyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Container     *Container             `protobuf:"bytes,1,opt,name=container,proto3" json:"container,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetRestartPolicyResponse) Reset() {
+	*x = SetRestartPolicyResponse{}
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetRestartPolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetRestartPolicyResponse) ProtoMessage() {}
+
+func (x *SetRestartPolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetRestartPolicyResponse.ProtoReflect.Descriptor instead.
+func (*SetRestartPolicyResponse) Descriptor() ([]byte, []int) {
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *SetRestartPolicyResponse) GetContainer() *Container {
+	if x != nil {
+		return x.Container
+	}
+	return nil
+}
+
+type TopRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Ref   string                 `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	// ps_args are ps(1) options; empty is "-ef".
+	PsArgs        []string `protobuf:"bytes,2,rep,name=ps_args,json=psArgs,proto3" json:"ps_args,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TopRequest) Reset() {
+	*x = TopRequest{}
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TopRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TopRequest) ProtoMessage() {}
+
+func (x *TopRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TopRequest.ProtoReflect.Descriptor instead.
+func (*TopRequest) Descriptor() ([]byte, []int) {
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *TopRequest) GetRef() string {
+	if x != nil {
+		return x.Ref
+	}
+	return ""
+}
+
+func (x *TopRequest) GetPsArgs() []string {
+	if x != nil {
+		return x.PsArgs
+	}
+	return nil
+}
+
+type TopProcess struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Fields        []string               `protobuf:"bytes,1,rep,name=fields,proto3" json:"fields,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TopProcess) Reset() {
+	*x = TopProcess{}
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TopProcess) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TopProcess) ProtoMessage() {}
+
+func (x *TopProcess) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TopProcess.ProtoReflect.Descriptor instead.
+func (*TopProcess) Descriptor() ([]byte, []int) {
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *TopProcess) GetFields() []string {
+	if x != nil {
+		return x.Fields
+	}
+	return nil
+}
+
+type TopResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Titles        []string               `protobuf:"bytes,1,rep,name=titles,proto3" json:"titles,omitempty"`
+	Processes     []*TopProcess          `protobuf:"bytes,2,rep,name=processes,proto3" json:"processes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TopResponse) Reset() {
+	*x = TopResponse{}
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TopResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TopResponse) ProtoMessage() {}
+
+func (x *TopResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TopResponse.ProtoReflect.Descriptor instead.
+func (*TopResponse) Descriptor() ([]byte, []int) {
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *TopResponse) GetTitles() []string {
+	if x != nil {
+		return x.Titles
+	}
+	return nil
+}
+
+func (x *TopResponse) GetProcesses() []*TopProcess {
+	if x != nil {
+		return x.Processes
+	}
+	return nil
+}
+
+// ArchiveChunk is a piece of a tar stream (at most 64 KiB).
+type ArchiveChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ArchiveChunk) Reset() {
+	*x = ArchiveChunk{}
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ArchiveChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ArchiveChunk) ProtoMessage() {}
+
+func (x *ArchiveChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ArchiveChunk.ProtoReflect.Descriptor instead.
+func (*ArchiveChunk) Descriptor() ([]byte, []int) {
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *ArchiveChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type CopyFromRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ref           string                 `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	Path          string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CopyFromRequest) Reset() {
+	*x = CopyFromRequest{}
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CopyFromRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CopyFromRequest) ProtoMessage() {}
+
+func (x *CopyFromRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CopyFromRequest.ProtoReflect.Descriptor instead.
+func (*CopyFromRequest) Descriptor() ([]byte, []int) {
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *CopyFromRequest) GetRef() string {
+	if x != nil {
+		return x.Ref
+	}
+	return ""
+}
+
+func (x *CopyFromRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+type CopyToStart struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Ref   string                 `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	// path is an existing directory in the container.
+	Path          string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CopyToStart) Reset() {
+	*x = CopyToStart{}
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CopyToStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CopyToStart) ProtoMessage() {}
+
+func (x *CopyToStart) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CopyToStart.ProtoReflect.Descriptor instead.
+func (*CopyToStart) Descriptor() ([]byte, []int) {
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *CopyToStart) GetRef() string {
+	if x != nil {
+		return x.Ref
+	}
+	return ""
+}
+
+func (x *CopyToStart) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+type CopyToRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*CopyToRequest_Start
+	//	*CopyToRequest_Data
+	Msg           isCopyToRequest_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CopyToRequest) Reset() {
+	*x = CopyToRequest{}
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CopyToRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CopyToRequest) ProtoMessage() {}
+
+func (x *CopyToRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CopyToRequest.ProtoReflect.Descriptor instead.
+func (*CopyToRequest) Descriptor() ([]byte, []int) {
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *CopyToRequest) GetMsg() isCopyToRequest_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *CopyToRequest) GetStart() *CopyToStart {
+	if x != nil {
+		if x, ok := x.Msg.(*CopyToRequest_Start); ok {
+			return x.Start
+		}
+	}
+	return nil
+}
+
+func (x *CopyToRequest) GetData() []byte {
+	if x != nil {
+		if x, ok := x.Msg.(*CopyToRequest_Data); ok {
+			return x.Data
+		}
+	}
+	return nil
+}
+
+type isCopyToRequest_Msg interface {
+	isCopyToRequest_Msg()
+}
+
+type CopyToRequest_Start struct {
+	// start is the first message, and only the first.
+	Start *CopyToStart `protobuf:"bytes,1,opt,name=start,proto3,oneof"`
+}
+
+type CopyToRequest_Data struct {
+	Data []byte `protobuf:"bytes,2,opt,name=data,proto3,oneof"`
+}
+
+func (*CopyToRequest_Start) isCopyToRequest_Msg() {}
+
+func (*CopyToRequest_Data) isCopyToRequest_Msg() {}
+
+type CopyToResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CopyToResponse) Reset() {
+	*x = CopyToResponse{}
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CopyToResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CopyToResponse) ProtoMessage() {}
+
+func (x *CopyToResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CopyToResponse.ProtoReflect.Descriptor instead.
+func (*CopyToResponse) Descriptor() ([]byte, []int) {
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{66}
+}
+
+type ExportRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ref           string                 `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportRequest) Reset() {
+	*x = ExportRequest{}
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportRequest) ProtoMessage() {}
+
+func (x *ExportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportRequest.ProtoReflect.Descriptor instead.
+func (*ExportRequest) Descriptor() ([]byte, []int) {
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *ExportRequest) GetRef() string {
+	if x != nil {
+		return x.Ref
+	}
+	return ""
+}
+
+type Volume struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Name   string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Driver string                 `protobuf:"bytes,2,opt,name=driver,proto3" json:"driver,omitempty"`
+	// mountpoint is the volume's directory on the host.
+	Mountpoint        string            `protobuf:"bytes,3,opt,name=mountpoint,proto3" json:"mountpoint,omitempty"`
+	Labels            map[string]string `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	CreatedAtUnixNano int64             `protobuf:"varint,5,opt,name=created_at_unix_nano,json=createdAtUnixNano,proto3" json:"created_at_unix_nano,omitempty"`
+	// anonymous marks a volume made for a container (-v /path) rather than
+	// named by the user.
+	Anonymous bool `protobuf:"varint,6,opt,name=anonymous,proto3" json:"anonymous,omitempty"`
+	// used_by lists the IDs of the containers that mount the volume.
+	UsedBy        []string `protobuf:"bytes,7,rep,name=used_by,json=usedBy,proto3" json:"used_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Volume) Reset() {
+	*x = Volume{}
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Volume) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Volume) ProtoMessage() {}
+
+func (x *Volume) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Volume.ProtoReflect.Descriptor instead.
+func (*Volume) Descriptor() ([]byte, []int) {
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *Volume) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Volume) GetDriver() string {
+	if x != nil {
+		return x.Driver
+	}
+	return ""
+}
+
+func (x *Volume) GetMountpoint() string {
+	if x != nil {
+		return x.Mountpoint
+	}
+	return ""
+}
+
+func (x *Volume) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *Volume) GetCreatedAtUnixNano() int64 {
+	if x != nil {
+		return x.CreatedAtUnixNano
+	}
+	return 0
+}
+
+func (x *Volume) GetAnonymous() bool {
+	if x != nil {
+		return x.Anonymous
+	}
+	return false
+}
+
+func (x *Volume) GetUsedBy() []string {
+	if x != nil {
+		return x.UsedBy
+	}
+	return nil
+}
+
+type CreateVolumeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is empty for a random 64-hex name.
+	Name          string            `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Labels        map[string]string `protobuf:"bytes,2,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateVolumeRequest) Reset() {
+	*x = CreateVolumeRequest{}
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateVolumeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateVolumeRequest) ProtoMessage() {}
+
+func (x *CreateVolumeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateVolumeRequest.ProtoReflect.Descriptor instead.
+func (*CreateVolumeRequest) Descriptor() ([]byte, []int) {
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *CreateVolumeRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateVolumeRequest) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+type CreateVolumeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Volume        *Volume                `protobuf:"bytes,1,opt,name=volume,proto3" json:"volume,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateVolumeResponse) Reset() {
+	*x = CreateVolumeResponse{}
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateVolumeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateVolumeResponse) ProtoMessage() {}
+
+func (x *CreateVolumeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateVolumeResponse.ProtoReflect.Descriptor instead.
+func (*CreateVolumeResponse) Descriptor() ([]byte, []int) {
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *CreateVolumeResponse) GetVolume() *Volume {
+	if x != nil {
+		return x.Volume
+	}
+	return nil
+}
+
+type ListVolumesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListVolumesRequest) Reset() {
+	*x = ListVolumesRequest{}
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListVolumesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListVolumesRequest) ProtoMessage() {}
+
+func (x *ListVolumesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListVolumesRequest.ProtoReflect.Descriptor instead.
+func (*ListVolumesRequest) Descriptor() ([]byte, []int) {
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{71}
+}
+
+type ListVolumesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Volumes       []*Volume              `protobuf:"bytes,1,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListVolumesResponse) Reset() {
+	*x = ListVolumesResponse{}
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListVolumesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListVolumesResponse) ProtoMessage() {}
+
+func (x *ListVolumesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListVolumesResponse.ProtoReflect.Descriptor instead.
+func (*ListVolumesResponse) Descriptor() ([]byte, []int) {
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{72}
+}
+
+func (x *ListVolumesResponse) GetVolumes() []*Volume {
+	if x != nil {
+		return x.Volumes
+	}
+	return nil
+}
+
+type InspectVolumeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InspectVolumeRequest) Reset() {
+	*x = InspectVolumeRequest{}
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InspectVolumeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InspectVolumeRequest) ProtoMessage() {}
+
+func (x *InspectVolumeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InspectVolumeRequest.ProtoReflect.Descriptor instead.
+func (*InspectVolumeRequest) Descriptor() ([]byte, []int) {
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{73}
+}
+
+func (x *InspectVolumeRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type InspectVolumeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Volume        *Volume                `protobuf:"bytes,1,opt,name=volume,proto3" json:"volume,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InspectVolumeResponse) Reset() {
+	*x = InspectVolumeResponse{}
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InspectVolumeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InspectVolumeResponse) ProtoMessage() {}
+
+func (x *InspectVolumeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InspectVolumeResponse.ProtoReflect.Descriptor instead.
+func (*InspectVolumeResponse) Descriptor() ([]byte, []int) {
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{74}
+}
+
+func (x *InspectVolumeResponse) GetVolume() *Volume {
+	if x != nil {
+		return x.Volume
+	}
+	return nil
+}
+
+type RemoveVolumeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// force makes removing a missing volume succeed.
+	Force         bool `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveVolumeRequest) Reset() {
+	*x = RemoveVolumeRequest{}
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[75]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveVolumeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveVolumeRequest) ProtoMessage() {}
+
+func (x *RemoveVolumeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[75]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveVolumeRequest.ProtoReflect.Descriptor instead.
+func (*RemoveVolumeRequest) Descriptor() ([]byte, []int) {
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{75}
+}
+
+func (x *RemoveVolumeRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RemoveVolumeRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+type RemoveVolumeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveVolumeResponse) Reset() {
+	*x = RemoveVolumeResponse{}
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[76]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveVolumeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveVolumeResponse) ProtoMessage() {}
+
+func (x *RemoveVolumeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[76]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveVolumeResponse.ProtoReflect.Descriptor instead.
+func (*RemoveVolumeResponse) Descriptor() ([]byte, []int) {
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{76}
+}
+
+type PruneVolumesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// all prunes named volumes too, not only anonymous ones.
+	All           bool `protobuf:"varint,1,opt,name=all,proto3" json:"all,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PruneVolumesRequest) Reset() {
+	*x = PruneVolumesRequest{}
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[77]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PruneVolumesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PruneVolumesRequest) ProtoMessage() {}
+
+func (x *PruneVolumesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[77]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PruneVolumesRequest.ProtoReflect.Descriptor instead.
+func (*PruneVolumesRequest) Descriptor() ([]byte, []int) {
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{77}
+}
+
+func (x *PruneVolumesRequest) GetAll() bool {
+	if x != nil {
+		return x.All
+	}
+	return false
+}
+
+type PruneVolumesResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Removed        []string               `protobuf:"bytes,1,rep,name=removed,proto3" json:"removed,omitempty"`
+	ReclaimedBytes uint64                 `protobuf:"varint,2,opt,name=reclaimed_bytes,json=reclaimedBytes,proto3" json:"reclaimed_bytes,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *PruneVolumesResponse) Reset() {
+	*x = PruneVolumesResponse{}
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[78]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PruneVolumesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PruneVolumesResponse) ProtoMessage() {}
+
+func (x *PruneVolumesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[78]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PruneVolumesResponse.ProtoReflect.Descriptor instead.
+func (*PruneVolumesResponse) Descriptor() ([]byte, []int) {
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{78}
+}
+
+func (x *PruneVolumesResponse) GetRemoved() []string {
+	if x != nil {
+		return x.Removed
+	}
+	return nil
+}
+
+func (x *PruneVolumesResponse) GetReclaimedBytes() uint64 {
+	if x != nil {
+		return x.ReclaimedBytes
+	}
+	return 0
+}
+
 var File_berth_lifecycle_v1_lifecycle_proto protoreflect.FileDescriptor
 
 const file_berth_lifecycle_v1_lifecycle_proto_rawDesc = "" +
@@ -3834,7 +4939,74 @@ const file_berth_lifecycle_v1_lifecycle_proto_rawDesc = "" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\"@\n" +
 	"\rStatsResponse\x12/\n" +
 	"\x05stats\x18\x01 \x01(\v2\x19.berth.lifecycle.v1.StatsR\x05stats\"\x0f\n" +
-	"\rEventsRequest2\xc1\f\n" +
+	"\rEventsRequest\"f\n" +
+	"\x17SetRestartPolicyRequest\x12\x10\n" +
+	"\x03ref\x18\x01 \x01(\tR\x03ref\x129\n" +
+	"\x06policy\x18\x02 \x01(\v2!.berth.lifecycle.v1.RestartPolicyR\x06policy\"W\n" +
+	"\x18SetRestartPolicyResponse\x12;\n" +
+	"\tcontainer\x18\x01 \x01(\v2\x1d.berth.lifecycle.v1.ContainerR\tcontainer\"7\n" +
+	"\n" +
+	"TopRequest\x12\x10\n" +
+	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x17\n" +
+	"\aps_args\x18\x02 \x03(\tR\x06psArgs\"$\n" +
+	"\n" +
+	"TopProcess\x12\x16\n" +
+	"\x06fields\x18\x01 \x03(\tR\x06fields\"c\n" +
+	"\vTopResponse\x12\x16\n" +
+	"\x06titles\x18\x01 \x03(\tR\x06titles\x12<\n" +
+	"\tprocesses\x18\x02 \x03(\v2\x1e.berth.lifecycle.v1.TopProcessR\tprocesses\"\"\n" +
+	"\fArchiveChunk\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"7\n" +
+	"\x0fCopyFromRequest\x12\x10\n" +
+	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\"3\n" +
+	"\vCopyToStart\x12\x10\n" +
+	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\"e\n" +
+	"\rCopyToRequest\x127\n" +
+	"\x05start\x18\x01 \x01(\v2\x1f.berth.lifecycle.v1.CopyToStartH\x00R\x05start\x12\x14\n" +
+	"\x04data\x18\x02 \x01(\fH\x00R\x04dataB\x05\n" +
+	"\x03msg\"\x10\n" +
+	"\x0eCopyToResponse\"!\n" +
+	"\rExportRequest\x12\x10\n" +
+	"\x03ref\x18\x01 \x01(\tR\x03ref\"\xb7\x02\n" +
+	"\x06Volume\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06driver\x18\x02 \x01(\tR\x06driver\x12\x1e\n" +
+	"\n" +
+	"mountpoint\x18\x03 \x01(\tR\n" +
+	"mountpoint\x12>\n" +
+	"\x06labels\x18\x04 \x03(\v2&.berth.lifecycle.v1.Volume.LabelsEntryR\x06labels\x12/\n" +
+	"\x14created_at_unix_nano\x18\x05 \x01(\x03R\x11createdAtUnixNano\x12\x1c\n" +
+	"\tanonymous\x18\x06 \x01(\bR\tanonymous\x12\x17\n" +
+	"\aused_by\x18\a \x03(\tR\x06usedBy\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb1\x01\n" +
+	"\x13CreateVolumeRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12K\n" +
+	"\x06labels\x18\x02 \x03(\v23.berth.lifecycle.v1.CreateVolumeRequest.LabelsEntryR\x06labels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"J\n" +
+	"\x14CreateVolumeResponse\x122\n" +
+	"\x06volume\x18\x01 \x01(\v2\x1a.berth.lifecycle.v1.VolumeR\x06volume\"\x14\n" +
+	"\x12ListVolumesRequest\"K\n" +
+	"\x13ListVolumesResponse\x124\n" +
+	"\avolumes\x18\x01 \x03(\v2\x1a.berth.lifecycle.v1.VolumeR\avolumes\"*\n" +
+	"\x14InspectVolumeRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"K\n" +
+	"\x15InspectVolumeResponse\x122\n" +
+	"\x06volume\x18\x01 \x01(\v2\x1a.berth.lifecycle.v1.VolumeR\x06volume\"?\n" +
+	"\x13RemoveVolumeRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\"\x16\n" +
+	"\x14RemoveVolumeResponse\"'\n" +
+	"\x13PruneVolumesRequest\x12\x10\n" +
+	"\x03all\x18\x01 \x01(\bR\x03all\"Y\n" +
+	"\x14PruneVolumesResponse\x12\x18\n" +
+	"\aremoved\x18\x01 \x03(\tR\aremoved\x12'\n" +
+	"\x0freclaimed_bytes\x18\x02 \x01(\x04R\x0ereclaimedBytes2\xe0\x13\n" +
 	"\tLifecycle\x12O\n" +
 	"\x06Create\x12!.berth.lifecycle.v1.CreateRequest\x1a\".berth.lifecycle.v1.CreateResponse\x12L\n" +
 	"\x05Start\x12 .berth.lifecycle.v1.StartRequest\x1a!.berth.lifecycle.v1.StartResponse\x12I\n" +
@@ -3856,7 +5028,17 @@ const file_berth_lifecycle_v1_lifecycle_proto_rawDesc = "" +
 	"\x06Rename\x12!.berth.lifecycle.v1.RenameRequest\x1a\".berth.lifecycle.v1.RenameResponse\x12O\n" +
 	"\x06Update\x12!.berth.lifecycle.v1.UpdateRequest\x1a\".berth.lifecycle.v1.UpdateResponse\x12L\n" +
 	"\x05Stats\x12 .berth.lifecycle.v1.StatsRequest\x1a!.berth.lifecycle.v1.StatsResponse\x12H\n" +
-	"\x06Events\x12!.berth.lifecycle.v1.EventsRequest\x1a\x19.berth.lifecycle.v1.Event0\x01BEZCgithub.com/berth-dev/berth/sdk/internal/gen/lifecyclev1;lifecyclev1b\x06proto3"
+	"\x06Events\x12!.berth.lifecycle.v1.EventsRequest\x1a\x19.berth.lifecycle.v1.Event0\x01\x12m\n" +
+	"\x10SetRestartPolicy\x12+.berth.lifecycle.v1.SetRestartPolicyRequest\x1a,.berth.lifecycle.v1.SetRestartPolicyResponse\x12F\n" +
+	"\x03Top\x12\x1e.berth.lifecycle.v1.TopRequest\x1a\x1f.berth.lifecycle.v1.TopResponse\x12S\n" +
+	"\bCopyFrom\x12#.berth.lifecycle.v1.CopyFromRequest\x1a .berth.lifecycle.v1.ArchiveChunk0\x01\x12Q\n" +
+	"\x06CopyTo\x12!.berth.lifecycle.v1.CopyToRequest\x1a\".berth.lifecycle.v1.CopyToResponse(\x01\x12O\n" +
+	"\x06Export\x12!.berth.lifecycle.v1.ExportRequest\x1a .berth.lifecycle.v1.ArchiveChunk0\x01\x12a\n" +
+	"\fCreateVolume\x12'.berth.lifecycle.v1.CreateVolumeRequest\x1a(.berth.lifecycle.v1.CreateVolumeResponse\x12^\n" +
+	"\vListVolumes\x12&.berth.lifecycle.v1.ListVolumesRequest\x1a'.berth.lifecycle.v1.ListVolumesResponse\x12d\n" +
+	"\rInspectVolume\x12(.berth.lifecycle.v1.InspectVolumeRequest\x1a).berth.lifecycle.v1.InspectVolumeResponse\x12a\n" +
+	"\fRemoveVolume\x12'.berth.lifecycle.v1.RemoveVolumeRequest\x1a(.berth.lifecycle.v1.RemoveVolumeResponse\x12a\n" +
+	"\fPruneVolumes\x12'.berth.lifecycle.v1.PruneVolumesRequest\x1a(.berth.lifecycle.v1.PruneVolumesResponseBEZCgithub.com/berth-dev/berth/sdk/internal/gen/lifecyclev1;lifecyclev1b\x06proto3"
 
 var (
 	file_berth_lifecycle_v1_lifecycle_proto_rawDescOnce sync.Once
@@ -3870,74 +5052,98 @@ func file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP() []byte {
 	return file_berth_lifecycle_v1_lifecycle_proto_rawDescData
 }
 
-var file_berth_lifecycle_v1_lifecycle_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
+var file_berth_lifecycle_v1_lifecycle_proto_msgTypes = make([]protoimpl.MessageInfo, 84)
 var file_berth_lifecycle_v1_lifecycle_proto_goTypes = []any{
-	(*RestartPolicy)(nil),      // 0: berth.lifecycle.v1.RestartPolicy
-	(*Mount)(nil),              // 1: berth.lifecycle.v1.Mount
-	(*PortMapping)(nil),        // 2: berth.lifecycle.v1.PortMapping
-	(*HostEntry)(nil),          // 3: berth.lifecycle.v1.HostEntry
-	(*NetworkOptions)(nil),     // 4: berth.lifecycle.v1.NetworkOptions
-	(*VMSizing)(nil),           // 5: berth.lifecycle.v1.VMSizing
-	(*DeviceRule)(nil),         // 6: berth.lifecycle.v1.DeviceRule
-	(*Limits)(nil),             // 7: berth.lifecycle.v1.Limits
-	(*Config)(nil),             // 8: berth.lifecycle.v1.Config
-	(*Ulimit)(nil),             // 9: berth.lifecycle.v1.Ulimit
-	(*DeviceMapping)(nil),      // 10: berth.lifecycle.v1.DeviceMapping
-	(*Container)(nil),          // 11: berth.lifecycle.v1.Container
-	(*ExecConfig)(nil),         // 12: berth.lifecycle.v1.ExecConfig
-	(*Event)(nil),              // 13: berth.lifecycle.v1.Event
-	(*Filter)(nil),             // 14: berth.lifecycle.v1.Filter
-	(*ExitStatus)(nil),         // 15: berth.lifecycle.v1.ExitStatus
-	(*Stats)(nil),              // 16: berth.lifecycle.v1.Stats
-	(*CreateRequest)(nil),      // 17: berth.lifecycle.v1.CreateRequest
-	(*CreateResponse)(nil),     // 18: berth.lifecycle.v1.CreateResponse
-	(*StartRequest)(nil),       // 19: berth.lifecycle.v1.StartRequest
-	(*StartResponse)(nil),      // 20: berth.lifecycle.v1.StartResponse
-	(*StopRequest)(nil),        // 21: berth.lifecycle.v1.StopRequest
-	(*StopResponse)(nil),       // 22: berth.lifecycle.v1.StopResponse
-	(*KillRequest)(nil),        // 23: berth.lifecycle.v1.KillRequest
-	(*KillResponse)(nil),       // 24: berth.lifecycle.v1.KillResponse
-	(*PauseRequest)(nil),       // 25: berth.lifecycle.v1.PauseRequest
-	(*PauseResponse)(nil),      // 26: berth.lifecycle.v1.PauseResponse
-	(*ResumeRequest)(nil),      // 27: berth.lifecycle.v1.ResumeRequest
-	(*ResumeResponse)(nil),     // 28: berth.lifecycle.v1.ResumeResponse
-	(*CheckpointRequest)(nil),  // 29: berth.lifecycle.v1.CheckpointRequest
-	(*CheckpointResponse)(nil), // 30: berth.lifecycle.v1.CheckpointResponse
-	(*RestoreRequest)(nil),     // 31: berth.lifecycle.v1.RestoreRequest
-	(*RestoreResponse)(nil),    // 32: berth.lifecycle.v1.RestoreResponse
-	(*DeleteRequest)(nil),      // 33: berth.lifecycle.v1.DeleteRequest
-	(*DeleteResponse)(nil),     // 34: berth.lifecycle.v1.DeleteResponse
-	(*GetRequest)(nil),         // 35: berth.lifecycle.v1.GetRequest
-	(*GetResponse)(nil),        // 36: berth.lifecycle.v1.GetResponse
-	(*ListRequest)(nil),        // 37: berth.lifecycle.v1.ListRequest
-	(*ListResponse)(nil),       // 38: berth.lifecycle.v1.ListResponse
-	(*ExecRequest)(nil),        // 39: berth.lifecycle.v1.ExecRequest
-	(*ExecResponse)(nil),       // 40: berth.lifecycle.v1.ExecResponse
-	(*AttachStart)(nil),        // 41: berth.lifecycle.v1.AttachStart
-	(*AttachRequest)(nil),      // 42: berth.lifecycle.v1.AttachRequest
-	(*AttachResponse)(nil),     // 43: berth.lifecycle.v1.AttachResponse
-	(*ResizeRequest)(nil),      // 44: berth.lifecycle.v1.ResizeRequest
-	(*ResizeResponse)(nil),     // 45: berth.lifecycle.v1.ResizeResponse
-	(*WaitRequest)(nil),        // 46: berth.lifecycle.v1.WaitRequest
-	(*WaitResponse)(nil),       // 47: berth.lifecycle.v1.WaitResponse
-	(*WaitExecRequest)(nil),    // 48: berth.lifecycle.v1.WaitExecRequest
-	(*WaitExecResponse)(nil),   // 49: berth.lifecycle.v1.WaitExecResponse
-	(*RenameRequest)(nil),      // 50: berth.lifecycle.v1.RenameRequest
-	(*RenameResponse)(nil),     // 51: berth.lifecycle.v1.RenameResponse
-	(*UpdateRequest)(nil),      // 52: berth.lifecycle.v1.UpdateRequest
-	(*UpdateResponse)(nil),     // 53: berth.lifecycle.v1.UpdateResponse
-	(*StatsRequest)(nil),       // 54: berth.lifecycle.v1.StatsRequest
-	(*StatsResponse)(nil),      // 55: berth.lifecycle.v1.StatsResponse
-	(*EventsRequest)(nil),      // 56: berth.lifecycle.v1.EventsRequest
-	nil,                        // 57: berth.lifecycle.v1.Config.LabelsEntry
-	nil,                        // 58: berth.lifecycle.v1.Event.AttributesEntry
-	nil,                        // 59: berth.lifecycle.v1.Filter.LabelsEntry
+	(*RestartPolicy)(nil),            // 0: berth.lifecycle.v1.RestartPolicy
+	(*Mount)(nil),                    // 1: berth.lifecycle.v1.Mount
+	(*PortMapping)(nil),              // 2: berth.lifecycle.v1.PortMapping
+	(*HostEntry)(nil),                // 3: berth.lifecycle.v1.HostEntry
+	(*NetworkOptions)(nil),           // 4: berth.lifecycle.v1.NetworkOptions
+	(*VMSizing)(nil),                 // 5: berth.lifecycle.v1.VMSizing
+	(*DeviceRule)(nil),               // 6: berth.lifecycle.v1.DeviceRule
+	(*Limits)(nil),                   // 7: berth.lifecycle.v1.Limits
+	(*Config)(nil),                   // 8: berth.lifecycle.v1.Config
+	(*Ulimit)(nil),                   // 9: berth.lifecycle.v1.Ulimit
+	(*DeviceMapping)(nil),            // 10: berth.lifecycle.v1.DeviceMapping
+	(*Container)(nil),                // 11: berth.lifecycle.v1.Container
+	(*ExecConfig)(nil),               // 12: berth.lifecycle.v1.ExecConfig
+	(*Event)(nil),                    // 13: berth.lifecycle.v1.Event
+	(*Filter)(nil),                   // 14: berth.lifecycle.v1.Filter
+	(*ExitStatus)(nil),               // 15: berth.lifecycle.v1.ExitStatus
+	(*Stats)(nil),                    // 16: berth.lifecycle.v1.Stats
+	(*CreateRequest)(nil),            // 17: berth.lifecycle.v1.CreateRequest
+	(*CreateResponse)(nil),           // 18: berth.lifecycle.v1.CreateResponse
+	(*StartRequest)(nil),             // 19: berth.lifecycle.v1.StartRequest
+	(*StartResponse)(nil),            // 20: berth.lifecycle.v1.StartResponse
+	(*StopRequest)(nil),              // 21: berth.lifecycle.v1.StopRequest
+	(*StopResponse)(nil),             // 22: berth.lifecycle.v1.StopResponse
+	(*KillRequest)(nil),              // 23: berth.lifecycle.v1.KillRequest
+	(*KillResponse)(nil),             // 24: berth.lifecycle.v1.KillResponse
+	(*PauseRequest)(nil),             // 25: berth.lifecycle.v1.PauseRequest
+	(*PauseResponse)(nil),            // 26: berth.lifecycle.v1.PauseResponse
+	(*ResumeRequest)(nil),            // 27: berth.lifecycle.v1.ResumeRequest
+	(*ResumeResponse)(nil),           // 28: berth.lifecycle.v1.ResumeResponse
+	(*CheckpointRequest)(nil),        // 29: berth.lifecycle.v1.CheckpointRequest
+	(*CheckpointResponse)(nil),       // 30: berth.lifecycle.v1.CheckpointResponse
+	(*RestoreRequest)(nil),           // 31: berth.lifecycle.v1.RestoreRequest
+	(*RestoreResponse)(nil),          // 32: berth.lifecycle.v1.RestoreResponse
+	(*DeleteRequest)(nil),            // 33: berth.lifecycle.v1.DeleteRequest
+	(*DeleteResponse)(nil),           // 34: berth.lifecycle.v1.DeleteResponse
+	(*GetRequest)(nil),               // 35: berth.lifecycle.v1.GetRequest
+	(*GetResponse)(nil),              // 36: berth.lifecycle.v1.GetResponse
+	(*ListRequest)(nil),              // 37: berth.lifecycle.v1.ListRequest
+	(*ListResponse)(nil),             // 38: berth.lifecycle.v1.ListResponse
+	(*ExecRequest)(nil),              // 39: berth.lifecycle.v1.ExecRequest
+	(*ExecResponse)(nil),             // 40: berth.lifecycle.v1.ExecResponse
+	(*AttachStart)(nil),              // 41: berth.lifecycle.v1.AttachStart
+	(*AttachRequest)(nil),            // 42: berth.lifecycle.v1.AttachRequest
+	(*AttachResponse)(nil),           // 43: berth.lifecycle.v1.AttachResponse
+	(*ResizeRequest)(nil),            // 44: berth.lifecycle.v1.ResizeRequest
+	(*ResizeResponse)(nil),           // 45: berth.lifecycle.v1.ResizeResponse
+	(*WaitRequest)(nil),              // 46: berth.lifecycle.v1.WaitRequest
+	(*WaitResponse)(nil),             // 47: berth.lifecycle.v1.WaitResponse
+	(*WaitExecRequest)(nil),          // 48: berth.lifecycle.v1.WaitExecRequest
+	(*WaitExecResponse)(nil),         // 49: berth.lifecycle.v1.WaitExecResponse
+	(*RenameRequest)(nil),            // 50: berth.lifecycle.v1.RenameRequest
+	(*RenameResponse)(nil),           // 51: berth.lifecycle.v1.RenameResponse
+	(*UpdateRequest)(nil),            // 52: berth.lifecycle.v1.UpdateRequest
+	(*UpdateResponse)(nil),           // 53: berth.lifecycle.v1.UpdateResponse
+	(*StatsRequest)(nil),             // 54: berth.lifecycle.v1.StatsRequest
+	(*StatsResponse)(nil),            // 55: berth.lifecycle.v1.StatsResponse
+	(*EventsRequest)(nil),            // 56: berth.lifecycle.v1.EventsRequest
+	(*SetRestartPolicyRequest)(nil),  // 57: berth.lifecycle.v1.SetRestartPolicyRequest
+	(*SetRestartPolicyResponse)(nil), // 58: berth.lifecycle.v1.SetRestartPolicyResponse
+	(*TopRequest)(nil),               // 59: berth.lifecycle.v1.TopRequest
+	(*TopProcess)(nil),               // 60: berth.lifecycle.v1.TopProcess
+	(*TopResponse)(nil),              // 61: berth.lifecycle.v1.TopResponse
+	(*ArchiveChunk)(nil),             // 62: berth.lifecycle.v1.ArchiveChunk
+	(*CopyFromRequest)(nil),          // 63: berth.lifecycle.v1.CopyFromRequest
+	(*CopyToStart)(nil),              // 64: berth.lifecycle.v1.CopyToStart
+	(*CopyToRequest)(nil),            // 65: berth.lifecycle.v1.CopyToRequest
+	(*CopyToResponse)(nil),           // 66: berth.lifecycle.v1.CopyToResponse
+	(*ExportRequest)(nil),            // 67: berth.lifecycle.v1.ExportRequest
+	(*Volume)(nil),                   // 68: berth.lifecycle.v1.Volume
+	(*CreateVolumeRequest)(nil),      // 69: berth.lifecycle.v1.CreateVolumeRequest
+	(*CreateVolumeResponse)(nil),     // 70: berth.lifecycle.v1.CreateVolumeResponse
+	(*ListVolumesRequest)(nil),       // 71: berth.lifecycle.v1.ListVolumesRequest
+	(*ListVolumesResponse)(nil),      // 72: berth.lifecycle.v1.ListVolumesResponse
+	(*InspectVolumeRequest)(nil),     // 73: berth.lifecycle.v1.InspectVolumeRequest
+	(*InspectVolumeResponse)(nil),    // 74: berth.lifecycle.v1.InspectVolumeResponse
+	(*RemoveVolumeRequest)(nil),      // 75: berth.lifecycle.v1.RemoveVolumeRequest
+	(*RemoveVolumeResponse)(nil),     // 76: berth.lifecycle.v1.RemoveVolumeResponse
+	(*PruneVolumesRequest)(nil),      // 77: berth.lifecycle.v1.PruneVolumesRequest
+	(*PruneVolumesResponse)(nil),     // 78: berth.lifecycle.v1.PruneVolumesResponse
+	nil,                              // 79: berth.lifecycle.v1.Config.LabelsEntry
+	nil,                              // 80: berth.lifecycle.v1.Event.AttributesEntry
+	nil,                              // 81: berth.lifecycle.v1.Filter.LabelsEntry
+	nil,                              // 82: berth.lifecycle.v1.Volume.LabelsEntry
+	nil,                              // 83: berth.lifecycle.v1.CreateVolumeRequest.LabelsEntry
 }
 var file_berth_lifecycle_v1_lifecycle_proto_depIdxs = []int32{
 	2,  // 0: berth.lifecycle.v1.NetworkOptions.ports:type_name -> berth.lifecycle.v1.PortMapping
 	3,  // 1: berth.lifecycle.v1.NetworkOptions.extra_hosts:type_name -> berth.lifecycle.v1.HostEntry
 	6,  // 2: berth.lifecycle.v1.Limits.devices:type_name -> berth.lifecycle.v1.DeviceRule
-	57, // 3: berth.lifecycle.v1.Config.labels:type_name -> berth.lifecycle.v1.Config.LabelsEntry
+	79, // 3: berth.lifecycle.v1.Config.labels:type_name -> berth.lifecycle.v1.Config.LabelsEntry
 	1,  // 4: berth.lifecycle.v1.Config.mounts:type_name -> berth.lifecycle.v1.Mount
 	7,  // 5: berth.lifecycle.v1.Config.limits:type_name -> berth.lifecycle.v1.Limits
 	0,  // 6: berth.lifecycle.v1.Config.restart:type_name -> berth.lifecycle.v1.RestartPolicy
@@ -3946,8 +5152,8 @@ var file_berth_lifecycle_v1_lifecycle_proto_depIdxs = []int32{
 	9,  // 9: berth.lifecycle.v1.Config.ulimits:type_name -> berth.lifecycle.v1.Ulimit
 	10, // 10: berth.lifecycle.v1.Config.devices:type_name -> berth.lifecycle.v1.DeviceMapping
 	8,  // 11: berth.lifecycle.v1.Container.config:type_name -> berth.lifecycle.v1.Config
-	58, // 12: berth.lifecycle.v1.Event.attributes:type_name -> berth.lifecycle.v1.Event.AttributesEntry
-	59, // 13: berth.lifecycle.v1.Filter.labels:type_name -> berth.lifecycle.v1.Filter.LabelsEntry
+	80, // 12: berth.lifecycle.v1.Event.attributes:type_name -> berth.lifecycle.v1.Event.AttributesEntry
+	81, // 13: berth.lifecycle.v1.Filter.labels:type_name -> berth.lifecycle.v1.Filter.LabelsEntry
 	8,  // 14: berth.lifecycle.v1.CreateRequest.config:type_name -> berth.lifecycle.v1.Config
 	11, // 15: berth.lifecycle.v1.CreateResponse.container:type_name -> berth.lifecycle.v1.Container
 	11, // 16: berth.lifecycle.v1.StartResponse.container:type_name -> berth.lifecycle.v1.Container
@@ -3966,51 +5172,80 @@ var file_berth_lifecycle_v1_lifecycle_proto_depIdxs = []int32{
 	7,  // 29: berth.lifecycle.v1.UpdateRequest.limits:type_name -> berth.lifecycle.v1.Limits
 	11, // 30: berth.lifecycle.v1.UpdateResponse.container:type_name -> berth.lifecycle.v1.Container
 	16, // 31: berth.lifecycle.v1.StatsResponse.stats:type_name -> berth.lifecycle.v1.Stats
-	17, // 32: berth.lifecycle.v1.Lifecycle.Create:input_type -> berth.lifecycle.v1.CreateRequest
-	19, // 33: berth.lifecycle.v1.Lifecycle.Start:input_type -> berth.lifecycle.v1.StartRequest
-	21, // 34: berth.lifecycle.v1.Lifecycle.Stop:input_type -> berth.lifecycle.v1.StopRequest
-	23, // 35: berth.lifecycle.v1.Lifecycle.Kill:input_type -> berth.lifecycle.v1.KillRequest
-	25, // 36: berth.lifecycle.v1.Lifecycle.Pause:input_type -> berth.lifecycle.v1.PauseRequest
-	27, // 37: berth.lifecycle.v1.Lifecycle.Resume:input_type -> berth.lifecycle.v1.ResumeRequest
-	29, // 38: berth.lifecycle.v1.Lifecycle.Checkpoint:input_type -> berth.lifecycle.v1.CheckpointRequest
-	31, // 39: berth.lifecycle.v1.Lifecycle.Restore:input_type -> berth.lifecycle.v1.RestoreRequest
-	33, // 40: berth.lifecycle.v1.Lifecycle.Delete:input_type -> berth.lifecycle.v1.DeleteRequest
-	35, // 41: berth.lifecycle.v1.Lifecycle.Get:input_type -> berth.lifecycle.v1.GetRequest
-	37, // 42: berth.lifecycle.v1.Lifecycle.List:input_type -> berth.lifecycle.v1.ListRequest
-	39, // 43: berth.lifecycle.v1.Lifecycle.Exec:input_type -> berth.lifecycle.v1.ExecRequest
-	42, // 44: berth.lifecycle.v1.Lifecycle.Attach:input_type -> berth.lifecycle.v1.AttachRequest
-	44, // 45: berth.lifecycle.v1.Lifecycle.Resize:input_type -> berth.lifecycle.v1.ResizeRequest
-	46, // 46: berth.lifecycle.v1.Lifecycle.Wait:input_type -> berth.lifecycle.v1.WaitRequest
-	48, // 47: berth.lifecycle.v1.Lifecycle.WaitExec:input_type -> berth.lifecycle.v1.WaitExecRequest
-	50, // 48: berth.lifecycle.v1.Lifecycle.Rename:input_type -> berth.lifecycle.v1.RenameRequest
-	52, // 49: berth.lifecycle.v1.Lifecycle.Update:input_type -> berth.lifecycle.v1.UpdateRequest
-	54, // 50: berth.lifecycle.v1.Lifecycle.Stats:input_type -> berth.lifecycle.v1.StatsRequest
-	56, // 51: berth.lifecycle.v1.Lifecycle.Events:input_type -> berth.lifecycle.v1.EventsRequest
-	18, // 52: berth.lifecycle.v1.Lifecycle.Create:output_type -> berth.lifecycle.v1.CreateResponse
-	20, // 53: berth.lifecycle.v1.Lifecycle.Start:output_type -> berth.lifecycle.v1.StartResponse
-	22, // 54: berth.lifecycle.v1.Lifecycle.Stop:output_type -> berth.lifecycle.v1.StopResponse
-	24, // 55: berth.lifecycle.v1.Lifecycle.Kill:output_type -> berth.lifecycle.v1.KillResponse
-	26, // 56: berth.lifecycle.v1.Lifecycle.Pause:output_type -> berth.lifecycle.v1.PauseResponse
-	28, // 57: berth.lifecycle.v1.Lifecycle.Resume:output_type -> berth.lifecycle.v1.ResumeResponse
-	30, // 58: berth.lifecycle.v1.Lifecycle.Checkpoint:output_type -> berth.lifecycle.v1.CheckpointResponse
-	32, // 59: berth.lifecycle.v1.Lifecycle.Restore:output_type -> berth.lifecycle.v1.RestoreResponse
-	34, // 60: berth.lifecycle.v1.Lifecycle.Delete:output_type -> berth.lifecycle.v1.DeleteResponse
-	36, // 61: berth.lifecycle.v1.Lifecycle.Get:output_type -> berth.lifecycle.v1.GetResponse
-	38, // 62: berth.lifecycle.v1.Lifecycle.List:output_type -> berth.lifecycle.v1.ListResponse
-	40, // 63: berth.lifecycle.v1.Lifecycle.Exec:output_type -> berth.lifecycle.v1.ExecResponse
-	43, // 64: berth.lifecycle.v1.Lifecycle.Attach:output_type -> berth.lifecycle.v1.AttachResponse
-	45, // 65: berth.lifecycle.v1.Lifecycle.Resize:output_type -> berth.lifecycle.v1.ResizeResponse
-	47, // 66: berth.lifecycle.v1.Lifecycle.Wait:output_type -> berth.lifecycle.v1.WaitResponse
-	49, // 67: berth.lifecycle.v1.Lifecycle.WaitExec:output_type -> berth.lifecycle.v1.WaitExecResponse
-	51, // 68: berth.lifecycle.v1.Lifecycle.Rename:output_type -> berth.lifecycle.v1.RenameResponse
-	53, // 69: berth.lifecycle.v1.Lifecycle.Update:output_type -> berth.lifecycle.v1.UpdateResponse
-	55, // 70: berth.lifecycle.v1.Lifecycle.Stats:output_type -> berth.lifecycle.v1.StatsResponse
-	13, // 71: berth.lifecycle.v1.Lifecycle.Events:output_type -> berth.lifecycle.v1.Event
-	52, // [52:72] is the sub-list for method output_type
-	32, // [32:52] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	0,  // 32: berth.lifecycle.v1.SetRestartPolicyRequest.policy:type_name -> berth.lifecycle.v1.RestartPolicy
+	11, // 33: berth.lifecycle.v1.SetRestartPolicyResponse.container:type_name -> berth.lifecycle.v1.Container
+	60, // 34: berth.lifecycle.v1.TopResponse.processes:type_name -> berth.lifecycle.v1.TopProcess
+	64, // 35: berth.lifecycle.v1.CopyToRequest.start:type_name -> berth.lifecycle.v1.CopyToStart
+	82, // 36: berth.lifecycle.v1.Volume.labels:type_name -> berth.lifecycle.v1.Volume.LabelsEntry
+	83, // 37: berth.lifecycle.v1.CreateVolumeRequest.labels:type_name -> berth.lifecycle.v1.CreateVolumeRequest.LabelsEntry
+	68, // 38: berth.lifecycle.v1.CreateVolumeResponse.volume:type_name -> berth.lifecycle.v1.Volume
+	68, // 39: berth.lifecycle.v1.ListVolumesResponse.volumes:type_name -> berth.lifecycle.v1.Volume
+	68, // 40: berth.lifecycle.v1.InspectVolumeResponse.volume:type_name -> berth.lifecycle.v1.Volume
+	17, // 41: berth.lifecycle.v1.Lifecycle.Create:input_type -> berth.lifecycle.v1.CreateRequest
+	19, // 42: berth.lifecycle.v1.Lifecycle.Start:input_type -> berth.lifecycle.v1.StartRequest
+	21, // 43: berth.lifecycle.v1.Lifecycle.Stop:input_type -> berth.lifecycle.v1.StopRequest
+	23, // 44: berth.lifecycle.v1.Lifecycle.Kill:input_type -> berth.lifecycle.v1.KillRequest
+	25, // 45: berth.lifecycle.v1.Lifecycle.Pause:input_type -> berth.lifecycle.v1.PauseRequest
+	27, // 46: berth.lifecycle.v1.Lifecycle.Resume:input_type -> berth.lifecycle.v1.ResumeRequest
+	29, // 47: berth.lifecycle.v1.Lifecycle.Checkpoint:input_type -> berth.lifecycle.v1.CheckpointRequest
+	31, // 48: berth.lifecycle.v1.Lifecycle.Restore:input_type -> berth.lifecycle.v1.RestoreRequest
+	33, // 49: berth.lifecycle.v1.Lifecycle.Delete:input_type -> berth.lifecycle.v1.DeleteRequest
+	35, // 50: berth.lifecycle.v1.Lifecycle.Get:input_type -> berth.lifecycle.v1.GetRequest
+	37, // 51: berth.lifecycle.v1.Lifecycle.List:input_type -> berth.lifecycle.v1.ListRequest
+	39, // 52: berth.lifecycle.v1.Lifecycle.Exec:input_type -> berth.lifecycle.v1.ExecRequest
+	42, // 53: berth.lifecycle.v1.Lifecycle.Attach:input_type -> berth.lifecycle.v1.AttachRequest
+	44, // 54: berth.lifecycle.v1.Lifecycle.Resize:input_type -> berth.lifecycle.v1.ResizeRequest
+	46, // 55: berth.lifecycle.v1.Lifecycle.Wait:input_type -> berth.lifecycle.v1.WaitRequest
+	48, // 56: berth.lifecycle.v1.Lifecycle.WaitExec:input_type -> berth.lifecycle.v1.WaitExecRequest
+	50, // 57: berth.lifecycle.v1.Lifecycle.Rename:input_type -> berth.lifecycle.v1.RenameRequest
+	52, // 58: berth.lifecycle.v1.Lifecycle.Update:input_type -> berth.lifecycle.v1.UpdateRequest
+	54, // 59: berth.lifecycle.v1.Lifecycle.Stats:input_type -> berth.lifecycle.v1.StatsRequest
+	56, // 60: berth.lifecycle.v1.Lifecycle.Events:input_type -> berth.lifecycle.v1.EventsRequest
+	57, // 61: berth.lifecycle.v1.Lifecycle.SetRestartPolicy:input_type -> berth.lifecycle.v1.SetRestartPolicyRequest
+	59, // 62: berth.lifecycle.v1.Lifecycle.Top:input_type -> berth.lifecycle.v1.TopRequest
+	63, // 63: berth.lifecycle.v1.Lifecycle.CopyFrom:input_type -> berth.lifecycle.v1.CopyFromRequest
+	65, // 64: berth.lifecycle.v1.Lifecycle.CopyTo:input_type -> berth.lifecycle.v1.CopyToRequest
+	67, // 65: berth.lifecycle.v1.Lifecycle.Export:input_type -> berth.lifecycle.v1.ExportRequest
+	69, // 66: berth.lifecycle.v1.Lifecycle.CreateVolume:input_type -> berth.lifecycle.v1.CreateVolumeRequest
+	71, // 67: berth.lifecycle.v1.Lifecycle.ListVolumes:input_type -> berth.lifecycle.v1.ListVolumesRequest
+	73, // 68: berth.lifecycle.v1.Lifecycle.InspectVolume:input_type -> berth.lifecycle.v1.InspectVolumeRequest
+	75, // 69: berth.lifecycle.v1.Lifecycle.RemoveVolume:input_type -> berth.lifecycle.v1.RemoveVolumeRequest
+	77, // 70: berth.lifecycle.v1.Lifecycle.PruneVolumes:input_type -> berth.lifecycle.v1.PruneVolumesRequest
+	18, // 71: berth.lifecycle.v1.Lifecycle.Create:output_type -> berth.lifecycle.v1.CreateResponse
+	20, // 72: berth.lifecycle.v1.Lifecycle.Start:output_type -> berth.lifecycle.v1.StartResponse
+	22, // 73: berth.lifecycle.v1.Lifecycle.Stop:output_type -> berth.lifecycle.v1.StopResponse
+	24, // 74: berth.lifecycle.v1.Lifecycle.Kill:output_type -> berth.lifecycle.v1.KillResponse
+	26, // 75: berth.lifecycle.v1.Lifecycle.Pause:output_type -> berth.lifecycle.v1.PauseResponse
+	28, // 76: berth.lifecycle.v1.Lifecycle.Resume:output_type -> berth.lifecycle.v1.ResumeResponse
+	30, // 77: berth.lifecycle.v1.Lifecycle.Checkpoint:output_type -> berth.lifecycle.v1.CheckpointResponse
+	32, // 78: berth.lifecycle.v1.Lifecycle.Restore:output_type -> berth.lifecycle.v1.RestoreResponse
+	34, // 79: berth.lifecycle.v1.Lifecycle.Delete:output_type -> berth.lifecycle.v1.DeleteResponse
+	36, // 80: berth.lifecycle.v1.Lifecycle.Get:output_type -> berth.lifecycle.v1.GetResponse
+	38, // 81: berth.lifecycle.v1.Lifecycle.List:output_type -> berth.lifecycle.v1.ListResponse
+	40, // 82: berth.lifecycle.v1.Lifecycle.Exec:output_type -> berth.lifecycle.v1.ExecResponse
+	43, // 83: berth.lifecycle.v1.Lifecycle.Attach:output_type -> berth.lifecycle.v1.AttachResponse
+	45, // 84: berth.lifecycle.v1.Lifecycle.Resize:output_type -> berth.lifecycle.v1.ResizeResponse
+	47, // 85: berth.lifecycle.v1.Lifecycle.Wait:output_type -> berth.lifecycle.v1.WaitResponse
+	49, // 86: berth.lifecycle.v1.Lifecycle.WaitExec:output_type -> berth.lifecycle.v1.WaitExecResponse
+	51, // 87: berth.lifecycle.v1.Lifecycle.Rename:output_type -> berth.lifecycle.v1.RenameResponse
+	53, // 88: berth.lifecycle.v1.Lifecycle.Update:output_type -> berth.lifecycle.v1.UpdateResponse
+	55, // 89: berth.lifecycle.v1.Lifecycle.Stats:output_type -> berth.lifecycle.v1.StatsResponse
+	13, // 90: berth.lifecycle.v1.Lifecycle.Events:output_type -> berth.lifecycle.v1.Event
+	58, // 91: berth.lifecycle.v1.Lifecycle.SetRestartPolicy:output_type -> berth.lifecycle.v1.SetRestartPolicyResponse
+	61, // 92: berth.lifecycle.v1.Lifecycle.Top:output_type -> berth.lifecycle.v1.TopResponse
+	62, // 93: berth.lifecycle.v1.Lifecycle.CopyFrom:output_type -> berth.lifecycle.v1.ArchiveChunk
+	66, // 94: berth.lifecycle.v1.Lifecycle.CopyTo:output_type -> berth.lifecycle.v1.CopyToResponse
+	62, // 95: berth.lifecycle.v1.Lifecycle.Export:output_type -> berth.lifecycle.v1.ArchiveChunk
+	70, // 96: berth.lifecycle.v1.Lifecycle.CreateVolume:output_type -> berth.lifecycle.v1.CreateVolumeResponse
+	72, // 97: berth.lifecycle.v1.Lifecycle.ListVolumes:output_type -> berth.lifecycle.v1.ListVolumesResponse
+	74, // 98: berth.lifecycle.v1.Lifecycle.InspectVolume:output_type -> berth.lifecycle.v1.InspectVolumeResponse
+	76, // 99: berth.lifecycle.v1.Lifecycle.RemoveVolume:output_type -> berth.lifecycle.v1.RemoveVolumeResponse
+	78, // 100: berth.lifecycle.v1.Lifecycle.PruneVolumes:output_type -> berth.lifecycle.v1.PruneVolumesResponse
+	71, // [71:101] is the sub-list for method output_type
+	41, // [41:71] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_berth_lifecycle_v1_lifecycle_proto_init() }
@@ -4027,13 +5262,17 @@ func file_berth_lifecycle_v1_lifecycle_proto_init() {
 		(*AttachResponse_Stdout)(nil),
 		(*AttachResponse_Stderr)(nil),
 	}
+	file_berth_lifecycle_v1_lifecycle_proto_msgTypes[65].OneofWrappers = []any{
+		(*CopyToRequest_Start)(nil),
+		(*CopyToRequest_Data)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_lifecycle_v1_lifecycle_proto_rawDesc), len(file_berth_lifecycle_v1_lifecycle_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   60,
+			NumMessages:   84,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,26 +26,36 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Lifecycle_Create_FullMethodName     = "/berth.lifecycle.v1.Lifecycle/Create"
-	Lifecycle_Start_FullMethodName      = "/berth.lifecycle.v1.Lifecycle/Start"
-	Lifecycle_Stop_FullMethodName       = "/berth.lifecycle.v1.Lifecycle/Stop"
-	Lifecycle_Kill_FullMethodName       = "/berth.lifecycle.v1.Lifecycle/Kill"
-	Lifecycle_Pause_FullMethodName      = "/berth.lifecycle.v1.Lifecycle/Pause"
-	Lifecycle_Resume_FullMethodName     = "/berth.lifecycle.v1.Lifecycle/Resume"
-	Lifecycle_Checkpoint_FullMethodName = "/berth.lifecycle.v1.Lifecycle/Checkpoint"
-	Lifecycle_Restore_FullMethodName    = "/berth.lifecycle.v1.Lifecycle/Restore"
-	Lifecycle_Delete_FullMethodName     = "/berth.lifecycle.v1.Lifecycle/Delete"
-	Lifecycle_Get_FullMethodName        = "/berth.lifecycle.v1.Lifecycle/Get"
-	Lifecycle_List_FullMethodName       = "/berth.lifecycle.v1.Lifecycle/List"
-	Lifecycle_Exec_FullMethodName       = "/berth.lifecycle.v1.Lifecycle/Exec"
-	Lifecycle_Attach_FullMethodName     = "/berth.lifecycle.v1.Lifecycle/Attach"
-	Lifecycle_Resize_FullMethodName     = "/berth.lifecycle.v1.Lifecycle/Resize"
-	Lifecycle_Wait_FullMethodName       = "/berth.lifecycle.v1.Lifecycle/Wait"
-	Lifecycle_WaitExec_FullMethodName   = "/berth.lifecycle.v1.Lifecycle/WaitExec"
-	Lifecycle_Rename_FullMethodName     = "/berth.lifecycle.v1.Lifecycle/Rename"
-	Lifecycle_Update_FullMethodName     = "/berth.lifecycle.v1.Lifecycle/Update"
-	Lifecycle_Stats_FullMethodName      = "/berth.lifecycle.v1.Lifecycle/Stats"
-	Lifecycle_Events_FullMethodName     = "/berth.lifecycle.v1.Lifecycle/Events"
+	Lifecycle_Create_FullMethodName           = "/berth.lifecycle.v1.Lifecycle/Create"
+	Lifecycle_Start_FullMethodName            = "/berth.lifecycle.v1.Lifecycle/Start"
+	Lifecycle_Stop_FullMethodName             = "/berth.lifecycle.v1.Lifecycle/Stop"
+	Lifecycle_Kill_FullMethodName             = "/berth.lifecycle.v1.Lifecycle/Kill"
+	Lifecycle_Pause_FullMethodName            = "/berth.lifecycle.v1.Lifecycle/Pause"
+	Lifecycle_Resume_FullMethodName           = "/berth.lifecycle.v1.Lifecycle/Resume"
+	Lifecycle_Checkpoint_FullMethodName       = "/berth.lifecycle.v1.Lifecycle/Checkpoint"
+	Lifecycle_Restore_FullMethodName          = "/berth.lifecycle.v1.Lifecycle/Restore"
+	Lifecycle_Delete_FullMethodName           = "/berth.lifecycle.v1.Lifecycle/Delete"
+	Lifecycle_Get_FullMethodName              = "/berth.lifecycle.v1.Lifecycle/Get"
+	Lifecycle_List_FullMethodName             = "/berth.lifecycle.v1.Lifecycle/List"
+	Lifecycle_Exec_FullMethodName             = "/berth.lifecycle.v1.Lifecycle/Exec"
+	Lifecycle_Attach_FullMethodName           = "/berth.lifecycle.v1.Lifecycle/Attach"
+	Lifecycle_Resize_FullMethodName           = "/berth.lifecycle.v1.Lifecycle/Resize"
+	Lifecycle_Wait_FullMethodName             = "/berth.lifecycle.v1.Lifecycle/Wait"
+	Lifecycle_WaitExec_FullMethodName         = "/berth.lifecycle.v1.Lifecycle/WaitExec"
+	Lifecycle_Rename_FullMethodName           = "/berth.lifecycle.v1.Lifecycle/Rename"
+	Lifecycle_Update_FullMethodName           = "/berth.lifecycle.v1.Lifecycle/Update"
+	Lifecycle_Stats_FullMethodName            = "/berth.lifecycle.v1.Lifecycle/Stats"
+	Lifecycle_Events_FullMethodName           = "/berth.lifecycle.v1.Lifecycle/Events"
+	Lifecycle_SetRestartPolicy_FullMethodName = "/berth.lifecycle.v1.Lifecycle/SetRestartPolicy"
+	Lifecycle_Top_FullMethodName              = "/berth.lifecycle.v1.Lifecycle/Top"
+	Lifecycle_CopyFrom_FullMethodName         = "/berth.lifecycle.v1.Lifecycle/CopyFrom"
+	Lifecycle_CopyTo_FullMethodName           = "/berth.lifecycle.v1.Lifecycle/CopyTo"
+	Lifecycle_Export_FullMethodName           = "/berth.lifecycle.v1.Lifecycle/Export"
+	Lifecycle_CreateVolume_FullMethodName     = "/berth.lifecycle.v1.Lifecycle/CreateVolume"
+	Lifecycle_ListVolumes_FullMethodName      = "/berth.lifecycle.v1.Lifecycle/ListVolumes"
+	Lifecycle_InspectVolume_FullMethodName    = "/berth.lifecycle.v1.Lifecycle/InspectVolume"
+	Lifecycle_RemoveVolume_FullMethodName     = "/berth.lifecycle.v1.Lifecycle/RemoveVolume"
+	Lifecycle_PruneVolumes_FullMethodName     = "/berth.lifecycle.v1.Lifecycle/PruneVolumes"
 )
 
 // LifecycleClient is the client API for Lifecycle service.
@@ -82,6 +92,24 @@ type LifecycleClient interface {
 	Stats(ctx context.Context, in *StatsRequest, opts ...grpc.CallOption) (*StatsResponse, error)
 	// Events streams container events until the client cancels.
 	Events(ctx context.Context, in *EventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Event], error)
+	// SetRestartPolicy replaces a container's restart policy.
+	SetRestartPolicy(ctx context.Context, in *SetRestartPolicyRequest, opts ...grpc.CallOption) (*SetRestartPolicyResponse, error)
+	// Top lists the processes of a running container, as docker top.
+	Top(ctx context.Context, in *TopRequest, opts ...grpc.CallOption) (*TopResponse, error)
+	// CopyFrom streams a tar of a path in a container: one entry named by
+	// the path's base name, and below it a directory's content.
+	CopyFrom(ctx context.Context, in *CopyFromRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ArchiveChunk], error)
+	// CopyTo extracts a tar into a directory of a container. The client's
+	// first message is start, then the tar in chunks.
+	CopyTo(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[CopyToRequest, CopyToResponse], error)
+	// Export streams the container's root filesystem as a tar.
+	Export(ctx context.Context, in *ExportRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ArchiveChunk], error)
+	// Named volumes: directories the lifecycle keeps, mounted by name.
+	CreateVolume(ctx context.Context, in *CreateVolumeRequest, opts ...grpc.CallOption) (*CreateVolumeResponse, error)
+	ListVolumes(ctx context.Context, in *ListVolumesRequest, opts ...grpc.CallOption) (*ListVolumesResponse, error)
+	InspectVolume(ctx context.Context, in *InspectVolumeRequest, opts ...grpc.CallOption) (*InspectVolumeResponse, error)
+	RemoveVolume(ctx context.Context, in *RemoveVolumeRequest, opts ...grpc.CallOption) (*RemoveVolumeResponse, error)
+	PruneVolumes(ctx context.Context, in *PruneVolumesRequest, opts ...grpc.CallOption) (*PruneVolumesResponse, error)
 }
 
 type lifecycleClient struct {
@@ -304,6 +332,127 @@ func (c *lifecycleClient) Events(ctx context.Context, in *EventsRequest, opts ..
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Lifecycle_EventsClient = grpc.ServerStreamingClient[Event]
 
+func (c *lifecycleClient) SetRestartPolicy(ctx context.Context, in *SetRestartPolicyRequest, opts ...grpc.CallOption) (*SetRestartPolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetRestartPolicyResponse)
+	err := c.cc.Invoke(ctx, Lifecycle_SetRestartPolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *lifecycleClient) Top(ctx context.Context, in *TopRequest, opts ...grpc.CallOption) (*TopResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TopResponse)
+	err := c.cc.Invoke(ctx, Lifecycle_Top_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *lifecycleClient) CopyFrom(ctx context.Context, in *CopyFromRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ArchiveChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Lifecycle_ServiceDesc.Streams[2], Lifecycle_CopyFrom_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[CopyFromRequest, ArchiveChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Lifecycle_CopyFromClient = grpc.ServerStreamingClient[ArchiveChunk]
+
+func (c *lifecycleClient) CopyTo(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[CopyToRequest, CopyToResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Lifecycle_ServiceDesc.Streams[3], Lifecycle_CopyTo_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[CopyToRequest, CopyToResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Lifecycle_CopyToClient = grpc.ClientStreamingClient[CopyToRequest, CopyToResponse]
+
+func (c *lifecycleClient) Export(ctx context.Context, in *ExportRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ArchiveChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Lifecycle_ServiceDesc.Streams[4], Lifecycle_Export_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExportRequest, ArchiveChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Lifecycle_ExportClient = grpc.ServerStreamingClient[ArchiveChunk]
+
+func (c *lifecycleClient) CreateVolume(ctx context.Context, in *CreateVolumeRequest, opts ...grpc.CallOption) (*CreateVolumeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateVolumeResponse)
+	err := c.cc.Invoke(ctx, Lifecycle_CreateVolume_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *lifecycleClient) ListVolumes(ctx context.Context, in *ListVolumesRequest, opts ...grpc.CallOption) (*ListVolumesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListVolumesResponse)
+	err := c.cc.Invoke(ctx, Lifecycle_ListVolumes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *lifecycleClient) InspectVolume(ctx context.Context, in *InspectVolumeRequest, opts ...grpc.CallOption) (*InspectVolumeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(InspectVolumeResponse)
+	err := c.cc.Invoke(ctx, Lifecycle_InspectVolume_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *lifecycleClient) RemoveVolume(ctx context.Context, in *RemoveVolumeRequest, opts ...grpc.CallOption) (*RemoveVolumeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveVolumeResponse)
+	err := c.cc.Invoke(ctx, Lifecycle_RemoveVolume_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *lifecycleClient) PruneVolumes(ctx context.Context, in *PruneVolumesRequest, opts ...grpc.CallOption) (*PruneVolumesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PruneVolumesResponse)
+	err := c.cc.Invoke(ctx, Lifecycle_PruneVolumes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // LifecycleServer is the server API for Lifecycle service.
 // All implementations must embed UnimplementedLifecycleServer
 // for forward compatibility.
@@ -338,6 +487,24 @@ type LifecycleServer interface {
 	Stats(context.Context, *StatsRequest) (*StatsResponse, error)
 	// Events streams container events until the client cancels.
 	Events(*EventsRequest, grpc.ServerStreamingServer[Event]) error
+	// SetRestartPolicy replaces a container's restart policy.
+	SetRestartPolicy(context.Context, *SetRestartPolicyRequest) (*SetRestartPolicyResponse, error)
+	// Top lists the processes of a running container, as docker top.
+	Top(context.Context, *TopRequest) (*TopResponse, error)
+	// CopyFrom streams a tar of a path in a container: one entry named by
+	// the path's base name, and below it a directory's content.
+	CopyFrom(*CopyFromRequest, grpc.ServerStreamingServer[ArchiveChunk]) error
+	// CopyTo extracts a tar into a directory of a container. The client's
+	// first message is start, then the tar in chunks.
+	CopyTo(grpc.ClientStreamingServer[CopyToRequest, CopyToResponse]) error
+	// Export streams the container's root filesystem as a tar.
+	Export(*ExportRequest, grpc.ServerStreamingServer[ArchiveChunk]) error
+	// Named volumes: directories the lifecycle keeps, mounted by name.
+	CreateVolume(context.Context, *CreateVolumeRequest) (*CreateVolumeResponse, error)
+	ListVolumes(context.Context, *ListVolumesRequest) (*ListVolumesResponse, error)
+	InspectVolume(context.Context, *InspectVolumeRequest) (*InspectVolumeResponse, error)
+	RemoveVolume(context.Context, *RemoveVolumeRequest) (*RemoveVolumeResponse, error)
+	PruneVolumes(context.Context, *PruneVolumesRequest) (*PruneVolumesResponse, error)
 	mustEmbedUnimplementedLifecycleServer()
 }
 
@@ -407,6 +574,36 @@ func (UnimplementedLifecycleServer) Stats(context.Context, *StatsRequest) (*Stat
 }
 func (UnimplementedLifecycleServer) Events(*EventsRequest, grpc.ServerStreamingServer[Event]) error {
 	return status.Error(codes.Unimplemented, "method Events not implemented")
+}
+func (UnimplementedLifecycleServer) SetRestartPolicy(context.Context, *SetRestartPolicyRequest) (*SetRestartPolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetRestartPolicy not implemented")
+}
+func (UnimplementedLifecycleServer) Top(context.Context, *TopRequest) (*TopResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Top not implemented")
+}
+func (UnimplementedLifecycleServer) CopyFrom(*CopyFromRequest, grpc.ServerStreamingServer[ArchiveChunk]) error {
+	return status.Error(codes.Unimplemented, "method CopyFrom not implemented")
+}
+func (UnimplementedLifecycleServer) CopyTo(grpc.ClientStreamingServer[CopyToRequest, CopyToResponse]) error {
+	return status.Error(codes.Unimplemented, "method CopyTo not implemented")
+}
+func (UnimplementedLifecycleServer) Export(*ExportRequest, grpc.ServerStreamingServer[ArchiveChunk]) error {
+	return status.Error(codes.Unimplemented, "method Export not implemented")
+}
+func (UnimplementedLifecycleServer) CreateVolume(context.Context, *CreateVolumeRequest) (*CreateVolumeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateVolume not implemented")
+}
+func (UnimplementedLifecycleServer) ListVolumes(context.Context, *ListVolumesRequest) (*ListVolumesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListVolumes not implemented")
+}
+func (UnimplementedLifecycleServer) InspectVolume(context.Context, *InspectVolumeRequest) (*InspectVolumeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method InspectVolume not implemented")
+}
+func (UnimplementedLifecycleServer) RemoveVolume(context.Context, *RemoveVolumeRequest) (*RemoveVolumeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveVolume not implemented")
+}
+func (UnimplementedLifecycleServer) PruneVolumes(context.Context, *PruneVolumesRequest) (*PruneVolumesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PruneVolumes not implemented")
 }
 func (UnimplementedLifecycleServer) mustEmbedUnimplementedLifecycleServer() {}
 func (UnimplementedLifecycleServer) testEmbeddedByValue()                   {}
@@ -771,6 +968,161 @@ func _Lifecycle_Events_Handler(srv interface{}, stream grpc.ServerStream) error 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Lifecycle_EventsServer = grpc.ServerStreamingServer[Event]
 
+func _Lifecycle_SetRestartPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetRestartPolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LifecycleServer).SetRestartPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Lifecycle_SetRestartPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LifecycleServer).SetRestartPolicy(ctx, req.(*SetRestartPolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Lifecycle_Top_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TopRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LifecycleServer).Top(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Lifecycle_Top_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LifecycleServer).Top(ctx, req.(*TopRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Lifecycle_CopyFrom_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(CopyFromRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(LifecycleServer).CopyFrom(m, &grpc.GenericServerStream[CopyFromRequest, ArchiveChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Lifecycle_CopyFromServer = grpc.ServerStreamingServer[ArchiveChunk]
+
+func _Lifecycle_CopyTo_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(LifecycleServer).CopyTo(&grpc.GenericServerStream[CopyToRequest, CopyToResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Lifecycle_CopyToServer = grpc.ClientStreamingServer[CopyToRequest, CopyToResponse]
+
+func _Lifecycle_Export_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ExportRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(LifecycleServer).Export(m, &grpc.GenericServerStream[ExportRequest, ArchiveChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Lifecycle_ExportServer = grpc.ServerStreamingServer[ArchiveChunk]
+
+func _Lifecycle_CreateVolume_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateVolumeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LifecycleServer).CreateVolume(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Lifecycle_CreateVolume_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LifecycleServer).CreateVolume(ctx, req.(*CreateVolumeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Lifecycle_ListVolumes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListVolumesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LifecycleServer).ListVolumes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Lifecycle_ListVolumes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LifecycleServer).ListVolumes(ctx, req.(*ListVolumesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Lifecycle_InspectVolume_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(InspectVolumeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LifecycleServer).InspectVolume(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Lifecycle_InspectVolume_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LifecycleServer).InspectVolume(ctx, req.(*InspectVolumeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Lifecycle_RemoveVolume_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveVolumeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LifecycleServer).RemoveVolume(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Lifecycle_RemoveVolume_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LifecycleServer).RemoveVolume(ctx, req.(*RemoveVolumeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Lifecycle_PruneVolumes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PruneVolumesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LifecycleServer).PruneVolumes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Lifecycle_PruneVolumes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LifecycleServer).PruneVolumes(ctx, req.(*PruneVolumesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Lifecycle_ServiceDesc is the grpc.ServiceDesc for Lifecycle service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -850,6 +1202,34 @@ var Lifecycle_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Stats",
 			Handler:    _Lifecycle_Stats_Handler,
 		},
+		{
+			MethodName: "SetRestartPolicy",
+			Handler:    _Lifecycle_SetRestartPolicy_Handler,
+		},
+		{
+			MethodName: "Top",
+			Handler:    _Lifecycle_Top_Handler,
+		},
+		{
+			MethodName: "CreateVolume",
+			Handler:    _Lifecycle_CreateVolume_Handler,
+		},
+		{
+			MethodName: "ListVolumes",
+			Handler:    _Lifecycle_ListVolumes_Handler,
+		},
+		{
+			MethodName: "InspectVolume",
+			Handler:    _Lifecycle_InspectVolume_Handler,
+		},
+		{
+			MethodName: "RemoveVolume",
+			Handler:    _Lifecycle_RemoveVolume_Handler,
+		},
+		{
+			MethodName: "PruneVolumes",
+			Handler:    _Lifecycle_PruneVolumes_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -861,6 +1241,21 @@ var Lifecycle_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Events",
 			Handler:       _Lifecycle_Events_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "CopyFrom",
+			Handler:       _Lifecycle_CopyFrom_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "CopyTo",
+			Handler:       _Lifecycle_CopyTo_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "Export",
+			Handler:       _Lifecycle_Export_Handler,
 			ServerStreams: true,
 		},
 	},
