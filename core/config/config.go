@@ -12,6 +12,8 @@
 //	  insecure_registries = []               # registries (host[:port]) reached over plain HTTP;
 //	                                         # localhost and 127.0.0.1 always are
 //	  pull_parallelism    = 4                # layers one pull downloads at once, 1..16
+//	  dns_upstreams       = []               # resolvers ("IP" or "IP:PORT") the networks' DNS
+//	                                         # servers forward to; empty: the host's resolv.conf
 //	}
 //
 //	plugin "<layer>" "<name>" {              # layer: resources, isolation, snapshot, lifecycle, api
@@ -134,7 +136,11 @@ type Berth struct {
 	InsecureRegistries []string
 	// PullParallelism is how many layers one pull downloads at once.
 	PullParallelism int
-	DefRange        hcl.Range // the berth block, or the file start when absent
+	// DNSUpstreams are the resolvers ("IP:PORT") every network's DNS
+	// server forwards names it does not own to; empty means the host's
+	// /etc/resolv.conf nameservers.
+	DNSUpstreams []string
+	DefRange     hcl.Range // the berth block, or the file start when absent
 }
 
 // Plugin is one plugin block: its envelope decoded, its own settings kept

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -105,6 +106,14 @@ func TestRegistrySettings(t *testing.T) {
 	}
 }
 
+func TestDNSUpstreams(t *testing.T) {
+	cfg := mustParse(t, "berth {\n  dns_upstreams = [\"10.0.0.2\", \"127.0.0.1:5353\", \"[::1]:53\", \"::1\"]\n}\n", Options{})
+	want := []string{"10.0.0.2:53", "127.0.0.1:5353", "[::1]:53", "[::1]:53"}
+	if got := cfg.Berth.DNSUpstreams; !slices.Equal(got, want) {
+		t.Errorf("DNSUpstreams = %q, want %q", got, want)
+	}
+}
+
 func TestDefaultsWithoutBerthBlock(t *testing.T) {
 	cfg := mustParse(t, `plugin "api" "grpc" {}`, Options{OS: "darwin"})
 	b := cfg.Berth
@@ -167,6 +176,8 @@ func TestErrors(t *testing.T) {
 			`config.hcl:2,22-25: pull_parallelism must be a whole number from 1 to 16, got 2.5.`},
 		{"insecure_registries type", "berth {\n  insecure_registries = \"reg:5000\"\n}\n",
 			`config.hcl:2,25-35: Inappropriate value for attribute "insecure_registries": list of string required, but have string.`},
+		{"dns_upstreams entry", "berth {\n  dns_upstreams = [\"resolver\"]\n}\n",
+			`config.hcl:2,19-31: dns_upstreams entry "resolver" is not an IP address or IP:PORT`},
 		{"duplicate berth", "berth {}\nberth {}\n",
 			`config.hcl:2,1-6: The berth block is already defined at config.hcl:1,1-6; merge the two.`},
 		{"missing env", "plugin \"api\" \"grpc\" {\n  path = env.NOPE\n}\n",

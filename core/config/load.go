@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -208,6 +209,18 @@ func (d *decoder) berth(b *hcl.Block, filename string) Berth {
 		if a := attrs["insecure_registries"]; a != nil {
 			if v, ok := d.strList(a); ok {
 				out.InsecureRegistries = v
+			}
+		}
+		if a := attrs["dns_upstreams"]; a != nil {
+			if v, ok := d.strList(a); ok {
+				for _, u := range v {
+					hp, err := dnsUpstream(u)
+					if err != nil {
+						d.errorf(a.Expr.Range(), "Invalid dns_upstreams", "%v", err)
+						continue
+					}
+					out.DNSUpstreams = append(out.DNSUpstreams, hp)
+				}
 			}
 		}
 		if a := attrs["pull_parallelism"]; a != nil {
@@ -424,4 +437,17 @@ func ensureRanges(diags hcl.Diagnostics, filename string) hcl.Diagnostics {
 		}
 	}
 	return diags
+}
+
+// dnsUpstream normalises a resolver address, "IP" or "IP:PORT" ("[IPv6]:PORT"),
+// to "IP:PORT" (port 53 by default).
+func dnsUpstream(s string) (string, error) {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.String(), nil
+	}
+	a, err := netip.ParseAddr(strings.Trim(s, "[]"))
+	if err != nil || a.Zone() != "" {
+		return "", fmt.Errorf("dns_upstreams entry %q is not an IP address or IP:PORT", s)
+	}
+	return netip.AddrPortFrom(a, 53).String(), nil
 }
