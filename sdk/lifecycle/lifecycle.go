@@ -19,6 +19,7 @@ package lifecycle
 
 import (
 	"context"
+	"io"
 	"slices"
 	"syscall"
 	"time"
@@ -266,4 +267,21 @@ type Manager interface {
 	Stats(ctx context.Context, ref string) (isolation.Stats, error)
 	// Events streams container events until ctx is done.
 	Events(ctx context.Context) (<-chan Event, error)
+	// SetRestartPolicy replaces the container's restart policy (docker
+	// update --restart); it applies from the container's next exit.
+	SetRestartPolicy(ctx context.Context, ref string, policy RestartPolicy) (Container, error)
+	// Top lists the processes of a running or paused container (docker
+	// top); psArgs are ps(1) options, none meaning "-ef".
+	Top(ctx context.Context, ref string, psArgs []string) (TopResult, error)
+	// CopyFrom writes a tar of path in the container to w: one entry named
+	// by path's base name, and a directory's content below it. Symlinks
+	// are resolved inside the container's root, never outside it.
+	CopyFrom(ctx context.Context, ref, path string, w io.Writer) error
+	// CopyTo extracts the tar r into dir, an existing directory in the
+	// container; entries that would reach outside it are refused.
+	CopyTo(ctx context.Context, ref, dir string, r io.Reader) error
+	// Export writes the container's root filesystem (without volumes and
+	// other mounts) to w as a tar.
+	Export(ctx context.Context, ref string, w io.Writer) error
+	VolumeManager
 }
