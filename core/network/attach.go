@@ -1,0 +1,327 @@
+package network
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/berth-dev/berth/sdk/errdefs"
+	"github.com/berth-dev/berth/sdk/isolation"
+	sdknet "github.com/berth-dev/berth/sdk/network"
+)
+
+// releasedGrace is how long after a Detach a bind check of the host ports
+// it freed is retried (the helper closes its listeners on SIGHUP).
+const releasedGrace = 3 * time.Second
+
+var dnsNameRE = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9_.-]{0,251}[a-zA-Z0-9_])?$`)
+
+// Attach implements sdknet.Service.
+func (s *Service) Attach(ctx context.Context, req sdknet.AttachRequest) (isolation.NetworkAttachment, error) {
+	if req.ContainerID == "" {
+		return isolation.NetworkAttachment{}, errdefs.InvalidArgument("attach: no container ID")
+	}
+	hostname := req.Hostname
+	if hostname == "" && len(req.ContainerID) >= 12 {
+		hostname = req.ContainerID[:12]
+	}
+	switch req.Network {
+	case sdknet.None, sdknet.Host:
+		if req.IP != "" || len(req.Ports) > 0 || len(req.Aliases) > 0 {
+			return isolation.NetworkAttachment{}, errdefs.InvalidArgument("network %s: --ip, --publish and --network-alias need a bridge network", req.Network)
+		}
+		a := isolation.NetworkAttachment{Mode: req.Network, Hostname: hostname, Hosts: req.ExtraHosts}
+		if req.Network == sdknet.Host {
+			a.DNS = isolation.DNS{Servers: req.DNS, Search: req.DNSSearch}
+		}
+		return a, nil
+	}
+	var want netip.Addr
+	if req.IP != "" {
+		a, err := netip.ParseAddr(req.IP)
+		if err != nil || !a.Is4() {
+			return isolation.NetworkAttachment{}, errdefs.InvalidArgument("ip %q is not an IPv4 address", req.IP)
+		}
+		want = a
+	}
+	for _, al := range req.Aliases {
+		if !dnsNameRE.MatchString(al) {
+			return isolation.NetworkAttachment{}, errdefs.InvalidArgument("network alias %q is not a DNS name", al)
+		}
+	}
+	for _, d := range req.DNS {
+		if _, err := netip.ParseAddr(d); err != nil {
+			return isolation.NetworkAttachment{}, errdefs.InvalidArgument("dns %q is not an IP address", d)
+		}
+	}
+	for _, h := range req.ExtraHosts {
+		if h.IP == sdknet.HostGateway {
+			continue
+		}
+		if _, err := netip.ParseAddr(h.IP); err != nil || h.Name == "" {
+			return isolation.NetworkAttachment{}, errdefs.InvalidArgument("add-host %s:%s: want NAME:IP", h.Name, h.IP)
+		}
+	}
+	ports, err := normalisePorts(req.Ports)
+	if err != nil {
+		return isolation.NetworkAttachment{}, err
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n netRecord
+	if req.Network == "" || req.Network == sdknet.DefaultNetwork {
+		n, err = s.ensureDefaultLocked(ctx)
+	} else {
+		n, err = s.resolveLocked(req.Network)
+	}
+	if err != nil {
+		return isolation.NetworkAttachment{}, err
+	}
+
+	var existing epRecord
+	var others []epRecord
+	err = s.store.db.View(func(tx *bolt.Tx) error {
+		eps, err := endpointsIn(tx)
+		for _, e := range eps {
+			if e.ContainerID == req.ContainerID {
+				existing = e
+			} else {
+				others = append(others, e)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return isolation.NetworkAttachment{}, err
+	}
+	if existing.ContainerID != "" {
+		if existing.NetworkID != n.ID {
+			return isolation.NetworkAttachment{}, errdefs.AlreadyExists("container %.12s is already attached to another network (id %.12s)", req.ContainerID, existing.NetworkID)
+		}
+		return attachmentOf(n, existing), nil
+	}
+	if err := portConflicts(ports, others); err != nil {
+		return isolation.NetworkAttachment{}, err
+	}
+	if ports, err = s.bindCheck(ctx, ports); err != nil {
+		return isolation.NetworkAttachment{}, err
+	}
+
+	e := epRecord{
+		ContainerID: req.ContainerID, Name: req.Name, Hostname: hostname, Aliases: req.Aliases,
+		NetworkID: n.ID, Ports: ports, DNS: req.DNS, DNSSearch: req.DNSSearch, ExtraHosts: req.ExtraHosts,
+		CreatedAt: time.Now().UTC(),
+	}
+	if e.Name == "" && len(req.ContainerID) >= 12 {
+		e.Name = req.ContainerID[:12]
+	}
+	err = s.store.db.Update(func(tx *bolt.Tx) error {
+		ip, err := allocate(tx, n, req.ContainerID, want)
+		if err != nil {
+			return err
+		}
+		e.IP, e.MAC = ip, macOf(ip)
+		return putJSON(tx.Bucket(bucketEndpoints), e.ContainerID, e)
+	})
+	if err != nil {
+		return isolation.NetworkAttachment{}, err
+	}
+	if err := s.publishState(n); err != nil {
+		if derr := s.detachLocked(req.ContainerID); derr != nil {
+			s.log.Error("undo a failed attach", "container_id", req.ContainerID, "error", derr)
+		}
+		return isolation.NetworkAttachment{}, fmt.Errorf("attach %.12s to %s: %w", req.ContainerID, n.Name, err)
+	}
+	s.log.Info("container attached", "container_id", req.ContainerID, "network", n.Name, "ip", e.IP, "ports", len(ports))
+	return attachmentOf(n, e), nil
+}
+
+// Detach implements sdknet.Service.
+func (s *Service) Detach(_ context.Context, containerID string) error {
+	if containerID == "" {
+		return errdefs.InvalidArgument("detach: no container ID")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.detachLocked(containerID)
+}
+
+func (s *Service) detachLocked(containerID string) error {
+	var e epRecord
+	var n netRecord
+	var found bool
+	err := s.store.db.Update(func(tx *bolt.Tx) error {
+		ok, err := getJSON(tx.Bucket(bucketEndpoints), containerID, &e)
+		if err != nil || !ok {
+			return err
+		}
+		found = true
+		if _, err := getJSON(tx.Bucket(bucketNetworks), e.NetworkID, &n); err != nil {
+			return err
+		}
+		if err := release(tx, e.NetworkID, e.IP, containerID); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketEndpoints).Delete([]byte(containerID))
+	})
+	if err != nil || !found {
+		return err
+	}
+	now := time.Now()
+	for k, t := range s.released {
+		if now.Sub(t) > releasedGrace {
+			delete(s.released, k)
+		}
+	}
+	for _, p := range e.Ports {
+		s.released[portKey(p)] = now
+	}
+	s.log.Info("container detached", "container_id", containerID, "network", n.Name, "ip", e.IP)
+	if n.ID == "" {
+		return nil
+	}
+	return s.publishState(n)
+}
+
+// normalisePorts checks published ports and fills defaults: protocol tcp,
+// host address as given ("" is every address).
+func normalisePorts(in []isolation.PortMapping) ([]isolation.PortMapping, error) {
+	out := make([]isolation.PortMapping, 0, len(in))
+	seen := map[string]bool{}
+	for _, p := range in {
+		if p.Protocol == "" {
+			p.Protocol = "tcp"
+		}
+		p.Protocol = strings.ToLower(p.Protocol)
+		if p.Protocol != "tcp" && p.Protocol != "udp" {
+			return nil, errdefs.InvalidArgument("publish %s: protocol %q is not tcp or udp", describePort(p), p.Protocol)
+		}
+		if p.ContainerPort == 0 {
+			return nil, errdefs.InvalidArgument("publish %s: no container port", describePort(p))
+		}
+		if p.HostIP != "" {
+			a, err := netip.ParseAddr(p.HostIP)
+			if err != nil || a.Zone() != "" {
+				return nil, errdefs.InvalidArgument("publish %s: host address %q is not an IP address", describePort(p), p.HostIP)
+			}
+			p.HostIP = a.Unmap().String()
+		}
+		if p.HostPort != 0 {
+			k := portKey(p)
+			if seen[k] {
+				return nil, errdefs.InvalidArgument("publish %s: host port %d/%s is given twice", describePort(p), p.HostPort, p.Protocol)
+			}
+			seen[k] = true
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// describePort renders a mapping as the user typed it: [ip:]host:ctr/proto.
+func describePort(p isolation.PortMapping) string {
+	s := fmt.Sprintf("%d:%d/%s", p.HostPort, p.ContainerPort, p.Protocol)
+	if p.HostIP != "" {
+		s = p.HostIP + ":" + s
+	}
+	return s
+}
+
+func portKey(p isolation.PortMapping) string {
+	return p.Protocol + "/" + strconv.Itoa(int(p.HostPort))
+}
+
+// overlapsHost reports whether two host addresses collide for one port:
+// equal, or either is every address.
+func overlapsHost(a, b string) bool {
+	unspec := func(s string) bool { return s == "" || s == "0.0.0.0" || s == "::" }
+	return a == b || unspec(a) || unspec(b)
+}
+
+// portConflicts refuses host ports another endpoint publishes.
+func portConflicts(ports []isolation.PortMapping, others []epRecord) error {
+	for _, p := range ports {
+		if p.HostPort == 0 {
+			continue
+		}
+		for _, e := range others {
+			for _, q := range e.Ports {
+				if q.Protocol == p.Protocol && q.HostPort == p.HostPort && overlapsHost(p.HostIP, q.HostIP) {
+					return errdefs.InvalidArgument("publish %s: host port %d/%s is already published by container %s (%.12s)",
+						describePort(p), p.HostPort, p.Protocol, e.Name, e.ContainerID)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// bindCheck binds every host port to prove it free, picking a free port
+// for those with HostPort 0, and returns the ports with their host ports
+// resolved. All are held until every one is bound, so two picks never
+// collide. A port Detach freed a moment ago is retried for a few seconds.
+func (s *Service) bindCheck(ctx context.Context, ports []isolation.PortMapping) ([]isolation.PortMapping, error) {
+	var held []io.Closer
+	defer func() {
+		for _, c := range held {
+			_ = c.Close()
+		}
+	}()
+	out := slices.Clone(ports)
+	for i, p := range out {
+		host := p.HostIP
+		if host == "" {
+			host = "0.0.0.0"
+		}
+		addr := net.JoinHostPort(host, strconv.Itoa(int(p.HostPort)))
+		for {
+			c, port, err := bindPort(p.Protocol, addr)
+			if err == nil {
+				held = append(held, c)
+				out[i].HostPort = uint16(port)
+				break
+			}
+			if t, ok := s.released[portKey(p)]; ok && p.HostPort != 0 && errors.Is(err, syscall.EADDRINUSE) && time.Since(t) < releasedGrace {
+				select {
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				case <-time.After(100 * time.Millisecond):
+				}
+				continue
+			}
+			if errors.Is(err, syscall.EADDRINUSE) {
+				return nil, errdefs.InvalidArgument("publish %s: host port %s/%s is already in use on this host", describePort(p), addr, p.Protocol)
+			}
+			return nil, errdefs.InvalidArgument("publish %s: cannot bind %s/%s: %v", describePort(p), addr, p.Protocol, err)
+		}
+	}
+	return out, nil
+}
+
+// bindPort binds addr for proto and returns the socket and its port.
+func bindPort(proto, addr string) (io.Closer, int, error) {
+	if proto == "udp" {
+		c, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return nil, 0, err
+		}
+		return c, c.LocalAddr().(*net.UDPAddr).Port, nil
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, 0, err
+	}
+	return l, l.Addr().(*net.TCPAddr).Port, nil
+}

@@ -1,0 +1,287 @@
+package network
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	bolt "go.etcd.io/bbolt"
+)
+
+// HelperState is a network helper's input, the JSON of
+// <root>/<id>/state.json (the schema internal/netd reads): the names it
+// answers, where it forwards other queries, and the ports it proxies.
+type HelperState struct {
+	Network   string        `json:"network"`
+	Gateway   string        `json:"gateway"`
+	Upstreams []string      `json:"upstreams"`
+	Records   []HelperName  `json:"records"`
+	Ports     []HelperProxy `json:"ports"`
+}
+
+// HelperName is one DNS name and its addresses.
+type HelperName struct {
+	Name string   `json:"name"`
+	IPs  []string `json:"ips"`
+}
+
+// HelperProxy is one published port: a listener on HostIP:HostPort that
+// forwards to TargetIP:TargetPort.
+type HelperProxy struct {
+	HostIP     string `json:"hostIP"`
+	HostPort   uint16 `json:"hostPort"`
+	Protocol   string `json:"protocol"`
+	TargetIP   string `json:"targetIP"`
+	TargetPort uint16 `json:"targetPort"`
+}
+
+// stateOf computes network n's helper state from the store.
+func stateOf(tx *bolt.Tx, n netRecord, upstreams []string) (HelperState, error) {
+	eps, err := endpointsIn(tx)
+	if err != nil {
+		return HelperState{}, err
+	}
+	st := HelperState{Network: n.Name, Gateway: n.Gateway.String(), Upstreams: upstreams, Records: []HelperName{}, Ports: []HelperProxy{}}
+	if st.Upstreams == nil {
+		st.Upstreams = []string{}
+	}
+	names := map[string][]string{}
+	add := func(name string, ip netip.Addr) {
+		if name == "" {
+			return
+		}
+		key := strings.ToLower(name)
+		if !slices.Contains(names[key], ip.String()) {
+			names[key] = append(names[key], ip.String())
+		}
+	}
+	for _, e := range eps {
+		if e.NetworkID != n.ID {
+			continue
+		}
+		add(e.Name, e.IP)
+		add(e.Hostname, e.IP)
+		for _, a := range e.Aliases {
+			add(a, e.IP)
+		}
+		if len(e.ContainerID) >= 12 {
+			add(e.ContainerID[:12], e.IP)
+		}
+		for _, p := range e.Ports {
+			host := p.HostIP
+			if host == "" {
+				host = "0.0.0.0"
+			}
+			st.Ports = append(st.Ports, HelperProxy{
+				HostIP: host, HostPort: p.HostPort, Protocol: p.Protocol, TargetIP: e.IP.String(), TargetPort: p.ContainerPort,
+			})
+		}
+	}
+	for name, ips := range names {
+		slices.Sort(ips)
+		st.Records = append(st.Records, HelperName{Name: name, IPs: ips})
+	}
+	slices.SortFunc(st.Records, func(a, b HelperName) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(st.Ports, func(a, b HelperProxy) int {
+		return strings.Compare(fmt.Sprintf("%s/%s/%05d", a.Protocol, a.HostIP, a.HostPort), fmt.Sprintf("%s/%s/%05d", b.Protocol, b.HostIP, b.HostPort))
+	})
+	return st, nil
+}
+
+// writeState rewrites n's state file from the store, atomically.
+func (s *Service) writeState(n netRecord) error {
+	var st HelperState
+	if err := s.store.db.View(func(tx *bolt.Tx) (err error) { st, err = stateOf(tx, n, s.opts.DNSUpstreams); return }); err != nil {
+		return err
+	}
+	raw, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	path := s.statePath(n.ID)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	return writeFileAtomic(path, append(raw, '\n'), 0o600)
+}
+
+// writeFileAtomic writes data to path through a synced temporary file
+// renamed over it.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if _, err := f.Write(data); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Chmod(mode); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+	return nil
+}
+
+// helpers runs one helper process per network: `<argv> --state FILE`,
+// in its own session, output to helper.log, pid in helper.pid. A helper
+// is ours to reap when this process started it; one found running at
+// start (pid file, and /proc/<pid>/cmdline naming its state file) is
+// adopted.
+type helpers struct {
+	root string
+	argv []string
+	log  hclog.Logger
+
+	mu     sync.Mutex
+	exited map[string]chan struct{} // helpers we started: closed when reaped
+}
+
+func newHelpers(root string, argv []string, log hclog.Logger) *helpers {
+	return &helpers{root: root, argv: argv, log: log, exited: map[string]chan struct{}{}}
+}
+
+func (h *helpers) pidPath(id string) string { return filepath.Join(h.root, id, "helper.pid") }
+
+// pid returns the pid of network id's helper when it runs, else 0.
+func (h *helpers) pid(id string) int {
+	b, err := os.ReadFile(h.pidPath(id))
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || !signalAlive(pid) {
+		return 0
+	}
+	h.mu.Lock()
+	ch := h.exited[id]
+	h.mu.Unlock()
+	if ch != nil {
+		select {
+		case <-ch:
+			return 0 // ours, exited and reaped: the pid may be reused
+		default:
+		}
+	}
+	cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return 0
+	}
+	state := filepath.Join(h.root, id, "state.json")
+	args := bytes.Split(bytes.TrimRight(cmd, "\x00"), []byte{0})
+	for i, a := range args {
+		if string(a) == "--state" && i+1 < len(args) && string(args[i+1]) == state {
+			return pid
+		}
+		if string(a) == "--state="+state {
+			return pid
+		}
+	}
+	return 0
+}
+
+func (h *helpers) alive(id string) bool { return h.pid(id) != 0 }
+
+// ensure adopts network id's running helper or starts one.
+func (h *helpers) ensure(id, statePath string) error {
+	if pid := h.pid(id); pid != 0 {
+		h.log.Debug("network helper running", "network_id", id, "pid", pid)
+		return nil
+	}
+	dir := filepath.Join(h.root, id)
+	logf, err := os.OpenFile(filepath.Join(dir, "helper.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	args := append(slices.Clone(h.argv[1:]), "--state", statePath)
+	cmd := exec.Command(h.argv[0], args...)
+	cmd.Dir = "/"
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", h.argv[0], err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	h.mu.Lock()
+	h.exited[id] = exited
+	h.mu.Unlock()
+	if err := writeFileAtomic(h.pidPath(id), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o600); err != nil {
+		_ = cmd.Process.Kill()
+		return err
+	}
+	h.log.Info("network helper started", "network_id", id, "pid", cmd.Process.Pid)
+	return nil
+}
+
+// reload tells network id's helper to re-read its state.
+func (h *helpers) reload(id string) error {
+	pid := h.pid(id)
+	if pid == 0 {
+		return errors.New("not running")
+	}
+	return syscall.Kill(pid, syscall.SIGHUP)
+}
+
+// stopHelper stops network id's helper: SIGTERM, then SIGKILL after 5 s.
+func (h *helpers) stopHelper(id string) {
+	pid := h.pid(id)
+	if pid == 0 {
+		return
+	}
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	deadline := time.Now().Add(5 * time.Second)
+	for h.pid(id) != 0 {
+		if time.Now().After(deadline) {
+			h.log.Warn("network helper ignored SIGTERM; killing it", "network_id", id, "pid", pid)
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// An adopted helper is reaped by init; ours by the Wait goroutine.
+	h.mu.Lock()
+	ch := h.exited[id]
+	delete(h.exited, id)
+	h.mu.Unlock()
+	if ch != nil {
+		select {
+		case <-ch:
+		case <-time.After(5 * time.Second):
+		}
+	}
+	_ = os.Remove(h.pidPath(id))
+	h.log.Info("network helper stopped", "network_id", id, "pid", pid)
+}

@@ -1,0 +1,136 @@
+package network
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	sdknet "github.com/berth-dev/berth/sdk/network"
+)
+
+// TestMain lets the test binary play a network helper (the real one,
+// `berth system network-helper`, runs in core/cmd/berth's e2e test): it
+// appends "start" and one "hup" per SIGHUP to <state>.events and exits on
+// SIGTERM.
+func TestMain(m *testing.M) {
+	if os.Getenv("BERTH_TEST_HELPER") == "1" {
+		os.Exit(fakeHelper())
+	}
+	os.Exit(m.Run())
+}
+
+func fakeHelper() int {
+	state := os.Args[len(os.Args)-1]
+	ev := func(s string) {
+		f, err := os.OpenFile(state+".events", os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err == nil {
+			_, _ = f.WriteString(s + "\n")
+			_ = f.Close()
+		}
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM)
+	ev("start")
+	for s := range sigs {
+		if s == syscall.SIGTERM {
+			return 0
+		}
+		ev("hup")
+	}
+	return 0
+}
+
+func TestHelperLifecycle(t *testing.T) {
+	ctx := context.Background()
+	t.Setenv("BERTH_TEST_HELPER", "1")
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	withHelpers := func(o *Options) {
+		o.Datapath = &fakeDatapath{}
+		o.HelperArgv = []string{exe, "-test.run=^$", "helper"}
+	}
+	s := open(t, root, withHelpers)
+	n, err := s.Create(ctx, sdknet.CreateSpec{Name: "h", Subnet: "10.216.0.0/24"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, n.ID)
+	events := func() string { b, _ := os.ReadFile(filepath.Join(dir, "state.json.events")); return string(b) }
+	pidOf := func() int {
+		b, _ := os.ReadFile(filepath.Join(dir, "helper.pid"))
+		p, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		return p
+	}
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); !ok(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s (events %q)", what, events())
+			}
+		}
+	}
+	waitFor("the helper to start", func() bool { return strings.Count(events(), "start") == 1 })
+	pid := pidOf()
+	if pid == 0 || !signalAlive(pid) {
+		t.Fatalf("helper pid %d not running", pid)
+	}
+	if sid, _ := unix.Getsid(pid); sid != pid {
+		t.Errorf("helper session %d, want its own (%d)", sid, pid)
+	}
+	if _, err := s.Attach(ctx, sdknet.AttachRequest{ContainerID: strings.Repeat("f", 64), Network: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("a SIGHUP after attach", func() bool { return strings.Count(events(), "hup") >= 1 })
+
+	// The daemon goes away and comes back: the helper is adopted, not
+	// started twice.
+	_ = s.Close()
+	s = open(t, root, withHelpers)
+	time.Sleep(200 * time.Millisecond)
+	if got := pidOf(); got != pid || strings.Count(events(), "start") != 1 {
+		t.Fatalf("after reopen pid %d (was %d), events %q: want the helper adopted", got, pid, events())
+	}
+
+	// A helper that dies is started again.
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the helper to be restarted", func() bool { return strings.Count(events(), "start") == 2 })
+	pid2 := pidOf()
+	if pid2 == pid || !signalAlive(pid2) {
+		t.Fatalf("restarted helper pid %d", pid2)
+	}
+
+	// Removing the network stops its helper and removes its directory.
+	if err := s.Detach(ctx, strings.Repeat("f", 64)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Remove(ctx, "h"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the helper to exit", func() bool { return !signalAlive(pid2) || isZombie(pid2) })
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("network dir left: %v", err)
+	}
+	_ = s.Close()
+}
+
+func isZombie(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	return len(f) > 0 && f[0] == "Z"
+}
