@@ -16,6 +16,8 @@ build:
 	@mkdir -p $(BIN)/plugins
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/berth ./core/cmd/berth
 	$(GO) build -tags netgo,osusergo -ldflags '-s -w -linkmode external -extldflags "-static"' -o $(BIN)/berth-sandbox-init ./cmd/berth-sandbox-init
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/berth-vm-agent ./plugins/isolation-vm/guest
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/berth-vm-agent-arm64 ./plugins/isolation-vm/guest
 	@for p in $(PLUGINS); do \
 		echo "$(GO) build -o $(BIN)/plugins/$$p ./plugins/$$p"; \
 		$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/plugins/$$p ./plugins/$$p || exit 1; \
@@ -53,8 +55,8 @@ proto:
 	./scripts/genproto.sh
 
 check-proto: proto
-	git diff --exit-code -- sdk/internal/gen sdk/api/openapi.swagger.json
-	@test -z "$$(git status --porcelain -- sdk/internal/gen sdk/api/openapi.swagger.json)" || { echo "untracked generated files"; exit 1; }
+	git diff --exit-code -- sdk/internal/gen sdk/api/openapi.swagger.json internal/vmagent/agentpb
+	@test -z "$$(git status --porcelain -- sdk/internal/gen sdk/api/openapi.swagger.json internal/vmagent/agentpb)" || { echo "untracked generated files"; exit 1; }
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }

@@ -34,3 +34,12 @@ protoc -I sdk/proto \
 rm -rf sdk/internal/gen
 mv "$out/sdk/internal/gen" sdk/internal/gen
 mv "$out/openapi.swagger.json" sdk/api/openapi.swagger.json
+# The VM guest agent's protocol (internal/vmagent): host client and guest.
+protoc -I internal/vmagent/proto \
+  --plugin=protoc-gen-go="$tools/protoc-gen-go" \
+  --plugin=protoc-gen-go-grpc="$tools/protoc-gen-go-grpc" \
+  --go_out="$out" --go_opt=module=github.com/berth-dev/berth \
+  --go-grpc_out="$out" --go-grpc_opt=module=github.com/berth-dev/berth \
+  berth/vmagent/v1/agent.proto
+rm -rf internal/vmagent/agentpb
+mv "$out/internal/vmagent/agentpb" internal/vmagent/agentpb
