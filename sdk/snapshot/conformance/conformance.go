@@ -52,7 +52,8 @@ import (
 type Options struct {
 	// Mount presents mounts (from Prepare, View or Mounts) at a fresh
 	// directory and returns it with a function undoing it. nil means
-	// mounting for real with mountutil (Linux, root).
+	// mounting for real with mountutil (Linux, root), or with MountBlock
+	// when the mounts are one block image (IsBlockMount).
 	Mount func(t *testing.T, mounts []mount.Mount) (dir string, unmount func())
 	// Capabilities the snapshotter must declare, besides at least one
 	// mount kind.
@@ -133,6 +134,9 @@ func (s *suite) mount(t *testing.T, mounts []mount.Mount) (string, func()) {
 	t.Helper()
 	if s.opts.Mount != nil {
 		return s.opts.Mount(t, mounts)
+	}
+	if IsBlockMount(mounts) {
+		return MountBlock(t, mounts)
 	}
 	if runtime.GOOS != "linux" {
 		t.Skipf("mounting snapshot descriptors needs Linux (this is %s); give Options.Mount", runtime.GOOS)

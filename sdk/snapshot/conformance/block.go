@@ -1,0 +1,148 @@
+package conformance
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/berth-dev/berth/sdk/mount"
+)
+
+// IsBlockMount reports whether mounts is one block mount descriptor: a
+// disk image file (Source) holding a filesystem of Type, with an optional
+// "format=raw" or "format=qcow2" option (raw when absent), as block
+// snapshotters such as snapshot-ext4 return for VMs.
+func IsBlockMount(mounts []mount.Mount) bool {
+	if len(mounts) != 1 || mounts[0].Type == "bind" || mounts[0].Type == "overlay" {
+		return false
+	}
+	st, err := os.Stat(mounts[0].Source)
+	return err == nil && st.Mode().IsRegular()
+}
+
+// blockFormat returns the format= option of m ("raw" when absent).
+func blockFormat(m mount.Mount) string {
+	for _, o := range m.Options {
+		if f, ok := strings.CutPrefix(o, "format="); ok {
+			return f
+		}
+	}
+	return "raw"
+}
+
+// MountBlock is an Options.Mount for block snapshotters (the suite also
+// uses it by default when Options.Mount is nil and the mounts are one
+// block descriptor, see IsBlockMount). It presents the disk image at a
+// fresh directory with the kernel's own filesystem driver: `mount -o loop`
+// read-only or read-write as the descriptor's "ro"/"rw" says. A qcow2
+// image is first converted to a temporary raw image with qemu-img; when
+// mounted read-write, the result is written back at unmount as a new qcow2
+// on the same backing file that replaces Source — so what the suite writes
+// lands in the snapshotter's disk as a VM's writes would. It needs Linux,
+// root and, for qcow2, qemu-img; otherwise the check skips and says why.
+func MountBlock(t *testing.T, mounts []mount.Mount) (string, func()) {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		t.Skipf("mounting a block image needs Linux (this is %s)", runtime.GOOS)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a block image needs root (a loop device; CI runs as root)")
+	}
+	if !IsBlockMount(mounts) {
+		t.Fatalf("MountBlock: %+v is not one block mount descriptor of an image file", mounts)
+	}
+	m := mounts[0]
+	ro := m.ReadOnly()
+	format := blockFormat(m)
+	img := m.Source
+	tmp := t.TempDir()
+	writeBack := func() error { return nil }
+	switch format {
+	case "raw":
+	case "qcow2":
+		qemuImg, err := exec.LookPath("qemu-img")
+		if err != nil {
+			t.Fatalf("mounting a qcow2 image needs qemu-img (qemu-utils): %v", err)
+		}
+		img = filepath.Join(tmp, "disk.raw")
+		if out, err := exec.Command(qemuImg, "convert", "-f", "qcow2", "-O", "raw", m.Source, img).CombinedOutput(); err != nil {
+			t.Fatalf("qemu-img convert %s: %v\n%s", m.Source, err, out)
+		}
+		if !ro {
+			writeBack = func() error { return qcow2WriteBack(qemuImg, img, m.Source) }
+		}
+	default:
+		t.Fatalf("MountBlock: unknown image format %q in %+v", format, m)
+	}
+	dir := filepath.Join(tmp, "mnt")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	opts := "loop,rw"
+	if ro {
+		opts = "loop,ro"
+	}
+	if out, err := exec.Command("mount", "-t", m.Type, "-o", opts, img, dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount -t %s -o %s %s: %v\n%s", m.Type, opts, img, err, out)
+	}
+	done := false
+	unmount := func() {
+		if done {
+			return
+		}
+		done = true
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			_ = exec.Command("umount", "-l", dir).Run()
+			t.Errorf("umount %s: %v\n%s", dir, err, out)
+			return
+		}
+		if err := writeBack(); err != nil {
+			t.Errorf("write the changes back into %s: %v", m.Source, err)
+		}
+	}
+	t.Cleanup(unmount)
+	return dir, unmount
+}
+
+// qcow2WriteBack replaces qcow2 image dst with raw image src as a qcow2 on
+// dst's backing file (only the clusters that differ from it).
+func qcow2WriteBack(qemuImg, src, dst string) error {
+	out, err := exec.Command(qemuImg, "info", "--output=json", "-f", "qcow2", dst).Output()
+	if err != nil {
+		return fmt.Errorf("qemu-img info %s: %w", dst, err)
+	}
+	var info struct {
+		Backing       string `json:"full-backing-filename"`
+		BackingFormat string `json:"backing-filename-format"`
+	}
+	if err := json.Unmarshal(out, &info); err != nil {
+		return fmt.Errorf("qemu-img info %s: %w", dst, err)
+	}
+	next := filepath.Join(filepath.Dir(dst), ".conformance-writeback.qcow2")
+	args := []string{"convert", "-f", "raw", "-O", "qcow2"}
+	if info.Backing != "" {
+		args = append(args, "-B", info.Backing, "-F", cmpOr(info.BackingFormat, "raw"))
+	}
+	args = append(args, src, next)
+	if out, err := exec.Command(qemuImg, args...).CombinedOutput(); err != nil {
+		_ = os.Remove(next)
+		return fmt.Errorf("qemu-img %s: %w\n%s", strings.Join(args, " "), err, out)
+	}
+	if err := os.Rename(next, dst); err != nil {
+		_ = os.Remove(next)
+		return err
+	}
+	return nil
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
