@@ -12,7 +12,9 @@
 //
 // Under state_dir: plugins/<layer>-<name>/ for each plugin's state,
 // images/ for the core's image store (core/images: blobs/sha256/, ingest/,
-// tmp/, index.json), and berthd.log when the daemon runs in the background.
+// tmp/, index.json), network/ for the core's network service
+// (core/network: networks.db, one directory per network with its helper's
+// state, pid and log), and berthd.log when the daemon runs in the background.
 package daemon
 
 import (
@@ -22,6 +24,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,11 +39,13 @@ import (
 	"github.com/berth-dev/berth/core/config"
 	"github.com/berth-dev/berth/core/host"
 	"github.com/berth-dev/berth/core/images"
+	"github.com/berth-dev/berth/core/network"
 	"github.com/berth-dev/berth/internal/version"
 	"github.com/berth-dev/berth/sdk"
 	"github.com/berth-dev/berth/sdk/api"
 	"github.com/berth-dev/berth/sdk/errdefs"
 	sdkimages "github.com/berth-dev/berth/sdk/images"
+	sdknetwork "github.com/berth-dev/berth/sdk/network"
 	"github.com/berth-dev/berth/sdk/plugin"
 )
 
@@ -50,6 +55,7 @@ const (
 	PidFile     = "berthd.pid"
 	AdminSocket = "admin.sock"
 	ImagesDir   = "images"
+	NetworkDir  = "network"
 )
 
 // AdminSocketPath returns the admin socket of a daemon using cfg.
@@ -66,6 +72,12 @@ type Options struct {
 	RestartBackoff time.Duration
 	// Ready, when set, is closed once the admin socket serves.
 	Ready chan<- struct{}
+	// NetworkHelper is the command of a network's helper process before
+	// its "--state FILE" arguments (`berth system network-helper`). With
+	// it, on Linux as root, networks get their kernel datapath and
+	// helpers; without it (or elsewhere) the network service only keeps
+	// its records.
+	NetworkHelper []string
 }
 
 // Run runs the daemon until ctx is done or a client asks it to shut down.
@@ -101,6 +113,21 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 
+	netOpts := network.Options{
+		Root:         filepath.Join(cfg.Berth.StateDir, NetworkDir),
+		Logger:       log.Named("network"),
+		DNSUpstreams: cfg.Berth.DNSUpstreams,
+	}
+	if len(opts.NetworkHelper) > 0 && runtime.GOOS == "linux" && os.Geteuid() == 0 {
+		netOpts.Datapath = network.Kernel{}
+		netOpts.HelperArgv = opts.NetworkHelper
+	}
+	netSvc, err := network.New(ctx, netOpts)
+	if err != nil {
+		return err
+	}
+	defer netSvc.Close()
+
 	sys := &system{cfg: cfg, started: time.Now(), shutdown: make(chan struct{})}
 	// Plugins reach the image service through a wrapper that unpacks pulls;
 	// it needs the host, so it is set once the host exists (before Start).
@@ -113,8 +140,9 @@ func Run(ctx context.Context, opts Options) error {
 		HealthInterval: opts.HealthInterval,
 		RestartBackoff: opts.RestartBackoff,
 		Services: map[string]host.Service{
-			plugin.HandleSystem: func(s *grpc.Server) { api.RegisterSystemServer(s, sys) },
-			plugin.HandleImages: func(s *grpc.Server) { sdkimages.RegisterServer(s, imagesServed) },
+			plugin.HandleSystem:  func(s *grpc.Server) { api.RegisterSystemServer(s, sys) },
+			plugin.HandleImages:  func(s *grpc.Server) { sdkimages.RegisterServer(s, imagesServed) },
+			plugin.HandleNetwork: func(s *grpc.Server) { sdknetwork.RegisterServer(s, netSvc) },
 		},
 	})
 	sys.host = h

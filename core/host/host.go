@@ -275,6 +275,7 @@ func (h *Host) handlesFor(s Spec) map[string]connTarget {
 			}
 		}
 		addService(plugin.HandleImages)
+		addService(plugin.HandleNetwork)
 	case plugin.LayerAPI:
 		for _, id := range h.order {
 			if h.instances[id].spec.Layer == plugin.LayerLifecycle {
@@ -284,6 +285,7 @@ func (h *Host) handlesFor(s Spec) map[string]connTarget {
 		}
 		addService(plugin.HandleSystem)
 		addService(plugin.HandleImages)
+		addService(plugin.HandleNetwork)
 	}
 	return targets
 }

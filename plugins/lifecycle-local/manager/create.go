@@ -152,7 +152,11 @@ func (m *Manager) Create(ctx context.Context, name string, cfg lifecycle.Config)
 		return fail(fmt.Errorf("resource limits need the resources plugin: %w", err))
 	}
 
-	oci, err := spec.Build(img.Config, cfg, spec.Extra{ContainerID: id})
+	built, err := m.prepareVolumes(ctx, st, id, cfg, rootfs, &undo)
+	if err != nil {
+		return fail(err)
+	}
+	oci, err := spec.Build(img.Config, built, spec.Extra{ContainerID: id})
 	if err != nil {
 		return fail(errdefs.InvalidArgument("%v", err))
 	}
@@ -160,7 +164,14 @@ func (m *Manager) Create(ctx context.Context, name string, cfg lifecycle.Config)
 	if err := os.MkdirAll(filepath.Dir(rec.LogPath), 0o700); err != nil {
 		return fail(err)
 	}
-	task := isolation.Spec{ID: id, OCI: oci, Rootfs: rootfs, Placement: placement, VM: cfg.VM, LogPath: rec.LogPath}
+	netAtt, attached, err := m.attachNetwork(ctx, layers, mode, id, name, cfg)
+	if err != nil {
+		return fail(fmt.Errorf("network: %w", err))
+	}
+	if attached {
+		undo.push("network endpoint", func(ctx context.Context) error { return detachNetwork(ctx, layers, id) })
+	}
+	task := isolation.Spec{ID: id, OCI: oci, Rootfs: rootfs, Placement: placement, VM: cfg.VM, LogPath: rec.LogPath, Network: netAtt}
 	if cfg.OpenStdin {
 		task.Annotations = map[string]string{isolation.AnnotationOpenStdin: "open"}
 	}
@@ -289,6 +300,9 @@ func (m *Manager) teardown(ctx context.Context, layers Layers, rec store.Record)
 		}
 	} else if !errdefs.IsNotFound(err) {
 		return err
+	}
+	if err := detachNetwork(ctx, layers, id); err != nil {
+		return fmt.Errorf("release the network endpoint: %w", err)
 	}
 	if rec.Group != "" {
 		res, err := layers.Resources()
