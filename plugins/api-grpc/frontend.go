@@ -25,6 +25,7 @@ import (
 	"github.com/berth-dev/berth/sdk/errdefs"
 	"github.com/berth-dev/berth/sdk/images"
 	"github.com/berth-dev/berth/sdk/lifecycle"
+	"github.com/berth-dev/berth/sdk/network"
 	"github.com/berth-dev/berth/sdk/plugin"
 	"github.com/berth-dev/berth/sdk/schema"
 )
@@ -75,7 +76,7 @@ const CapContainers = "containers"
 func newFrontend(log hclog.Logger) *frontend { return &frontend{log: log} }
 
 func (f *frontend) Info(context.Context) (plugin.Info, error) {
-	return plugin.HostInfo(plugin.LayerAPI, "grpc", version.Version, api.CapGRPC, api.CapREST, api.CapSystem, api.CapPlugins, images.CapImages, CapContainers), nil
+	return plugin.HostInfo(plugin.LayerAPI, "grpc", version.Version, api.CapGRPC, api.CapREST, api.CapSystem, api.CapPlugins, images.CapImages, CapContainers, network.CapNetwork), nil
 }
 
 func (f *frontend) ConfigSchema(context.Context) (*schema.Spec, error) {
@@ -139,6 +140,14 @@ func (f *frontend) Configure(_ context.Context, req plugin.ConfigureRequest) err
 		}
 	}
 
+	// The core's network service, when this core offers one.
+	var netSvc network.Service
+	if req.Handles.Has(plugin.HandleNetwork) {
+		if netSvc, err = network.FromHandles(req.Handles); err != nil {
+			return err
+		}
+	}
+
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.server != nil {
@@ -155,6 +164,9 @@ func (f *frontend) Configure(_ context.Context, req plugin.ConfigureRequest) err
 	api.RegisterSystemServer(srv, system)
 	if imageSvc != nil {
 		images.RegisterServer(srv, imageSvc)
+	}
+	if netSvc != nil {
+		network.RegisterServer(srv, netSvc)
 	}
 	if lc != nil {
 		// The plugin contract's Lifecycle service is the public one: its

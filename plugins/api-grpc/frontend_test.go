@@ -12,6 +12,7 @@ import (
 	"github.com/berth-dev/berth/sdk/api"
 	"github.com/berth-dev/berth/sdk/errdefs"
 	"github.com/berth-dev/berth/sdk/images"
+	"github.com/berth-dev/berth/sdk/network"
 	"github.com/berth-dev/berth/sdk/plugin"
 	"github.com/berth-dev/berth/sdk/schema"
 )
@@ -23,7 +24,7 @@ func TestInfoDeclaresItsCapabilities(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{api.CapGRPC, api.CapREST, api.CapSystem, api.CapPlugins, images.CapImages, CapContainers}
+	want := []string{api.CapGRPC, api.CapREST, api.CapSystem, api.CapPlugins, images.CapImages, CapContainers, network.CapNetwork}
 	if info.Layer != plugin.LayerAPI || info.Name != "grpc" || !slices.Equal(info.Capabilities, want) {
 		t.Fatalf("Info = %+v; want layer api, name grpc, capabilities %v", info, want)
 	}
