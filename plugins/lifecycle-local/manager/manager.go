@@ -90,6 +90,8 @@ type Manager struct {
 	watchers   map[string]subscription // Wait watchers by container id
 	eventSubs  map[string]subscription // event streams by handle
 	nextToken  int
+	// volMu serialises volume creation, removal and filling (volumes.go).
+	volMu sync.Mutex
 }
 
 var (
@@ -197,6 +199,10 @@ func (m *Manager) Configure(ctx context.Context, req plugin.ConfigureRequest) er
 	} else if m.stateDir != req.StateDir {
 		m.mu.Unlock()
 		return errdefs.InvalidArgument("lifecycle local: state dir cannot change from %s to %s while running", m.stateDir, req.StateDir)
+	}
+	if m.stateDir == "" {
+		m.stateDir = req.StateDir
+		m.cleanupLeftovers()
 	}
 	m.stateDir = req.StateDir
 	m.settings = settings

@@ -25,18 +25,3 @@ func (m *Manager) CopyTo(context.Context, string, string, io.Reader) error {
 func (m *Manager) Export(context.Context, string, io.Writer) error {
 	return errdefs.NotImplemented("export: not yet")
 }
-func (m *Manager) CreateVolume(context.Context, string, map[string]string) (lifecycle.Volume, error) {
-	return lifecycle.Volume{}, errdefs.NotImplemented("volumes: not yet")
-}
-func (m *Manager) ListVolumes(context.Context) ([]lifecycle.Volume, error) {
-	return nil, errdefs.NotImplemented("volumes: not yet")
-}
-func (m *Manager) InspectVolume(context.Context, string) (lifecycle.Volume, error) {
-	return lifecycle.Volume{}, errdefs.NotImplemented("volumes: not yet")
-}
-func (m *Manager) RemoveVolume(context.Context, string, bool) error {
-	return errdefs.NotImplemented("volumes: not yet")
-}
-func (m *Manager) PruneVolumes(context.Context, bool) (lifecycle.VolumePruneReport, error) {
-	return lifecycle.VolumePruneReport{}, errdefs.NotImplemented("volumes: not yet")
-}

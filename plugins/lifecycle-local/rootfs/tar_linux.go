@@ -99,6 +99,9 @@ func (t *tarWalker) entry(dirfd int, name, inRoot, tarName string, self bool) er
 		}
 		return fmt.Errorf("stat %s: %w", inRoot, err)
 	}
+	if tarName == "" && st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return errdefs.InvalidArgument("%s in the container is not a directory", inRoot)
+	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:
 		fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)

@@ -117,10 +117,12 @@ func (s *Store) VolumeUsers() (map[string][]string, error) {
 }
 
 // DeleteVolume removes the record of volume name unless a container
-// record mounts it, checked in the same transaction (so a container
-// created meanwhile either sees the volume or is seen here). A volume in
-// use is ErrInvalidState naming the containers; a missing one ErrNotFound.
-func (s *Store) DeleteVolume(name string) error {
+// record other than ignore's mounts it, checked in the same transaction
+// (so a container created meanwhile either sees the volume or is seen
+// here). A volume in use is ErrInvalidState naming the containers; a
+// missing one ErrNotFound. ignore lets a failed Create remove the volume
+// it made while its own record still names it.
+func (s *Store) DeleteVolume(name, ignore string) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketVolumes)
 		if b == nil || b.Get([]byte(name)) == nil {
@@ -132,7 +134,7 @@ func (s *Store) DeleteVolume(name string) error {
 			if err != nil {
 				return err
 			}
-			if MountsVolume(r, name) {
+			if MountsVolume(r, name) && r.Container.ID != ignore {
 				users = append(users, fmt.Sprintf("%s (%s)", r.Container.Name, r.Container.ID[:min(12, len(r.Container.ID))]))
 			}
 			return nil

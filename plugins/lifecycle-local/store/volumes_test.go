@@ -37,9 +37,15 @@ func TestVolumes(t *testing.T) {
 	if err := s.Create(r); err != nil {
 		t.Fatal(err)
 	}
-	err := s.DeleteVolume("data")
+	err := s.DeleteVolume("data", "")
 	if !errdefs.IsInvalidState(err) || !strings.Contains(err.Error(), "web ("+r.Container.ID[:12]+")") {
 		t.Fatalf("DeleteVolume of a volume in use: %v, want InvalidState naming web", err)
+	}
+	if err := s.DeleteVolume("data", r.Container.ID); err != nil {
+		t.Fatalf("DeleteVolume of a volume only the ignored container mounts: %v", err)
+	}
+	if err := s.CreateVolume(data); err != nil {
+		t.Fatal(err)
 	}
 	users, err := s.VolumeUsers()
 	if err != nil || !reflect.DeepEqual(users, map[string][]string{"data": {r.Container.ID}}) {
@@ -66,10 +72,10 @@ func TestVolumes(t *testing.T) {
 	if err := s.Delete(r.Container.ID); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DeleteVolume("data"); err != nil {
+	if err := s.DeleteVolume("data", ""); err != nil {
 		t.Fatalf("DeleteVolume of an unused volume: %v", err)
 	}
-	if err := s.DeleteVolume("data"); !errdefs.IsNotFound(err) {
+	if err := s.DeleteVolume("data", ""); !errdefs.IsNotFound(err) {
 		t.Fatalf("DeleteVolume again: %v, want NotFound", err)
 	}
 	if err := s.Check(); err != nil {
