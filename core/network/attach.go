@@ -16,6 +16,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/berth-dev/berth/internal/netd"
 	"github.com/berth-dev/berth/sdk/errdefs"
 	"github.com/berth-dev/berth/sdk/isolation"
 	sdknet "github.com/berth-dev/berth/sdk/network"
@@ -138,7 +139,11 @@ func (s *Service) Attach(ctx context.Context, req sdknet.AttachRequest) (isolati
 	if err != nil {
 		return isolation.NetworkAttachment{}, err
 	}
-	if err := s.publishState(n); err != nil {
+	st, err := s.publishState(n)
+	if err == nil && st != nil {
+		err = portErrors(st, e)
+	}
+	if err != nil {
 		if derr := s.detachLocked(req.ContainerID); derr != nil {
 			s.log.Error("undo a failed attach", "container_id", req.ContainerID, "error", derr)
 		}
@@ -192,7 +197,20 @@ func (s *Service) detachLocked(containerID string) error {
 	if n.ID == "" {
 		return nil
 	}
-	return s.publishState(n)
+	_, err = s.publishState(n)
+	return err
+}
+
+// portErrors reports the published ports of e the helper could not serve.
+func portErrors(st *netd.Status, e epRecord) error {
+	for _, ps := range st.Ports {
+		if ps.Error == "" || ps.TargetIP != e.IP.String() {
+			continue
+		}
+		return errdefs.InvalidArgument("publish %s:%d:%d/%s: the network helper cannot listen: %s",
+			ps.HostIP, ps.HostPort, ps.TargetPort, ps.Protocol, ps.Error)
+	}
+	return nil
 }
 
 // normalisePorts checks published ports and fills defaults: protocol tcp,

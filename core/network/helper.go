@@ -2,7 +2,6 @@ package network
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -18,34 +17,13 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/berth-dev/berth/internal/netd"
 )
 
 // HelperState is a network helper's input, the JSON of
-// <root>/<id>/state.json (the schema internal/netd reads): the names it
-// answers, where it forwards other queries, and the ports it proxies.
-type HelperState struct {
-	Network   string        `json:"network"`
-	Gateway   string        `json:"gateway"`
-	Upstreams []string      `json:"upstreams"`
-	Records   []HelperName  `json:"records"`
-	Ports     []HelperProxy `json:"ports"`
-}
-
-// HelperName is one DNS name and its addresses.
-type HelperName struct {
-	Name string   `json:"name"`
-	IPs  []string `json:"ips"`
-}
-
-// HelperProxy is one published port: a listener on HostIP:HostPort that
-// forwards to TargetIP:TargetPort.
-type HelperProxy struct {
-	HostIP     string `json:"hostIP"`
-	HostPort   uint16 `json:"hostPort"`
-	Protocol   string `json:"protocol"`
-	TargetIP   string `json:"targetIP"`
-	TargetPort uint16 `json:"targetPort"`
-}
+// <root>/<id>/state.json: internal/netd's State.
+type HelperState = netd.State
 
 // stateOf computes network n's helper state from the store.
 func stateOf(tx *bolt.Tx, n netRecord, upstreams []string) (HelperState, error) {
@@ -53,7 +31,7 @@ func stateOf(tx *bolt.Tx, n netRecord, upstreams []string) (HelperState, error) 
 	if err != nil {
 		return HelperState{}, err
 	}
-	st := HelperState{Network: n.Name, Gateway: n.Gateway.String(), Upstreams: upstreams, Records: []HelperName{}, Ports: []HelperProxy{}}
+	st := HelperState{Network: n.Name, Gateway: n.Gateway.String(), Upstreams: upstreams, Records: []netd.Record{}, Ports: []netd.Port{}}
 	if st.Upstreams == nil {
 		st.Upstreams = []string{}
 	}
@@ -84,37 +62,34 @@ func stateOf(tx *bolt.Tx, n netRecord, upstreams []string) (HelperState, error) 
 			if host == "" {
 				host = "0.0.0.0"
 			}
-			st.Ports = append(st.Ports, HelperProxy{
+			st.Ports = append(st.Ports, netd.Port{
 				HostIP: host, HostPort: p.HostPort, Protocol: p.Protocol, TargetIP: e.IP.String(), TargetPort: p.ContainerPort,
 			})
 		}
 	}
 	for name, ips := range names {
 		slices.Sort(ips)
-		st.Records = append(st.Records, HelperName{Name: name, IPs: ips})
+		st.Records = append(st.Records, netd.Record{Name: name, IPs: ips})
 	}
-	slices.SortFunc(st.Records, func(a, b HelperName) int { return strings.Compare(a.Name, b.Name) })
-	slices.SortFunc(st.Ports, func(a, b HelperProxy) int {
+	slices.SortFunc(st.Records, func(a, b netd.Record) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(st.Ports, func(a, b netd.Port) int {
 		return strings.Compare(fmt.Sprintf("%s/%s/%05d", a.Protocol, a.HostIP, a.HostPort), fmt.Sprintf("%s/%s/%05d", b.Protocol, b.HostIP, b.HostPort))
 	})
 	return st, nil
 }
 
-// writeState rewrites n's state file from the store, atomically.
-func (s *Service) writeState(n netRecord) error {
+// writeState rewrites n's state file from the store, atomically, and
+// returns the bytes written.
+func (s *Service) writeState(n netRecord) ([]byte, error) {
 	var st HelperState
 	if err := s.store.db.View(func(tx *bolt.Tx) (err error) { st, err = stateOf(tx, n, s.opts.DNSUpstreams); return }); err != nil {
-		return err
-	}
-	raw, err := json.MarshalIndent(st, "", "  ")
-	if err != nil {
-		return err
+		return nil, err
 	}
 	path := s.statePath(n.ID)
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
+		return nil, err
 	}
-	return writeFileAtomic(path, append(raw, '\n'), 0o600)
+	return netd.WriteJSON(path, st)
 }
 
 // writeFileAtomic writes data to path through a synced temporary file
@@ -141,14 +116,25 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
+	return os.Rename(tmp, path)
+}
+
+// awaitStatus waits until network id's helper reports having loaded the
+// state file bytes raw, and returns its status; ok is false when it did
+// not within timeout.
+func (h *helpers) awaitStatus(statePath string, raw []byte, timeout time.Duration) (netd.Status, bool) {
+	want := netd.HashState(raw)
+	deadline := time.Now().Add(timeout)
+	for {
+		st, err := netd.ReadStatus(statePath)
+		if err == nil && st.StateSHA256 == want {
+			return st, true
+		}
+		if time.Now().After(deadline) {
+			return netd.Status{}, false
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
-	return nil
 }
 
 // helpers runs one helper process per network: `<argv> --state FILE`,

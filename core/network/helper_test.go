@@ -2,6 +2,7 @@ package network
 
 import (
 	"context"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -13,6 +14,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-dev/berth/internal/netd"
+	"github.com/berth-dev/berth/sdk/errdefs"
+	"github.com/berth-dev/berth/sdk/isolation"
 	sdknet "github.com/berth-dev/berth/sdk/network"
 )
 
@@ -36,13 +40,32 @@ func fakeHelper() int {
 			_ = f.Close()
 		}
 	}
+	// Like netd, report each load in the status file; ports whose host
+	// port is in $BERTH_TEST_HELPER_BUSY fail as if taken.
+	report := func() {
+		st, raw, err := netd.ReadState(state)
+		if err != nil {
+			return
+		}
+		status := netd.Status{Pid: os.Getpid(), StateSHA256: netd.HashState(raw)}
+		for _, p := range st.Ports {
+			ps := netd.PortStatus{Port: p}
+			if os.Getenv("BERTH_TEST_HELPER_BUSY") == strconv.Itoa(int(p.HostPort)) {
+				ps.Error = "listen tcp: address already in use"
+			}
+			status.Ports = append(status.Ports, ps)
+		}
+		_, _ = netd.WriteJSON(netd.StatusPath(state), status)
+	}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM)
+	report()
 	ev("start")
 	for s := range sigs {
 		if s == syscall.SIGTERM {
 			return 0
 		}
+		report()
 		ev("hup")
 	}
 	return 0
@@ -51,6 +74,8 @@ func fakeHelper() int {
 func TestHelperLifecycle(t *testing.T) {
 	ctx := context.Background()
 	t.Setenv("BERTH_TEST_HELPER", "1")
+	busyPort := freePort(t)
+	t.Setenv("BERTH_TEST_HELPER_BUSY", strconv.Itoa(int(busyPort)))
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -92,6 +117,15 @@ func TestHelperLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor("a SIGHUP after attach", func() bool { return strings.Count(events(), "hup") >= 1 })
+	// A port the helper cannot serve fails the attach, which leaves nothing.
+	_, err = s.Attach(ctx, sdknet.AttachRequest{ContainerID: strings.Repeat("9", 64), Network: "h",
+		Ports: []isolation.PortMapping{{HostIP: "127.0.0.1", HostPort: busyPort, ContainerPort: 80}}})
+	if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "already in use") || !strings.Contains(err.Error(), strconv.Itoa(int(busyPort))) {
+		t.Errorf("attach with a port the helper cannot serve = %v, want InvalidArgument naming it", err)
+	}
+	if eps, _ := s.Endpoints(ctx, "h"); len(eps) != 1 {
+		t.Errorf("endpoints after a refused attach: %+v", eps)
+	}
 
 	// The daemon goes away and comes back: the helper is adopted, not
 	// started twice.
@@ -133,4 +167,14 @@ func isZombie(pid int) bool {
 	}
 	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
 	return len(f) > 0 && f[0] == "Z"
+}
+
+// freePort returns a TCP port free on 127.0.0.1 a moment ago.
+func freePort(t *testing.T) uint16 {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return uint16(l.Addr().(*net.TCPAddr).Port)
 }

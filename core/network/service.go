@@ -42,6 +42,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/berth-dev/berth/internal/netd"
 	"github.com/berth-dev/berth/sdk/errdefs"
 	"github.com/berth-dev/berth/sdk/isolation"
 	sdknet "github.com/berth-dev/berth/sdk/network"
@@ -237,7 +238,7 @@ func (s *Service) bringUp(ctx context.Context, n netRecord) error {
 			return fmt.Errorf("network %s datapath: %w", n.Name, err)
 		}
 	}
-	if err := s.writeState(n); err != nil {
+	if _, err := s.writeState(n); err != nil {
 		return err
 	}
 	if s.helpers != nil {
@@ -262,19 +263,32 @@ func (s *Service) tearDown(ctx context.Context, n netRecord) error {
 	return os.RemoveAll(filepath.Join(s.opts.Root, n.ID))
 }
 
-// publishState rewrites n's state file and tells its helper. Called with
-// mu held.
-func (s *Service) publishState(n netRecord) error {
-	if err := s.writeState(n); err != nil {
-		return err
+// publishState rewrites n's state file and tells its helper; it returns
+// the helper's status once the helper has loaded it (nil without a
+// helper, or when it did not answer in time: the helper also polls the
+// file, and the supervisor restarts a dead one). Called with mu held.
+func (s *Service) publishState(n netRecord) (*netd.Status, error) {
+	raw, err := s.writeState(n)
+	if err != nil {
+		return nil, err
 	}
-	if s.helpers != nil {
-		if err := s.helpers.reload(n.ID); err != nil {
-			s.log.Warn("signal network helper; the supervisor restarts it", "network", n.Name, "error", err)
-		}
+	if s.helpers == nil {
+		return nil, nil
 	}
-	return nil
+	if err := s.helpers.reload(n.ID); err != nil {
+		s.log.Warn("signal network helper; the supervisor restarts it", "network", n.Name, "error", err)
+		return nil, nil
+	}
+	st, ok := s.helpers.awaitStatus(s.statePath(n.ID), raw, helperAnswerTimeout)
+	if !ok {
+		s.log.Warn("network helper did not report loading its new state in time", "network", n.Name, "timeout", helperAnswerTimeout)
+		return nil, nil
+	}
+	return &st, nil
 }
+
+// helperAnswerTimeout bounds the wait for a helper to load a new state.
+const helperAnswerTimeout = 5 * time.Second
 
 var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$`)
 
