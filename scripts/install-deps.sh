@@ -22,6 +22,7 @@ packages=(
   qemu-utils          # qemu-img: qcow2 overlays for snapshot-ext4 where reflink is missing
   e2fsprogs           # mkfs.ext4 -d: block snapshots for VMs (snapshot-ext4)
   nftables            # nft: networking tests assert the rules Berth writes
+  kmod cpio xz-utils  # vmkernel tests cross-check with depmod, cpio -t/-i and xz -d
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -36,4 +37,27 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Guest kernel packages for VM isolation tests (internal/vmkernel/vmkerneltest),
+# cached in /var/cache/berth/debs: Debian's amd64 kernel and, for the arm64
+# (Virtualization.framework) extraction tests, the cloud-arm64 one.
+kernel_deb() { # META[:ARCH] GLOB: apt-get download META's linux-image-<version> dependency
+  local dep
+  ls /var/cache/berth/debs/$2 >/dev/null 2>&1 && return 0
+  dep=$(apt-cache depends "$1" 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+  if [ -z "$dep" ]; then
+    apt-get update -qq
+    dep=$(apt-cache depends "$1" | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+  fi
+  [[ $1 == *:* && $dep != *:* ]] && dep="$dep:${1#*:}"
+  (cd /var/cache/berth/debs && apt-get download -q "$dep" >/dev/null)
+}
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+  mkdir -p /var/cache/berth/debs
+  kernel_deb linux-image-amd64 'linux-image-[0-9]*-amd64_*_amd64.deb'
+  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    dpkg --add-architecture arm64
+    apt-get update -qq
+  fi
+  kernel_deb linux-image-cloud-arm64:arm64 'linux-image-[0-9]*-cloud-arm64_*_arm64.deb'
 fi

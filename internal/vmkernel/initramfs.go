@@ -1,0 +1,211 @@
+package vmkernel
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/u-root/u-root/pkg/cpio"
+)
+
+// InitramfsSpec says what goes into a guest initramfs (layout in VM-ARCH.md).
+type InitramfsSpec struct {
+	// Agent is the host path of the static guest agent; it becomes /init.
+	Agent string
+	// SandboxInit is the host path of the static sandbox init; when set it
+	// becomes /sbin/berth-sandbox-init.
+	SandboxInit string
+	// Modules are loaded by the agent in this order; they become
+	// /modules/NN-<name>.ko (NN keeps the order lexical).
+	Modules []Module
+	// Files are extra files.
+	Files []InitramfsFile
+}
+
+// InitramfsFile is an extra file: Data, or the content of the host file
+// Source when Data is nil. Path is absolute in the guest ("/etc/hosts");
+// its parent directories are created (0755).
+type InitramfsFile struct {
+	Path   string
+	Source string
+	Data   []byte
+	Mode   os.FileMode // permission bits; 0 means 0644
+}
+
+// InitramfsDirs are the directories every initramfs has: mount points the
+// agent uses (/proc /sys /dev /tmp /run /newroot, /mnt) and /modules, /sbin.
+var InitramfsDirs = []string{"dev", "mnt", "modules", "newroot", "proc", "run", "sbin", "sys", "tmp"}
+
+// BuildInitramfs writes an uncompressed cpio (newc) initramfs for spec to w.
+// The output is deterministic: entries sorted by name, owned by 0:0, mtime
+// 0, inode numbers in order, permissions from the spec (never from the
+// host). /dev/console is a character device 5:1.
+func BuildInitramfs(w io.Writer, spec InitramfsSpec) error {
+	if spec.Agent == "" {
+		return fmt.Errorf("initramfs: no agent")
+	}
+	type entry struct {
+		rec  cpio.Record
+		open func() (io.ReaderAt, int64, error)
+	}
+	entries := map[string]*entry{}
+	addDir := func(name string) {
+		if _, ok := entries[name]; !ok {
+			perm := uint64(0o755)
+			if name == "tmp" {
+				perm = 0o1777
+			}
+			entries[name] = &entry{rec: cpio.Directory(name, perm)}
+		}
+	}
+	addParents := func(name string) error {
+		for d := path.Dir(name); d != "." && d != "/"; d = path.Dir(d) {
+			if e, ok := entries[d]; ok && e.rec.Info.Mode&cpio.S_IFMT != cpio.S_IFDIR {
+				return fmt.Errorf("initramfs: /%s: /%s is not a directory", name, d)
+			}
+			addDir(d)
+		}
+		return nil
+	}
+	addHostFile := func(name, src string, perm uint64) error {
+		if _, ok := entries[name]; ok {
+			return fmt.Errorf("initramfs: /%s given twice", name)
+		}
+		fi, err := os.Stat(src)
+		if err != nil {
+			return fmt.Errorf("initramfs: /%s: %w", name, err)
+		}
+		if !fi.Mode().IsRegular() {
+			return fmt.Errorf("initramfs: /%s: %s is not a regular file", name, src)
+		}
+		if err := addParents(name); err != nil {
+			return err
+		}
+		entries[name] = &entry{
+			rec: cpio.Record{Info: cpio.Info{Name: name, Mode: cpio.S_IFREG | perm, FileSize: uint64(fi.Size())}},
+			open: func() (io.ReaderAt, int64, error) {
+				f, err := os.Open(src)
+				if err != nil {
+					return nil, 0, err
+				}
+				st, err := f.Stat()
+				if err != nil {
+					f.Close()
+					return nil, 0, err
+				}
+				return f, st.Size(), nil
+			},
+		}
+		return nil
+	}
+	for _, d := range InitramfsDirs {
+		addDir(d)
+	}
+	entries["dev/console"] = &entry{rec: cpio.CharDev("dev/console", 0o600, 5, 1)}
+	if err := addHostFile("init", spec.Agent, 0o755); err != nil {
+		return err
+	}
+	if spec.SandboxInit != "" {
+		if err := addHostFile("sbin/berth-sandbox-init", spec.SandboxInit, 0o755); err != nil {
+			return err
+		}
+	}
+	width := max(2, len(fmt.Sprint(len(spec.Modules))))
+	for i, m := range spec.Modules {
+		if m.Name == "" || strings.ContainsAny(m.Name, "/\x00") {
+			return fmt.Errorf("initramfs: bad module name %q", m.Name)
+		}
+		name := fmt.Sprintf("modules/%0*d-%s.ko", width, i, m.Name)
+		if err := addHostFile(name, m.Path, 0o644); err != nil {
+			return err
+		}
+	}
+	for _, f := range spec.Files {
+		name, err := guestName(f.Path)
+		if err != nil {
+			return err
+		}
+		perm := uint64(f.Mode.Perm())
+		if perm == 0 {
+			perm = 0o644
+		}
+		if f.Data == nil {
+			if err := addHostFile(name, f.Source, perm); err != nil {
+				return err
+			}
+			continue
+		}
+		if _, ok := entries[name]; ok {
+			return fmt.Errorf("initramfs: /%s given twice", name)
+		}
+		if err := addParents(name); err != nil {
+			return err
+		}
+		data := f.Data
+		entries[name] = &entry{
+			rec:  cpio.Record{Info: cpio.Info{Name: name, Mode: cpio.S_IFREG | perm, FileSize: uint64(len(data))}},
+			open: func() (io.ReaderAt, int64, error) { return bytes.NewReader(data), int64(len(data)), nil },
+		}
+	}
+
+	names := make([]string, 0, len(entries))
+	for n := range entries {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	cw := cpio.Newc.Writer(w)
+	for i, n := range names {
+		e := entries[n]
+		rec := e.rec
+		rec.Info.Ino = uint64(i + 1)
+		rec.Info.UID, rec.Info.GID, rec.Info.MTime = 0, 0, 0
+		rec.Info.NLink = 1
+		if rec.Info.Mode&cpio.S_IFMT == cpio.S_IFDIR {
+			rec.Info.NLink = 2
+		}
+		if e.open != nil {
+			ra, size, err := e.open()
+			if err != nil {
+				return fmt.Errorf("initramfs: /%s: %w", n, err)
+			}
+			if uint64(size) != rec.Info.FileSize {
+				if c, ok := ra.(io.Closer); ok {
+					c.Close()
+				}
+				return fmt.Errorf("initramfs: /%s changed size while building (%d → %d bytes)", n, rec.Info.FileSize, size)
+			}
+			rec.ReaderAt = ra // WriteRecord closes it
+		}
+		if err := cw.WriteRecord(rec); err != nil {
+			if c, ok := rec.ReaderAt.(io.Closer); ok {
+				c.Close()
+			}
+			return fmt.Errorf("initramfs: writing /%s: %w", n, err)
+		}
+	}
+	if err := cpio.WriteTrailer(cw); err != nil {
+		return fmt.Errorf("initramfs: trailer: %w", err)
+	}
+	return nil
+}
+
+// guestName turns an absolute guest path into a cpio entry name.
+func guestName(p string) (string, error) {
+	if !strings.HasPrefix(p, "/") || strings.ContainsRune(p, 0) {
+		return "", fmt.Errorf("initramfs: file path %q is not absolute", p)
+	}
+	for _, el := range strings.Split(p, "/") {
+		if el == ".." {
+			return "", fmt.Errorf("initramfs: file path %q contains \"..\"", p)
+		}
+	}
+	c := strings.TrimPrefix(path.Clean(p), "/")
+	if c == "" || c == "." {
+		return "", fmt.Errorf("initramfs: file path %q names the root", p)
+	}
+	return c, nil
+}
