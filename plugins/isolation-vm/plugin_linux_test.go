@@ -1,0 +1,259 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/berth-dev/berth/internal/vmkernel"
+	"github.com/berth-dev/berth/sdk/isolation"
+	"github.com/berth-dev/berth/sdk/isolation/conformance"
+	"github.com/berth-dev/berth/sdk/lifecycle"
+	"github.com/berth-dev/berth/sdk/mount"
+	"github.com/berth-dev/berth/sdk/plugin"
+	"github.com/berth-dev/berth/sdk/schema"
+	"github.com/berth-dev/berth/sdk/spec"
+)
+
+// These tests boot real VMs (qemu; TCG here) as root: the plugin binary,
+// the guest agent and the static sandbox init are built, a Debian kernel is
+// installed into a kernel store (the cached .deb), and the demo image's
+// rootfs becomes an ext4 image each task gets a copy of. VM tests skip
+// without qemu or the kernel package; CI has both.
+
+// kernelDeb is the Debian kernel package the tests install (cached by
+// scripts/install-deps.sh).
+const kernelDeb = "/var/cache/berth/debs/linux-image-6.1.0-56-amd64_6.1.192-2_amd64.deb"
+
+var (
+	testDir   string // everything the tests make
+	binDir    string // isolation-vm, berth-vm-agent, berth-sandbox-init
+	coreState string // a core state dir: kernels/ holds the installed kernel
+	baseImage string // the demo rootfs as an ext4 image
+	setupErr  error
+	skipWhy   string
+)
+
+func TestMain(m *testing.M) {
+	var err error
+	testDir, err = os.MkdirTemp("", "berth-vmt")
+	if err != nil {
+		panic(err)
+	}
+	switch {
+	case os.Geteuid() != 0:
+		skipWhy = "needs root"
+	case !have("qemu-system-x86_64"):
+		skipWhy = "qemu-system-x86_64 not installed (scripts/install-deps.sh)"
+	default:
+		if _, err := os.Stat(kernelDeb); err != nil {
+			skipWhy = "kernel package " + kernelDeb + " missing (scripts/install-deps.sh)"
+		} else {
+			setupErr = setup()
+		}
+	}
+	code := m.Run()
+	_ = os.RemoveAll(testDir)
+	os.Exit(code)
+}
+
+func have(bin string) bool { _, err := exec.LookPath(bin); return err == nil }
+
+func setup() error {
+	binDir = filepath.Join(testDir, "bin")
+	coreState = filepath.Join(testDir, "state")
+	if err := os.MkdirAll(binDir, 0o755); err != nil {
+		return err
+	}
+	builds := []struct {
+		out, pkg string
+		env      []string
+		flags    []string
+	}{
+		{"isolation-vm", "github.com/berth-dev/berth/plugins/isolation-vm", nil, nil},
+		{"berth-vm-agent", "github.com/berth-dev/berth/plugins/isolation-vm/guest", []string{"CGO_ENABLED=0"}, []string{"-trimpath", "-ldflags=-s -w"}},
+		{"berth-sandbox-init", "github.com/berth-dev/berth/cmd/berth-sandbox-init", nil,
+			[]string{"-tags", "netgo,osusergo", "-ldflags", "-s -w -linkmode external -extldflags -static"}},
+	}
+	errs := make(chan error, len(builds))
+	for _, b := range builds {
+		go func() {
+			args := append(append([]string{"build", "-o", filepath.Join(binDir, b.out)}, b.flags...), b.pkg)
+			cmd := exec.Command("go", args...)
+			cmd.Env = append(os.Environ(), b.env...)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				errs <- fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out)
+				return
+			}
+			errs <- nil
+		}()
+	}
+	kerr := make(chan error, 1)
+	go func() {
+		store := vmkernel.Store{Dir: vmkernel.DefaultDir(coreState)}
+		_, err := store.Install(context.Background(), vmkernel.InstallOptions{Deb: kernelDeb, Default: true})
+		kerr <- err
+	}()
+	rootfs := filepath.Join(testDir, "rootfs")
+	if out, err := exec.Command("../../scripts/demo-image.sh", "--rootfs", rootfs).CombinedOutput(); err != nil {
+		return fmt.Errorf("scripts/demo-image.sh --rootfs: %v\n%s", err, out)
+	}
+	baseImage = filepath.Join(testDir, "rootfs.ext4")
+	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-d", rootfs, "-L", "rootfs", baseImage, "64M").CombinedOutput(); err != nil {
+		return fmt.Errorf("mkfs.ext4: %v\n%s", err, out)
+	}
+	for range builds {
+		if err := <-errs; err != nil {
+			return err
+		}
+	}
+	if err := <-kerr; err != nil {
+		return fmt.Errorf("install the test kernel: %w", err)
+	}
+	return nil
+}
+
+func requireVM(t *testing.T) {
+	t.Helper()
+	if skipWhy != "" {
+		t.Skip(skipWhy)
+	}
+	if setupErr != nil {
+		t.Fatalf("test setup: %v", setupErr)
+	}
+}
+
+// pluginDirs returns a fresh plugin state dir under coreState (so the
+// plugin finds the kernel store) and a short runtime dir.
+func pluginDirs(t *testing.T) (string, string) {
+	t.Helper()
+	run, err := os.MkdirTemp("", "bvm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(coreState, "plugins", filepath.Base(run))
+	t.Cleanup(func() {
+		_ = os.RemoveAll(run)
+		_ = os.RemoveAll(state)
+	})
+	return state, run
+}
+
+// testConfig is the plugin block the tests use: small VMs.
+func testConfig(extra string) schema.Config {
+	return schema.Config{JSON: []byte(`{"agent":"` + filepath.Join(binDir, "berth-vm-agent") + `","sandbox_init":"` +
+		filepath.Join(binDir, "berth-sandbox-init") + `","memory":"256MiB","cpus":1,"accel":"tcg","boot_timeout":"90s"` + extra + `}`)}
+}
+
+func configured(t *testing.T, stateDir, runDir, extra string) *runtime {
+	t.Helper()
+	rt := newRuntime(hclog.New(&hclog.LoggerOptions{Level: hclog.Warn}))
+	rt.supervisorExe = filepath.Join(binDir, "isolation-vm")
+	if err := rt.Configure(context.Background(), plugin.ConfigureRequest{Config: testConfig(extra), StateDir: stateDir, RuntimeDir: runDir}); err != nil {
+		t.Fatalf("Configure: %v", err)
+	}
+	return rt
+}
+
+// newSpec is the suite's NewSpec: the demo image as a private copy of the
+// ext4 image (the snapshot layer's block mount), Docker's defaults.
+func newSpec(t *testing.T, id string, o conformance.SpecOptions) isolation.Spec {
+	t.Helper()
+	s, err := spec.Build(spec.ImageConfig{Env: []string{"PATH=/bin"}, Cmd: o.Args},
+		lifecycle.Config{Tty: o.TTY, OpenStdin: o.Stdin}, spec.Extra{ContainerID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(t.TempDir(), "rootfs.ext4")
+	if out, err := exec.Command("cp", "--sparse=always", baseImage, img).CombinedOutput(); err != nil {
+		t.Fatalf("copy the rootfs image: %v: %s", err, out)
+	}
+	is := isolation.Spec{ID: id, OCI: s, LogPath: o.LogPath, Annotations: map[string]string{},
+		Rootfs: []mount.Mount{{Type: "ext4", Source: img, Options: []string{"rw", "format=raw"}}}}
+	if o.Stdin {
+		is.Annotations[isolation.AnnotationOpenStdin] = "open"
+	}
+	return is
+}
+
+// noLeaks asserts nothing of the plugin's tasks is left: task dirs,
+// sockets, run dirs, supervisors, qemu processes.
+func noLeaks(t *testing.T, stateDir, runDir string) {
+	t.Helper()
+	entries, _ := os.ReadDir(filepath.Join(stateDir, "tasks"))
+	if len(entries) > 0 {
+		t.Errorf("task dirs left: %v", entries)
+	}
+	left, _ := os.ReadDir(runDir)
+	if len(left) > 0 {
+		t.Errorf("runtime dir not empty: %v", left)
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, _ := os.ReadFile(p)
+		if strings.Contains(string(b), stateDir) || strings.Contains(string(b), runDir) {
+			t.Errorf("process left running: %s", strings.ReplaceAll(string(b), "\x00", " "))
+		}
+	}
+}
+
+// TestRunInVM is the end-to-end path in process: create (boot), attach,
+// start, wait, log, delete, and nothing left.
+func TestRunInVM(t *testing.T) {
+	requireVM(t)
+	stateDir, runDir := pluginDirs(t)
+	rt := configured(t, stateDir, runDir, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	log := filepath.Join(t.TempDir(), "task.log")
+	id := "vm-e2e"
+	start := time.Now()
+	if _, err := rt.Create(ctx, newSpec(t, id, conformance.SpecOptions{Args: []string{"sh", "-c", "echo hello from the vm; uname -r; exit 3"}, LogPath: log})); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	t.Logf("created (VM booted) in %s", time.Since(start))
+	var out strings.Builder
+	done := make(chan error, 1)
+	go func() { done <- rt.Attach(ctx, id, "", isolation.Streams{Stdout: &syncWriter{b: &out}}) }()
+	if _, err := rt.Start(ctx, id); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	e, err := rt.Wait(ctx, id, "")
+	if err != nil || e.Code != 3 {
+		t.Fatalf("Wait = %+v, %v; want exit 3", e, err)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Attach: %v", err)
+	}
+	if !strings.Contains(out.String(), "hello from the vm\n6.1.0-56-amd64") {
+		t.Errorf("output %q", out.String())
+	}
+	b, _ := os.ReadFile(log)
+	if !strings.Contains(string(b), `"log":"hello from the vm\n","stream":"stdout"`) {
+		t.Errorf("log:\n%s", b)
+	}
+	if _, err := rt.Delete(ctx, id); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	t.Logf("whole run %s", time.Since(start))
+	noLeaks(t, stateDir, runDir)
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	b  *strings.Builder
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
