@@ -174,3 +174,31 @@ func TestDialRetry(t *testing.T) {
 		t.Fatalf("stop: %v", err)
 	}
 }
+
+func TestValidateVZ(t *testing.T) {
+	c := validConfig(t)
+	c.NICs[0].TAP = ""
+	if err := ValidateVZ(c); err != nil {
+		t.Fatalf("valid vz config: %v", err)
+	}
+	for name, tc := range map[string]struct {
+		edit func(*Config)
+		kind error
+		want string
+	}{
+		"qcow2":       {func(c *Config) { c.Disks[0].Format = "qcow2" }, errdefs.ErrInvalidArgument, "raw images only"},
+		"tap":         {func(c *Config) { c.NICs[0].TAP = "tap0" }, errdefs.ErrInvalidArgument, "NAT"},
+		"memory file": {func(c *Config) { c.MemoryFile = filepath.Join(c.RunDir, "ram") }, errdefs.ErrNotImplemented, "memory file"},
+		"base rules":  {func(c *Config) { c.CPUs = 0 }, errdefs.ErrInvalidArgument, "cpus"},
+	} {
+		c := validConfig(t)
+		c.NICs[0].TAP = ""
+		tc.edit(&c)
+		if err := ValidateVZ(c); !errors.Is(err, tc.kind) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v", name, err)
+		}
+	}
+	if p := VZPlatform("arm64"); p.Name != "vz" || KernelCmdline(nil, p.KernelArgs) != "console=hvc0 berth.agent=vsock" {
+		t.Errorf("platform %+v", p)
+	}
+}
