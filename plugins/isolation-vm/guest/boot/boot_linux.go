@@ -155,6 +155,9 @@ func LoadModules(log hclog.Logger, dir string) []string {
 	var loaded []string
 	for _, f := range files {
 		name := strings.TrimSuffix(filepath.Base(f), ".ko")
+		if pre, rest, ok := strings.Cut(name, "-"); ok && strings.Trim(pre, "0123456789") == "" {
+			name = rest // NN- keeps the load order only
+		}
 		fd, err := unix.Open(f, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			log.Error("open module", "module", name, "error", err)

@@ -1,0 +1,358 @@
+//go:build linux
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/berth-dev/berth/internal/sandbox/sandboxtest"
+	"github.com/berth-dev/berth/internal/vmagent"
+	"github.com/berth-dev/berth/sdk/errdefs"
+	"github.com/berth-dev/berth/sdk/isolation"
+	"github.com/berth-dev/berth/sdk/lifecycle"
+	"github.com/berth-dev/berth/sdk/spec"
+)
+
+// TestVMGuestAgent boots the agent as PID 1 of a real VM (qemu, TCG here)
+// with Debian's kernel, a busybox rootfs as an ext4 virtio-blk disk and a
+// 9p share, and drives it over the virtio-serial port as the supervisor
+// will: a container that prints, an exec, cgroup v2 stats, pause, a host
+// that disconnects and comes back mid-run, a memory limit's OOM kill and
+// event, and a clean power-off that ends qemu.
+func TestVMGuestAgent(t *testing.T) {
+	vm := bootVM(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c := vm.connect(ctx)
+
+	info, err := c.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("guest: %+v", info)
+	if !info.PID1 || info.CgroupMode != "v2" || !strings.HasPrefix(info.KernelRelease, "6.1.") || len(info.Modules) < 10 {
+		t.Errorf("Info = %+v: want PID 1, cgroup v2, the 6.1 kernel, the initramfs's modules", info)
+	}
+	// Guest-wide calls, for real: clock, entropy, hostname.
+	hostNow := time.Now()
+	if err := c.SyncClock(ctx, hostNow); err != nil {
+		t.Fatal(err)
+	}
+	if info2, err := c.Info(ctx); err != nil || info2.Time.Sub(time.Now()).Abs() > 5*time.Second {
+		t.Errorf("guest clock after SyncClock: %v (host %v), %v", info2.Time, time.Now(), err)
+	}
+	if err := c.AddEntropy(ctx, bytes.Repeat([]byte{0x5a}, 64)); err != nil {
+		t.Errorf("AddEntropy: %v", err)
+	}
+	if err := c.SetHostname(ctx, "berth-vm-test", "0123456789abcdef0123456789abcdef"); err != nil {
+		t.Errorf("SetHostname: %v", err)
+	}
+
+	// A container on /dev/vda with a 9p share, a file and limits.
+	s := newVMSpec(t, "hello", "sh", "-c", "echo hello from the vm; cat /data/greeting; cat /etc/resolv.conf; "+
+		"cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max 2>&1; hostname; exec sleep 600")
+	memLimit, pids := int64(96<<20), int64(64)
+	s.Linux.Resources.Memory = &specs.LinuxMemory{Limit: &memLimit}
+	s.Linux.Resources.Pids = &specs.LinuxPids{Limit: &pids}
+	events, err := c.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateContainer(ctx, vmagent.CreateRequest{ID: "hello", Spec: s,
+		Rootfs: vmagent.Rootfs{Source: "/dev/vda", Type: "ext4", Options: []string{"rw", "format=raw"}},
+		Shares: []vmagent.Share{{Type: vmagent.Share9P, Source: "share0", Destination: "/data", ReadOnly: true}},
+		Files:  []vmagent.File{{Path: "/etc/resolv.conf", Content: []byte("nameserver 192.0.2.53\n")}}}); err != nil {
+		t.Fatalf("CreateContainer: %v\n%s", err, vm.console())
+	}
+	var out syncBuf
+	attachCtx, stopAttach := context.WithCancel(ctx)
+	attached := make(chan error, 1)
+	go func() { attached <- c.Attach(attachCtx, "hello", "", isolation.Streams{Stdout: &out, Stderr: &out}) }()
+	if _, err := c.Start(ctx, "hello"); err != nil {
+		t.Fatalf("Start: %v\n%s", err, vm.console())
+	}
+	waitFor(t, "the container's output", func() bool { return strings.Contains(out.String(), "hello") && strings.Count(out.String(), "\n") >= 5 })
+	got := out.String()
+	for _, want := range []string{"hello from the vm\n", "greetings over 9p\n", "nameserver 192.0.2.53\n", fmt.Sprintf("%d\n", memLimit), "64\n", "hello\n"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("container output %q lacks %q", got, want)
+		}
+	}
+	// Exec: output and exit code, in the container's cgroup.
+	if _, err := c.Exec(ctx, "hello", "e1", &specs.Process{Args: []string{"sh", "-c", "cat /proc/self/cgroup; exit 7"}}); err != nil {
+		t.Fatal(err)
+	}
+	var eout syncBuf
+	if err := c.Attach(ctx, "hello", "e1", isolation.Streams{Stdout: &eout}); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := c.Wait(ctx, "hello", "e1"); err != nil || e.Code != 7 {
+		t.Errorf("exec exit %+v, %v", e, err)
+	}
+	if strings.TrimSpace(eout.String()) != "0::/" {
+		t.Errorf("exec's /proc/self/cgroup = %q, want its own cgroup namespace root 0::/", eout.String())
+	}
+	// cgroup v2 stats and freezing.
+	u, err := c.Stats(ctx, "hello")
+	if err != nil || u.MemoryBytes == 0 || u.Pids < 1 || u.CPUUsageNanos == 0 {
+		t.Errorf("Stats = %+v, %v", u, err)
+	}
+	if err := c.Pause(ctx, "hello"); err != nil {
+		t.Errorf("Pause: %v", err)
+	}
+	if err := c.Resume(ctx, "hello"); err != nil {
+		t.Errorf("Resume: %v", err)
+	}
+
+	// The host goes away mid-run and comes back: the agent keeps serving,
+	// the container keeps running.
+	stopAttach()
+	<-attached
+	c.Close()
+	time.Sleep(300 * time.Millisecond)
+	c = vm.connect(ctx)
+	st, err := c.State(ctx, "hello")
+	if err != nil || st.Status != isolation.StatusRunning {
+		t.Fatalf("State after reconnecting = %+v, %v\n%s", st, err, vm.console())
+	}
+	events, err = c.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, "hello", "e2", &specs.Process{Args: []string{"echo", "after reconnect"}}); err != nil {
+		t.Fatal(err)
+	}
+	var e2 syncBuf
+	if err := c.Attach(ctx, "hello", "e2", isolation.Streams{Stdout: &e2}); err != nil || e2.String() != "after reconnect\n" {
+		t.Errorf("exec after reconnect: %q, %v", e2.String(), err)
+	}
+	if err := c.Signal(ctx, "hello", "", syscall.SIGKILL, true); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := c.Wait(ctx, "hello", ""); err != nil || e.Code != 137 || e.OOMKilled {
+		t.Errorf("init after SIGKILL: %+v, %v", e, err)
+	}
+	if _, err := c.Delete(ctx, "hello"); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	_ = events
+
+	// A memory limit enforced by the guest's cgroup v2: OOM kill, reported
+	// in the exit status and as an event.
+	events, err = c.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oom := newVMSpec(t, "oom", "tail", "/dev/zero")
+	small := int64(24 << 20)
+	oom.Linux.Resources.Memory = &specs.LinuxMemory{Limit: &small}
+	if _, err := c.CreateContainer(ctx, vmagent.CreateRequest{ID: "oom", Spec: oom,
+		Rootfs: vmagent.Rootfs{Source: "/dev/vda", Type: "ext4"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Start(ctx, "oom"); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := c.Wait(ctx, "oom", ""); err != nil || !e.OOMKilled || e.Signal != syscall.SIGKILL {
+		t.Errorf("OOM container exit %+v, %v; want OOM-killed\n%s", e, err, vm.console())
+	}
+	sawOOM := false
+	deadline := time.After(60 * time.Second)
+	for !sawOOM {
+		select {
+		case ev := <-events:
+			sawOOM = ev.Kind == isolation.EventOOM && ev.ID == "oom"
+		case <-deadline:
+			t.Fatal("no oom event")
+		}
+	}
+	if _, err := c.Delete(ctx, "oom"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.State(ctx, "oom"); !errdefs.IsNotFound(err) {
+		t.Errorf("State after Delete = %v", err)
+	}
+
+	// Clean power-off: qemu exits by itself.
+	if err := c.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-vm.exited:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("qemu still running 60s after Shutdown\n%s", vm.console())
+	}
+	t.Logf("container output:\n%s\nconsole:\n%s", got, vm.console())
+	if !strings.Contains(vm.console(), "reboot: Power down") {
+		t.Errorf("no clean power-down on the console:\n%s", vm.console())
+	}
+}
+
+func newVMSpec(t *testing.T, id string, args ...string) *specs.Spec {
+	t.Helper()
+	s, err := spec.Build(spec.ImageConfig{Env: []string{"PATH=/bin"}, Cmd: args}, lifecycle.Config{}, spec.Extra{ContainerID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+type testVM struct {
+	t       *testing.T
+	sock    string
+	logPath string
+	exited  chan struct{}
+}
+
+func (vm *testVM) console() string {
+	b, _ := os.ReadFile(vm.logPath)
+	return string(b)
+}
+
+// connect dials the agent's port (retrying until qemu made the socket and
+// the agent answers) and returns a client.
+func (vm *testVM) connect(ctx context.Context) *vmagent.Client {
+	vm.t.Helper()
+	deadline := time.Now().Add(120 * time.Second)
+	for {
+		conn, err := net.Dial("unix", vm.sock)
+		if err == nil {
+			c, err := vmagent.NewClient(conn)
+			if err != nil {
+				vm.t.Fatal(err)
+			}
+			ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err = c.Info(ictx)
+			cancel()
+			if err == nil {
+				return c
+			}
+			c.Close()
+		}
+		select {
+		case <-vm.exited:
+			vm.t.Fatalf("qemu exited before the agent answered\n%s", vm.console())
+		default:
+		}
+		if time.Now().After(deadline) {
+			vm.t.Fatalf("the agent did not answer in 120s: %v\n%s", err, vm.console())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func bootVM(t *testing.T) *testVM {
+	t.Helper()
+	sandboxtest.RequireRoot(t)
+	qemu, err := exec.LookPath("qemu-system-x86_64")
+	if err != nil {
+		t.Skip("qemu-system-x86_64 missing (scripts/install-deps.sh installs it)")
+	}
+	dir := t.TempDir()
+	a := guestAssets(t, dir)
+	// The rootfs disk and the 9p share.
+	rootDir := filepath.Join(dir, "rootfs")
+	if err := sandboxtest.Rootfs(rootDir); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"data"} {
+		if err := os.MkdirAll(filepath.Join(rootDir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	disk := filepath.Join(dir, "rootfs.ext4")
+	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-d", rootDir, "-L", "rootfs", disk, "64M").CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v: %s", err, out)
+	}
+	share := filepath.Join(dir, "share")
+	if err := os.MkdirAll(share, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(share, "greeting"), []byte("greetings over 9p\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runDir, err := os.MkdirTemp("", "vmag")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(runDir) })
+	vm := &testVM{t: t, sock: filepath.Join(runDir, "agent.sock"), logPath: filepath.Join(dir, "console.log"), exited: make(chan struct{})}
+	cmdline := "console=ttyS0 panic=-1 quiet cryptomgr.notests no_timer_check i8042.noaux i8042.nokbd i8042.nopnp " +
+		"8250.nr_uarts=1 mitigations=off random.trust_cpu=on " + vmagent.CmdlineTransport + "=vport"
+	cmd := exec.Command(qemu, "-M", "q35", "-accel", "tcg,thread=multi", "-cpu", "max", "-smp", "2", "-m", "512",
+		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+		"-serial", "file:"+vm.logPath,
+		"-kernel", a.kernel, "-initrd", a.initrd, "-append", cmdline,
+		"-device", "virtio-serial-pci",
+		"-chardev", "socket,id=agent,path="+vm.sock+",server=on,wait=off",
+		"-device", "virtserialport,chardev=agent,name="+vmagent.ChannelName,
+		"-drive", "file="+disk+",if=none,id=d0,format=raw",
+		"-device", "virtio-blk-pci,drive=d0",
+		"-fsdev", "local,id=fs0,path="+share+",security_model=none,readonly=on",
+		"-device", "virtio-9p-pci,fsdev=fs0,mount_tag=share0")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	var qout bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &qout, &qout
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = cmd.Wait(); close(vm.exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-vm.exited:
+		default:
+			_ = cmd.Process.Kill()
+			<-vm.exited
+		}
+		if t.Failed() {
+			t.Logf("qemu output: %s\nconsole:\n%s", qout.String(), vm.console())
+		}
+	})
+	t.Cleanup(func() { t.Logf("VM lived %v", time.Since(start).Round(time.Millisecond)) })
+	return vm
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+var _ = errors.New
