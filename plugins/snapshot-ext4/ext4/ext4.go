@@ -36,7 +36,7 @@
 // plugin writes is stamped with a fixed old mtime, and any write to it (a
 // VM, a loop mount) changes it. Apply and Commit start from the disk's
 // content when it was written — read back into a tree by loop-mounting a
-// temporary raw copy read-only in a private mount namespace (Linux, root;
+// temporary raw copy read-only as a detached mount (fsmount; Linux, root;
 // elsewhere ErrNotImplemented) — and from the tree or the parent's
 // otherwise. Apply rebuilds the disk from the new tree (mkfs), so its
 // mount descriptor stays valid; Commit turns the tree (and, where it has
@@ -57,8 +57,8 @@
 // Apply and Commit build a new generation beside the current one and
 // switch the symlink last; Configure deletes every generation that is not
 // current, temporary files, and directories no record owns, so a killed
-// Apply or Commit leaves nothing half-visible. Readback mounts live in a
-// private mount namespace of one thread: they vanish with the process.
+// Apply or Commit leaves nothing half-visible. Readback mounts are detached
+// (fsmount): they vanish with their file descriptor, so with the process.
 //
 // # Mounts
 //

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 
 	"golang.org/x/sys/unix"
 
@@ -15,62 +14,64 @@ import (
 )
 
 // readBack copies the ext4 filesystem in raw image img into directory dst
-// (which must not exist): img is attached to a loop device (read-write, so
+// (which must not exist). img is attached to a loop device (read-write, so
 // the kernel can replay a journal left by a VM that did not shut down
-// cleanly: img must be a copy) and mounted read-only at a directory beside
-// dst — in a private mount namespace of one locked thread, so the mount
-// exists for nobody else and vanishes if the process dies — and its tree
-// is copied with internal/clonetree (owners, modes, xattrs, hardlinks,
-// devices). lost+found at the root is dropped: mke2fs makes its own. Root
-// only.
+// cleanly: img must be a copy) and mounted read-only as a detached mount
+// (fsopen/fsmount: it is in no mount namespace, so no other process's
+// unshare can copy and pin it, and it vanishes with its file descriptor,
+// also when this process dies); its tree is copied through
+// /proc/self/fd/N/ with internal/clonetree (owners, modes, xattrs,
+// hardlinks, devices). lost+found at the root is dropped: mke2fs makes
+// its own. Root only.
 func readBack(ctx context.Context, img, dst string) error {
 	if os.Geteuid() != 0 {
 		return errdefs.NotImplemented("reading a written ext4 disk back needs root (a loop mount)")
 	}
-	mnt := dst + ".mnt"
-	if err := os.Mkdir(mnt, 0o700); err != nil {
+	dev, err := attachLoop(img)
+	if err != nil {
 		return err
 	}
-	defer os.Remove(mnt)
-	errc := make(chan error, 1)
-	go func() {
-		// The thread is never unlocked: it ends with this goroutine and
-		// takes its mount namespace with it.
-		runtime.LockOSThread()
-		errc <- func() error {
-			if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-				return fmt.Errorf("unshare a mount namespace: %w", err)
-			}
-			if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-				return fmt.Errorf("make the mount namespace private: %w", err)
-			}
-			dev, err := attachLoop(img)
-			if err != nil {
-				return err
-			}
-			err = unix.Mount(dev.Name(), mnt, "ext4", unix.MS_RDONLY|unix.MS_NODEV|unix.MS_NOSUID|unix.MS_NOEXEC, "")
-			_ = dev.Close() // autoclear: the loop device goes with the mount
-			if err != nil {
-				return fmt.Errorf("mount %s (%s) read-only: %w", img, dev.Name(), err)
-			}
-			defer func() { _ = unix.Unmount(mnt, unix.MNT_DETACH) }()
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			if _, err := clonetree.Tree(mnt, dst, clonetree.Options{NoClone: true}); err != nil {
-				return fmt.Errorf("copy the tree out of %s: %w", img, err)
-			}
-			return nil
-		}()
-	}()
-	if err := <-errc; err != nil {
+	mfd, err := mountDetached(dev.Name())
+	_ = dev.Close() // autoclear: the loop device goes with the mount
+	if err != nil {
+		return fmt.Errorf("mount %s (%s) read-only: %w", img, dev.Name(), err)
+	}
+	defer unix.Close(mfd)
+	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if _, err := clonetree.Tree(fmt.Sprintf("/proc/self/fd/%d/", mfd), dst, clonetree.Options{NoClone: true}); err != nil {
+		return fmt.Errorf("copy the tree out of %s: %w", img, err)
 	}
 	lf := filepath.Join(dst, "lost+found")
 	if st, err := os.Lstat(lf); err == nil && st.IsDir() {
 		return os.RemoveAll(lf)
 	}
 	return nil
+}
+
+// mountDetached mounts the ext4 on device read-only, nodev, nosuid, noexec
+// as a detached mount and returns its file descriptor.
+func mountDetached(device string) (int, error) {
+	fsfd, err := unix.Fsopen("ext4", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return -1, fmt.Errorf("fsopen ext4: %w", err)
+	}
+	defer unix.Close(fsfd)
+	if err := unix.FsconfigSetString(fsfd, "source", device); err != nil {
+		return -1, fmt.Errorf("fsconfig source: %w", err)
+	}
+	if err := unix.FsconfigSetFlag(fsfd, "ro"); err != nil {
+		return -1, fmt.Errorf("fsconfig ro: %w", err)
+	}
+	if err := unix.FsconfigCreate(fsfd); err != nil {
+		return -1, fmt.Errorf("fsconfig create: %w", err)
+	}
+	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NOEXEC)
+	if err != nil {
+		return -1, fmt.Errorf("fsmount: %w", err)
+	}
+	return mfd, nil
 }
 
 // attachLoop attaches img to a free loop device with autoclear and returns

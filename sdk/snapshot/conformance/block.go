@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/berth-dev/berth/sdk/mount"
 )
@@ -90,6 +91,7 @@ func MountBlock(t *testing.T, mounts []mount.Mount) (string, func()) {
 	if out, err := exec.Command("mount", "-t", m.Type, "-o", opts, img, dir).CombinedOutput(); err != nil {
 		t.Fatalf("mount -t %s -o %s %s: %v\n%s", m.Type, opts, img, err, out)
 	}
+	loop := loopDevice(dir)
 	done := false
 	unmount := func() {
 		if done {
@@ -99,6 +101,15 @@ func MountBlock(t *testing.T, mounts []mount.Mount) (string, func()) {
 		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
 			_ = exec.Command("umount", "-l", dir).Run()
 			t.Errorf("umount %s: %v\n%s", dir, err, out)
+			return
+		}
+		// The filesystem is written out when its last mount goes, which
+		// is later than this umount when another process unshared its
+		// mount namespace meanwhile (a container starting elsewhere on the
+		// host) and still holds a copy: wait for the loop device to be
+		// released, so the writes are in the image when the check goes on.
+		if err := waitDetached(loop, img, 2*time.Minute); err != nil {
+			t.Errorf("after umount %s: %v", dir, err)
 			return
 		}
 		if err := writeBack(); err != nil {
@@ -145,4 +156,47 @@ func cmpOr(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// loopDevice returns the loop device (e.g. "loop3") mounted at dir, or ""
+// when /proc/self/mountinfo does not show one.
+func loopDevice(dir string) string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		pre, post, ok := strings.Cut(line, " - ")
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(f) < 5 || len(g) < 2 || f[4] != dir {
+			continue
+		}
+		if name, ok := strings.CutPrefix(g[1], "/dev/"); ok && strings.HasPrefix(name, "loop") {
+			return name
+		}
+	}
+	return ""
+}
+
+// waitDetached waits until loop device loop no longer has img as its
+// backing file.
+func waitDetached(loop, img string, timeout time.Duration) error {
+	if loop == "" {
+		return nil
+	}
+	want, err := filepath.EvalSymlinks(img)
+	if err != nil {
+		want = img
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		b, err := os.ReadFile(filepath.Join("/sys/block", loop, "loop", "backing_file"))
+		if err != nil || strings.TrimSpace(string(b)) != want {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s still holds %s %s after the umount: another mount namespace keeps a copy of the mount, so the writes may not be in the image", loop, img, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
