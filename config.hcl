@@ -53,7 +53,13 @@ plugin "snapshot" "apfs" {
   enabled = platform == "darwin"
 }
 plugin "snapshot" "ext4" {
-  enabled = false
+  # VMs: one ext4 image per image layer chain (mkfs.ext4 -d, e2fsprogs; on
+  # macOS `brew install e2fsprogs`), a copy-on-write disk per container.
+  enabled = platform == "linux"
+  # size          = "2GiB" # every image's ext4 size (sparse), more when the content needs it
+  # copy_on_write = "auto" # "reflink" (xfs reflink=1, btrfs, APFS) or "qcow2" overlays (qemu-img)
+  # mkfs_ext4     = ""     # default: PATH, /sbin, /usr/sbin, /opt/homebrew/opt/e2fsprogs/sbin
+  # qemu_img      = ""     # default: PATH, /opt/homebrew/bin, /usr/local/bin
 }
 
 # Layer 2: isolation modes; each container picks one with --isolation.
