@@ -15,6 +15,7 @@ import (
 	"github.com/berth-dev/berth/sdk/errdefs"
 	"github.com/berth-dev/berth/sdk/images"
 	"github.com/berth-dev/berth/sdk/lifecycle"
+	"github.com/berth-dev/berth/sdk/network"
 )
 
 // publicAPI is the public API's services the container commands use; all of
@@ -24,6 +25,7 @@ type publicAPI struct {
 	lc     *lifecycle.Client
 	logs   *api.LogsClient
 	images *images.Client
+	net    *network.Client
 }
 
 // dialPublicAPI connects to the gRPC endpoint the daemon's status lists,
@@ -37,7 +39,7 @@ func dialPublicAPI(ctx context.Context, g *globals) (*publicAPI, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &publicAPI{conn: conn, lc: lifecycle.NewClient(conn), logs: api.NewLogsClient(conn), images: images.NewClient(conn)}, nil
+	return &publicAPI{conn: conn, lc: lifecycle.NewClient(conn), logs: api.NewLogsClient(conn), images: images.NewClient(conn), net: network.NewClient(conn)}, nil
 }
 
 // withAPI runs fn with the public API.

@@ -176,7 +176,7 @@ func newContainerInspectCommand(g *globals) *cobra.Command {
 				for _, ref := range args {
 					ct, err := p.lc.Get(ctx, ref)
 					if err == nil {
-						out = append(out, ct)
+						out = append(out, inspectContainer(ctx, p, ct))
 						continue
 					}
 					if !errdefs.IsNotFound(err) {

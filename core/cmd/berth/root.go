@@ -25,10 +25,11 @@ func newRootCommand() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&g.configFile, "config", "", "config file (default $BERTH_CONFIG, /etc/berth/config.hcl, or config.hcl beside the berth binary's bin/)")
 	system := newSystemCommand(g)
-	system.AddCommand(newSystemInstallCommand(g), newSystemDfCommand(g), newSystemPruneCommand(g))
+	system.AddCommand(newSystemInstallCommand(g), newSystemDfCommand(g), newSystemPruneCommand(g), newNetworkHelperCommand())
 	root.AddCommand(system, newPluginCommand(g), newConfigCommand(g), newVersionCommand(g))
 	addImageCommands(root, g)
 	addContainerCommands(root, g)
+	addNetworkCommands(root, g)
 	return root
 }
 

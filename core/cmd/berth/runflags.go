@@ -34,6 +34,7 @@ type createFlags struct {
 	restart, stopSignal              string
 	stopTimeout                      int
 	ulimits, devices, securityOpts   []string
+	net                              networkFlags
 	// warnings receives lines about accepted but ignored options (nil is
 	// os.Stderr).
 	warnings io.Writer
@@ -76,6 +77,7 @@ func (f *createFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.ulimits, "ulimit", nil, "resource limit NAME=SOFT[:HARD] (e.g. nofile=1024:2048; -1 is unlimited)")
 	fs.StringArrayVar(&f.devices, "device", nil, "host device HOST[:CONTAINER[:PERMS]] (PERMS from rwm)")
 	fs.StringArrayVar(&f.securityOpts, "security-opt", nil, "no-new-privileges[=true|false], seccomp=unconfined|PROFILE.json (apparmor=, label= are ignored)")
+	f.net.register(fs)
 }
 
 // config builds the lifecycle config for image and command.
@@ -156,6 +158,9 @@ func (f *createFlags) config(image string, cmd []string) (lifecycle.Config, erro
 		warnings = os.Stderr
 	}
 	if cfg.SecurityOpt, err = parseSecurityOpts(f.securityOpts, warnings); err != nil {
+		return cfg, err
+	}
+	if cfg.Network, err = f.net.options(); err != nil {
 		return cfg, err
 	}
 	return cfg, nil
