@@ -80,13 +80,14 @@ func addContainerCommands(root *cobra.Command, g *globals) {
 			newContainerInspectCommand(g), newLogsCommand(g), newExecCommand(g), newAttachCommand(g),
 			newPauseCommand(g), newUnpauseCommand(g), newWaitCommand(g), newEventsCommand(g),
 			newStatsCommand(g), newRenameCommand(g), newCheckpointCommand(g), newRestoreCommand(g),
-			newUpdateCommand(g),
+			newUpdateCommand(g), newCpCommand(g), newExportCommand(g), newTopCommand(g),
 		}
 	}
 	container.AddCommand(build()...)
 	container.AddCommand(newContainerPruneCommand(g))
 	root.AddCommand(container)
 	root.AddCommand(build()...)
+	root.AddCommand(newVolumeCommand(g))
 }
 
 // eachRef runs fn for every ref, printing the ref of each success as Docker

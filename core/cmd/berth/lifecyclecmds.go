@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/berth-dev/berth/sdk/lifecycle"
 	"github.com/berth-dev/berth/sdk/resources"
 )
 
@@ -70,6 +71,11 @@ type updateFlags struct {
 	cpusetCPUs, cpusetMem string
 	memory, memoryRes     string
 	pidsLimit             int64
+	memorySwap            string
+	deviceReadBPS         []string
+	deviceWriteBPS        []string
+	blkioWeight           uint16
+	restart               string
 }
 
 // apply changes the limits the user gave flags for.
@@ -107,10 +113,50 @@ func (f *updateFlags) apply(c *cobra.Command, l *resources.Limits) error {
 	if changed("pids-limit") {
 		l.Pids = f.pidsLimit
 	}
+	if changed("memory-swap") {
+		// Docker's --memory-swap is memory plus swap; Limits counts the
+		// swap beyond memory (0 is Docker's default: as much again).
+		switch f.memorySwap {
+		case "-1":
+			l.SwapBytes = -1
+		default:
+			total, err := parseBytesFlag("memory-swap", f.memorySwap)
+			if err != nil {
+				return err
+			}
+			if l.MemoryBytes == 0 || total < l.MemoryBytes {
+				return fmt.Errorf("--memory-swap %s: needs a memory limit (--memory, now or set before), and must be at least as large", f.memorySwap)
+			}
+			if total == l.MemoryBytes {
+				return fmt.Errorf("--memory-swap %s equal to the memory limit (no swap) cannot be expressed yet: the resources contract reads 0 swap as Docker's default", f.memorySwap)
+			}
+			l.SwapBytes = total - l.MemoryBytes
+		}
+	}
+	if changed("device-read-bps") || changed("device-write-bps") {
+		// The contract has one IO device: a rate given alone must name the
+		// device the other rate already limits.
+		dev := l.IODevice
+		if changed("device-read-bps") && changed("device-write-bps") {
+			dev = ""
+		}
+		var err error
+		if changed("device-read-bps") {
+			if l.IODevice, l.IOReadBPS, err = parseDeviceRate("device-read-bps", f.deviceReadBPS, dev); err != nil {
+				return err
+			}
+			dev = l.IODevice
+		}
+		if changed("device-write-bps") {
+			if l.IODevice, l.IOWriteBPS, err = parseDeviceRate("device-write-bps", f.deviceWriteBPS, dev); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }
 
-var updateFlagNames = []string{"cpus", "cpu-shares", "cpuset-cpus", "cpuset-mems", "memory", "memory-reservation", "pids-limit"}
+var updateFlagNames = []string{"cpus", "cpu-shares", "cpuset-cpus", "cpuset-mems", "memory", "memory-reservation", "pids-limit", "memory-swap", "device-read-bps", "device-write-bps"}
 
 func newUpdateCommand(g *globals) *cobra.Command {
 	var f updateFlags
@@ -119,12 +165,23 @@ func newUpdateCommand(g *globals) *cobra.Command {
 		Short: "Change the resource limits of containers (at once for running ones)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			if !slices.ContainsFunc(updateFlagNames, c.Flags().Changed) {
-				return errors.New("update: give at least one limit to change (--cpus, --cpu-shares, --cpuset-cpus, --cpuset-mems, --memory, --memory-reservation, --pids-limit)")
+			limitsGiven := slices.ContainsFunc(updateFlagNames, c.Flags().Changed)
+			if !limitsGiven && !c.Flags().Changed("restart") {
+				return errors.New("update: give at least one thing to change (--cpus, --cpu-shares, --cpuset-cpus, --cpuset-mems, --memory, --memory-reservation, --memory-swap, --device-read-bps, --device-write-bps, --pids-limit, --restart)")
+			}
+			if c.Flags().Changed("blkio-weight") {
+				return errors.New("update --blkio-weight: not supported: the resources contract has no IO weight (only --device-read-bps and --device-write-bps rates)")
 			}
 			// Flags are checked before any container changes.
-			if err := f.apply(c, &resources.Limits{}); err != nil {
+			if err := f.apply(c, &resources.Limits{MemoryBytes: 1}); err != nil {
 				return err
+			}
+			var policy lifecycle.RestartPolicy
+			if c.Flags().Changed("restart") {
+				var err error
+				if policy, err = parseRestart(f.restart); err != nil {
+					return err
+				}
 			}
 			return withAPI(c, g, func(ctx context.Context, p *publicAPI) error {
 				return eachRef(args, func(ref string) error {
@@ -132,11 +189,18 @@ func newUpdateCommand(g *globals) *cobra.Command {
 					if err != nil {
 						return err
 					}
-					limits := ct.Config.Limits
-					if err := f.apply(c, &limits); err != nil {
-						return err
+					if limitsGiven {
+						limits := ct.Config.Limits
+						if err := f.apply(c, &limits); err != nil {
+							return err
+						}
+						if _, err = p.lc.Update(ctx, ct.ID, limits); err != nil {
+							return err
+						}
 					}
-					_, err = p.lc.Update(ctx, ct.ID, limits)
+					if c.Flags().Changed("restart") {
+						_, err = p.lc.SetRestartPolicy(ctx, ct.ID, policy)
+					}
 					return err
 				})
 			})
@@ -150,5 +214,10 @@ func newUpdateCommand(g *globals) *cobra.Command {
 	fs.StringVarP(&f.memory, "memory", "m", "", "memory limit (e.g. 64m, 1g)")
 	fs.StringVar(&f.memoryRes, "memory-reservation", "", "soft memory limit")
 	fs.Int64Var(&f.pidsLimit, "pids-limit", 0, "process and thread limit (-1 unlimited)")
+	fs.StringVar(&f.memorySwap, "memory-swap", "", "memory plus swap limit; -1 is unlimited swap")
+	fs.StringArrayVar(&f.deviceReadBPS, "device-read-bps", nil, "read rate limit DEVICE:RATE (e.g. /dev/sda:1mb)")
+	fs.StringArrayVar(&f.deviceWriteBPS, "device-write-bps", nil, "write rate limit DEVICE:RATE")
+	fs.Uint16Var(&f.blkioWeight, "blkio-weight", 0, "block IO weight (not supported: the resources contract has none)")
+	fs.StringVar(&f.restart, "restart", "", "restart policy: no, on-failure[:N], always, unless-stopped")
 	return cmd
 }

@@ -48,7 +48,7 @@ func (f *createFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVarP(&f.tty, "tty", "t", false, "give the process a terminal")
 	fs.StringArrayVarP(&f.env, "env", "e", nil, "environment variable KEY=VALUE, or KEY to pass this shell's value")
 	fs.StringArrayVar(&f.envFiles, "env-file", nil, "file of KEY=VALUE lines")
-	fs.StringArrayVarP(&f.volumes, "volume", "v", nil, "bind mount HOST-PATH:CONTAINER-PATH[:ro]")
+	fs.StringArrayVarP(&f.volumes, "volume", "v", nil, "bind mount HOST-PATH:CONTAINER-PATH[:ro], mount volume NAME:CONTAINER-PATH[:ro] (made on first use), or an anonymous volume at CONTAINER-PATH")
 	fs.StringArrayVar(&f.mounts, "mount", nil, "mount type=bind|tmpfs,source=…,target=…[,readonly]")
 	fs.StringArrayVar(&f.tmpfs, "tmpfs", nil, "tmpfs mount PATH[:OPTIONS]")
 	fs.BoolVar(&f.readOnly, "read-only", false, "mount the root filesystem read-only")
@@ -340,6 +340,10 @@ func parseMounts(volumes, mounts, tmpfs []string) ([]lifecycle.Mount, error) {
 	var out []lifecycle.Mount
 	for _, v := range volumes {
 		parts := strings.Split(v, ":")
+		if len(parts) == 1 && strings.HasPrefix(v, "/") { // an anonymous volume
+			out = append(out, lifecycle.Mount{Type: "volume", Destination: v})
+			continue
+		}
 		if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || !strings.HasPrefix(parts[1], "/") {
 			return nil, fmt.Errorf("-v %q: want HOST-PATH:CONTAINER-PATH[:ro|rw] (the container path absolute)", v)
 		}

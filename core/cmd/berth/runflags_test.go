@@ -68,7 +68,7 @@ func TestRunFlagErrorsNameTheInput(t *testing.T) {
 		want string
 	}{
 		{[]string{"-v", "relative/dir:/x", "I"}, `-v "relative/dir:/x"`},
-		{[]string{"-v", "/x", "I"}, `-v "/x"`},
+		{[]string{"-v", "/x:y", "I"}, `-v "/x:y"`},
 		{[]string{"--mount", "type=nfs,target=/x", "I"}, `type "nfs"`},
 		{[]string{"--tmpfs", "run", "I"}, `--tmpfs "run"`},
 		{[]string{"-m", "lots", "I"}, `--memory: "lots" is not a size`},

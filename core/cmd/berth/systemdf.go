@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/berth-dev/berth/sdk/images"
 	"github.com/berth-dev/berth/sdk/lifecycle"
 )
 
@@ -112,14 +113,21 @@ func stoppedContainers(ctx context.Context, p *publicAPI) ([]string, error) {
 }
 
 func newSystemPruneCommand(g *globals) *cobra.Command {
-	var force bool
+	var force, all, volumes bool
 	cmd := &cobra.Command{
 		Use:   "prune",
 		Short: "Remove stopped containers, then image data no name and no container uses",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if !force {
-				fmt.Print("This removes every stopped container, then all image data no image name and no container uses.\nContinue? [y/N] ")
+				what := "all image data no image name and no container uses"
+				if all {
+					what = "every image no container uses (names included)"
+				}
+				if volumes {
+					what += ", and the anonymous volumes no container uses"
+				}
+				fmt.Printf("This removes every stopped container, then %s.\nContinue? [y/N] ", what)
 				answer, _ := bufio.NewReader(os.Stdin).ReadString('\n')
 				if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
 					return errors.New("prune cancelled (give -f to skip the question)")
@@ -139,9 +147,24 @@ func newSystemPruneCommand(g *globals) *cobra.Command {
 						failed = true
 					}
 				}
+				var removed images.RemoveResult
+				if all {
+					if removed, err = untagUnusedImages(ctx, p); err != nil {
+						return err
+					}
+				}
 				res, err := p.images.Prune(ctx)
 				if err != nil {
 					return err
+				}
+				res.Untagged = append(removed.Untagged, res.Untagged...)
+				res.Deleted = append(removed.Deleted, res.Deleted...)
+				res.BytesFreed += removed.BytesFreed
+				if len(res.Untagged) > 0 {
+					fmt.Println("Untagged images:")
+					for _, n := range res.Untagged {
+						fmt.Println(n)
+					}
 				}
 				if len(res.Deleted) > 0 {
 					fmt.Println("Deleted image data:")
@@ -150,6 +173,13 @@ func newSystemPruneCommand(g *globals) *cobra.Command {
 					}
 				}
 				fmt.Printf("Total reclaimed space: %s (%d bytes of image data)\n", humanSize(res.BytesFreed), res.BytesFreed)
+				if volumes {
+					rep, err := p.lc.PruneVolumes(ctx, false)
+					printVolumePrune(rep)
+					if err != nil {
+						return err
+					}
+				}
 				if failed {
 					return exitError(1)
 				}
@@ -158,5 +188,38 @@ func newSystemPruneCommand(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "do not ask for confirmation")
+	cmd.Flags().BoolVarP(&all, "all", "a", false, "also remove named images no container uses")
+	cmd.Flags().BoolVar(&volumes, "volumes", false, "also remove anonymous volumes no container uses")
 	return cmd
+}
+
+// untagUnusedImages removes the names of every image no container (in any
+// state) was created from, so the prune that follows deletes their data.
+func untagUnusedImages(ctx context.Context, p *publicAPI) (images.RemoveResult, error) {
+	var out images.RemoveResult
+	cs, err := p.lc.List(ctx, lifecycle.Filter{All: true})
+	if err != nil {
+		return out, err
+	}
+	used := map[string]bool{}
+	for _, c := range cs {
+		used[c.ImageDigest] = true
+	}
+	list, err := p.images.List(ctx)
+	if err != nil {
+		return out, err
+	}
+	for _, i := range list {
+		if i.Name == "" || used[i.Digest] {
+			continue
+		}
+		res, err := p.images.Remove(ctx, i.Name, images.RemoveOptions{})
+		if err != nil {
+			return out, fmt.Errorf("remove image %s: %w", i.Name, err)
+		}
+		out.Untagged = append(out.Untagged, res.Untagged...)
+		out.Deleted = append(out.Deleted, res.Deleted...)
+		out.BytesFreed += res.BytesFreed
+	}
+	return out, nil
 }
