@@ -17,12 +17,12 @@
 package vmagent
 
 import (
+	"syscall"
 	"time"
 
 	"github.com/berth-dev/berth/internal/vmagent/agentpb"
 	"github.com/berth-dev/berth/sdk/isolation"
 	"github.com/berth-dev/berth/sdk/resources"
-	"syscall"
 )
 
 const (

@@ -70,6 +70,9 @@ func pid1(log hclog.Logger) {
 	if err != nil {
 		fatal(log, "start the agent", err)
 	}
+	// qemu's system_powerdown (hypervisor Machine.Shutdown) presses the ACPI
+	// power button: shut down as the Shutdown call does.
+	boot.WatchPowerButton(log, a.Shutdown)
 	var l net.Listener
 	if boot.Cmdline()[vmagent.CmdlineTransport] == "vsock" {
 		l, err = boot.ListenVsock(vmagent.VsockPort)

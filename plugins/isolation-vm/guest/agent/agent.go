@@ -178,6 +178,33 @@ func (a *Agent) Close() {
 	a.launcher.Close()
 }
 
+// Shutdown kills every container, removes what they hold, and powers the
+// guest off through System (which does not return in a VM). Calls after
+// the first do nothing; Create is refused from the first on.
+func (a *Agent) Shutdown() {
+	a.mu.Lock()
+	if a.stopping {
+		a.mu.Unlock()
+		return
+	}
+	a.stopping = true
+	a.mu.Unlock()
+	a.log.Info("shutting down: killing the containers, then power off")
+	a.killAll()
+	a.mu.Lock()
+	ids := make([]string, 0, len(a.containers))
+	for id := range a.containers {
+		ids = append(ids, id)
+	}
+	a.mu.Unlock()
+	for _, id := range ids {
+		if _, err := a.delete(id); err != nil {
+			a.log.Warn("remove container before power off", "container_id", id, "error", err)
+		}
+	}
+	a.cfg.System.Poweroff()
+}
+
 // killAll SIGKILLs every process of every container and waits (bounded)
 // for their inits to exit.
 func (a *Agent) killAll() {

@@ -279,30 +279,9 @@ func (s *service) Delete(_ context.Context, r *agentpb.ContainerRequest) (*agent
 }
 
 func (s *service) Shutdown(context.Context, *agentpb.ShutdownRequest) (*agentpb.Empty, error) {
-	s.a.mu.Lock()
-	if s.a.stopping {
-		s.a.mu.Unlock()
-		return empty, nil
-	}
-	s.a.stopping = true
-	s.a.mu.Unlock()
 	go func() {
-		// Let the answer reach the host first.
-		time.Sleep(100 * time.Millisecond)
-		s.a.log.Info("shutting down: killing the containers, then power off")
-		s.a.killAll()
-		s.a.mu.Lock()
-		ids := make([]string, 0, len(s.a.containers))
-		for id := range s.a.containers {
-			ids = append(ids, id)
-		}
-		s.a.mu.Unlock()
-		for _, id := range ids {
-			if _, err := s.a.delete(id); err != nil {
-				s.a.log.Warn("remove container before power off", "container_id", id, "error", err)
-			}
-		}
-		s.a.cfg.System.Poweroff()
+		time.Sleep(100 * time.Millisecond) // let the answer reach the host first
+		s.a.Shutdown()
 	}()
 	return empty, nil
 }

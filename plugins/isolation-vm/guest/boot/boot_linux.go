@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
@@ -49,10 +50,14 @@ func Setup(log hclog.Logger) ([]string, error) {
 			return nil, err
 		}
 	}
+	t0 := time.Now()
 	mods := LoadModules(log, ModulesDir)
+	t1 := time.Now()
 	if err := SwitchRoot(log); err != nil {
 		return mods, fmt.Errorf("move onto a tmpfs root: %w", err)
 	}
+	log.Info("boot steps", "modules", len(mods), "modules_took", t1.Sub(t0).Round(time.Millisecond),
+		"switch_root_took", time.Since(t1).Round(time.Millisecond))
 	for _, m := range []struct {
 		src, dir, typ string
 		flags         uintptr

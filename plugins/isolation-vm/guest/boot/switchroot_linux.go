@@ -14,7 +14,9 @@ import (
 )
 
 // SwitchRoot moves the agent off the initramfs onto a fresh tmpfs, as
-// switch_root does: the tmpfs gets /init and the sandbox init, the
+// switch_root does: the tmpfs gets the sandbox init (not /init: the
+// running agent keeps its deleted image mapped, and a copy would only
+// double its memory), the
 // pseudo filesystems move over, the initramfs's files are deleted (their
 // memory returns), the tmpfs is moved onto / and the agent chroots into
 // it. Containers can then pivot_root, which an initramfs root refuses.
@@ -31,7 +33,7 @@ func SwitchRoot(log hclog.Logger) error {
 	if err := mountAt("tmpfs", newRoot, "tmpfs", 0, "mode=0755"); err != nil {
 		return err
 	}
-	for _, f := range []string{Init, SandboxInit} {
+	for _, f := range []string{SandboxInit} {
 		if err := copyFile(f, filepath.Join(newRoot, f)); err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				log.Warn("missing from the initramfs", "file", f)
