@@ -7,7 +7,9 @@ set -u
 log() { echo "ci-cleanup: $*"; }
 
 # Daemons and plugins left by killed runs (test daemons live in /tmp/berth-*).
-for pid in $(pgrep -f '(/bin/plugins/|/berth-test|berth system start --foreground)' 2>/dev/null); do
+# Also VM-mode qemu processes (their agent port is named org.berth.agent) and
+# per-network helpers (berth system network-helper).
+for pid in $(pgrep -f '(/bin/plugins/|/berth-test|berth system start --foreground|org\.berth\.agent|system network-helper)' 2>/dev/null); do
   [ "$pid" = "$$" ] && continue
   log "killing leftover process $pid ($(tr '\0' ' ' </proc/$pid/cmdline 2>/dev/null | cut -c1-80))"
   kill -9 "$pid" 2>/dev/null
@@ -31,7 +33,12 @@ done
 # Network namespaces and links named berth*.
 if command -v ip >/dev/null; then
   for ns in $(ip netns list 2>/dev/null | awk '/^berth/{print $1}'); do log "deleting netns $ns"; ip netns delete "$ns"; done
-  for l in $(ip -o link show 2>/dev/null | awk -F': ' '$2 ~ /^berth/{print $2}' | cut -d@ -f1); do log "deleting link $l"; ip link delete "$l" 2>/dev/null; done
+  # berth* (bridges, test links), vb<id> (container veths), br-<id> (network bridges).
+  for l in $(ip -o link show 2>/dev/null | awk -F': ' '$2 ~ /^(berth|vb[0-9a-f]|br-[0-9a-f]{12})/{print $2}' | cut -d@ -f1); do log "deleting link $l"; ip link delete "$l" 2>/dev/null; done
+fi
+# Berth's nftables table (networking); recreated by the daemon at start.
+if command -v nft >/dev/null && nft list table inet berth >/dev/null 2>&1; then
+  log "deleting nft table inet berth"; nft delete table inet berth
 fi
 
 # Test temp dirs.
