@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"os/exec"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -28,6 +29,15 @@ type platform interface {
 	killLeftovers(st supervisor.State) error
 	// unmountUnder detaches host mounts left under a task dir.
 	unmountUnder(dir string) error
+	// prepareNetwork writes what the network attachment puts in the
+	// container into the task dir and mounts it in oci (before the init
+	// is created).
+	prepareNetwork(spec isolation.Spec, oci *specs.Spec, dir string) error
+	// attachNetwork wires the attachment once the init (pid) is created
+	// and held; on failure it leaves nothing.
+	attachNetwork(ctx context.Context, spec isolation.Spec, pid int) error
+	// detachNetwork undoes attachNetwork; idempotent.
+	detachNetwork(ctx context.Context, spec isolation.Spec) error
 }
 
 // hostPlatform is the backend of the platform the plugin was built for:
@@ -43,3 +53,12 @@ func (hostPlatform) supervisorCommand(initPath, dir, socket string) (*exec.Cmd, 
 func (hostPlatform) criuCheck() string                       { return criuCheck() }
 func (hostPlatform) killLeftovers(st supervisor.State) error { return killLeftovers(st) }
 func (hostPlatform) unmountUnder(dir string) error           { return unmountUnder(dir) }
+func (hostPlatform) prepareNetwork(s isolation.Spec, o *specs.Spec, dir string) error {
+	return prepareNetwork(s, o, dir)
+}
+func (hostPlatform) attachNetwork(ctx context.Context, s isolation.Spec, pid int) error {
+	return attachNetwork(ctx, s, pid)
+}
+func (hostPlatform) detachNetwork(ctx context.Context, s isolation.Spec) error {
+	return detachNetwork(ctx, s)
+}

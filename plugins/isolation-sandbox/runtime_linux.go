@@ -23,7 +23,7 @@ import (
 
 func platformCaps() []string {
 	return []string{isolation.CapRootfsOverlay, isolation.CapRootfsBind, isolation.CapExec, isolation.CapTTY,
-		isolation.CapPause, isolation.CapRecover, isolation.CapSeccomp}
+		isolation.CapPause, isolation.CapRecover, isolation.CapSeccomp, isolation.CapNetwork}
 }
 
 // maybeSupervise: on Linux the supervisor is berth-sandbox-init, never
@@ -55,7 +55,8 @@ func findInit(configured *string) (string, error) {
 }
 
 // platformSpec applies the network attachment: a private network
-// namespace with loopback up ("", "none") or the host's ("host").
+// namespace with loopback up ("", "none"; "bridge" adds a veth into it
+// after create, network_linux.go) or the host's ("host").
 func platformSpec(spec isolation.Spec, oci *specs.Spec) error {
 	if oci.Linux == nil {
 		return errdefs.InvalidArgument("task %s: the spec has no linux section", spec.ID)
@@ -69,15 +70,27 @@ func platformSpec(spec isolation.Spec, oci *specs.Spec) error {
 	}
 	hasNet := slices.ContainsFunc(oci.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == specs.NetworkNamespace })
 	switch mode {
-	case "", "none":
-		// A private network namespace with only loopback, up.
+	case "", "none", "bridge":
+		// A private network namespace with only loopback, up (and for
+		// bridge, the veth attachNetwork adds).
+		if spec.Network != nil && spec.Network.Mode == "bridge" {
+			if err := checkBridgeAttachment(spec); err != nil {
+				return err
+			}
+			// A namespace the spec names (path) would be someone else's.
+			for i, n := range oci.Linux.Namespaces {
+				if n.Type == specs.NetworkNamespace && n.Path != "" {
+					oci.Linux.Namespaces[i].Path = ""
+				}
+			}
+		}
 		if !hasNet {
 			oci.Linux.Namespaces = append(oci.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace})
 		}
 	case "host":
 		oci.Linux.Namespaces = slices.DeleteFunc(oci.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == specs.NetworkNamespace })
 	default:
-		return errdefs.NotImplemented("task %s: network mode %q is not supported by the sandbox yet (none, host)", spec.ID, mode)
+		return errdefs.InvalidArgument("task %s: network mode %q (none, host or bridge)", spec.ID, mode)
 	}
 	return nil
 }

@@ -149,6 +149,9 @@ func (r *runtime) Create(ctx context.Context, spec isolation.Spec) (isolation.Ta
 			_ = os.RemoveAll(dir)
 		}
 	}()
+	if err := r.plat.prepareNetwork(spec, oci, dir); err != nil {
+		return isolation.TaskInfo{}, fmt.Errorf("create task %s: %w", spec.ID, err)
+	}
 	if err := supervisor.WriteJSON(filepath.Join(dir, supervisor.SpecFile), spec); err != nil {
 		return isolation.TaskInfo{}, fmt.Errorf("create task %s: %w", spec.ID, err)
 	}
@@ -157,6 +160,14 @@ func (r *runtime) Create(ctx context.Context, spec isolation.Spec) (isolation.Ta
 	pid, err := r.startSupervisor(ctx, dir, socket)
 	if err != nil {
 		return isolation.TaskInfo{}, fmt.Errorf("create task %s: %w", spec.ID, err)
+	}
+	// The init is created and held: its namespaces exist, nothing runs.
+	if err := r.plat.attachNetwork(ctx, spec, pid); err != nil {
+		ok = true // Delete removes the task, supervisor and dir
+		if _, derr := r.Delete(context.WithoutCancel(ctx), spec.ID); derr != nil {
+			r.log.Error("undo a task whose network failed", "container_id", spec.ID, "error", derr)
+		}
+		return isolation.TaskInfo{}, fmt.Errorf("create task %s: network: %w", spec.ID, err)
 	}
 	ok = true
 	r.watch(spec.ID, "")
@@ -187,6 +198,7 @@ func prepareSpec(spec isolation.Spec, plat platform) (*specs.Spec, error) {
 		oci.Linux = &l
 	}
 	oci.Annotations = maps.Clone(oci.Annotations)
+	oci.Mounts = slices.Clone(oci.Mounts)
 	if err := plat.prepare(spec, &oci); err != nil {
 		return nil, err
 	}
@@ -520,6 +532,12 @@ func (r *runtime) Delete(ctx context.Context, id string) (isolation.ExitStatus, 
 	}
 	if st.Exit != nil && exit.ExitedAt.IsZero() {
 		exit = exitStatus(*st.Exit)
+	}
+	var spec isolation.Spec
+	if err := supervisor.ReadJSON(filepath.Join(dir, supervisor.SpecFile), &spec); err == nil {
+		if err := r.plat.detachNetwork(ctx, spec); err != nil {
+			return isolation.ExitStatus{}, fmt.Errorf("delete task %s: network: %w", id, err)
+		}
 	}
 	if err := r.plat.unmountUnder(dir); err != nil {
 		return isolation.ExitStatus{}, fmt.Errorf("delete task %s: %w", id, err)

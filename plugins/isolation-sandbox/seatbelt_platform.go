@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"os/exec"
 	"slices"
 	"syscall"
@@ -83,3 +84,9 @@ func (seatbeltPlatform) killLeftovers(st supervisor.State) error {
 
 // unmountUnder: a darwin task mounts nothing.
 func (seatbeltPlatform) unmountUnder(string) error { return nil }
+
+// The network methods have nothing to do: prepare refuses every mode but
+// none and host.
+func (seatbeltPlatform) prepareNetwork(isolation.Spec, *specs.Spec, string) error { return nil }
+func (seatbeltPlatform) attachNetwork(context.Context, isolation.Spec, int) error { return nil }
+func (seatbeltPlatform) detachNetwork(context.Context, isolation.Spec) error      { return nil }

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/berth-dev/berth/internal/netdp"
+	"github.com/berth-dev/berth/sdk/errdefs"
+	"github.com/berth-dev/berth/sdk/isolation"
+)
+
+// A bridge attachment on Linux: the task gets its own network namespace
+// (platformSpec), the files of network_files.go, and after its init is
+// created (held before start, so its namespace exists and nothing runs
+// yet) a veth pair into that namespace on the network's bridge plus DNAT
+// rules for its published ports (internal/netdp). The daemon's network
+// service ensures the bridge and its rules (it alone knows whether a
+// network is internal); a missing bridge fails the attach.
+
+func isBridge(spec isolation.Spec) bool {
+	return spec.Network != nil && spec.Network.Mode == "bridge"
+}
+
+// checkBridgeAttachment validates a bridge attachment before anything is
+// made.
+func checkBridgeAttachment(spec isolation.Spec) error {
+	n := spec.Network
+	if len(n.Interfaces) != 1 {
+		return errdefs.InvalidArgument("task %s: a bridge attachment needs exactly one interface, got %d", spec.ID, len(n.Interfaces))
+	}
+	ifc, err := netdp.InterfaceFromAttachment(spec.ID, n.Interfaces[0])
+	if err != nil {
+		return err
+	}
+	if len(ifc.Addresses) == 0 {
+		return errdefs.InvalidArgument("task %s: interface %s has no address", spec.ID, ifc.Name)
+	}
+	for _, h := range n.Hosts {
+		if _, err := netip.ParseAddr(h.IP); err != nil || h.Name == "" {
+			return errdefs.InvalidArgument("task %s: host entry %q → %q: a name and an IP address are required", spec.ID, h.Name, h.IP)
+		}
+	}
+	for _, s := range n.DNS.Servers {
+		if _, err := netip.ParseAddr(s); err != nil {
+			return errdefs.InvalidArgument("task %s: dns server %q: %v", spec.ID, s, err)
+		}
+	}
+	return nil
+}
+
+// prepareNetwork writes the bridge attachment's files into the task dir
+// and mounts them in oci; other modes need nothing.
+func prepareNetwork(spec isolation.Spec, oci *specs.Spec, dir string) error {
+	if !isBridge(spec) {
+		return nil
+	}
+	return writeNetworkFiles(spec.Network, oci, dir)
+}
+
+// attachNetwork wires a created task's namespace (init pid) to its bridge
+// and publishes its ports; on failure what it made is undone.
+func attachNetwork(ctx context.Context, spec isolation.Spec, pid int) error {
+	if !isBridge(spec) {
+		return nil
+	}
+	ifc, err := netdp.InterfaceFromAttachment(spec.ID, spec.Network.Interfaces[0])
+	if err != nil {
+		return err
+	}
+	if _, err := netdp.AttachNetns(ctx, fmt.Sprintf("/proc/%d/ns/net", pid), ifc); err != nil {
+		return err
+	}
+	if len(spec.Network.Ports) > 0 {
+		if err := netdp.PublishPorts(ctx, spec.ID, ifc.Addresses[0].Addr(), spec.Network.Ports); err != nil {
+			_ = netdp.DetachNetns(context.WithoutCancel(ctx), spec.ID)
+			return err
+		}
+	}
+	return nil
+}
+
+// detachNetwork removes the task's port rules and host veth (the namespace
+// end goes with its namespace anyway); safe to repeat.
+func detachNetwork(ctx context.Context, spec isolation.Spec) error {
+	if !isBridge(spec) {
+		return nil
+	}
+	return errors.Join(netdp.UnpublishPorts(ctx, spec.ID), netdp.DetachNetns(ctx, spec.ID))
+}

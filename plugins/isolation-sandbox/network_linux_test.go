@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/vishvananda/netlink"
+
+	"github.com/berth-dev/berth/internal/netdp"
+	"github.com/berth-dev/berth/sdk/isolation"
+	"github.com/berth-dev/berth/sdk/isolation/conformance"
+	"github.com/berth-dev/berth/sdk/plugin"
+	"github.com/berth-dev/berth/sdk/schema"
+)
+
+// logText is the output lines of a json-file container log.
+func logText(t *testing.T, path string) string {
+	t.Helper()
+	b, _ := os.ReadFile(path)
+	var out strings.Builder
+	for _, l := range strings.Split(string(b), "\n") {
+		var e struct{ Log string }
+		if json.Unmarshal([]byte(l), &e) == nil {
+			out.WriteString(e.Log)
+		}
+	}
+	return out.String()
+}
+
+// TestBridgeTasksReachEachOther runs two containers on one network (made
+// with netdp, as the daemon's network service does): each serves HTTP
+// (busybox httpd) and fetches the other's page by the name its /etc/hosts
+// gives; the host reaches one too. They see the hosts, resolv.conf and
+// hostname files of their attachments; Delete leaves no veth and no port
+// rule.
+func TestBridgeTasksReachEachOther(t *testing.T) {
+	requireSetup(t)
+	ctx := context.Background()
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	nid := hex.EncodeToString(b)
+	n := netdp.Network{ID: nid, Bridge: "bt-" + nid[:12], Subnet: netip.MustParsePrefix("10.213.130.0/24"),
+		Gateway: netip.MustParseAddr("10.213.130.1")}
+	if err := netdp.EnsureNetwork(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := netdp.RemoveNetwork(ctx, n); err != nil {
+			t.Error(err)
+		}
+	}()
+
+	stateDir, runDir := shortDirs(t)
+	rt := newRuntime(hclog.New(&hclog.LoggerOptions{Level: hclog.Warn}))
+	cfg := schema.Config{JSON: []byte(`{"init_path":"` + filepath.Join(binDir, "berth-sandbox-init") + `"}`)}
+	if err := rt.Configure(ctx, plugin.ConfigureRequest{Config: cfg, StateDir: stateDir, RuntimeDir: runDir}); err != nil {
+		t.Fatal(err)
+	}
+	type task struct{ id, name, ip, peer, peerIP, log string }
+	tasks := []task{
+		{id: "net-alpha-" + nid[:8], name: "alpha", ip: "10.213.130.2", peer: "beta", peerIP: "10.213.130.3"},
+		{id: "net-beta-" + nid[:8], name: "beta", ip: "10.213.130.3", peer: "alpha", peerIP: "10.213.130.2"},
+	}
+	// (No wget -T: Debian 12's static busybox 1.35 segfaults with it here.)
+	script := `mkdir -p /tmp/www && echo "page-of-$(hostname)" > /tmp/www/index.html && httpd -p 80 -h /tmp/www
+cat /etc/hosts; echo ---; cat /etc/resolv.conf; echo ---; cat /etc/hostname; echo "hostname=$(hostname)"
+i=0; while [ $i -lt 300 ]; do if wget -q -O - http://PEER/index.html; then echo FETCHED; break; fi; i=$((i+1)); sleep 0.2; done
+sleep 1000`
+	for i := range tasks {
+		tk := &tasks[i]
+		tk.log = filepath.Join(t.TempDir(), "ctr.log")
+		s := newSpec(t, tk.id, conformance.SpecOptions{Args: []string{"sh", "-c", strings.ReplaceAll(script, "PEER", tk.peer)}, LogPath: tk.log})
+		s.Network = &isolation.NetworkAttachment{Mode: "bridge", Hostname: tk.name,
+			Interfaces: []isolation.Interface{{Name: "eth0", Bridge: n.Bridge, Addresses: []string{tk.ip + "/24"}, Gateway: "10.213.130.1"}},
+			DNS:        isolation.DNS{Servers: []string{"10.213.130.1"}, Search: []string{"test.berth"}, Options: []string{"ndots:0"}},
+			Hosts:      []isolation.HostEntry{{Name: "host.berth.internal", IP: "10.213.130.1"}, {Name: tk.peer, IP: tk.peerIP}},
+			Ports:      []isolation.PortMapping{{HostPort: 17090 + uint16(i), ContainerPort: 80, Protocol: "tcp"}},
+		}
+		if _, err := rt.Create(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			_ = rt.Signal(ctx, tk.id, "", syscall.SIGKILL, true)
+			_, _ = rt.Wait(ctx, tk.id, "")
+			_, _ = rt.Delete(ctx, tk.id)
+		}()
+	}
+	for _, tk := range tasks {
+		if _, err := rt.Start(ctx, tk.id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tk := range tasks {
+		deadline := time.Now().Add(90 * time.Second)
+		for !strings.Contains(logText(t, tk.log), "FETCHED") && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		out := logText(t, tk.log)
+		for _, want := range []string{"page-of-" + tk.peer + "\nFETCHED", tk.ip + "\t" + tk.name + "\n", tk.peerIP + "\t" + tk.peer + "\n",
+			"10.213.130.1\thost.berth.internal\n", "127.0.0.1\tlocalhost\n",
+			"nameserver 10.213.130.1\nsearch test.berth\noptions ndots:0\n", "---\n" + tk.name + "\nhostname=" + tk.name + "\n"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s: output lacks %q:\n%s", tk.name, want, out)
+			}
+		}
+	}
+	// The host reaches a container on its address.
+	c := &http.Client{Timeout: 20 * time.Second}
+	resp, err := c.Get("http://10.213.130.2/index.html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "page-of-alpha\n" {
+		t.Errorf("host → alpha: %q", body)
+	}
+	rules, err := netdp.Rules(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tk := range tasks {
+		if !hasRuleOf(rules, tk.id) {
+			t.Errorf("no publish rule of %s", tk.id)
+		}
+	}
+
+	for _, tk := range tasks {
+		if err := rt.Signal(ctx, tk.id, "", syscall.SIGKILL, true); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rt.Wait(ctx, tk.id, ""); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			if _, err := rt.Delete(ctx, tk.id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := netlink.LinkByName(netdp.HostVethName(tk.id)); err == nil {
+			t.Errorf("veth %s left after Delete", netdp.HostVethName(tk.id))
+		}
+	}
+	rules, err = netdp.Rules(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tk := range tasks {
+		if hasRuleOf(rules, tk.id) {
+			t.Errorf("publish rules of %s left after Delete", tk.id)
+		}
+	}
+	noLeaks(t, stateDir, runDir)
+}
+
+func hasRuleOf(rules []netdp.Rule, id string) bool {
+	for _, r := range rules {
+		if strings.HasPrefix(r.Comment, "berth ctr "+id+" ") {
+			return true
+		}
+	}
+	return false
+}
+
+// TestBridgeAttachmentErrors: bad attachments are refused before anything
+// is made, and a missing bridge fails Create leaving no task.
+func TestBridgeAttachmentErrors(t *testing.T) {
+	requireSetup(t)
+	ctx := context.Background()
+	stateDir, runDir := shortDirs(t)
+	rt := newRuntime(hclog.New(&hclog.LoggerOptions{Level: hclog.Warn}))
+	cfg := schema.Config{JSON: []byte(`{"init_path":"` + filepath.Join(binDir, "berth-sandbox-init") + `"}`)}
+	if err := rt.Configure(ctx, plugin.ConfigureRequest{Config: cfg, StateDir: stateDir, RuntimeDir: runDir}); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		att  isolation.NetworkAttachment
+		want string
+	}{
+		{"no interface", isolation.NetworkAttachment{Mode: "bridge"}, "exactly one interface"},
+		{"bad address", isolation.NetworkAttachment{Mode: "bridge", Interfaces: []isolation.Interface{{Name: "eth0", Bridge: "bt-x", Addresses: []string{"10.0.0.300/24"}}}}, "10.0.0.300/24"},
+		{"bad host entry", isolation.NetworkAttachment{Mode: "bridge", Interfaces: []isolation.Interface{{Name: "eth0", Bridge: "bt-x", Addresses: []string{"10.0.0.3/24"}}},
+			Hosts: []isolation.HostEntry{{Name: "x", IP: "nope"}}}, "nope"},
+		{"missing bridge", isolation.NetworkAttachment{Mode: "bridge", Interfaces: []isolation.Interface{{Name: "eth0", Bridge: "bt-missing0", Addresses: []string{"10.213.131.3/24"}}}}, "bt-missing0"},
+		{"unknown mode", isolation.NetworkAttachment{Mode: "overlay"}, "overlay"},
+	}
+	for i, c := range cases {
+		id := "net-bad-" + string(rune('a'+i))
+		s := newSpec(t, id, conformance.SpecOptions{Args: []string{"true"}})
+		att := c.att
+		s.Network = &att
+		_, err := rt.Create(ctx, s)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an error naming %q", c.name, err, c.want)
+		}
+		if _, err := netlink.LinkByName(netdp.HostVethName(id)); err == nil {
+			t.Errorf("%s: veth left", c.name)
+		}
+	}
+	noLeaks(t, stateDir, runDir)
+}
