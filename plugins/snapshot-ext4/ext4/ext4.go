@@ -124,6 +124,9 @@ const (
 	baseTree   = "tree"   // the generation's fs/
 )
 
+// testHook is called at the points crash tests kill the process at.
+var testHook = func(point string) {}
+
 // stampTime is the mtime of every disk this plugin writes: any later write
 // sets the current time, which is never this.
 var stampTime = time.Unix(1_000_000_000, 0)
@@ -715,6 +718,7 @@ func (s *Snapshotter) Apply(ctx context.Context, key string, layer snapshot.Laye
 			return res, fmt.Errorf("apply to %q: rebuild its disk: %w", key, err)
 		}
 		s.log.Debug("applied layer", "key", key, "stage", staged.Sub(start), "apply", applied.Sub(staged), "mkfs", since(applied), "readback", wrote)
+		testHook("apply-built")
 		return res, switchGen(gen)
 	}()
 	if err != nil {
@@ -811,11 +815,16 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string, opts ...snap
 	if err != nil {
 		return fail(fmt.Errorf("commit %q: %w", key, err))
 	}
+	testHook("commit-built")
 	err = e.ms.Update(func(tx *storage.Tx) error {
 		if _, err := tx.Commit(name, key, snapshot.Usage{}, opts); err != nil {
 			return err
 		}
-		return switchGen(gen)
+		if err := switchGen(gen); err != nil {
+			return err
+		}
+		testHook("commit-switched")
+		return nil
 	})
 	if err != nil {
 		return fail(err)

@@ -1,13 +1,13 @@
 package conformance
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,11 +41,10 @@ func blockFormat(m mount.Mount) string {
 // block descriptor, see IsBlockMount). It presents the disk image at a
 // fresh directory with the kernel's own filesystem driver: `mount -o loop`
 // read-only or read-write as the descriptor's "ro"/"rw" says. A qcow2
-// image is first converted to a temporary raw image with qemu-img; when
-// mounted read-write, the result is written back at unmount as a new qcow2
-// on the same backing file that replaces Source — so what the suite writes
-// lands in the snapshotter's disk as a VM's writes would. It needs Linux,
-// root and, for qcow2, qemu-img; otherwise the check skips and says why.
+// image is exported as a raw file by qemu-storage-daemon (FUSE), so what
+// the suite writes lands in the snapshotter's disk as a VM's writes would.
+// It needs Linux, root and, for qcow2, qemu-storage-daemon and /dev/fuse;
+// otherwise the check skips or fails and says why.
 func MountBlock(t *testing.T, mounts []mount.Mount) (string, func()) {
 	t.Helper()
 	if runtime.GOOS != "linux" {
@@ -66,17 +65,9 @@ func MountBlock(t *testing.T, mounts []mount.Mount) (string, func()) {
 	switch format {
 	case "raw":
 	case "qcow2":
-		qemuImg, err := exec.LookPath("qemu-img")
-		if err != nil {
-			t.Fatalf("mounting a qcow2 image needs qemu-img (qemu-utils): %v", err)
-		}
-		img = filepath.Join(tmp, "disk.raw")
-		if out, err := exec.Command(qemuImg, "convert", "-f", "qcow2", "-O", "raw", m.Source, img).CombinedOutput(); err != nil {
-			t.Fatalf("qemu-img convert %s: %v\n%s", m.Source, err, out)
-		}
-		if !ro {
-			writeBack = func() error { return qcow2WriteBack(qemuImg, img, m.Source) }
-		}
+		var stop func() error
+		img, stop = exportQcow2(t, m.Source, ro, tmp)
+		writeBack = stop
 	default:
 		t.Fatalf("MountBlock: unknown image format %q in %+v", format, m)
 	}
@@ -120,42 +111,68 @@ func MountBlock(t *testing.T, mounts []mount.Mount) (string, func()) {
 	return dir, unmount
 }
 
-// qcow2WriteBack replaces qcow2 image dst with raw image src as a qcow2 on
-// dst's backing file (only the clusters that differ from it).
-func qcow2WriteBack(qemuImg, src, dst string) error {
-	out, err := exec.Command(qemuImg, "info", "--output=json", "-f", "qcow2", dst).Output()
+// exportQcow2 presents qcow2 image src as a raw file (a FUSE export of
+// qemu-storage-daemon, from qemu-system-common) that a loop device can
+// attach, so writes land in src's own clusters exactly as a VM's would. It
+// returns the file and a function stopping the export (after the loop
+// device let go of it).
+func exportQcow2(t *testing.T, src string, ro bool, tmp string) (string, func() error) {
+	t.Helper()
+	qsd, err := exec.LookPath("qemu-storage-daemon")
 	if err != nil {
-		return fmt.Errorf("qemu-img info %s: %w", dst, err)
+		t.Fatalf("mounting a qcow2 image needs qemu-storage-daemon (qemu-system-common): %v", err)
 	}
-	var info struct {
-		Backing       string `json:"full-backing-filename"`
-		BackingFormat string `json:"backing-filename-format"`
+	exp := filepath.Join(tmp, "export.raw")
+	if err := os.WriteFile(exp, nil, 0o600); err != nil {
+		t.Fatal(err)
 	}
-	if err := json.Unmarshal(out, &info); err != nil {
-		return fmt.Errorf("qemu-img info %s: %w", dst, err)
+	roOpt, writable := "off", "on"
+	if ro {
+		roOpt, writable = "on", "off"
 	}
-	next := filepath.Join(filepath.Dir(dst), ".conformance-writeback.qcow2")
-	args := []string{"convert", "-f", "raw", "-O", "qcow2"}
-	if info.Backing != "" {
-		args = append(args, "-B", info.Backing, "-F", cmpOr(info.BackingFormat, "raw"))
+	cmd := exec.Command(qsd,
+		"--blockdev", "driver=file,node-name=file,filename="+src+",read-only="+roOpt,
+		"--blockdev", "driver=qcow2,node-name=disk,file=file,read-only="+roOpt,
+		"--export", "type=fuse,id=export,node-name=disk,mountpoint="+exp+",writable="+writable)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start qemu-storage-daemon: %v", err)
 	}
-	args = append(args, src, next)
-	if out, err := exec.Command(qemuImg, args...).CombinedOutput(); err != nil {
-		_ = os.Remove(next)
-		return fmt.Errorf("qemu-img %s: %w\n%s", strings.Join(args, " "), err, out)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stopDaemon := func() error {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-exited:
+			return nil
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+			_ = exec.Command("umount", "-l", exp).Run()
+			return fmt.Errorf("qemu-storage-daemon exporting %s did not stop within 30 s: %s", src, out.String())
+		}
 	}
-	if err := os.Rename(next, dst); err != nil {
-		_ = os.Remove(next)
-		return err
+	var once sync.Once
+	var stopErr error
+	stop := func() error { once.Do(func() { stopErr = stopDaemon() }); return stopErr }
+	t.Cleanup(func() { _ = stop() }) // also when the mount fails
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if st, err := os.Stat(exp); err == nil && st.Size() > 0 {
+			return exp, stop
+		}
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("qemu-storage-daemon exporting %s exited: %v\n%s", src, err, out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("qemu-storage-daemon did not export %s within 30 s: %s", src, out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	return nil
-}
-
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // loopDevice returns the loop device (e.g. "loop3") mounted at dir, or ""
