@@ -8,12 +8,16 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/berth-dev/berth/core/host"
 	"github.com/berth-dev/berth/internal/vmkernel"
+	"github.com/berth-dev/berth/internal/vmkernel/vmkerneltest"
 	"github.com/berth-dev/berth/sdk/isolation"
 	"github.com/berth-dev/berth/sdk/isolation/conformance"
 	"github.com/berth-dev/berth/sdk/lifecycle"
@@ -29,17 +33,16 @@ import (
 // rootfs becomes an ext4 image each task gets a copy of. VM tests skip
 // without qemu or the kernel package; CI has both.
 
-// kernelDeb is the Debian kernel package the tests install (cached by
-// scripts/install-deps.sh).
-const kernelDeb = "/var/cache/berth/debs/linux-image-6.1.0-56-amd64_6.1.192-2_amd64.deb"
-
 var (
 	testDir   string // everything the tests make
 	binDir    string // isolation-vm, berth-vm-agent, berth-sandbox-init
-	coreState string // a core state dir: kernels/ holds the installed kernel
+	coreState string // a core state dir the plugins' state dirs go under
 	baseImage string // the demo rootfs as an ext4 image
 	setupErr  error
 	skipWhy   string
+
+	kernelOnce sync.Once
+	kernel     *vmkernel.Kernel // the machine-wide cached test kernel
 )
 
 func TestMain(m *testing.M) {
@@ -54,11 +57,7 @@ func TestMain(m *testing.M) {
 	case !have("qemu-system-x86_64"):
 		skipWhy = "qemu-system-x86_64 not installed (scripts/install-deps.sh)"
 	default:
-		if _, err := os.Stat(kernelDeb); err != nil {
-			skipWhy = "kernel package " + kernelDeb + " missing (scripts/install-deps.sh)"
-		} else {
-			setupErr = setup()
-		}
+		setupErr = setup()
 	}
 	code := m.Run()
 	_ = os.RemoveAll(testDir)
@@ -96,12 +95,6 @@ func setup() error {
 			errs <- nil
 		}()
 	}
-	kerr := make(chan error, 1)
-	go func() {
-		store := vmkernel.Store{Dir: vmkernel.DefaultDir(coreState)}
-		_, err := store.Install(context.Background(), vmkernel.InstallOptions{Deb: kernelDeb, Default: true})
-		kerr <- err
-	}()
 	rootfs := filepath.Join(testDir, "rootfs")
 	if out, err := exec.Command("../../scripts/demo-image.sh", "--rootfs", rootfs).CombinedOutput(); err != nil {
 		return fmt.Errorf("scripts/demo-image.sh --rootfs: %v\n%s", err, out)
@@ -115,9 +108,6 @@ func setup() error {
 			return err
 		}
 	}
-	if err := <-kerr; err != nil {
-		return fmt.Errorf("install the test kernel: %w", err)
-	}
 	return nil
 }
 
@@ -128,6 +118,10 @@ func requireVM(t *testing.T) {
 	}
 	if setupErr != nil {
 		t.Fatalf("test setup: %v", setupErr)
+	}
+	kernelOnce.Do(func() { kernel = vmkerneltest.Kernel(t) })
+	if kernel == nil {
+		t.Fatal("no test kernel (see the first VM test's log)")
 	}
 }
 
@@ -149,7 +143,7 @@ func pluginDirs(t *testing.T) (string, string) {
 
 // testConfig is the plugin block the tests use: small VMs.
 func testConfig(extra string) schema.Config {
-	return schema.Config{JSON: []byte(`{"agent":"` + filepath.Join(binDir, "berth-vm-agent") + `","sandbox_init":"` +
+	return schema.Config{JSON: []byte(`{"kernel":"` + kernel.Image() + `","agent":"` + filepath.Join(binDir, "berth-vm-agent") + `","sandbox_init":"` +
 		filepath.Join(binDir, "berth-sandbox-init") + `","memory":"256MiB","cpus":1,"accel":"tcg","boot_timeout":"90s"` + extra + `}`)}
 }
 
@@ -192,9 +186,12 @@ func noLeaks(t *testing.T, stateDir, runDir string) {
 	if len(entries) > 0 {
 		t.Errorf("task dirs left: %v", entries)
 	}
-	left, _ := os.ReadDir(runDir)
-	if len(left) > 0 {
-		t.Errorf("runtime dir not empty: %v", left)
+	// (go-plugin's own sockets of a plugin killed by the tests are not
+	// the plugin's to remove.)
+	socks, _ := filepath.Glob(filepath.Join(runDir, "*.sock"))
+	runDirs, _ := filepath.Glob(filepath.Join(runDir, "[0-9a-f]*"))
+	if len(socks)+len(runDirs) > 0 {
+		t.Errorf("sockets or VM run dirs left: %v %v", socks, runDirs)
 	}
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
@@ -220,6 +217,10 @@ func TestRunInVM(t *testing.T) {
 		t.Fatalf("Create: %v", err)
 	}
 	t.Logf("created (VM booted) in %s", time.Since(start))
+	if testing.Verbose() {
+		b, _ := os.ReadFile(filepath.Join(stateDir, "tasks", id, supervisorLog))
+		t.Logf("supervisor log:\n%s", b)
+	}
 	var out strings.Builder
 	done := make(chan error, 1)
 	go func() { done <- rt.Attach(ctx, id, "", isolation.Streams{Stdout: &syncWriter{b: &out}}) }()
@@ -256,4 +257,72 @@ func (w *syncWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.Write(p)
+}
+
+// TestConformanceOverGRPC runs the isolation conformance suite against the
+// plugin binary launched by core/host, over real gRPC, with one VM per task
+// the suite creates; the recover test kills the plugin with SIGKILL while a
+// VM runs: the host relaunches it and the task, VM and all, must have kept
+// running.
+func TestConformanceOverGRPC(t *testing.T) {
+	requireVM(t)
+	run, err := os.MkdirTemp("", "bvm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostState := filepath.Join(coreState, "grpc")
+	t.Cleanup(func() {
+		_ = os.RemoveAll(run)
+		_ = os.RemoveAll(hostState)
+	})
+	h := host.New(host.Options{Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Warn}), LogLevel: "info",
+		StateDir: hostState, RuntimeDir: run, RestartBackoff: 100 * time.Millisecond})
+	cfg := testConfig("")
+	hs := host.Spec{Layer: plugin.LayerIsolation, Name: "vm", Path: filepath.Join(binDir, "isolation-vm"), Default: true,
+		StartTimeout: time.Minute, DecodeConfig: func(*schema.Spec) (schema.Config, error) { return cfg, nil }}
+	if err := h.Start(context.Background(), []host.Spec{hs}); err != nil {
+		t.Fatalf("host.Start: %v", err)
+	}
+	defer func() {
+		c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		h.Stop(c)
+	}()
+	client := func(t *testing.T) isolation.Runtime {
+		pc, err := h.Client(plugin.LayerIsolation, "vm")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pc.(isolation.Runtime)
+	}
+	pluginPid := func() int { return h.Plugins()[0].Pid }
+	var vms atomic.Int32
+	start := time.Now()
+	conformance.Run(t, client, conformance.Options{
+		NewSpec: func(t *testing.T, id string, o conformance.SpecOptions) isolation.Spec {
+			vms.Add(1)
+			return newSpec(t, id, o)
+		},
+		Capabilities: capabilities(),
+		Restart: func(t *testing.T) isolation.Runtime {
+			old := pluginPid()
+			if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(60 * time.Second)
+			for {
+				p := h.Plugins()[0]
+				if p.Pid > 0 && p.Pid != old && p.Health == "healthy" {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("plugin not relaunched 60s after kill -9: %+v", p)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			return client(t)
+		},
+	})
+	t.Logf("conformance over gRPC: %d task specs (VMs booted for each one Create accepted) in %s", vms.Load(), time.Since(start).Round(time.Second))
+	noLeaks(t, filepath.Join(hostState, "plugins", "isolation-vm"), filepath.Join(run, "isolation-vm"))
 }

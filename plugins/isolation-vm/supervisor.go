@@ -19,6 +19,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/berth-dev/berth/internal/hypervisor"
@@ -210,9 +211,22 @@ func (s *supervisor) bootVM() error {
 	if err != nil {
 		return err
 	}
+	// The first connection is the one dialled above; should gRPC drop it
+	// (a guest slow to answer the handshake), it dials the channel again:
+	// the agent serves whoever connects next. The handshake may take as
+	// long as the boot.
+	first := oneConn(conn)
+	redial := func(ctx context.Context, addr string) (net.Conn, error) {
+		if c, err := first(ctx, addr); err == nil {
+			return c, nil
+		}
+		return s.m.DialAgent(ctx)
+	}
 	opts := append([]grpc.DialOption{
-		grpc.WithContextDialer(oneConn(conn)),
+		grpc.WithContextDialer(redial),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond,
+			Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second}, MinConnectTimeout: s.boot.BootTimeout}),
 	}, errdefs.DialOptions()...)
 	if s.cc, err = grpc.NewClient("passthrough:///berth-vm-agent", opts...); err != nil {
 		conn.Close()
