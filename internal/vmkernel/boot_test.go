@@ -1,3 +1,5 @@
+//go:build linux
+
 package vmkernel_test
 
 import (
