@@ -14,6 +14,30 @@
 //
 // Errors keep their sdk/errdefs kind across the stream (a missing container
 // is errdefs.ErrNotFound on both sides).
+//
+// What the agent expects of its VM (the boot contract):
+//
+//   - initramfs (uncompressed cpio newc, 0:0): /init = the agent (static,
+//     CGO_ENABLED=0), /sbin/berth-sandbox-init (the static sandbox init),
+//     /modules/NN-name.ko loaded in lexical order (dependencies and soft
+//     dependencies such as crc32c_generic before ext4), /dev/console (5:1);
+//     vmkernel.BuildInitramfs writes exactly that.
+//   - modules: the machine's bus (virtio_pci or virtio_mmio),
+//     virtio_console (or vsock's vmw_vsock_virtio_transport), virtio_blk and
+//     the rootfs filesystem (ext4), 9p + 9pnet_virtio (or virtiofs) for
+//     shares, and button + evdev for the ACPI power button on x86.
+//   - kernel command line: console=ttyS0|hvc0 (the agent logs there),
+//     berth.agent=vport (default) or berth.agent=vsock; nothing else is
+//     read.
+//   - devices: the port named ChannelName; the container's rootfs as a
+//     virtio-blk disk named in CreateRequest.Rootfs (/dev/vda); shares by
+//     tag. Power off: the Shutdown call or the ACPI power button (qemu
+//     system_powerdown) — both kill the containers, sync, unmount and
+//     power off.
+//
+// A connection's first call may fail when it met a session left over from
+// before a restore (the guest had not yet seen the old host go): close the
+// connection and dial again.
 package vmagent
 
 import (
