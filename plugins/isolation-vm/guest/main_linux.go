@@ -16,10 +16,13 @@ import (
 	"flag"
 	"net"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/vmagent"
 	"github.com/berth-dev/berth/plugins/isolation-vm/guest/agent"
@@ -73,6 +76,18 @@ func pid1(log hclog.Logger) {
 	// qemu's system_powerdown (hypervisor Machine.Shutdown) presses the ACPI
 	// power button: shut down as the Shutdown call does.
 	boot.WatchPowerButton(log, a.Shutdown)
+	// PID 1 must not die of a signal (the kernel would panic): the ones a
+	// guest may get (ctrl-alt-del's SIGINT, SIGTERM, SIGPWR) mean power off.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGPWR, syscall.SIGHUP)
+	go func() {
+		s := <-sigs
+		log.Info("signal: shutting down", "signal", s)
+		a.Shutdown()
+	}()
+	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF); err != nil {
+		log.Warn("route ctrl-alt-del to a signal", "error", err)
+	}
 	var l net.Listener
 	if boot.Cmdline()[vmagent.CmdlineTransport] == "vsock" {
 		l, err = boot.ListenVsock(vmagent.VsockPort)
