@@ -10,12 +10,16 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/miekg/dns"
+	"golang.org/x/net/netutil"
 )
 
 // Limits of the resolver.
 const (
 	// maxInflight bounds queries handled at once; more are refused.
 	maxInflight = 256
+	// maxTCPClients bounds open DNS-over-TCP connections; more wait in
+	// the kernel's backlog.
+	maxTCPClients = 64
 )
 
 // upstreamTimeout bounds one exchange with one upstream (a variable for
@@ -191,7 +195,7 @@ func startDNS(addr string, h dns.Handler) (*dnsServer, error) {
 	}
 	s := &dnsServer{addr: actual,
 		udp: &dns.Server{PacketConn: pc, Handler: h},
-		tcp: &dns.Server{Listener: l, Handler: h, MaxTCPQueries: 128, ReadTimeout: 5 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second }}}
+		tcp: &dns.Server{Listener: netutil.LimitListener(l, maxTCPClients), Handler: h, MaxTCPQueries: 128, ReadTimeout: 5 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second }}}
 	started := make(chan struct{}, 2)
 	s.udp.NotifyStartedFunc = func() { started <- struct{}{} }
 	s.tcp.NotifyStartedFunc = func() { started <- struct{}{} }

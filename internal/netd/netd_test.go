@@ -239,7 +239,7 @@ func roundTrip(addr, data string) (string, error) {
 	return string(b), err
 }
 
-func freePort(t *testing.T) uint16 {
+func freePort(t testing.TB) uint16 {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

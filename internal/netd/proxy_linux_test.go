@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -179,4 +180,61 @@ func TestUDPFlowsIdleOut(t *testing.T) {
 	if flows() != 0 {
 		t.Fatal("the idle flow never ended")
 	}
+}
+
+// sink accepts connections and discards what it reads.
+func sink(b *testing.B) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(io.Discard, c); c.Close() }()
+		}
+	}()
+	return l.Addr().String()
+}
+
+func pushMiB(b *testing.B, addr string, mib int) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 1<<20)
+	for range mib {
+		if _, err := c.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkTCPThroughput: the same transfer over loopback directly and
+// through a TCP proxy on loopback (MB/s side by side).
+func BenchmarkTCPThroughput(b *testing.B) {
+	target := sink(b)
+	b.Run("direct", func(b *testing.B) {
+		b.SetBytes(64 << 20)
+		for range b.N {
+			pushMiB(b, target, 64)
+		}
+	})
+	b.Run("proxied", func(b *testing.B) {
+		tp, err := startTCP(Port{HostIP: "127.0.0.1", HostPort: freePort(b), TargetIP: "127.0.0.1", TargetPort: portOf(target)}, hclog.NewNullLogger())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer tp.close()
+		b.SetBytes(64 << 20)
+		b.ResetTimer()
+		for range b.N {
+			pushMiB(b, tp.l.Addr().String(), 64)
+		}
+	})
 }

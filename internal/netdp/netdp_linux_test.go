@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -544,4 +545,105 @@ func TestTAP(t *testing.T) {
 	if _, err := netlink.LinkByName(name); err == nil {
 		t.Errorf("tap %s left", name)
 	}
+}
+
+// BenchmarkTCPThroughput: 64 MiB pushes over the host's loopback, between
+// two containers on one bridge, and from the host to a container's port
+// published on the gateway address (DNAT), side by side.
+func BenchmarkTCPThroughput(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	id := randIDB(b)
+	n := Network{ID: id, Bridge: "bt-" + id[:12], Subnet: netip.MustParsePrefix("10.213.140.0/24"), Gateway: netip.MustParseAddr("10.213.140.1")}
+	ctx := context.Background()
+	if err := EnsureNetwork(ctx, n); err != nil {
+		b.Fatal(err)
+	}
+	defer RemoveNetwork(ctx, n)
+	mk := func(last byte) (netns.NsHandle, string) {
+		ch := make(chan netns.NsHandle)
+		go func() { runtime.LockOSThread(); h, _ := netns.New(); ch <- h }()
+		h := <-ch
+		cid := randIDB(b)
+		if _, err := AttachNetns(ctx, fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), int(h)), Interface{ContainerID: cid, Name: "eth0", Bridge: n.Bridge,
+			Addresses: []netip.Prefix{netip.MustParsePrefix(fmt.Sprintf("10.213.140.%d/24", last))}, Gateway: n.Gateway}); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = DetachNetns(ctx, cid); _ = UnpublishPorts(ctx, cid); h.Close() })
+		return h, cid
+	}
+	ns1, c1 := mk(2)
+	ns2, _ := mk(3)
+	listen := func(ns *netns.NsHandle, addr string) string {
+		var l net.Listener
+		run := func() (err error) { l, err = net.Listen("tcp4", addr); return }
+		var err error
+		if ns == nil {
+			err = run()
+		} else {
+			ch := make(chan error)
+			go func() { runtime.LockOSThread(); _ = netns.Set(*ns); ch <- run() }()
+			err = <-ch
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { l.Close() })
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				go func() { _, _ = io.Copy(io.Discard, c); c.Close() }()
+			}
+		}()
+		return l.Addr().String()
+	}
+	push := func(ns *netns.NsHandle, addr string) {
+		var c net.Conn
+		dialIt := func() (err error) { c, err = net.Dial("tcp4", addr); return }
+		var err error
+		if ns == nil {
+			err = dialIt()
+		} else {
+			ch := make(chan error)
+			go func() { runtime.LockOSThread(); _ = netns.Set(*ns); ch <- dialIt() }()
+			err = <-ch
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		buf := make([]byte, 1<<20)
+		for range 64 {
+			if _, err := c.Write(buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	loop := listen(nil, "127.0.0.1:0")
+	inC1 := listen(&ns1, "10.213.140.2:9000")
+	if err := PublishPorts(ctx, c1, netip.MustParseAddr("10.213.140.2"), []isolation.PortMapping{{HostPort: 19000, ContainerPort: 9000, Protocol: "tcp"}}); err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		from *netns.NsHandle
+		to   string
+	}{{"loopback", nil, loop}, {"container-to-container", &ns2, inC1}, {"host-to-published", nil, "10.213.140.1:19000"}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(64 << 20)
+			for range b.N {
+				push(c.from, c.to)
+			}
+		})
+	}
+}
+
+func randIDB(b *testing.B) string {
+	buf := make([]byte, 32)
+	_, _ = rand.Read(buf)
+	return hex.EncodeToString(buf)
 }

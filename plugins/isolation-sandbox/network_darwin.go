@@ -14,3 +14,4 @@ import (
 func prepareNetwork(isolation.Spec, *specs.Spec, string) error { return nil }
 func attachNetwork(context.Context, isolation.Spec, int) error { return nil }
 func detachNetwork(context.Context, isolation.Spec) error      { return nil }
+func recoverNetwork(context.Context, isolation.Spec) error     { return nil }

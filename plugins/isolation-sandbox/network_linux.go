@@ -91,3 +91,17 @@ func detachNetwork(ctx context.Context, spec isolation.Spec) error {
 	}
 	return errors.Join(netdp.UnpublishPorts(ctx, spec.ID), netdp.DetachNetns(ctx, spec.ID))
 }
+
+// recoverNetwork puts a live task's published-port rules back as its spec
+// says (an atomic replace: nothing changes when they are in place), in
+// case the nft table was flushed while the plugin was away.
+func recoverNetwork(ctx context.Context, spec isolation.Spec) error {
+	if !isBridge(spec) || len(spec.Network.Ports) == 0 {
+		return nil
+	}
+	ifc, err := netdp.InterfaceFromAttachment(spec.ID, spec.Network.Interfaces[0])
+	if err != nil || len(ifc.Addresses) == 0 {
+		return fmt.Errorf("task %s: network attachment: %v", spec.ID, err)
+	}
+	return netdp.PublishPorts(ctx, spec.ID, ifc.Addresses[0].Addr(), spec.Network.Ports)
+}

@@ -136,6 +136,17 @@ sleep 1000`
 			t.Errorf("no publish rule of %s", tk.id)
 		}
 	}
+	// Recover puts back port rules that went missing while the plugin
+	// was away.
+	if err := netdp.UnpublishPorts(ctx, tasks[0].id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rules, err = netdp.Rules(ctx); err != nil || !hasRuleOf(rules, tasks[0].id) {
+		t.Errorf("Recover did not restore the publish rule of %s (%v)", tasks[0].id, err)
+	}
 
 	for _, tk := range tasks {
 		if err := rt.Signal(ctx, tk.id, "", syscall.SIGKILL, true); err != nil {

@@ -38,6 +38,9 @@ type platform interface {
 	attachNetwork(ctx context.Context, spec isolation.Spec, pid int) error
 	// detachNetwork undoes attachNetwork; idempotent.
 	detachNetwork(ctx context.Context, spec isolation.Spec) error
+	// recoverNetwork re-asserts a live task's datapath rules after a
+	// restart (the veth lives in the kernel and is kept as it is).
+	recoverNetwork(ctx context.Context, spec isolation.Spec) error
 }
 
 // hostPlatform is the backend of the platform the plugin was built for:
@@ -61,4 +64,7 @@ func (hostPlatform) attachNetwork(ctx context.Context, s isolation.Spec, pid int
 }
 func (hostPlatform) detachNetwork(ctx context.Context, s isolation.Spec) error {
 	return detachNetwork(ctx, s)
+}
+func (hostPlatform) recoverNetwork(ctx context.Context, s isolation.Spec) error {
+	return recoverNetwork(ctx, s)
 }

@@ -614,6 +614,11 @@ func (r *runtime) Recover(ctx context.Context) ([]isolation.TaskInfo, error) {
 	for _, t := range tasks {
 		if t.Status != isolation.StatusStopped {
 			r.watch(t.ID, "")
+			if t.Spec != nil {
+				if err := r.plat.recoverNetwork(ctx, *t.Spec); err != nil {
+					r.log.Warn("could not restore the task's port rules", "container_id", t.ID, "error", err)
+				}
+			}
 		}
 	}
 	r.log.Info("recovered tasks", "count", len(tasks))

@@ -90,3 +90,4 @@ func (seatbeltPlatform) unmountUnder(string) error { return nil }
 func (seatbeltPlatform) prepareNetwork(isolation.Spec, *specs.Spec, string) error { return nil }
 func (seatbeltPlatform) attachNetwork(context.Context, isolation.Spec, int) error { return nil }
 func (seatbeltPlatform) detachNetwork(context.Context, isolation.Spec) error      { return nil }
+func (seatbeltPlatform) recoverNetwork(context.Context, isolation.Spec) error     { return nil }
