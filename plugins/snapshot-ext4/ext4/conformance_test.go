@@ -51,3 +51,9 @@ func TestConformanceReflinkXFS(t *testing.T) {
 	sn := configure(t, mnt, map[string]string{"copy_on_write": CowReflink})
 	conformance.Run(t, func(*testing.T) snapshot.Snapshotter { return sn }, conformance.Options{Capabilities: caps, ChainDepth: 32})
 }
+
+// TestConformanceOverGRPC runs the suite through the real gRPC adapters
+// (qcow2 disks on the temp dir).
+func TestConformanceOverGRPC(t *testing.T) {
+	conformance.RunOverGRPC(t, configure(t, t.TempDir(), nil), conformance.Options{Capabilities: caps, ChainDepth: 32})
+}
