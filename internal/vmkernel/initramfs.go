@@ -2,6 +2,9 @@ package vmkernel
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
@@ -24,6 +27,10 @@ type InitramfsSpec struct {
 	Modules []Module
 	// Files are extra files.
 	Files []InitramfsFile
+	// StripModuleSignatures removes the appended PKCS#7 signature from
+	// each module. Loading then skips signature checks (25-30% faster under
+	// TCG) but taints the kernel; Debian's kernels do not force signatures.
+	StripModuleSignatures bool
 }
 
 // InitramfsFile is an extra file: Data, or the content of the host file
@@ -120,8 +127,23 @@ func BuildInitramfs(w io.Writer, spec InitramfsSpec) error {
 			return fmt.Errorf("initramfs: bad module name %q", m.Name)
 		}
 		name := fmt.Sprintf("modules/%0*d-%s.ko", width, i, m.Name)
-		if err := addHostFile(name, m.Path, 0o644); err != nil {
+		if !spec.StripModuleSignatures {
+			if err := addHostFile(name, m.Path, 0o644); err != nil {
+				return err
+			}
+			continue
+		}
+		data, err := os.ReadFile(m.Path)
+		if err != nil {
+			return fmt.Errorf("initramfs: /%s: %w", name, err)
+		}
+		data = StripModuleSignature(data)
+		if err := addParents(name); err != nil {
 			return err
+		}
+		entries[name] = &entry{
+			rec:  cpio.Record{Info: cpio.Info{Name: name, Mode: cpio.S_IFREG | 0o644, FileSize: uint64(len(data))}},
+			open: func() (io.ReaderAt, int64, error) { return bytes.NewReader(data), int64(len(data)), nil },
 		}
 	}
 	for _, f := range spec.Files {
@@ -191,6 +213,44 @@ func BuildInitramfs(w io.Writer, spec InitramfsSpec) error {
 		return fmt.Errorf("initramfs: trailer: %w", err)
 	}
 	return nil
+}
+
+// WriteInitramfs builds the initramfs for spec into path (temp file, fsync,
+// rename: readers never see a partial archive) and returns the archive's
+// sha256 (hex). Equal specs give equal digests.
+func WriteInitramfs(path string, spec InitramfsSpec) (string, error) {
+	h := sha256.New()
+	err := writeAtomic(path, 0o644, func(f *os.File) error {
+		return BuildInitramfs(io.MultiWriter(f, h), spec)
+	})
+	if err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// moduleSigMagic ends a module with an appended signature
+// (include/linux/module_signature.h).
+const moduleSigMagic = "~Module signature appended~\n"
+
+// StripModuleSignature returns ko without its appended signature (ko itself
+// when it has none or the trailer is malformed).
+func StripModuleSignature(ko []byte) []byte {
+	const infoLen = 12 // struct module_signature; sig_len is its last 4 bytes (big endian)
+	if !bytes.HasSuffix(ko, []byte(moduleSigMagic)) {
+		return ko
+	}
+	end := len(ko) - len(moduleSigMagic)
+	if end < infoLen {
+		return ko
+	}
+	info := ko[end-infoLen : end]
+	sigLen := int(binary.BigEndian.Uint32(info[8:]))
+	start := end - infoLen - sigLen
+	if sigLen <= 0 || start < 0 {
+		return ko
+	}
+	return ko[:start]
 }
 
 // guestName turns an absolute guest path into a cpio entry name.

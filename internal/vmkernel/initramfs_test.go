@@ -2,6 +2,8 @@ package vmkernel_test
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"io"
 	"os"
 	"os/exec"
@@ -14,6 +16,7 @@ import (
 	"github.com/u-root/u-root/pkg/cpio"
 
 	"github.com/berth-dev/berth/internal/vmkernel"
+	"github.com/berth-dev/berth/internal/vmkernel/vmkerneltest"
 )
 
 // initramfsFixture writes small host files standing in for the agent, the
@@ -209,5 +212,66 @@ func TestBuildInitramfsRefuses(t *testing.T) {
 				t.Fatal("BuildInitramfs accepted it")
 			}
 		})
+	}
+}
+
+func TestStripModuleSignature(t *testing.T) {
+	k := vmkerneltest.Kernel(t)
+	mods, err := k.ModulesFor("ext4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const magic = "~Module signature appended~\n"
+	for _, m := range mods {
+		signed, err := os.ReadFile(m.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.HasSuffix(signed, []byte(magic)) {
+			t.Fatalf("%s: Debian modules are signed, this one is not", m.Name)
+		}
+		plain := vmkernel.StripModuleSignature(signed)
+		if len(plain) >= len(signed)-len(magic) || bytes.Contains(plain[len(plain)-64:], []byte("Module signature")) {
+			t.Errorf("%s: %d → %d bytes", m.Name, len(signed), len(plain))
+		}
+		if _, err := vmkernel.ParseModInfo(m.Name+".ko", plain); err != nil {
+			t.Errorf("%s: stripped module is no longer a module: %v", m.Name, err)
+		}
+		if again := vmkernel.StripModuleSignature(plain); !bytes.Equal(again, plain) {
+			t.Errorf("%s: stripping twice changed it", m.Name)
+		}
+	}
+	// A trailer claiming more signature than there is leaves the file alone.
+	bogus := append([]byte("\x7fELF....."), make([]byte, 8)...)
+	bogus = append(bogus, 0, 0, 0, 0xff)
+	bogus = append(bogus, magic...)
+	if got := vmkernel.StripModuleSignature(bogus); !bytes.Equal(got, bogus) {
+		t.Error("a malformed trailer was cut")
+	}
+}
+
+func TestWriteInitramfs(t *testing.T) {
+	spec := initramfsFixture(t)
+	p := filepath.Join(t.TempDir(), "initrd")
+	digest, err := vmkernel.WriteInitramfs(p, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != digest {
+		t.Errorf("digest %s is not the file's", digest)
+	}
+	if again, _ := vmkernel.WriteInitramfs(p, spec); again != digest {
+		t.Errorf("second write: %s vs %s", again, digest)
+	}
+	spec.Agent = "/nonexistent"
+	if _, err := vmkernel.WriteInitramfs(filepath.Join(filepath.Dir(p), "bad"), spec); err == nil {
+		t.Fatal("accepted a missing agent")
+	}
+	if ents, _ := os.ReadDir(filepath.Dir(p)); len(ents) != 1 {
+		t.Errorf("left behind: %v", ents)
 	}
 }

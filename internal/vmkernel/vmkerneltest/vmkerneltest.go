@@ -83,6 +83,17 @@ func install(ctx context.Context, t testing.TB, store *vmkernel.Store, arch, deb
 	return store.Install(ctx, vmkernel.InstallOptions{Arch: arch, Deb: debPath})
 }
 
+// Initramfs writes the initramfs for spec into a temp dir of the test and
+// returns its path.
+func Initramfs(t testing.TB, spec vmkernel.InitramfsSpec) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "initrd.cpio")
+	if _, err := vmkernel.WriteInitramfs(p, spec); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // Deb returns the path of a cached kernel package for arch, fetching it
 // with apt-get download into DebDir when none is cached. It skips when it
 // cannot (no apt-get, not root).
