@@ -265,21 +265,18 @@ func (s *Store) Install(ctx context.Context, opts InstallOptions) (*Kernel, erro
 	}
 
 	final := filepath.Join(s.Dir, k.Release+"-"+k.Arch)
-	if old, err := readKernel(final); err == nil {
-		if old.ContentHash == k.ContentHash {
+	if exists(final) {
+		old, err := readKernel(final)
+		if err == nil && old.ContentHash == k.ContentHash {
 			progress("kernel %s (%s) is already installed", k.Release, k.Arch)
 			return s.finish(old, opts.Default)
 		}
-		trash := filepath.Join(tmp, "old")
-		if err := os.Rename(final, trash); err != nil {
+		// A different build of the release, or a directory that is not a
+		// kernel (no readable kernel.json): replace it whole.
+		if err := os.Rename(final, filepath.Join(tmp, "old")); err != nil {
 			return nil, err
 		}
-		progress("replacing kernel %s (%s) (content changed)", k.Release, k.Arch)
-	} else if !errors.Is(err, os.ErrNotExist) {
-		// A broken directory (no kernel.json): replace it.
-		if err := os.Rename(final, filepath.Join(tmp, "broken")); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, err
-		}
+		progress("replacing kernel %s (%s)", k.Release, k.Arch)
 	}
 	if err := os.Rename(filepath.Join(tmp, "k"), final); err != nil {
 		return nil, err

@@ -301,3 +301,22 @@ func TestStoreConcurrentInstalls(t *testing.T) {
 		t.Errorf("store holds %v", got)
 	}
 }
+
+// TestStoreInstallOverBrokenDir: a kernel directory without kernel.json
+// (damaged by hand) is replaced by the next install.
+func TestStoreInstallOverBrokenDir(t *testing.T) {
+	s := &vmkernel.Store{Dir: t.TempDir()}
+	if err := os.MkdirAll(filepath.Join(s.Dir, "9.9.9-1-amd64-amd64", "modules"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if list, err := s.List(); err != nil || len(list) != 0 {
+		t.Fatalf("List with a broken dir: %v %v", list, err)
+	}
+	k, err := s.Install(context.Background(), vmkernel.InstallOptions{Deb: vmkerneltest.FakeKernelDeb(t, t.TempDir(), vmkerneltest.FakeKernel{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(k.Image()); err != nil {
+		t.Fatal(err)
+	}
+}
