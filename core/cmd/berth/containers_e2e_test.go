@@ -384,6 +384,11 @@ func TestContainerCommands(t *testing.T) {
 		e.mustBerth("rmi", ref)
 	})
 
+	t.Run("volumes, cp, export, top, update --restart, prune -a", func(t *testing.T) {
+		e.t = t
+		testVolumesFilesTop(t, e)
+	})
+
 	t.Run("stdin pipe", func(t *testing.T) {
 		e.t = t
 		out, errOut, code := e.berthIn("hi\nthere\n", "run", "-i", "--rm", demoImage, "cat")

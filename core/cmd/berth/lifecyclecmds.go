@@ -165,12 +165,12 @@ func newUpdateCommand(g *globals) *cobra.Command {
 		Short: "Change the resource limits of containers (at once for running ones)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
+			if c.Flags().Changed("blkio-weight") {
+				return errors.New("update --blkio-weight: not supported: the resources contract has no IO weight (only --device-read-bps and --device-write-bps rates)")
+			}
 			limitsGiven := slices.ContainsFunc(updateFlagNames, c.Flags().Changed)
 			if !limitsGiven && !c.Flags().Changed("restart") {
 				return errors.New("update: give at least one thing to change (--cpus, --cpu-shares, --cpuset-cpus, --cpuset-mems, --memory, --memory-reservation, --memory-swap, --device-read-bps, --device-write-bps, --pids-limit, --restart)")
-			}
-			if c.Flags().Changed("blkio-weight") {
-				return errors.New("update --blkio-weight: not supported: the resources contract has no IO weight (only --device-read-bps and --device-write-bps rates)")
 			}
 			// Flags are checked before any container changes.
 			if err := f.apply(c, &resources.Limits{MemoryBytes: 1}); err != nil {
