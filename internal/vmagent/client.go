@@ -79,7 +79,8 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 		return Info{}, fmt.Errorf("agent info: %w", err)
 	}
 	return Info{Version: r.Version, KernelRelease: r.KernelRelease, Uptime: time.Duration(r.UptimeNanos),
-		Time: fromNanos(r.TimeUnixNanos), PID1: r.Pid1, CgroupMode: r.CgroupMode, Modules: r.ModulesLoaded}, nil
+		Time: fromNanos(r.TimeUnixNanos), PID1: r.Pid1, CgroupMode: r.CgroupMode, Modules: r.ModulesLoaded,
+		MemTotal: r.MemTotalBytes, MemAvailable: r.MemAvailableBytes, AgentRSS: r.AgentRssBytes}, nil
 }
 
 // SyncClock sets the guest's wall clock to t.
@@ -265,6 +266,19 @@ func (c *Client) Attach(ctx context.Context, id, execID string, streams isolatio
 func (c *Client) ResizePTY(ctx context.Context, id, execID string, size isolation.ConsoleSize) error {
 	if _, err := c.api.ResizePTY(ctx, &agentpb.ResizePTYRequest{Id: id, ExecId: execID, Width: uint32(size.Width), Height: uint32(size.Height)}); err != nil {
 		return fmt.Errorf("resize the terminal of %s/%q: %w", id, execID, err)
+	}
+	return nil
+}
+
+// Update replaces container id's resource limits (r is the OCI
+// Linux.Resources; nil fields mean no limit) in its guest cgroup.
+func (c *Client) Update(ctx context.Context, id string, r *specs.LinuxResources) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("update %s: encode the resources: %w", id, err)
+	}
+	if _, err := c.api.Update(ctx, &agentpb.UpdateRequest{Id: id, ResourcesJson: b}); err != nil {
+		return fmt.Errorf("update %s in the guest: %w", id, err)
 	}
 	return nil
 }

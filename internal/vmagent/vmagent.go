@@ -79,6 +79,9 @@ type Info struct {
 	CgroupMode string
 	// Modules are the kernel modules the agent loaded at boot.
 	Modules []string
+	// MemTotal and MemAvailable are the guest's (/proc/meminfo); AgentRSS
+	// is the agent's own resident memory.
+	MemTotal, MemAvailable, AgentRSS uint64
 }
 
 // Rootfs is the container's root filesystem in the guest.

@@ -113,8 +113,12 @@ type InfoResponse struct {
 	CgroupMode    string   `protobuf:"bytes,5,opt,name=cgroup_mode,json=cgroupMode,proto3" json:"cgroup_mode,omitempty"`
 	ModulesLoaded []string `protobuf:"bytes,6,rep,name=modules_loaded,json=modulesLoaded,proto3" json:"modules_loaded,omitempty"`
 	TimeUnixNanos int64    `protobuf:"varint,7,opt,name=time_unix_nanos,json=timeUnixNanos,proto3" json:"time_unix_nanos,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Guest memory (/proc/meminfo) and the agent's own resident set.
+	MemTotalBytes     uint64 `protobuf:"varint,8,opt,name=mem_total_bytes,json=memTotalBytes,proto3" json:"mem_total_bytes,omitempty"`
+	MemAvailableBytes uint64 `protobuf:"varint,9,opt,name=mem_available_bytes,json=memAvailableBytes,proto3" json:"mem_available_bytes,omitempty"`
+	AgentRssBytes     uint64 `protobuf:"varint,10,opt,name=agent_rss_bytes,json=agentRssBytes,proto3" json:"agent_rss_bytes,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *InfoResponse) Reset() {
@@ -192,6 +196,27 @@ func (x *InfoResponse) GetModulesLoaded() []string {
 func (x *InfoResponse) GetTimeUnixNanos() int64 {
 	if x != nil {
 		return x.TimeUnixNanos
+	}
+	return 0
+}
+
+func (x *InfoResponse) GetMemTotalBytes() uint64 {
+	if x != nil {
+		return x.MemTotalBytes
+	}
+	return 0
+}
+
+func (x *InfoResponse) GetMemAvailableBytes() uint64 {
+	if x != nil {
+		return x.MemAvailableBytes
+	}
+	return 0
+}
+
+func (x *InfoResponse) GetAgentRssBytes() uint64 {
+	if x != nil {
+		return x.AgentRssBytes
 	}
 	return 0
 }
@@ -1195,6 +1220,59 @@ func (x *ResizePTYRequest) GetHeight() uint32 {
 	return 0
 }
 
+type UpdateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// resources_json is the OCI LinuxResources.
+	ResourcesJson []byte `protobuf:"bytes,2,opt,name=resources_json,json=resourcesJson,proto3" json:"resources_json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateRequest) Reset() {
+	*x = UpdateRequest{}
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateRequest) ProtoMessage() {}
+
+func (x *UpdateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateRequest.ProtoReflect.Descriptor instead.
+func (*UpdateRequest) Descriptor() ([]byte, []int) {
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *UpdateRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *UpdateRequest) GetResourcesJson() []byte {
+	if x != nil {
+		return x.ResourcesJson
+	}
+	return nil
+}
+
 type ContainerRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1204,7 +1282,7 @@ type ContainerRequest struct {
 
 func (x *ContainerRequest) Reset() {
 	*x = ContainerRequest{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[20]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1216,7 +1294,7 @@ func (x *ContainerRequest) String() string {
 func (*ContainerRequest) ProtoMessage() {}
 
 func (x *ContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[20]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1229,7 +1307,7 @@ func (x *ContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRequest.ProtoReflect.Descriptor instead.
 func (*ContainerRequest) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{20}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ContainerRequest) GetId() string {
@@ -1257,7 +1335,7 @@ type StatsResponse struct {
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[21]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1269,7 +1347,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[21]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1282,7 +1360,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{21}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *StatsResponse) GetTimeUnixNanos() int64 {
@@ -1367,7 +1445,7 @@ type StateResponse struct {
 
 func (x *StateResponse) Reset() {
 	*x = StateResponse{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[22]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1379,7 +1457,7 @@ func (x *StateResponse) String() string {
 func (*StateResponse) ProtoMessage() {}
 
 func (x *StateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[22]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1392,7 +1470,7 @@ func (x *StateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateResponse.ProtoReflect.Descriptor instead.
 func (*StateResponse) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{22}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *StateResponse) GetStatus() string {
@@ -1431,7 +1509,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[23]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1443,7 +1521,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[23]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1456,7 +1534,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{23}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{24}
 }
 
 type Event struct {
@@ -1472,7 +1550,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[24]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1484,7 +1562,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[24]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1497,7 +1575,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{24}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Event) GetKind() string {
@@ -1544,7 +1622,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[25]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1556,7 +1634,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[25]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1569,7 +1647,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{25}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DeleteResponse) GetExit() *ExitStatus {
@@ -1587,7 +1665,7 @@ type ShutdownRequest struct {
 
 func (x *ShutdownRequest) Reset() {
 	*x = ShutdownRequest{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[26]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1599,7 +1677,7 @@ func (x *ShutdownRequest) String() string {
 func (*ShutdownRequest) ProtoMessage() {}
 
 func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[26]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1612,7 +1690,7 @@ func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownRequest.ProtoReflect.Descriptor instead.
 func (*ShutdownRequest) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{26}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{27}
 }
 
 var File_berth_vmagent_v1_agent_proto protoreflect.FileDescriptor
@@ -1621,7 +1699,7 @@ const file_berth_vmagent_v1_agent_proto_rawDesc = "" +
 	"\n" +
 	"\x1cberth/vmagent/v1/agent.proto\x12\x10berth.vmagent.v1\"\a\n" +
 	"\x05Empty\"\r\n" +
-	"\vInfoRequest\"\xf6\x01\n" +
+	"\vInfoRequest\"\xf6\x02\n" +
 	"\fInfoResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12%\n" +
 	"\x0ekernel_release\x18\x02 \x01(\tR\rkernelRelease\x12!\n" +
@@ -1630,7 +1708,11 @@ const file_berth_vmagent_v1_agent_proto_rawDesc = "" +
 	"\vcgroup_mode\x18\x05 \x01(\tR\n" +
 	"cgroupMode\x12%\n" +
 	"\x0emodules_loaded\x18\x06 \x03(\tR\rmodulesLoaded\x12&\n" +
-	"\x0ftime_unix_nanos\x18\a \x01(\x03R\rtimeUnixNanos\"1\n" +
+	"\x0ftime_unix_nanos\x18\a \x01(\x03R\rtimeUnixNanos\x12&\n" +
+	"\x0fmem_total_bytes\x18\b \x01(\x04R\rmemTotalBytes\x12.\n" +
+	"\x13mem_available_bytes\x18\t \x01(\x04R\x11memAvailableBytes\x12&\n" +
+	"\x0fagent_rss_bytes\x18\n" +
+	" \x01(\x04R\ragentRssBytes\"1\n" +
 	"\x10SyncClockRequest\x12\x1d\n" +
 	"\n" +
 	"unix_nanos\x18\x01 \x01(\x03R\tunixNanos\"'\n" +
@@ -1700,7 +1782,10 @@ const file_berth_vmagent_v1_agent_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\aexec_id\x18\x02 \x01(\tR\x06execId\x12\x14\n" +
 	"\x05width\x18\x03 \x01(\rR\x05width\x12\x16\n" +
-	"\x06height\x18\x04 \x01(\rR\x06height\"\"\n" +
+	"\x06height\x18\x04 \x01(\rR\x06height\"F\n" +
+	"\rUpdateRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12%\n" +
+	"\x0eresources_json\x18\x02 \x01(\fR\rresourcesJson\"\"\n" +
 	"\x10ContainerRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x8f\x03\n" +
 	"\rStatsResponse\x12&\n" +
@@ -1730,8 +1815,7 @@ const file_berth_vmagent_v1_agent_proto_rawDesc = "" +
 	"\x0ftime_unix_nanos\x18\x05 \x01(\x03R\rtimeUnixNanos\"B\n" +
 	"\x0eDeleteResponse\x120\n" +
 	"\x04exit\x18\x01 \x01(\v2\x1c.berth.vmagent.v1.ExitStatusR\x04exit\"\x11\n" +
-	"\x0fShutdownRequest2\xcb\n" +
-	"\n" +
+	"\x0fShutdownRequest2\x8f\v\n" +
 	"\x05Agent\x12E\n" +
 	"\x04Info\x12\x1d.berth.vmagent.v1.InfoRequest\x1a\x1e.berth.vmagent.v1.InfoResponse\x12H\n" +
 	"\tSyncClock\x12\".berth.vmagent.v1.SyncClockRequest\x1a\x17.berth.vmagent.v1.Empty\x12J\n" +
@@ -1744,7 +1828,8 @@ const file_berth_vmagent_v1_agent_proto_rawDesc = "" +
 	"\x06Signal\x12\x1f.berth.vmagent.v1.SignalRequest\x1a\x17.berth.vmagent.v1.Empty\x12G\n" +
 	"\x04Wait\x12\x1d.berth.vmagent.v1.WaitRequest\x1a\x1e.berth.vmagent.v1.WaitResponse0\x01\x12O\n" +
 	"\x06Attach\x12\x1f.berth.vmagent.v1.AttachRequest\x1a .berth.vmagent.v1.AttachResponse(\x010\x01\x12H\n" +
-	"\tResizePTY\x12\".berth.vmagent.v1.ResizePTYRequest\x1a\x17.berth.vmagent.v1.Empty\x12D\n" +
+	"\tResizePTY\x12\".berth.vmagent.v1.ResizePTYRequest\x1a\x17.berth.vmagent.v1.Empty\x12B\n" +
+	"\x06Update\x12\x1f.berth.vmagent.v1.UpdateRequest\x1a\x17.berth.vmagent.v1.Empty\x12D\n" +
 	"\x05Pause\x12\".berth.vmagent.v1.ContainerRequest\x1a\x17.berth.vmagent.v1.Empty\x12E\n" +
 	"\x06Resume\x12\".berth.vmagent.v1.ContainerRequest\x1a\x17.berth.vmagent.v1.Empty\x12L\n" +
 	"\x05Stats\x12\".berth.vmagent.v1.ContainerRequest\x1a\x1f.berth.vmagent.v1.StatsResponse\x12L\n" +
@@ -1765,7 +1850,7 @@ func file_berth_vmagent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_berth_vmagent_v1_agent_proto_rawDescData
 }
 
-var file_berth_vmagent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_berth_vmagent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_berth_vmagent_v1_agent_proto_goTypes = []any{
 	(*Empty)(nil),                  // 0: berth.vmagent.v1.Empty
 	(*InfoRequest)(nil),            // 1: berth.vmagent.v1.InfoRequest
@@ -1787,13 +1872,14 @@ var file_berth_vmagent_v1_agent_proto_goTypes = []any{
 	(*AttachRequest)(nil),          // 17: berth.vmagent.v1.AttachRequest
 	(*AttachResponse)(nil),         // 18: berth.vmagent.v1.AttachResponse
 	(*ResizePTYRequest)(nil),       // 19: berth.vmagent.v1.ResizePTYRequest
-	(*ContainerRequest)(nil),       // 20: berth.vmagent.v1.ContainerRequest
-	(*StatsResponse)(nil),          // 21: berth.vmagent.v1.StatsResponse
-	(*StateResponse)(nil),          // 22: berth.vmagent.v1.StateResponse
-	(*EventsRequest)(nil),          // 23: berth.vmagent.v1.EventsRequest
-	(*Event)(nil),                  // 24: berth.vmagent.v1.Event
-	(*DeleteResponse)(nil),         // 25: berth.vmagent.v1.DeleteResponse
-	(*ShutdownRequest)(nil),        // 26: berth.vmagent.v1.ShutdownRequest
+	(*UpdateRequest)(nil),          // 20: berth.vmagent.v1.UpdateRequest
+	(*ContainerRequest)(nil),       // 21: berth.vmagent.v1.ContainerRequest
+	(*StatsResponse)(nil),          // 22: berth.vmagent.v1.StatsResponse
+	(*StateResponse)(nil),          // 23: berth.vmagent.v1.StateResponse
+	(*EventsRequest)(nil),          // 24: berth.vmagent.v1.EventsRequest
+	(*Event)(nil),                  // 25: berth.vmagent.v1.Event
+	(*DeleteResponse)(nil),         // 26: berth.vmagent.v1.DeleteResponse
+	(*ShutdownRequest)(nil),        // 27: berth.vmagent.v1.ShutdownRequest
 }
 var file_berth_vmagent_v1_agent_proto_depIdxs = []int32{
 	6,  // 0: berth.vmagent.v1.CreateContainerRequest.rootfs:type_name -> berth.vmagent.v1.Rootfs
@@ -1814,33 +1900,35 @@ var file_berth_vmagent_v1_agent_proto_depIdxs = []int32{
 	14, // 15: berth.vmagent.v1.Agent.Wait:input_type -> berth.vmagent.v1.WaitRequest
 	17, // 16: berth.vmagent.v1.Agent.Attach:input_type -> berth.vmagent.v1.AttachRequest
 	19, // 17: berth.vmagent.v1.Agent.ResizePTY:input_type -> berth.vmagent.v1.ResizePTYRequest
-	20, // 18: berth.vmagent.v1.Agent.Pause:input_type -> berth.vmagent.v1.ContainerRequest
-	20, // 19: berth.vmagent.v1.Agent.Resume:input_type -> berth.vmagent.v1.ContainerRequest
-	20, // 20: berth.vmagent.v1.Agent.Stats:input_type -> berth.vmagent.v1.ContainerRequest
-	20, // 21: berth.vmagent.v1.Agent.State:input_type -> berth.vmagent.v1.ContainerRequest
-	23, // 22: berth.vmagent.v1.Agent.Events:input_type -> berth.vmagent.v1.EventsRequest
-	20, // 23: berth.vmagent.v1.Agent.Delete:input_type -> berth.vmagent.v1.ContainerRequest
-	26, // 24: berth.vmagent.v1.Agent.Shutdown:input_type -> berth.vmagent.v1.ShutdownRequest
-	2,  // 25: berth.vmagent.v1.Agent.Info:output_type -> berth.vmagent.v1.InfoResponse
-	0,  // 26: berth.vmagent.v1.Agent.SyncClock:output_type -> berth.vmagent.v1.Empty
-	0,  // 27: berth.vmagent.v1.Agent.AddEntropy:output_type -> berth.vmagent.v1.Empty
-	0,  // 28: berth.vmagent.v1.Agent.SetHostname:output_type -> berth.vmagent.v1.Empty
-	10, // 29: berth.vmagent.v1.Agent.CreateContainer:output_type -> berth.vmagent.v1.PidResponse
-	10, // 30: berth.vmagent.v1.Agent.Start:output_type -> berth.vmagent.v1.PidResponse
-	10, // 31: berth.vmagent.v1.Agent.Exec:output_type -> berth.vmagent.v1.PidResponse
-	0,  // 32: berth.vmagent.v1.Agent.Signal:output_type -> berth.vmagent.v1.Empty
-	16, // 33: berth.vmagent.v1.Agent.Wait:output_type -> berth.vmagent.v1.WaitResponse
-	18, // 34: berth.vmagent.v1.Agent.Attach:output_type -> berth.vmagent.v1.AttachResponse
-	0,  // 35: berth.vmagent.v1.Agent.ResizePTY:output_type -> berth.vmagent.v1.Empty
-	0,  // 36: berth.vmagent.v1.Agent.Pause:output_type -> berth.vmagent.v1.Empty
-	0,  // 37: berth.vmagent.v1.Agent.Resume:output_type -> berth.vmagent.v1.Empty
-	21, // 38: berth.vmagent.v1.Agent.Stats:output_type -> berth.vmagent.v1.StatsResponse
-	22, // 39: berth.vmagent.v1.Agent.State:output_type -> berth.vmagent.v1.StateResponse
-	24, // 40: berth.vmagent.v1.Agent.Events:output_type -> berth.vmagent.v1.Event
-	25, // 41: berth.vmagent.v1.Agent.Delete:output_type -> berth.vmagent.v1.DeleteResponse
-	0,  // 42: berth.vmagent.v1.Agent.Shutdown:output_type -> berth.vmagent.v1.Empty
-	25, // [25:43] is the sub-list for method output_type
-	7,  // [7:25] is the sub-list for method input_type
+	20, // 18: berth.vmagent.v1.Agent.Update:input_type -> berth.vmagent.v1.UpdateRequest
+	21, // 19: berth.vmagent.v1.Agent.Pause:input_type -> berth.vmagent.v1.ContainerRequest
+	21, // 20: berth.vmagent.v1.Agent.Resume:input_type -> berth.vmagent.v1.ContainerRequest
+	21, // 21: berth.vmagent.v1.Agent.Stats:input_type -> berth.vmagent.v1.ContainerRequest
+	21, // 22: berth.vmagent.v1.Agent.State:input_type -> berth.vmagent.v1.ContainerRequest
+	24, // 23: berth.vmagent.v1.Agent.Events:input_type -> berth.vmagent.v1.EventsRequest
+	21, // 24: berth.vmagent.v1.Agent.Delete:input_type -> berth.vmagent.v1.ContainerRequest
+	27, // 25: berth.vmagent.v1.Agent.Shutdown:input_type -> berth.vmagent.v1.ShutdownRequest
+	2,  // 26: berth.vmagent.v1.Agent.Info:output_type -> berth.vmagent.v1.InfoResponse
+	0,  // 27: berth.vmagent.v1.Agent.SyncClock:output_type -> berth.vmagent.v1.Empty
+	0,  // 28: berth.vmagent.v1.Agent.AddEntropy:output_type -> berth.vmagent.v1.Empty
+	0,  // 29: berth.vmagent.v1.Agent.SetHostname:output_type -> berth.vmagent.v1.Empty
+	10, // 30: berth.vmagent.v1.Agent.CreateContainer:output_type -> berth.vmagent.v1.PidResponse
+	10, // 31: berth.vmagent.v1.Agent.Start:output_type -> berth.vmagent.v1.PidResponse
+	10, // 32: berth.vmagent.v1.Agent.Exec:output_type -> berth.vmagent.v1.PidResponse
+	0,  // 33: berth.vmagent.v1.Agent.Signal:output_type -> berth.vmagent.v1.Empty
+	16, // 34: berth.vmagent.v1.Agent.Wait:output_type -> berth.vmagent.v1.WaitResponse
+	18, // 35: berth.vmagent.v1.Agent.Attach:output_type -> berth.vmagent.v1.AttachResponse
+	0,  // 36: berth.vmagent.v1.Agent.ResizePTY:output_type -> berth.vmagent.v1.Empty
+	0,  // 37: berth.vmagent.v1.Agent.Update:output_type -> berth.vmagent.v1.Empty
+	0,  // 38: berth.vmagent.v1.Agent.Pause:output_type -> berth.vmagent.v1.Empty
+	0,  // 39: berth.vmagent.v1.Agent.Resume:output_type -> berth.vmagent.v1.Empty
+	22, // 40: berth.vmagent.v1.Agent.Stats:output_type -> berth.vmagent.v1.StatsResponse
+	23, // 41: berth.vmagent.v1.Agent.State:output_type -> berth.vmagent.v1.StateResponse
+	25, // 42: berth.vmagent.v1.Agent.Events:output_type -> berth.vmagent.v1.Event
+	26, // 43: berth.vmagent.v1.Agent.Delete:output_type -> berth.vmagent.v1.DeleteResponse
+	0,  // 44: berth.vmagent.v1.Agent.Shutdown:output_type -> berth.vmagent.v1.Empty
+	26, // [26:45] is the sub-list for method output_type
+	7,  // [7:26] is the sub-list for method input_type
 	7,  // [7:7] is the sub-list for extension type_name
 	7,  // [7:7] is the sub-list for extension extendee
 	0,  // [0:7] is the sub-list for field type_name
@@ -1857,7 +1945,7 @@ func file_berth_vmagent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_vmagent_v1_agent_proto_rawDesc), len(file_berth_vmagent_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   27,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -40,6 +40,7 @@ const (
 	Agent_Wait_FullMethodName            = "/berth.vmagent.v1.Agent/Wait"
 	Agent_Attach_FullMethodName          = "/berth.vmagent.v1.Agent/Attach"
 	Agent_ResizePTY_FullMethodName       = "/berth.vmagent.v1.Agent/ResizePTY"
+	Agent_Update_FullMethodName          = "/berth.vmagent.v1.Agent/Update"
 	Agent_Pause_FullMethodName           = "/berth.vmagent.v1.Agent/Pause"
 	Agent_Resume_FullMethodName          = "/berth.vmagent.v1.Agent/Resume"
 	Agent_Stats_FullMethodName           = "/berth.vmagent.v1.Agent/Stats"
@@ -76,6 +77,9 @@ type AgentClient interface {
 	// when the process's output ended.
 	Attach(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AttachRequest, AttachResponse], error)
 	ResizePTY(ctx context.Context, in *ResizePTYRequest, opts ...grpc.CallOption) (*Empty, error)
+	// Update replaces the container's resource limits (OCI
+	// Linux.Resources) in its guest cgroup.
+	Update(ctx context.Context, in *UpdateRequest, opts ...grpc.CallOption) (*Empty, error)
 	Pause(ctx context.Context, in *ContainerRequest, opts ...grpc.CallOption) (*Empty, error)
 	Resume(ctx context.Context, in *ContainerRequest, opts ...grpc.CallOption) (*Empty, error)
 	Stats(ctx context.Context, in *ContainerRequest, opts ...grpc.CallOption) (*StatsResponse, error)
@@ -218,6 +222,16 @@ func (c *agentClient) ResizePTY(ctx context.Context, in *ResizePTYRequest, opts 
 	return out, nil
 }
 
+func (c *agentClient) Update(ctx context.Context, in *UpdateRequest, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, Agent_Update_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *agentClient) Pause(ctx context.Context, in *ContainerRequest, opts ...grpc.CallOption) (*Empty, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Empty)
@@ -324,6 +338,9 @@ type AgentServer interface {
 	// when the process's output ended.
 	Attach(grpc.BidiStreamingServer[AttachRequest, AttachResponse]) error
 	ResizePTY(context.Context, *ResizePTYRequest) (*Empty, error)
+	// Update replaces the container's resource limits (OCI
+	// Linux.Resources) in its guest cgroup.
+	Update(context.Context, *UpdateRequest) (*Empty, error)
 	Pause(context.Context, *ContainerRequest) (*Empty, error)
 	Resume(context.Context, *ContainerRequest) (*Empty, error)
 	Stats(context.Context, *ContainerRequest) (*StatsResponse, error)
@@ -376,6 +393,9 @@ func (UnimplementedAgentServer) Attach(grpc.BidiStreamingServer[AttachRequest, A
 }
 func (UnimplementedAgentServer) ResizePTY(context.Context, *ResizePTYRequest) (*Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method ResizePTY not implemented")
+}
+func (UnimplementedAgentServer) Update(context.Context, *UpdateRequest) (*Empty, error) {
+	return nil, status.Error(codes.Unimplemented, "method Update not implemented")
 }
 func (UnimplementedAgentServer) Pause(context.Context, *ContainerRequest) (*Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method Pause not implemented")
@@ -599,6 +619,24 @@ func _Agent_ResizePTY_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Agent_Update_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).Update(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_Update_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).Update(ctx, req.(*UpdateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Agent_Pause_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ContainerRequest)
 	if err := dec(in); err != nil {
@@ -760,6 +798,10 @@ var Agent_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ResizePTY",
 			Handler:    _Agent_ResizePTY_Handler,
+		},
+		{
+			MethodName: "Update",
+			Handler:    _Agent_Update_Handler,
 		},
 		{
 			MethodName: "Pause",

@@ -52,6 +52,9 @@ func TestVMGuestAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("guest: %+v", info)
+	if info.MemTotal == 0 || info.MemAvailable == 0 || info.AgentRSS == 0 {
+		t.Errorf("Info memory figures missing: %+v", info)
+	}
 	if !info.PID1 || info.CgroupMode != "v2" || !strings.HasPrefix(info.KernelRelease, "6.1.") || len(info.Modules) < 10 {
 		t.Errorf("Info = %+v: want PID 1, cgroup v2, the 6.1 kernel, the initramfs's modules", info)
 	}
@@ -113,6 +116,18 @@ func TestVMGuestAgent(t *testing.T) {
 	}
 	if strings.TrimSpace(eout.String()) != "0::/" {
 		t.Errorf("exec's /proc/self/cgroup = %q, want its own cgroup namespace root 0::/", eout.String())
+	}
+	// Update the limits: the guest's cgroup v2 file changes.
+	newLimit := int64(80 << 20)
+	if err := c.Update(ctx, "hello", &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &newLimit}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, "hello", "e-max", &specs.Process{Args: []string{"cat", "/sys/fs/cgroup/memory.max"}}); err != nil {
+		t.Fatal(err)
+	}
+	var maxOut syncBuf
+	if err := c.Attach(ctx, "hello", "e-max", isolation.Streams{Stdout: &maxOut}); err != nil || strings.TrimSpace(maxOut.String()) != fmt.Sprint(newLimit) {
+		t.Errorf("memory.max after Update = %q, %v; want %d", maxOut.String(), err, newLimit)
 	}
 	// cgroup v2 stats and freezing.
 	u, err := c.Stats(ctx, "hello")

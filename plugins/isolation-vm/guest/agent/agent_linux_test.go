@@ -430,6 +430,17 @@ func TestStdinExecSignalsPauseStats(t *testing.T) {
 	if err != nil || u.Pids < 1 || u.MemoryBytes == 0 || u.Time.IsZero() {
 		t.Errorf("Stats = %+v, %v", u, err)
 	}
+	// Update: a new memory limit in the container's cgroup.
+	limit := int64(48 << 20)
+	if err := c.Update(ctx, "box", &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit}}); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/memory", h.parent, "box", "memory.limit_in_bytes")); err != nil || strings.TrimSpace(string(b)) != fmt.Sprint(limit) {
+		t.Errorf("memory limit after Update = %q, %v; want %d", b, err, limit)
+	}
+	if err := c.Update(ctx, "nope", &specs.LinuxResources{}); !errdefs.IsNotFound(err) {
+		t.Errorf("Update(missing) = %v, want NotFound", err)
+	}
 	// Pause freezes the cgroup; exec is refused while paused.
 	if err := c.Pause(ctx, "box"); err != nil {
 		t.Fatal(err)
@@ -592,7 +603,8 @@ func TestSystemCallsAndShutdown(t *testing.T) {
 	h, c := newHarness(t)
 	ctx := ctxT(t)
 	info, err := c.Info(ctx)
-	if err != nil || info.Version != vmagent.Version || info.KernelRelease == "" || info.PID1 || info.Uptime <= 0 {
+	if err != nil || info.Version != vmagent.Version || info.KernelRelease == "" || info.PID1 || info.Uptime <= 0 ||
+		info.MemTotal == 0 || info.MemAvailable == 0 || info.AgentRSS == 0 {
 		t.Errorf("Info = %+v, %v", info, err)
 	}
 	now := time.Unix(1_800_000_000, 0)

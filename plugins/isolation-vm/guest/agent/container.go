@@ -529,6 +529,30 @@ func (a *Agent) signal(id, execID string, sig syscall.Signal, all bool) error {
 	return nil
 }
 
+// update replaces the container's limits; device rules stay those of
+// Create (cgroup v2 attaches them as a program once).
+func (a *Agent) update(ctx context.Context, id string, r *specs.LinuxResources) error {
+	a.mu.Lock()
+	c, err := a.lookupLocked(id)
+	a.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	r.Devices = nil
+	l, err := limitsFromSpec(&specs.Spec{Linux: &specs.Linux{Resources: r}})
+	if err != nil {
+		return err
+	}
+	if c.spec.Linux != nil && c.spec.Linux.Resources != nil {
+		old, _ := limitsFromSpec(c.spec)
+		l.Devices = old.Devices
+	}
+	if err := a.cgroups.Update(ctx, id, l); err != nil {
+		return fmt.Errorf("update container %s: %w", id, err)
+	}
+	return nil
+}
+
 // setPaused freezes or thaws the container's cgroup.
 func (a *Agent) setPaused(ctx context.Context, id string, paused bool) error {
 	a.mu.Lock()

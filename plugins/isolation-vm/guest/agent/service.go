@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -40,9 +41,31 @@ func (s *service) Info(context.Context, *agentpb.InfoRequest) (*agentpb.InfoResp
 	if unix.Statfs("/sys/fs/cgroup", &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
 		mode = "v2"
 	}
-	return &agentpb.InfoResponse{Version: vmagent.Version, KernelRelease: unix.ByteSliceToString(uts.Release[:]),
+	out := &agentpb.InfoResponse{Version: vmagent.Version, KernelRelease: unix.ByteSliceToString(uts.Release[:]),
 		UptimeNanos: ts.Nano(), Pid1: os.Getpid() == 1, CgroupMode: mode, ModulesLoaded: s.a.cfg.Modules,
-		TimeUnixNanos: time.Now().UnixNano()}, nil
+		TimeUnixNanos: time.Now().UnixNano()}
+	out.MemTotalBytes = kbField("/proc/meminfo", "MemTotal:")
+	out.MemAvailableBytes = kbField("/proc/meminfo", "MemAvailable:")
+	out.AgentRssBytes = kbField("/proc/self/status", "VmRSS:")
+	return out, nil
+}
+
+// kbField reads a "Key:   N kB" line of a /proc file, in bytes.
+func kbField(file, key string) uint64 {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, key); ok {
+			f := strings.Fields(v)
+			if len(f) > 0 {
+				n, _ := strconv.ParseUint(f[0], 10, 64)
+				return n << 10
+			}
+		}
+	}
+	return 0
 }
 
 func (s *service) SyncClock(_ context.Context, r *agentpb.SyncClockRequest) (*agentpb.Empty, error) {
@@ -213,6 +236,14 @@ func (s *service) ResizePTY(_ context.Context, r *agentpb.ResizePTYRequest) (*ag
 		return nil, fmt.Errorf("resize the terminal of %s/%q: %w", r.Id, r.ExecId, err)
 	}
 	return empty, nil
+}
+
+func (s *service) Update(ctx context.Context, r *agentpb.UpdateRequest) (*agentpb.Empty, error) {
+	var res specs.LinuxResources
+	if err := json.Unmarshal(r.ResourcesJson, &res); err != nil {
+		return nil, errdefs.InvalidArgument("update %s: resources: %v", r.Id, err)
+	}
+	return empty, s.a.update(ctx, r.Id, &res)
 }
 
 func (s *service) Pause(ctx context.Context, r *agentpb.ContainerRequest) (*agentpb.Empty, error) {
