@@ -660,6 +660,16 @@ func checkRelease(r string) error {
 	return nil
 }
 
+// OpenKernel reads the installed kernel in dir (a store's
+// <release>-<arch> directory, or the directory of its boot image).
+func OpenKernel(dir string) (*Kernel, error) {
+	k, err := readKernel(dir)
+	if err != nil {
+		return nil, fmt.Errorf("kernel directory %s: %w", dir, err)
+	}
+	return k, nil
+}
+
 func readKernel(dir string) (*Kernel, error) {
 	data, err := os.ReadFile(filepath.Join(dir, "kernel.json"))
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -318,5 +319,66 @@ func TestStoreInstallOverBrokenDir(t *testing.T) {
 	}
 	if _, err := os.Stat(k.Image()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestStoreInstallPackage drives the apt path with a stand-in apt-get on
+// PATH (tests send no traffic off the machine): the metapackage is
+// followed to the versioned package it depends on; a package apt does not
+// know fails with apt's message.
+func TestStoreInstallPackage(t *testing.T) {
+	repo := t.TempDir()
+	kernelDeb := vmkerneltest.FakeKernelDeb(t, repo, vmkerneltest.FakeKernel{})
+	meta, err := vmkerneltest.BuildDeb("Package: linux-image-amd64\nVersion: 9.9.9-1\nArchitecture: amd64\nDepends: linux-image-9.9.9-1-amd64 (= 9.9.9-1)\n", "gz", mustTarGz(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(repo, "linux-image-amd64_9.9.9-1_amd64.deb"), meta, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bin := t.TempDir()
+	log := filepath.Join(t.TempDir(), "apt.log")
+	script := `#!/bin/sh
+# stand-in for: apt-get download -q NAME:ARCH
+echo "$@" >> ` + log + `
+name=${3%%:*}; arch=${3##*:}
+for f in ` + repo + `/${name}_*_${arch}.deb; do
+  [ -e "$f" ] && exec cp "$f" .
+done
+echo "E: Unable to locate package $3" >&2
+exit 100
+`
+	if err := os.WriteFile(filepath.Join(bin, "apt-get"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+
+	s := &vmkernel.Store{Dir: t.TempDir()}
+	k, err := s.Install(context.Background(), vmkernel.InstallOptions{Package: "linux-image-amd64", Arch: "amd64"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.Package != "linux-image-9.9.9-1-amd64" || k.Source != filepath.Base(kernelDeb) {
+		t.Errorf("installed %+v", k)
+	}
+	calls, _ := os.ReadFile(log)
+	if string(calls) != "download -q linux-image-amd64:amd64\ndownload -q linux-image-9.9.9-1-amd64:amd64\n" {
+		t.Errorf("apt-get calls:\n%s", calls)
+	}
+	_, err = s.Install(context.Background(), vmkernel.InstallOptions{Package: "linux-image-cloud-arm64", Arch: "arm64"})
+	if err == nil || !strings.Contains(err.Error(), "Unable to locate package linux-image-cloud-arm64:arm64") ||
+		(runtime.GOARCH == "amd64" && !strings.Contains(err.Error(), "dpkg --add-architecture arm64")) {
+		t.Errorf("unknown package: %v", err)
+	}
+	if got := storeEntries(t, s.Dir); len(got) != 2 {
+		t.Errorf("store holds %v", got)
+	}
+	// The installed kernel reads back from its directory.
+	back, err := vmkernel.OpenKernel(k.Dir)
+	if err != nil || back.ContentHash != k.ContentHash {
+		t.Errorf("OpenKernel: %+v %v", back, err)
+	}
+	if _, err := vmkernel.OpenKernel(t.TempDir()); err == nil {
+		t.Error("OpenKernel of an empty dir succeeded")
 	}
 }
