@@ -14,6 +14,8 @@
 //	  pull_parallelism    = 4                # layers one pull downloads at once, 1..16
 //	  dns_upstreams       = []               # resolvers ("IP" or "IP:PORT") the networks' DNS
 //	                                         # servers forward to; empty: the host's resolv.conf
+//	  default_bridge      = "berth0"         # the default network's bridge (≤ 15 characters)
+//	  default_subnet      = "10.88.0.0/16"   # and its IPv4 subnet
 //	}
 //
 //	plugin "<layer>" "<name>" {              # layer: resources, isolation, snapshot, lifecycle, api
@@ -140,7 +142,12 @@ type Berth struct {
 	// server forwards names it does not own to; empty means the host's
 	// /etc/resolv.conf nameservers.
 	DNSUpstreams []string
-	DefRange     hcl.Range // the berth block, or the file start when absent
+	// DefaultBridge and DefaultSubnet are the default network's bridge
+	// and subnet; empty means berth0 and 10.88.0.0/16. Two daemons on
+	// one host need different ones.
+	DefaultBridge string
+	DefaultSubnet string
+	DefRange      hcl.Range // the berth block, or the file start when absent
 }
 
 // Plugin is one plugin block: its envelope decoded, its own settings kept

@@ -106,6 +106,13 @@ func TestRegistrySettings(t *testing.T) {
 	}
 }
 
+func TestDefaultNetworkSettings(t *testing.T) {
+	cfg := mustParse(t, "berth {\n  default_bridge = \"bt0\"\n  default_subnet = \"10.250.1.0/24\"\n}\n", Options{})
+	if b := cfg.Berth; b.DefaultBridge != "bt0" || b.DefaultSubnet != "10.250.1.0/24" {
+		t.Errorf("%+v", b)
+	}
+}
+
 func TestDNSUpstreams(t *testing.T) {
 	cfg := mustParse(t, "berth {\n  dns_upstreams = [\"10.0.0.2\", \"127.0.0.1:5353\", \"[::1]:53\", \"::1\"]\n}\n", Options{})
 	want := []string{"10.0.0.2:53", "127.0.0.1:5353", "[::1]:53", "[::1]:53"}
@@ -178,6 +185,10 @@ func TestErrors(t *testing.T) {
 			`config.hcl:2,25-35: Inappropriate value for attribute "insecure_registries": list of string required, but have string.`},
 		{"dns_upstreams entry", "berth {\n  dns_upstreams = [\"resolver\"]\n}\n",
 			`config.hcl:2,19-31: dns_upstreams entry "resolver" is not an IP address or IP:PORT`},
+		{"default_bridge name", "berth {\n  default_bridge = \"much-too-long-name\"\n}\n",
+			`config.hcl:2,20-40: default_bridge "much-too-long-name" is not an interface name`},
+		{"default_subnet host bits", "berth {\n  default_subnet = \"10.88.0.1/16\"\n}\n",
+			`config.hcl:2,20-34: default_subnet "10.88.0.1/16" is not an IPv4 CIDR prefix`},
 		{"duplicate berth", "berth {}\nberth {}\n",
 			`config.hcl:2,1-6: The berth block is already defined at config.hcl:1,1-6; merge the two.`},
 		{"missing env", "plugin \"api\" \"grpc\" {\n  path = env.NOPE\n}\n",

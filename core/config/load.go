@@ -223,6 +223,22 @@ func (d *decoder) berth(b *hcl.Block, filename string) Berth {
 				}
 			}
 		}
+		if v, ok := d.str(attrs["default_bridge"], false); ok {
+			if !bridgeNameRE.MatchString(v) {
+				d.errorf(attrs["default_bridge"].Expr.Range(), "Invalid default_bridge",
+					"default_bridge %q is not an interface name (1-15 letters, digits, '_', '.', '-').", v)
+			} else {
+				out.DefaultBridge = v
+			}
+		}
+		if v, ok := d.str(attrs["default_subnet"], false); ok {
+			if p, err := netip.ParsePrefix(v); err != nil || !p.Addr().Is4() || p.Masked() != p || p.Bits() < 8 || p.Bits() > 30 {
+				d.errorf(attrs["default_subnet"].Expr.Range(), "Invalid default_subnet",
+					"default_subnet %q is not an IPv4 CIDR prefix from /8 to /30 without host bits (like 10.88.0.0/16).", v)
+			} else {
+				out.DefaultSubnet = v
+			}
+		}
 		if a := attrs["pull_parallelism"]; a != nil {
 			if v, ok := d.value(a, cty.Number); ok {
 				n, acc := v.AsBigFloat().Int64()
@@ -451,3 +467,6 @@ func dnsUpstream(s string) (string, error) {
 	}
 	return netip.AddrPortFrom(a, 53).String(), nil
 }
+
+// bridgeNameRE matches a Linux interface name.
+var bridgeNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$`)

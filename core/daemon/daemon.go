@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -114,9 +115,14 @@ func Run(ctx context.Context, opts Options) error {
 	}
 
 	netOpts := network.Options{
-		Root:         filepath.Join(cfg.Berth.StateDir, NetworkDir),
-		Logger:       log.Named("network"),
-		DNSUpstreams: cfg.Berth.DNSUpstreams,
+		Root:          filepath.Join(cfg.Berth.StateDir, NetworkDir),
+		Logger:        log.Named("network"),
+		DNSUpstreams:  cfg.Berth.DNSUpstreams,
+		DefaultBridge: cfg.Berth.DefaultBridge,
+	}
+	if cfg.Berth.DefaultSubnet != "" {
+		// Checked when the config was loaded.
+		netOpts.DefaultSubnet = netip.MustParsePrefix(cfg.Berth.DefaultSubnet)
 	}
 	if len(opts.NetworkHelper) > 0 && runtime.GOOS == "linux" && os.Geteuid() == 0 {
 		netOpts.Datapath = network.Kernel{}

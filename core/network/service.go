@@ -104,6 +104,12 @@ type Options struct {
 	// HostPrefixes lists the host's own networks, which automatic subnets
 	// avoid; nil reads the host's interface addresses.
 	HostPrefixes func() []netip.Prefix
+	// DefaultBridge and DefaultSubnet are the default network's; zero
+	// values are the package's DefaultBridge and DefaultSubnet. They
+	// apply when the default network is created: an existing one keeps
+	// its own.
+	DefaultBridge string
+	DefaultSubnet netip.Prefix
 }
 
 // Service implements sdk/network.Service.
@@ -139,6 +145,12 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	}
 	if opts.HostPrefixes == nil {
 		opts.HostPrefixes = hostPrefixes
+	}
+	if opts.DefaultBridge == "" {
+		opts.DefaultBridge = DefaultBridge
+	}
+	if !opts.DefaultSubnet.IsValid() {
+		opts.DefaultSubnet = DefaultSubnet
 	}
 	st, err := openStore(filepath.Join(opts.Root, "networks.db"), opts.StoreTimeout)
 	if err != nil {
@@ -345,7 +357,7 @@ func hostPrefixes() []netip.Prefix {
 
 // conflict returns the network whose subnet overlaps p, reserving the
 // default network's subnet even before it exists.
-func conflict(nets []netRecord, p netip.Prefix, forDefault bool) (string, netip.Prefix, bool) {
+func conflict(nets []netRecord, p, defaultSubnet netip.Prefix, forDefault bool) (string, netip.Prefix, bool) {
 	defaultSeen := forDefault
 	for _, n := range nets {
 		if n.Name == sdknet.DefaultNetwork {
@@ -355,8 +367,8 @@ func conflict(nets []netRecord, p netip.Prefix, forDefault bool) (string, netip.
 			return n.Name, n.Subnet, true
 		}
 	}
-	if !defaultSeen && DefaultSubnet.Overlaps(p) {
-		return sdknet.DefaultNetwork, DefaultSubnet, true
+	if !defaultSeen && defaultSubnet.Overlaps(p) {
+		return sdknet.DefaultNetwork, defaultSubnet, true
 	}
 	return "", netip.Prefix{}, false
 }
@@ -371,7 +383,7 @@ func (s *Service) pickSubnet(nets []netRecord) (netip.Prefix, error) {
 	}
 	for a := userPool.Addr(); !userPoolEnd.Less(a); {
 		p := netip.PrefixFrom(a, 24)
-		_, _, taken := conflict(nets, p, false)
+		_, _, taken := conflict(nets, p, s.opts.DefaultSubnet, false)
 		for _, h := range host {
 			if !ours[h] && h.Overlaps(p) {
 				taken = true
@@ -423,7 +435,7 @@ func (s *Service) Create(ctx context.Context, spec sdknet.CreateSpec) (sdknet.Ne
 func (s *Service) createLocked(ctx context.Context, name string, subnet netip.Prefix, internal bool, labels map[string]string) (netRecord, error) {
 	n := netRecord{ID: newID(), Name: name, Internal: internal, Labels: labels, CreatedAt: time.Now().UTC()}
 	if name == sdknet.DefaultNetwork {
-		n.Bridge = DefaultBridge
+		n.Bridge = s.opts.DefaultBridge
 	} else {
 		n.Bridge = "br-" + n.ID[:12]
 	}
@@ -436,7 +448,7 @@ func (s *Service) createLocked(ctx context.Context, name string, subnet netip.Pr
 			return err
 		}
 		if subnet.IsValid() {
-			if other, os, bad := conflict(nets, subnet, name == sdknet.DefaultNetwork); bad {
+			if other, os, bad := conflict(nets, subnet, s.opts.DefaultSubnet, name == sdknet.DefaultNetwork); bad {
 				return errdefs.InvalidArgument("subnet %s overlaps network %s (%s)", subnet, other, os)
 			}
 		} else if subnet, err = s.pickSubnet(nets); err != nil {
@@ -494,7 +506,7 @@ func (s *Service) ensureDefaultLocked(ctx context.Context) (netRecord, error) {
 	if !errdefs.IsNotFound(err) {
 		return netRecord{}, err
 	}
-	return s.createLocked(ctx, sdknet.DefaultNetwork, DefaultSubnet, false, nil)
+	return s.createLocked(ctx, sdknet.DefaultNetwork, s.opts.DefaultSubnet, false, nil)
 }
 
 // resolveLocked finds the network ref names: a name, an ID or a unique ID

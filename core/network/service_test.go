@@ -382,3 +382,22 @@ func TestDatapathCalls(t *testing.T) {
 	}
 	_ = s.Close()
 }
+
+func TestDefaultNetworkOptions(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir(), func(o *Options) {
+		o.DefaultBridge, o.DefaultSubnet = "btest0", netip.MustParsePrefix("10.217.0.0/24")
+	})
+	defer s.Close()
+	// The configured default subnet is reserved before the default exists.
+	if _, err := s.Create(ctx, sdknet.CreateSpec{Name: "x", Subnet: "10.217.0.0/25"}); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("create over the default subnet = %v", err)
+	}
+	n, err := s.Inspect(ctx, sdknet.DefaultNetwork)
+	if err != nil || n.Bridge != "btest0" || n.Subnet != "10.217.0.0/24" || n.Gateway != "10.217.0.1" {
+		t.Errorf("default network %+v, %v", n, err)
+	}
+	if _, err := s.Create(ctx, sdknet.CreateSpec{Name: "y", Subnet: "10.88.0.0/16"}); err != nil {
+		t.Errorf("10.88.0.0/16 is free when the default is elsewhere: %v", err)
+	}
+}
