@@ -231,6 +231,13 @@ func AttachNetns(ctx context.Context, netnsPath string, ifc Interface) (string, 
 	if err := netlink.LinkSetMaster(host, br); err != nil {
 		return "", fmt.Errorf("container %s: attach %s to %s: %w", ifc.ContainerID, hostName, ifc.Bridge, err)
 	}
+	// Hairpin: with br_netfilter loaded, a container's connection to its
+	// own published port is DNATed while bridged and must leave by the
+	// port it came in on (as kubelet's hairpin-veth and Docker without its
+	// userland proxy do).
+	if err := netlink.LinkSetHairpin(host, true); err != nil {
+		return "", fmt.Errorf("container %s: hairpin on %s: %w", ifc.ContainerID, hostName, err)
+	}
 	if err := netlink.LinkSetUp(host); err != nil {
 		return "", fmt.Errorf("container %s: set %s up: %w", ifc.ContainerID, hostName, err)
 	}

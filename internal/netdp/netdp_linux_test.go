@@ -18,6 +18,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/sdk/isolation"
 )
@@ -502,6 +503,62 @@ func TestPublishPortsDNAT(t *testing.T) {
 	if _, err := dial(t, nil, "198.51.100.1:17080", 20*time.Second); err != nil {
 		t.Errorf("host → its own address: %v", err)
 	}
+	// Hairpin: the container reaches its own published port on the
+	// gateway (a local address) and is seen as coming from a host address
+	// (masqueraded), not from itself.
+	if seen, err := dial(t, &ns, n.Gateway.String()+":17080", 20*time.Second); err != nil || seen == ip.String() {
+		t.Errorf("container → its published port via the gateway: seen %q, %v (want a host address: hairpin masquerade)", seen, err)
+	} else {
+		t.Logf("hairpin: the container saw itself as %s", seen)
+	}
+	// UDP through DNAT, then conntrack is flushed by unpublish.
+	var uc net.PacketConn
+	if err := inNS(t, ns, func() (err error) { uc, err = net.ListenPacket("udp4", ip.String()+":80"); return }); err != nil {
+		t.Fatal(err)
+	}
+	defer uc.Close()
+	go func() {
+		buf := make([]byte, 100)
+		for {
+			n, from, err := uc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = uc.WriteTo(buf[:n], from)
+		}
+	}()
+	var client net.Conn
+	if err := inNS(t, inet, func() (err error) { client, err = net.Dial("udp4", "198.51.100.1:17083"); return }); err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	got := ""
+	for i := 0; i < 40 && got == ""; i++ {
+		_, _ = client.Write([]byte("u"))
+		_ = client.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		buf := make([]byte, 10)
+		if n, err := client.Read(buf); err == nil {
+			got = string(buf[:n])
+		}
+	}
+	if got != "u" {
+		t.Errorf("udp through DNAT: %q", got)
+	}
+	ctFlows := func() int {
+		f := &netlink.ConntrackFilter{}
+		_ = f.AddIP(netlink.ConntrackReplySrcIP, ip.AsSlice())
+		flows, _ := netlink.ConntrackTableList(netlink.ConntrackTable, unix.AF_INET)
+		n := 0
+		for _, fl := range flows {
+			if f.MatchConntrackFlow(fl) {
+				n++
+			}
+		}
+		return n
+	}
+	if ctFlows() == 0 {
+		t.Error("no conntrack flow answered by the container before unpublish")
+	}
 	for range 2 {
 		if err := UnpublishPorts(ctx, id); err != nil {
 			t.Fatal(err)
@@ -509,6 +566,9 @@ func TestPublishPortsDNAT(t *testing.T) {
 	}
 	if got := countTagged(t, tagCtr+id); len(got) != 0 {
 		t.Errorf("rules left after unpublish: %v", got)
+	}
+	if n := ctFlows(); n != 0 {
+		t.Errorf("%d conntrack flows of the container left after unpublish", n)
 	}
 	if _, err := dial(t, &inet, "198.51.100.1:17080", 3*time.Second); err == nil {
 		t.Error("port still answers after unpublish")

@@ -14,6 +14,7 @@ import (
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/sdk/isolation"
@@ -233,8 +234,10 @@ func networkRules(n Network) []*nftables.Rule {
 		fwd(ifname(expr.MetaKeyOIFNAME, br, true), verdict(expr.VerdictDrop)),
 		&nftables.Rule{Table: table, Chain: ch[chainPostrouting], UserData: ud,
 			Exprs: concat(ipv4(), ipSaddr(n.Subnet), ifname(expr.MetaKeyOIFNAME, br, false), []expr.Any{&expr.Masq{}})},
+		// Hairpin: no interface match, since with br_netfilter a bridged
+		// packet's postrouting devices are the bridge port, not B.
 		&nftables.Rule{Table: table, Chain: ch[chainPostrouting], UserData: ud,
-			Exprs: concat(ipv4(), ifname(expr.MetaKeyIIFNAME, br, true), ifname(expr.MetaKeyOIFNAME, br, true),
+			Exprs: concat(ipv4(), ipSaddr(n.Subnet), ipPrefix(16, n.Subnet, expr.CmpOpEq),
 				ctMask(expr.CtKeySTATUS, 0x20), []expr.Any{&expr.Masq{}})},
 	)
 	return rules
@@ -439,20 +442,31 @@ func UnpublishPorts(ctx context.Context, containerID string) error {
 	if err != nil {
 		return err
 	}
-	n := 0
+	var targets []netip.Addr
 	for _, r := range existing {
-		if id, _, ok := parseCtrTag(comment(r)); ok && id == containerID {
+		if id, target, ok := parseCtrTag(comment(r)); ok && id == containerID {
 			if err := c.DelRule(r); err != nil {
 				return err
 			}
-			n++
+			if !slices.Contains(targets, target) {
+				targets = append(targets, target)
+			}
 		}
 	}
-	if n == 0 {
+	if len(targets) == 0 {
 		return nil
 	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("container %s: unpublish ports: %w", containerID, err)
+	}
+	// Connection tracking keeps NATing flows it already knows (a UDP
+	// client that keeps sending would reach the old target forever):
+	// forget the flows answered by the container.
+	for _, t := range targets {
+		f := &netlink.ConntrackFilter{}
+		if err := f.AddIP(netlink.ConntrackReplySrcIP, t.AsSlice()); err == nil {
+			_, _ = netlink.ConntrackDeleteFilters(netlink.ConntrackTable, unix.AF_INET, f)
+		}
 	}
 	return nil
 }
