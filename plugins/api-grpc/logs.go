@@ -116,7 +116,10 @@ func (r *logReader) Logs(ctx context.Context, ref string, opts api.LogsOptions, 
 		// Whether the container still runs is read before the file, so the
 		// output it wrote before stopping is read after.
 		cur, err := r.lifecycle.Get(ctx, c.ID)
-		running := err == nil && (cur.State == lifecycle.StateRunning || cur.State == lifecycle.StatePaused || cur.State == lifecycle.StateCreated)
+		// A container its restart policy starts again is followed into
+		// its next run; one stopped for good (or removed) ends the stream.
+		running := err == nil && (cur.State == lifecycle.StateRunning || cur.State == lifecycle.StatePaused ||
+			cur.State == lifecycle.StateCreated || cur.Restarting)
 		if err != nil && !errdefs.IsNotFound(err) {
 			return err
 		}

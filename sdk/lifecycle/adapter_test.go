@@ -62,7 +62,7 @@ func testContainer(ref string, state State) Container {
 	return Container{
 		ID: "c0ffee" + ref, Name: ref, ImageDigest: "sha256:abc", Config: testConfig,
 		Isolation: "vm", SnapshotKey: "snap-" + ref, State: state, Pid: 4242, ExitCode: 137,
-		OOMKilled: true, Checkpoint: "/ckpt", RestartCount: 2,
+		OOMKilled: true, Checkpoint: "/ckpt", RestartCount: 2, Restarting: true,
 		CreatedAt: testTime, StartedAt: testTime.Add(time.Second), // FinishedAt stays zero
 	}
 }

@@ -124,7 +124,7 @@ func containerToPB(c Container) *pb.Container {
 		Id: c.ID, Name: c.Name, ImageDigest: c.ImageDigest, Config: configToPB(c.Config),
 		Isolation: c.Isolation, SnapshotKey: c.SnapshotKey, State: string(c.State),
 		Pid: int64(c.Pid), ExitCode: int64(c.ExitCode), OomKilled: c.OOMKilled,
-		Checkpoint: c.Checkpoint, RestartCount: int64(c.RestartCount),
+		Checkpoint: c.Checkpoint, RestartCount: int64(c.RestartCount), Restarting: c.Restarting,
 		CreatedAtUnixNano: wire.UnixNano(c.CreatedAt), StartedAtUnixNano: wire.UnixNano(c.StartedAt),
 		FinishedAtUnixNano: wire.UnixNano(c.FinishedAt),
 	}
@@ -138,7 +138,7 @@ func containerFromPB(c *pb.Container) Container {
 		ID: c.Id, Name: c.Name, ImageDigest: c.ImageDigest, Config: configFromPB(c.Config),
 		Isolation: c.Isolation, SnapshotKey: c.SnapshotKey, State: State(c.State),
 		Pid: int(c.Pid), ExitCode: int(c.ExitCode), OOMKilled: c.OomKilled,
-		Checkpoint: c.Checkpoint, RestartCount: int(c.RestartCount),
+		Checkpoint: c.Checkpoint, RestartCount: int(c.RestartCount), Restarting: c.Restarting,
 		CreatedAt: wire.FromUnixNano(c.CreatedAtUnixNano), StartedAt: wire.FromUnixNano(c.StartedAtUnixNano),
 		FinishedAt: wire.FromUnixNano(c.FinishedAtUnixNano),
 	}

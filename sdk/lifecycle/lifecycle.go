@@ -166,6 +166,9 @@ type Container struct {
 	Checkpoint string
 	// RestartCount counts restarts made by the restart policy.
 	RestartCount int
+	// Restarting is set on a stopped container its restart policy is
+	// about to start again (Docker's State.Restarting).
+	Restarting bool
 	CreatedAt    time.Time
 	StartedAt    time.Time
 	FinishedAt   time.Time

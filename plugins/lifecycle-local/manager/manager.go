@@ -200,9 +200,10 @@ func (m *Manager) Configure(ctx context.Context, req plugin.ConfigureRequest) er
 		m.mu.Unlock()
 		return errdefs.InvalidArgument("lifecycle local: state dir cannot change from %s to %s while running", m.stateDir, req.StateDir)
 	}
-	if m.stateDir == "" {
+	if m.stateDir == "" { // this process's first Configure: the daemon's start
 		m.stateDir = req.StateDir
 		m.cleanupLeftovers()
+		m.rearmAlways(m.store)
 	}
 	m.stateDir = req.StateDir
 	m.settings = settings

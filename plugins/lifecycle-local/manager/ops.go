@@ -579,7 +579,9 @@ func (m *Manager) Get(_ context.Context, ref string) (lifecycle.Container, error
 	if err == nil && rec.Creating {
 		err = errdefs.NotFound("no such container: %s (it is still being created)", ref)
 	}
-	return rec.Container, err
+	c := rec.Container
+	c.Restarting = ShouldRestart(rec)
+	return c, err
 }
 
 // List implements lifecycle.Manager: without All only running and paused
@@ -596,6 +598,7 @@ func (m *Manager) List(_ context.Context, f lifecycle.Filter) ([]lifecycle.Conta
 	var out []lifecycle.Container
 	for _, r := range recs {
 		c := r.Container
+		c.Restarting = ShouldRestart(r)
 		if r.Creating {
 			continue
 		}

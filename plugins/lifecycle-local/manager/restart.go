@@ -58,3 +58,26 @@ func (m *Manager) SetRestartPolicy(ctx context.Context, ref string, p lifecycle.
 	m.log.Info("restart policy updated", "container_id", rec.Container.ID, "policy", p.Name, "max_retries", p.MaxRetries)
 	return rec.Container, nil
 }
+
+// rearmAlways makes the containers with restart policy "always" that a
+// user stopped restartable again, once, when the plugin starts (the
+// daemon's start): Docker restarts them then, while "unless-stopped"
+// ones stay stopped. Reconciliation then applies the policy as to any
+// stopped container.
+func (m *Manager) rearmAlways(st *store.Store) {
+	recs, err := st.List()
+	if err != nil {
+		m.log.Warn("restart policy always at start: list containers", "error", err)
+		return
+	}
+	for _, r := range recs {
+		if r.Creating || !r.ManualStop || r.Container.State != lifecycle.StateStopped || r.Container.Config.Restart.Name != "always" {
+			continue
+		}
+		if _, err := st.Update(r.Container.ID, func(r *store.Record) error { r.ManualStop = false; return nil }); err != nil {
+			m.log.Warn("restart policy always at start", "container_id", r.Container.ID, "error", err)
+			continue
+		}
+		m.log.Info("restarting a container with restart policy always that was stopped before the daemon started", "container_id", r.Container.ID, "name", r.Container.Name)
+	}
+}

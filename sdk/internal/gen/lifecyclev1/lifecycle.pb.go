@@ -1029,8 +1029,11 @@ type Container struct {
 	CreatedAtUnixNano  int64                  `protobuf:"varint,13,opt,name=created_at_unix_nano,json=createdAtUnixNano,proto3" json:"created_at_unix_nano,omitempty"`
 	StartedAtUnixNano  int64                  `protobuf:"varint,14,opt,name=started_at_unix_nano,json=startedAtUnixNano,proto3" json:"started_at_unix_nano,omitempty"`
 	FinishedAtUnixNano int64                  `protobuf:"varint,15,opt,name=finished_at_unix_nano,json=finishedAtUnixNano,proto3" json:"finished_at_unix_nano,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// restarting is set on a stopped container its restart policy is about
+	// to start again.
+	Restarting    bool `protobuf:"varint,16,opt,name=restarting,proto3" json:"restarting,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Container) Reset() {
@@ -1166,6 +1169,13 @@ func (x *Container) GetFinishedAtUnixNano() int64 {
 		return x.FinishedAtUnixNano
 	}
 	return 0
+}
+
+func (x *Container) GetRestarting() bool {
+	if x != nil {
+		return x.Restarting
+	}
+	return false
 }
 
 type ExecConfig struct {
@@ -4767,7 +4777,7 @@ const file_berth_lifecycle_v1_lifecycle_proto_rawDesc = "" +
 	"\fpath_on_host\x18\x01 \x01(\tR\n" +
 	"pathOnHost\x12*\n" +
 	"\x11path_in_container\x18\x02 \x01(\tR\x0fpathInContainer\x12 \n" +
-	"\vpermissions\x18\x03 \x01(\tR\vpermissions\"\x85\x04\n" +
+	"\vpermissions\x18\x03 \x01(\tR\vpermissions\"\xa5\x04\n" +
 	"\tContainer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12!\n" +
@@ -4787,7 +4797,10 @@ const file_berth_lifecycle_v1_lifecycle_proto_rawDesc = "" +
 	"\rrestart_count\x18\f \x01(\x03R\frestartCount\x12/\n" +
 	"\x14created_at_unix_nano\x18\r \x01(\x03R\x11createdAtUnixNano\x12/\n" +
 	"\x14started_at_unix_nano\x18\x0e \x01(\x03R\x11startedAtUnixNano\x121\n" +
-	"\x15finished_at_unix_nano\x18\x0f \x01(\x03R\x12finishedAtUnixNano\"\xe2\x01\n" +
+	"\x15finished_at_unix_nano\x18\x0f \x01(\x03R\x12finishedAtUnixNano\x12\x1e\n" +
+	"\n" +
+	"restarting\x18\x10 \x01(\bR\n" +
+	"restarting\"\xe2\x01\n" +
 	"\n" +
 	"ExecConfig\x12\x10\n" +
 	"\x03cmd\x18\x01 \x03(\tR\x03cmd\x12\x10\n" +
