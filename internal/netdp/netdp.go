@@ -14,18 +14,22 @@
 //
 //	set bridges      type ifname: the bridge of every ensured network
 //	chain forward    filter hook forward priority filter, policy accept
-//	  ct state established,related accept                    (base)
-//	  per network B (comment "berth net <id>"):
+//	  internal network B (comment "berth net <id> …"), at the chain's head:
 //	    iifname B oifname B accept                           same network
-//	    iifname B oifname @bridges drop                      other berth networks
-//	    internal:     iifname B drop; oifname B drop         nothing in or out
-//	    not internal: iifname B accept                       out to the world
-//	                  oifname B ct status dnat accept        published ports in
-//	                  oifname B drop                         nothing else in
+//	    iifname B oifname @bridges ct status != dnat drop
+//	    iifname B drop; oifname B drop                       nothing else in or out
+//	  ct state established,related accept                    (base)
+//	  other network B (comment "berth net <id> …"), appended:
+//	    iifname B oifname B accept                           same network
+//	    iifname B oifname @bridges ct status != dnat drop    other berth networks
+//	                                                         (published ports stay reachable)
+//	    iifname B accept                                     out to the world
+//	    oifname B ct status dnat accept                      published ports in
+//	    oifname B drop                                       nothing else in
 //	chain postrouting nat hook postrouting priority srcnat
 //	  per non-internal network (comment "berth net <id>"):
 //	    ip saddr SUBNET oifname != B masquerade              outbound NAT
-//	    iifname B oifname B ct status dnat masquerade        hairpin to a published port
+//	    ip saddr SUBNET ip daddr SUBNET ct status dnat masquerade   hairpin
 //	chain prerouting  nat hook prerouting priority dstnat
 //	chain output      nat hook output priority dstnat
 //	  both: fib daddr type local ip daddr != 127.0.0.0/8 jump publish   (base)

@@ -428,11 +428,23 @@ func TestBridgesAreIsolated(t *testing.T) {
 	if _, err := dial(t, &nsB, hostL.Addr().String(), 20*time.Second); err != nil {
 		t.Fatalf("B → its gateway: %v", err)
 	}
-	if seen, err := dial(t, &nsB, ipA.String()+":7002", 3*time.Second); err == nil {
+	if seen, err := dial(t, &nsB, ipA.String()+":7002", 2*time.Second); err == nil {
 		t.Fatalf("B reached A across networks (A saw %s)", seen)
 	}
-	if seen, err := dial(t, &nsA, ipB.String()+":7002", 3*time.Second); err == nil {
+	if seen, err := dial(t, &nsA, ipB.String()+":7002", 2*time.Second); err == nil {
 		t.Fatalf("A reached B across networks (B saw %s)", seen)
+	}
+	// A port B's container publishes is reachable from A through a host
+	// address (A's gateway), as from anywhere.
+	if err := PublishPorts(context.Background(), "pub-"+b.ID[:8], ipB, []isolation.PortMapping{{HostPort: 17002, ContainerPort: 7002, Protocol: "tcp"}}); err != nil {
+		t.Fatal(err)
+	}
+	defer UnpublishPorts(context.Background(), "pub-"+b.ID[:8])
+	if _, err := dial(t, &nsA, a.Gateway.String()+":17002", 20*time.Second); err != nil {
+		t.Errorf("A → B's published port via a host address: %v", err)
+	}
+	if seen, err := dial(t, &nsA, ipB.String()+":7002", 2*time.Second); err == nil {
+		t.Fatalf("A reached B directly after the publish (B saw %s)", seen)
 	}
 }
 
@@ -460,12 +472,26 @@ func TestMasqueradeAndInternal(t *testing.T) {
 	}
 
 	in := testNetwork(t, 5, true)
-	nsI, _, _ := container(t, in, 2)
-	if seen, err := dial(t, &nsI, "198.51.100.2:7003", 3*time.Second); err == nil {
+	nsI, ipIn, _ := container(t, in, 2)
+	if seen, err := dial(t, &nsI, "198.51.100.2:7003", 2*time.Second); err == nil {
 		t.Fatalf("an internal network reached the internet (seen as %s)", seen)
 	}
 	if got := countTagged(t, in.ID)["postrouting"]; got != 0 {
 		t.Errorf("internal network has %d masquerade rules", got)
+	}
+	// Nothing reaches into an internal network either, not even through a
+	// published port.
+	ipI := ipIn
+	echoServer(t, nsI, ipI.String()+":7003")
+	if err := PublishPorts(context.Background(), "pub-"+in.ID[:8], ipI, []isolation.PortMapping{{HostPort: 17003, ContainerPort: 7003, Protocol: "tcp"}}); err != nil {
+		t.Fatal(err)
+	}
+	defer UnpublishPorts(context.Background(), "pub-"+in.ID[:8])
+	if seen, err := dial(t, &ns, n.Gateway.String()+":17003", 2*time.Second); err == nil {
+		t.Errorf("a port published into an internal network answered (seen as %s)", seen)
+	}
+	if seen, err := dial(t, &ns, ipI.String()+":7003", 2*time.Second); err == nil {
+		t.Errorf("reached into an internal network (seen as %s)", seen)
 	}
 }
 
@@ -570,7 +596,7 @@ func TestPublishPortsDNAT(t *testing.T) {
 	if n := ctFlows(); n != 0 {
 		t.Errorf("%d conntrack flows of the container left after unpublish", n)
 	}
-	if _, err := dial(t, &inet, "198.51.100.1:17080", 3*time.Second); err == nil {
+	if _, err := dial(t, &inet, "198.51.100.1:17080", 2*time.Second); err == nil {
 		t.Error("port still answers after unpublish")
 	}
 	// RemoveNetwork also takes publish rules of containers in its subnet.

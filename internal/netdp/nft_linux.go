@@ -220,7 +220,9 @@ func networkRules(n Network) []*nftables.Rule {
 	}
 	rules := []*nftables.Rule{
 		fwd(ifname(expr.MetaKeyIIFNAME, br, true), ifname(expr.MetaKeyOIFNAME, br, true), verdict(expr.VerdictAccept)),
-		fwd(ifname(expr.MetaKeyIIFNAME, br, true), oifInBridges(), verdict(expr.VerdictDrop)),
+		// Published ports (DNAT) stay reachable from other networks, as
+		// from anywhere else.
+		fwd(ifname(expr.MetaKeyIIFNAME, br, true), oifInBridges(), ctNotDNAT(), verdict(expr.VerdictDrop)),
 	}
 	if n.Internal {
 		rules = append(rules,
@@ -279,8 +281,17 @@ func ensureNetworkRules(n Network) error {
 				return err
 			}
 		}
-		for _, r := range want {
-			c.AddRule(r)
+		if n.Internal {
+			// At the head of the chain, so no other network's accepts
+			// (e.g. of DNATed flows) come first: nothing enters or
+			// leaves an internal network but its own traffic.
+			for _, r := range slices.Backward(want) {
+				c.InsertRule(r)
+			}
+		} else {
+			for _, r := range want {
+				c.AddRule(r)
+			}
 		}
 	}
 	if err := c.SetAddElements(set, []nftables.SetElement{{Key: ifnameBytes(n.Bridge)}}); err != nil {
@@ -532,6 +543,13 @@ func ipDaddr(a netip.Addr) []expr.Any {
 func fibLocalDaddr() []expr.Any {
 	return []expr.Any{&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)}}
+}
+
+// ctNotDNAT matches flows that were not destination-NATed.
+func ctNotDNAT() []expr.Any {
+	e := ctMask(expr.CtKeySTATUS, 0x20)
+	e[2].(*expr.Cmp).Op = expr.CmpOpEq
+	return e
 }
 
 func ctMask(key expr.CtKey, bits uint32) []expr.Any {
