@@ -43,8 +43,15 @@ import (
 	"github.com/berth-dev/berth/sdk/errdefs"
 )
 
+// KernelFormat is the version of the kernel directory layout Install
+// writes. It changes when an install would keep different files (e.g.
+// StoreModules grows); a kernel of an older format may lack modules.
+const KernelFormat = 1
+
 // Kernel is an installed kernel. Its files are read-only once installed.
 type Kernel struct {
+	// Format is the KernelFormat it was installed with (0: before formats).
+	Format  int    `json:"format"`
 	Release string `json:"release"` // "6.1.0-56-amd64"
 	Arch    string `json:"arch"`    // "amd64" or "arm64"
 	Package string `json:"package"` // Debian package it came from
@@ -267,7 +274,7 @@ func (s *Store) Install(ctx context.Context, opts InstallOptions) (*Kernel, erro
 	final := filepath.Join(s.Dir, k.Release+"-"+k.Arch)
 	if exists(final) {
 		old, err := readKernel(final)
-		if err == nil && old.ContentHash == k.ContentHash {
+		if err == nil && old.ContentHash == k.ContentHash && old.Format == k.Format {
 			progress("kernel %s (%s) is already installed", k.Release, k.Arch)
 			return s.finish(old, opts.Default)
 		}
@@ -405,7 +412,7 @@ func (s *Store) build(ctx context.Context, debPath, wantArch, dir string) (*Kern
 	if modRelease != "" && modRelease != release {
 		return nil, fmt.Errorf("kernel image is %s but modules are %s", release, modRelease)
 	}
-	k := &Kernel{Release: release, Arch: arch, Package: ctrl.Package, Version: ctrl.Version}
+	k := &Kernel{Format: KernelFormat, Release: release, Arch: arch, Package: ctrl.Package, Version: ctrl.Version}
 
 	// Boot image.
 	switch arch {

@@ -10,6 +10,7 @@ package vmkerneltest
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -43,7 +44,7 @@ func Kernel(t testing.TB) *vmkernel.Kernel {
 func KernelArch(t testing.TB, arch string) *vmkernel.Kernel {
 	t.Helper()
 	store := &vmkernel.Store{Dir: CacheDir}
-	if k, err := store.Get("", arch); err == nil {
+	if k, err := store.Get("", arch); err == nil && k.Format == vmkernel.KernelFormat {
 		return k
 	}
 	if os.Geteuid() != 0 {
@@ -53,7 +54,7 @@ func KernelArch(t testing.TB, arch string) *vmkernel.Kernel {
 	defer cancel()
 	unlock := lockFile(t, filepath.Join(filepath.Dir(CacheDir), "vmkerneltest.lock"))
 	defer unlock()
-	if k, err := store.Get("", arch); err == nil { // installed while we waited
+	if k, err := store.Get("", arch); err == nil && k.Format == vmkernel.KernelFormat { // installed while we waited
 		return k
 	}
 	debPath := Deb(t, arch)
@@ -76,7 +77,11 @@ func install(ctx context.Context, t testing.TB, store *vmkernel.Store, arch, deb
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		out, err := cmd.CombinedOutput()
 		if err == nil {
-			return store.Get("", arch)
+			k, err := store.Get("", arch)
+			if err == nil && k.Format != vmkernel.KernelFormat {
+				return nil, fmt.Errorf("the installer wrote format %d, want %d", k.Format, vmkernel.KernelFormat)
+			}
+			return k, err
 		}
 		t.Logf("vmkerneltest: installer command failed (%v): %s; installing in process", err, out)
 	}
