@@ -3,6 +3,7 @@ package ext4
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
@@ -24,7 +25,7 @@ func configure(t *testing.T, stateDir string, settings map[string]string) *Snaps
 	if settings == nil {
 		b = nil
 	}
-	sn := New(hclog.New(&hclog.LoggerOptions{Level: hclog.Warn}))
+	sn := New(hclog.New(&hclog.LoggerOptions{Level: hclog.LevelFromString(os.Getenv("EXT4_TEST_LOG"))}))
 	if err := sn.Configure(context.Background(), plugin.ConfigureRequest{StateDir: stateDir, Config: schema.Config{JSON: b}}); err != nil {
 		t.Fatalf("Configure: %v", err)
 	}

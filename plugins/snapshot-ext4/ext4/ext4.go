@@ -30,6 +30,13 @@
 // the disk is a fresh empty ext4 (raw). A container's writes land in its
 // disk, which this plugin counts in Usage and deletes in Remove.
 //
+// An active snapshot labelled LabelUnpack ("berth.dev/unpack", which
+// core/unpack sets on its extraction snapshots) gets its disk lazily, at
+// the first Mounts call: unpacking then costs a tree clone per layer and
+// the chain's one image is built when a container is prepared on it. Its
+// Prepare returns the descriptor the disk will have; use Mounts before
+// handing it to anyone.
+//
 // The same active snapshot can be used both ways: unpacked into (Apply)
 // and used as a disk (a container, or the conformance suite writing
 // through a mount). The disk's mtime tells them apart: every disk this
@@ -131,12 +138,22 @@ var testHook = func(point string) {}
 // sets the current time, which is never this.
 var stampTime = time.Unix(1_000_000_000, 0)
 
+// LabelUnpack marks an active snapshot made to unpack a layer into (core/unpack
+// sets it, value the chain ID). Such a snapshot gets its disk lazily: its
+// Prepare returns the descriptor the disk will have, and the disk is made
+// (with its parent's image) by the first Mounts call; until then Apply and
+// Commit work on trees alone, so unpacking an N-layer image runs mkfs
+// once, for the image a container asks for, instead of once per layer.
+const LabelUnpack = "berth.dev/unpack"
+
 // diskState is state.json of an active snapshot's generation.
 type diskState struct {
 	Format     string `json:"format"`
 	Base       string `json:"base"`
 	Stamp      stamp  `json:"stamp"`
 	BaseInodes int64  `json:"base_inodes"`
+	// Lazy: no disk yet (an unpack snapshot nobody asked Mounts of).
+	Lazy bool `json:"lazy,omitempty"`
 }
 
 // Snapshotter implements snapshot.Snapshotter with ext4 images.
@@ -349,7 +366,57 @@ func (s *Snapshotter) Mounts(ctx context.Context, key string) ([]mount.Mount, er
 	if err != nil {
 		return nil, err
 	}
+	if st.Kind == snapshot.KindActive {
+		if err := s.materialize(ctx, e, key); err != nil {
+			return nil, err
+		}
+	}
 	return s.mounts(ctx, e, key, st)
+}
+
+// materialize makes the disk of a lazy active snapshot (see LabelUnpack).
+func (s *Snapshotter) materialize(ctx context.Context, e env, key string) error {
+	defer s.keys.lock(key)()
+	st, err := e.get(key)
+	if err != nil {
+		return err
+	}
+	cur := e.current(st.ID)
+	ds, err := readState(cur)
+	if err != nil || !ds.Lazy {
+		return err
+	}
+	gen, old, err := newGen(e.dir(st.ID))
+	if err != nil {
+		return err
+	}
+	err = func() error {
+		from := ""
+		switch ds.Base {
+		case baseParent:
+			if from, err = s.ensureImage(ctx, e, st.ParentIDs[0]); err != nil {
+				return fmt.Errorf("the image of its parent: %w", err)
+			}
+		case baseTree:
+			if err := os.Rename(filepath.Join(cur, "fs"), filepath.Join(gen, "fs")); err != nil {
+				return err
+			}
+		}
+		if _, err := s.makeDisk(ctx, e, gen, ds.Format, ds.Base, from); err != nil {
+			if ds.Base == baseTree {
+				_ = os.Rename(filepath.Join(gen, "fs"), filepath.Join(cur, "fs"))
+			}
+			return err
+		}
+		return switchGen(gen)
+	}()
+	if err != nil {
+		_ = os.RemoveAll(gen)
+		return fmt.Errorf("snapshot %q: make its disk: %w", key, err)
+	}
+	_ = os.RemoveAll(old)
+	s.log.Debug("made the disk of an unpack snapshot", "key", key)
+	return nil
 }
 
 func (s *Snapshotter) mounts(_ context.Context, e env, key string, st storage.Snapshot) ([]mount.Mount, error) {
@@ -393,7 +460,15 @@ func (s *Snapshotter) create(ctx context.Context, kind snapshot.Kind, key, paren
 	}
 	parentImage := ""
 	parentID := ""
-	if parent != "" {
+	lazy := false
+	if kind == snapshot.KindActive {
+		info, err := snapshot.ApplyOptions(opts)
+		if err != nil {
+			return nil, err
+		}
+		_, lazy = info.Labels[LabelUnpack]
+	}
+	if parent != "" && !lazy {
 		// Build the parent's image outside the metadata transaction: it
 		// can take seconds and other operations must go on meanwhile.
 		var info snapshot.Info
@@ -419,7 +494,7 @@ func (s *Snapshotter) create(ctx context.Context, kind snapshot.Kind, key, paren
 		if err != nil {
 			return err
 		}
-		if parent != "" && st.ParentIDs[0] != parentID {
+		if parent != "" && !lazy && st.ParentIDs[0] != parentID {
 			return errdefs.Unavailable("snapshot %q: parent %q was replaced while its image was built; retry", key, parent)
 		}
 		tmp, err := os.MkdirTemp(filepath.Join(e.root, "snapshots"), "new-")
@@ -435,6 +510,15 @@ func (s *Snapshotter) create(ctx context.Context, kind snapshot.Kind, key, paren
 				return err
 			}
 			switch {
+			case lazy:
+				ds := diskState{Format: FormatRaw, Base: baseEmpty, Lazy: true}
+				if parent != "" {
+					ds.Format, ds.Base = e.cow, baseParent
+				}
+				b, _ := json.Marshal(ds)
+				if err := writeFileSync(filepath.Join(gen, "state.json"), b); err != nil {
+					return err
+				}
 			case kind == snapshot.KindActive && parent == "":
 				if _, err := s.makeDisk(ctx, e, gen, FormatRaw, baseEmpty, ""); err != nil {
 					return err
@@ -571,6 +655,9 @@ func readState(gen string) (diskState, error) {
 // written reports whether the disk of gen changed since this plugin wrote
 // it (a VM or a mount wrote to it).
 func written(gen string, ds diskState) (bool, error) {
+	if ds.Lazy {
+		return false, nil
+	}
 	st, err := stampOf(filepath.Join(gen, "disk"))
 	if err != nil {
 		return false, err
@@ -714,7 +801,13 @@ func (s *Snapshotter) Apply(ctx context.Context, key string, layer snapshot.Laye
 			return res, fmt.Errorf("apply layer %s to %q: %w", name, key, err)
 		}
 		applied := time.Now()
-		if _, err := s.makeDisk(ctx, e, gen, ds.Format, baseTree, ""); err != nil {
+		if ds.Lazy {
+			ds.Base = baseTree
+			b, _ := json.Marshal(ds)
+			if err := writeFileSync(filepath.Join(gen, "state.json"), b); err != nil {
+				return res, err
+			}
+		} else if _, err := s.makeDisk(ctx, e, gen, ds.Format, baseTree, ""); err != nil {
 			return res, fmt.Errorf("apply to %q: rebuild its disk: %w", key, err)
 		}
 		s.log.Debug("applied layer", "key", key, "stage", staged.Sub(start), "apply", applied.Sub(staged), "mkfs", since(applied), "readback", wrote)
@@ -785,7 +878,12 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string, opts ...snap
 		undo = append(undo, func() { _ = os.Rename(to, from) })
 		return nil
 	}
-	link := func(from, to string) error { return os.Link(from, to) }
+	link := func(from, to string) error {
+		if ds.Lazy {
+			return nil // no disk: the committed image is built when a child needs it
+		}
+		return os.Link(from, to)
+	}
 	switch {
 	case wrote:
 		err = s.baseTree(ctx, e, st, cur, gen, ds, true, true)
@@ -900,7 +998,7 @@ func (s *Snapshotter) Usage(ctx context.Context, key string) (snapshot.Usage, er
 		return u, nil
 	}
 	ds, err := readState(cur)
-	if err != nil {
+	if err != nil || ds.Lazy {
 		return u, err
 	}
 	disk := filepath.Join(cur, "disk")
@@ -998,7 +1096,9 @@ func (s *Snapshotter) recoverLocked(ctx context.Context) error {
 		if err != nil || st.Kind != snapshot.KindActive {
 			continue
 		}
-		if _, err := os.Stat(filepath.Join(gen, "disk")); errors.Is(err, fs.ErrNotExist) {
+		_, noDisk := os.Stat(filepath.Join(gen, "disk"))
+		_, noState := os.Stat(filepath.Join(gen, "state.json"))
+		if errors.Is(noDisk, fs.ErrNotExist) && errors.Is(noState, fs.ErrNotExist) {
 			format := FormatRaw
 			if len(st.ParentIDs) > 0 {
 				format = e.cow

@@ -389,3 +389,69 @@ func TestImageGrowsWithContent(t *testing.T) {
 	}
 	fsck(t, vs[0].Source)
 }
+
+// TestUnpackSnapshotsAreLazy: snapshots labelled LabelUnpack get no disk
+// and their committed layers no image until something asks: a container on
+// the top of the chain builds that one image only, and Mounts of an unpack
+// snapshot makes its disk then.
+func TestUnpackSnapshotsAreLazy(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	sn := configure(t, dir, nil)
+	unpackOpt := snapshot.WithLabels(map[string]string{LabelUnpack: "chain"})
+	parent := ""
+	for i := range 3 {
+		key, name := fmt.Sprint("x", i), fmt.Sprint("c", i)
+		ms, err := sn.Prepare(ctx, key, parent, unpackOpt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(ms[0].Source); !os.IsNotExist(err) {
+			t.Errorf("an unpack snapshot's disk exists before anyone asked for it: %v", err)
+		}
+		raw, diffID := layerTar(map[string]string{fmt.Sprint("f", i): fmt.Sprint(i)})
+		if _, err := sn.Apply(ctx, key, snapshot.Layer{MediaType: mediaTar, DiffID: diffID}, bytes.NewReader(raw)); err != nil {
+			t.Fatal(err)
+		}
+		if u, err := sn.Usage(ctx, key); err != nil || u.Inodes == 0 {
+			t.Errorf("Usage of a lazy snapshot = %+v, %v", u, err)
+		}
+		if err := sn.Commit(ctx, name, key); err != nil {
+			t.Fatal(err)
+		}
+		parent = name
+	}
+	images := func() int {
+		m, _ := filepath.Glob(filepath.Join(dir, "snapshots", "*", "current", "image.raw"))
+		return len(m)
+	}
+	if n := images(); n != 0 {
+		t.Errorf("%d images built while unpacking; want none", n)
+	}
+	ms, err := sn.Prepare(ctx, "ctr", "c2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := images(); n != 1 {
+		t.Errorf("%d images after a container's Prepare on the top layer; want 1 (the top's)", n)
+	}
+	// Mounts of a lazy snapshot makes its disk, with its content.
+	if _, err := sn.Prepare(ctx, "late", "c1", unpackOpt); err != nil {
+		t.Fatal(err)
+	}
+	late, err := sn.Mounts(ctx, "late")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(late[0].Source); err != nil {
+		t.Errorf("Mounts did not make the lazy snapshot's disk: %v", err)
+	}
+	if os.Geteuid() == 0 {
+		if got := readFiles(t, late, "f0", "f1", "f2"); fmt.Sprint(got) != "map[f0:0 f1:1]" {
+			t.Errorf("the lazy snapshot's disk holds %v, want f0 and f1", got)
+		}
+		if got := readFiles(t, ms, "f0", "f1", "f2"); fmt.Sprint(got) != "map[f0:0 f1:1 f2:2]" {
+			t.Errorf("the container holds %v", got)
+		}
+	}
+}
