@@ -25,8 +25,9 @@
 //
 // Checks that read or write snapshot content mount the descriptors the
 // snapshotter returns, with Options.Mount (by default for real, through
-// sdk/snapshot/mountutil, which needs root on Linux: without it those
-// checks skip and say so). Keys are unique per run, so the suite can share
+// sdk/snapshot/mountutil, or MountBlock for a block image descriptor such
+// as snapshot-ext4's — both need root on Linux: without it those checks
+// skip and say so). Keys are unique per run, so the suite can share
 // a live snapshotter with other tests; it removes what it creates.
 package conformance
 
