@@ -42,6 +42,7 @@ berth {
   state_dir   = "%s/state"
   runtime_dir = "%s/run"
   log_level   = "debug"
+  NETWORK_DEFAULTS
 }
 plugin "api" "grpc" {
   rest_address = "127.0.0.1:0"
@@ -84,13 +85,16 @@ func containerEnv(t *testing.T) *env {
 		t.Fatal(buildInitErr)
 	}
 	parent := fmt.Sprintf("berth-clitest-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
-	e := newEnv(t, strings.ReplaceAll(containersConfig, "CGROUP_PARENT", parent))
+	e := newEnv(t, strings.NewReplacer("CGROUP_PARENT", parent, "NETWORK_DEFAULTS", testNetworkDefaults('c')).Replace(containersConfig))
 	t.Cleanup(func() {
 		if out, _, code := e.berth("ps", "-a", "-q"); code == 0 {
 			for _, id := range strings.Fields(out) {
 				_, _, _ = e.berth("rm", "-f", id)
 			}
 		}
+		// Containers join the default network: its bridge, rules and
+		// helper go with it.
+		_, _, _ = e.berth("network", "rm", "bridge")
 		_, _, _ = e.berth("system", "stop")
 		// The resources plugin leaves the (empty) parent group behind.
 		dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + parent)
@@ -387,6 +391,10 @@ func TestContainerCommands(t *testing.T) {
 	t.Run("volumes, cp, export, top, update --restart, prune -a", func(t *testing.T) {
 		e.t = t
 		testVolumesFilesTop(t, e)
+	})
+	t.Run("logs -f across restarts, restart policies at daemon start", func(t *testing.T) {
+		e.t = t
+		testRestartPolicies(t, e)
 	})
 
 	t.Run("stdin pipe", func(t *testing.T) {
