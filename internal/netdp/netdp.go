@@ -49,7 +49,8 @@
 // table (nftables evaluates every base chain of a hook; any drop is final).
 // A host whose iptables FORWARD policy is DROP (Docker sets that), or with
 // other firewall tables dropping forwarded traffic, blocks container traffic
-// until it accepts the berth bridges there too. With br_netfilter loaded
+// until it accepts the berth bridges there too; ForwardBlockers names such
+// chains (nftables-backed ones) so the daemon can warn. With br_netfilter loaded
 // (bridge-nf-call-iptables=1), traffic between containers of one bridge
 // also passes those FORWARD chains.
 //

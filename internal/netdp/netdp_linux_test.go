@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -409,7 +410,9 @@ func TestTwoContainersOnOneBridgeTalk(t *testing.T) {
 		t.Errorf("eth0 mtu %d mac %s", l.Attrs().MTU, l.Attrs().HardwareAddr)
 	}
 	routes, _ := h.RouteList(nil, netlink.FAMILY_V4)
-	if !slices.ContainsFunc(routes, func(r netlink.Route) bool { return (r.Dst == nil || r.Dst.String() == "0.0.0.0/0") && r.Gw.String() == n.Gateway.String() }) {
+	if !slices.ContainsFunc(routes, func(r netlink.Route) bool {
+		return (r.Dst == nil || r.Dst.String() == "0.0.0.0/0") && r.Gw.String() == n.Gateway.String()
+	}) {
 		t.Errorf("no default route via %s: %v", n.Gateway, routes)
 	}
 }
@@ -732,4 +735,27 @@ func randIDB(b *testing.B) string {
 	buf := make([]byte, 32)
 	_, _ = rand.Read(buf)
 	return hex.EncodeToString(buf)
+}
+
+func TestForwardBlockers(t *testing.T) {
+	requireRoot(t)
+	c, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := c.AddTable(&nftables.Table{Name: "berth-test-" + randID(t)[:6], Family: nftables.TableFamilyIPv4})
+	drop := nftables.ChainPolicyDrop
+	c.AddChain(&nftables.Chain{Name: "FORWARD", Table: tb, Type: nftables.ChainTypeFilter, Hooknum: nftables.ChainHookForward,
+		Priority: nftables.ChainPriorityFilter, Policy: &drop})
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { c.DelTable(tb); _ = c.Flush() }()
+	got, err := ForwardBlockers(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(got, "ip "+tb.Name+" FORWARD") {
+		t.Errorf("ForwardBlockers = %v, want it to name ip %s FORWARD", got, tb.Name)
+	}
 }

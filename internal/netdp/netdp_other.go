@@ -37,3 +37,5 @@ func UnpublishPorts(context.Context, string) error            { return unsupport
 func PublishPorts(context.Context, string, netip.Addr, []isolation.PortMapping) error {
 	return unsupported("PublishPorts")
 }
+
+func ForwardBlockers(context.Context) ([]string, error) { return nil, unsupported("ForwardBlockers") }

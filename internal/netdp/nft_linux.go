@@ -559,3 +559,44 @@ func ctMask(key expr.CtKey, bits uint32) []expr.Any {
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
 	}
 }
+
+// ForwardBlockers names the other tables' base chains on the forward hook
+// whose policy is drop ("ip filter FORWARD", as Docker leaves iptables-nft):
+// their drop is final whatever the berth table accepts, so container
+// traffic through the host stops there unless they accept it. Legacy
+// (x_tables) iptables rules are not visible here.
+func ForwardBlockers(ctx context.Context) ([]string, error) {
+	c, err := newConn()
+	if err != nil {
+		return nil, err
+	}
+	chs, err := c.ListChains()
+	if err != nil {
+		return nil, fmt.Errorf("nftables: list chains: %w", err)
+	}
+	var out []string
+	for _, ch := range chs {
+		if ch.Table == nil || (ch.Table.Name == TableName && ch.Table.Family == nftables.TableFamilyINet) {
+			continue
+		}
+		if ch.Hooknum == nil || *ch.Hooknum != *nftables.ChainHookForward || ch.Policy == nil || *ch.Policy != nftables.ChainPolicyDrop {
+			continue
+		}
+		if ch.Table.Family != nftables.TableFamilyINet && ch.Table.Family != nftables.TableFamilyIPv4 {
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s %s %s", familyName(ch.Table.Family), ch.Table.Name, ch.Name))
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+func familyName(f nftables.TableFamily) string {
+	switch f {
+	case nftables.TableFamilyINet:
+		return "inet"
+	case nftables.TableFamilyIPv4:
+		return "ip"
+	}
+	return fmt.Sprint(uint8(f))
+}
