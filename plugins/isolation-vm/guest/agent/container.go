@@ -231,6 +231,7 @@ func validID(kind, id string) error {
 // create sets container id up; on error nothing of it is left.
 func (a *Agent) create(ctx context.Context, req *agentpb.CreateContainerRequest, spec *specs.Spec) (_ int, err error) {
 	id := req.Id
+	began := time.Now()
 	if err := validID("container", id); err != nil {
 		return 0, err
 	}
@@ -350,7 +351,8 @@ func (a *Agent) create(ctx context.Context, req *agentpb.CreateContainerRequest,
 	a.mu.Unlock()
 	a.register(p, pid)
 	go a.watch(p)
-	a.log.Info("container created", "container_id", id, "pid", pid, "rootfs", req.Rootfs.Source)
+	a.log.Info("container created", "container_id", id, "pid", pid, "rootfs", req.Rootfs.Source,
+		"took", time.Since(began).Round(time.Millisecond))
 	return pid, nil
 }
 
