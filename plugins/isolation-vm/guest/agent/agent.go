@@ -64,8 +64,13 @@ type Config struct {
 	// CgroupRoot and CgroupMode choose the hierarchy (empty: detect; a
 	// guest has cgroup v2 at /sys/fs/cgroup).
 	CgroupRoot, CgroupMode string
-	// ReapAll makes the agent reap every child (it is PID 1); otherwise it
-	// reaps only the processes it started.
+	// ReapAll makes the agent reap every child (it is PID 1, orphans land
+	// on it); otherwise it reaps only the processes it registered. With
+	// ReapAll, code in the agent must not rely on waiting for its own
+	// children (os/exec's Wait loses the race with the reaper): the
+	// sandbox library's waits are best-effort and tolerate it, which is why
+	// the agent leaves Launcher.SeccompCacheDir unset (filling the cache
+	// runs the init binary through os/exec).
 	ReapAll bool
 	System  System
 	// Modules are the kernel modules boot loaded, reported by Info.
