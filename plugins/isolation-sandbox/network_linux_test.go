@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/vishvananda/netlink"
 
+	"github.com/berth-dev/berth/internal/netd"
 	"github.com/berth-dev/berth/internal/netdp"
 	"github.com/berth-dev/berth/sdk/isolation"
 	"github.com/berth-dev/berth/sdk/isolation/conformance"
@@ -40,9 +41,9 @@ func logText(t *testing.T, path string) string {
 }
 
 // TestBridgeTasksReachEachOther runs two containers on one network (made
-// with netdp, as the daemon's network service does): each serves HTTP
-// (busybox httpd) and fetches the other's page by the name its /etc/hosts
-// gives; the host reaches one too. They see the hosts, resolv.conf and
+// with netdp, as the daemon's network service does, with its resolver,
+// netd, on the gateway): each serves HTTP (busybox httpd) and fetches the
+// other's page by name (resolved by netd); the host reaches one too. They see the hosts, resolv.conf and
 // hostname files of their attachments; Delete leaves no veth and no port
 // rule.
 func TestBridgeTasksReachEachOther(t *testing.T) {
@@ -61,6 +62,33 @@ func TestBridgeTasksReachEachOther(t *testing.T) {
 			t.Error(err)
 		}
 	}()
+
+	// The network's resolver (netd, as its helper process runs it) on the
+	// gateway: the containers find each other by name through it.
+	statePath := filepath.Join(t.TempDir(), "netd.json")
+	raw, err := netd.WriteJSON(statePath, netd.State{Network: "nettest", Gateway: "10.213.130.1", Domains: []string{"test.berth"},
+		Upstreams: []string{"127.0.0.1:9"}, // nothing there: no query leaves the machine
+		Records:   []netd.Record{{Name: "alpha", IPs: []string{"10.213.130.2"}}, {Name: "beta", IPs: []string{"10.213.130.3"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dctx, stopDNS := context.WithCancel(ctx)
+	dnsDone := make(chan error, 1)
+	go func() { dnsDone <- netd.Run(dctx, statePath, hclog.New(&hclog.LoggerOptions{Level: hclog.Warn})) }()
+	defer func() { stopDNS(); <-dnsDone }()
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		st, err := netd.ReadStatus(statePath)
+		if err == nil && st.StateSHA256 == netd.HashState(raw) {
+			if st.DNS.Error != "" {
+				t.Fatalf("netd dns: %s", st.DNS.Error)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("netd never reported")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 
 	stateDir, runDir := shortDirs(t)
 	rt := newRuntime(hclog.New(&hclog.LoggerOptions{Level: hclog.Warn}))
@@ -85,7 +113,7 @@ sleep 1000`
 		s.Network = &isolation.NetworkAttachment{Mode: "bridge", Hostname: tk.name,
 			Interfaces: []isolation.Interface{{Name: "eth0", Bridge: n.Bridge, Addresses: []string{tk.ip + "/24"}, Gateway: "10.213.130.1"}},
 			DNS:        isolation.DNS{Servers: []string{"10.213.130.1"}, Search: []string{"test.berth"}, Options: []string{"ndots:0"}},
-			Hosts:      []isolation.HostEntry{{Name: "host.berth.internal", IP: "10.213.130.1"}, {Name: tk.peer, IP: tk.peerIP}},
+			Hosts:      []isolation.HostEntry{{Name: "host.berth.internal", IP: "10.213.130.1"}, {Name: "extra-" + tk.peer, IP: tk.peerIP}},
 			Ports:      []isolation.PortMapping{{HostPort: 17090 + uint16(i), ContainerPort: 80, Protocol: "tcp"}},
 		}
 		if _, err := rt.Create(ctx, s); err != nil {
@@ -108,7 +136,7 @@ sleep 1000`
 			time.Sleep(100 * time.Millisecond)
 		}
 		out := logText(t, tk.log)
-		for _, want := range []string{"page-of-" + tk.peer + "\nFETCHED", tk.ip + "\t" + tk.name + "\n", tk.peerIP + "\t" + tk.peer + "\n",
+		for _, want := range []string{"page-of-" + tk.peer + "\nFETCHED", tk.ip + "\t" + tk.name + "\n", tk.peerIP + "\textra-" + tk.peer + "\n",
 			"10.213.130.1\thost.berth.internal\n", "127.0.0.1\tlocalhost\n",
 			"nameserver 10.213.130.1\nsearch test.berth\noptions ndots:0\n", "---\n" + tk.name + "\nhostname=" + tk.name + "\n"} {
 			if !strings.Contains(out, want) {
