@@ -316,9 +316,11 @@ func deleteLink(ctx context.Context, name, kind string) error {
 }
 
 // CreateTAP creates a persistent TAP device name (vnet header, no packet
-// info: what qemu's tap netdev with vnet_hdr opens by name), with mac when
-// given, attached to bridge and up. An existing TAP of that name is kept
-// and (re)attached.
+// info: what qemu's tap netdev with vnet_hdr opens by name), attached to
+// bridge and up. mac is the TAP device's own, host-side address and is
+// usually left empty: never give it the guest NIC's MAC (the bridge keeps
+// its ports' own addresses as local, so frames for the guest would stop at
+// the host). An existing TAP of that name is kept and (re)attached.
 func CreateTAP(ctx context.Context, bridge, name, mac string) error {
 	if err := validIfname("tap", name); err != nil {
 		return err
