@@ -392,6 +392,10 @@ func TestContainerCommands(t *testing.T) {
 		e.t = t
 		testVolumesFilesTop(t, e)
 	})
+	t.Run("logs -f across restarts, restart policies at daemon start", func(t *testing.T) {
+		e.t = t
+		testRestartPolicies(t, e)
+	})
 
 	t.Run("stdin pipe", func(t *testing.T) {
 		e.t = t

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // testVolumesFilesTop is TestContainerCommands' "volumes, cp, export,
@@ -283,4 +284,39 @@ func testVolumesFilesTop(t *testing.T, e *env) {
 	if vs := volumes(); len(vs) != 0 {
 		t.Fatalf("volumes left: %v", vs)
 	}
+}
+
+// testRestartPolicies is TestContainerCommands' "logs -f across restarts,
+// restart policies at daemon start" subtest: logs -f started during a
+// container's first run follows it through the restarts its on-failure
+// policy makes and ends when it is stopped for good; after a daemon
+// restart a container with policy always that a user stopped runs again,
+// one with unless-stopped does not.
+func testRestartPolicies(t *testing.T, e *env) {
+	e.mustBerth("run", "-d", "--name", "flaky", "--restart", "on-failure:2", demoImage, "sh", "-c", "echo run; sleep 1; exit 1")
+	out, errOut, code := e.berth("logs", "-f", "flaky")
+	if code != 0 || strings.Count(out, "run\n") != 3 {
+		t.Fatalf("logs -f across two restarts: code %d, %q, %q; want 3 runs' output", code, out, errOut)
+	}
+	if c := e.container("flaky"); c.State != "exited" && c.State != "stopped" || c.RestartCount != 2 {
+		t.Fatalf("flaky after logs -f ended: %+v", c)
+	}
+
+	e.mustBerth("run", "-d", "--name", "alw", "--restart", "always", demoImage, "sleep", "1000")
+	e.mustBerth("run", "-d", "--name", "unl", "--restart", "unless-stopped", demoImage, "sleep", "1000")
+	e.mustBerth("stop", "-t", "1", "alw", "unl")
+	e.mustBerth("system", "stop")
+	e.mustBerth("system", "start")
+	e.warmUp()
+	deadline := time.Now().Add(60 * time.Second)
+	for e.container("alw").State != "running" {
+		if time.Now().After(deadline) {
+			t.Fatalf("always was not restarted at the daemon's start: %+v", e.container("alw"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if c := e.container("unl"); c.State == "running" {
+		t.Fatalf("unless-stopped was restarted at the daemon's start: %+v", c)
+	}
+	e.mustBerth("rm", "-f", "flaky", "alw", "unl")
 }

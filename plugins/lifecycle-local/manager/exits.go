@@ -286,9 +286,18 @@ func (m *Manager) applyRestartPolicy(rec store.Record) {
 func (m *Manager) restart(id string, run int) {
 	unlock := m.lock(id)
 	defer unlock()
+	// The timer's entry stays until the restart is done, so the container
+	// reads as restarting (isRestarting) while it is started again.
 	m.mu.Lock()
-	delete(m.timers, id)
+	self := m.timers[id]
 	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		if t, ok := m.timers[id]; ok && t == self {
+			delete(m.timers, id)
+		}
+		m.mu.Unlock()
+	}()
 	if m.ctx.Err() != nil {
 		return
 	}

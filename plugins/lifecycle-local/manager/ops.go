@@ -580,7 +580,7 @@ func (m *Manager) Get(_ context.Context, ref string) (lifecycle.Container, error
 		err = errdefs.NotFound("no such container: %s (it is still being created)", ref)
 	}
 	c := rec.Container
-	c.Restarting = ShouldRestart(rec)
+	c.Restarting = m.isRestarting(rec)
 	return c, err
 }
 
@@ -598,7 +598,7 @@ func (m *Manager) List(_ context.Context, f lifecycle.Filter) ([]lifecycle.Conta
 	var out []lifecycle.Container
 	for _, r := range recs {
 		c := r.Container
-		c.Restarting = ShouldRestart(r)
+		c.Restarting = m.isRestarting(r)
 		if r.Creating {
 			continue
 		}

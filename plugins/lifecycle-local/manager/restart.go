@@ -81,3 +81,19 @@ func (m *Manager) rearmAlways(st *store.Store) {
 		m.log.Info("restarting a container with restart policy always that was stopped before the daemon started", "container_id", r.Container.ID, "name", r.Container.Name)
 	}
 }
+
+// isRestarting reports whether a stopped container will be started again
+// by its restart policy: its policy says so, or a restart is scheduled or
+// under way (the restart counter already counts the run being started).
+func (m *Manager) isRestarting(rec store.Record) bool {
+	if rec.Container.State != lifecycle.StateStopped || rec.ManualStop {
+		return false
+	}
+	if ShouldRestart(rec) {
+		return true
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, pending := m.timers[rec.Container.ID]
+	return pending
+}
