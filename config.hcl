@@ -57,9 +57,9 @@ plugin "snapshot" "ext4" {
   # macOS `brew install e2fsprogs`), a copy-on-write disk per container.
   enabled = platform == "linux"
   # size          = "2GiB" # every image's ext4 size (sparse), more when the content needs it
-  # copy_on_write = "auto" # "reflink" (xfs reflink=1, btrfs, APFS) or "qcow2" overlays (qemu-img)
+  # copy_on_write = "auto" # "reflink" (xfs reflink=1, btrfs, APFS) or "qcow2" overlays on a raw image
   # mkfs_ext4     = ""     # default: PATH, /sbin, /usr/sbin, /opt/homebrew/opt/e2fsprogs/sbin
-  # qemu_img      = ""     # default: PATH, /opt/homebrew/bin, /usr/local/bin
+  # qemu_img      = ""     # reads written disks back (commit); default: PATH, /opt/homebrew/bin, /usr/local/bin
 }
 
 # Layer 2: isolation modes; each container picks one with --isolation.

@@ -18,7 +18,7 @@ import (
 //	  size          = "2GiB" # the ext4 size of every image (sparse: free space costs nothing)
 //	  copy_on_write = "auto" # "auto", "reflink" or "qcow2": how a container's image shares its parent's
 //	  mkfs_ext4     = ""     # mkfs.ext4 to use; "" = PATH, /sbin, /usr/sbin, Homebrew's e2fsprogs
-//	  qemu_img      = ""     # qemu-img to use (qcow2 only); "" = PATH, /opt/homebrew/bin, /usr/local/bin
+//	  qemu_img      = ""     # qemu-img, to read written disks back (commit); "" = PATH, /opt/homebrew/bin, /usr/local/bin
 //	}
 //
 // size is a floor: a chain whose content needs more gets a bigger image

@@ -26,7 +26,7 @@
 // An active snapshot owns a disk (current/disk): a copy-on-write image of
 // its parent's image — a reflink (FICLONE, clonefile) where the state dir
 // can (format raw), else a qcow2 overlay whose read-only backing file is
-// the parent's raw image (format qcow2, made by qemu-img). Without a parent
+// the parent's raw image (format qcow2, version 3, written in Go). Without a parent
 // the disk is a fresh empty ext4 (raw). A container's writes land in its
 // disk, which this plugin counts in Usage and deletes in Remove.
 //
@@ -227,11 +227,13 @@ func (s *Snapshotter) Configure(ctx context.Context, req plugin.ConfigureRequest
 	if cow == FormatQcow2 && runtime.GOOS == "darwin" {
 		return errdefs.NotImplemented("snapshot-ext4: %s cannot clone files and Virtualization.framework reads raw images only: put the state dir on APFS", snaps)
 	}
-	// qemu-img also reads qcow2 and sparse raw disks back (docker commit).
+	// qemu-img converts written disks to raw to read them back (docker
+	// commit); overlays are written in Go. A configured path must exist.
 	if t.qemuImg, err = findTool(set.QemuImg, "qemu-img", qemuImgDirs...); err != nil {
-		if cow == FormatQcow2 {
+		if set.QemuImg != "" {
 			return err
 		}
+		s.log.Warn("qemu-img not found: disks a container wrote cannot be committed", "error", err)
 		t.qemuImg = ""
 	}
 	ms, err := storage.Open(filepath.Join(req.StateDir, "metadata.db"), MetadataTimeout)

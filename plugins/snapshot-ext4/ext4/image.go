@@ -86,29 +86,14 @@ func (t *tools) mkfs(ctx context.Context, tree, out string, size int64) error {
 }
 
 // overlay creates a qcow2 image at out whose unwritten clusters read from
-// the raw image backing (absolute path), with backing's size.
-func (t *tools) overlay(ctx context.Context, backing, out string) error {
-	if t.qemuImg == "" {
-		return fmt.Errorf("qemu-img is needed for qcow2 overlays: %s", installHint("qemu-img"))
-	}
-	if err := run(ctx, t.qemuImg, "create", "-q", "-f", "qcow2", "-F", "raw", "-b", backing, out); err != nil {
-		_ = os.Remove(out)
+// the raw image backing (absolute path), with backing's size (written in
+// Go: see writeOverlay).
+func (t *tools) overlay(_ context.Context, backing, out string) error {
+	st, err := os.Stat(backing)
+	if err != nil {
 		return err
 	}
-	return syncFile(out)
-}
-
-// toRaw writes the content of a qcow2 image (its backing chain included) to
-// a new sparse raw image at out.
-func (t *tools) toRaw(ctx context.Context, qcow2, out string) error {
-	if t.qemuImg == "" {
-		return fmt.Errorf("qemu-img is needed to read a qcow2 image: %s", installHint("qemu-img"))
-	}
-	if err := run(ctx, t.qemuImg, "convert", "-f", "qcow2", "-O", "raw", qcow2, out); err != nil {
-		_ = os.Remove(out)
-		return err
-	}
-	return nil
+	return writeOverlay(backing, out, st.Size())
 }
 
 // reflink makes dst a copy-on-write clone of src (FICLONE on Linux,
