@@ -214,7 +214,7 @@ func dial(t *testing.T, ns *netns.NsHandle, addr string, timeout time.Duration) 
 }
 
 // internet makes a stand-in for the outside world: a netns joined to the
-// host by a veth pair, host end 198.51.100.1/24, its end 198.51.100.2/24.
+// host by a veth pair, host end 198.18.213.1/24, its end 198.18.213.2/24.
 func internet(t *testing.T) netns.NsHandle {
 	t.Helper()
 	ns, _ := testNS(t)
@@ -232,7 +232,7 @@ func internet(t *testing.T) netns.NsHandle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, _ := netlink.ParseAddr("198.51.100.1/24")
+	a, _ := netlink.ParseAddr("198.18.213.1/24")
 	if err := netlink.AddrAdd(host, a); err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +248,7 @@ func internet(t *testing.T) netns.NsHandle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := netlink.ParseAddr("198.51.100.2/24")
+	b, _ := netlink.ParseAddr("198.18.213.2/24")
 	if err := h.AddrAdd(l, b); err != nil {
 		t.Fatal(err)
 	}
@@ -463,20 +463,20 @@ func nil0() netns.NsHandle {
 func TestMasqueradeAndInternal(t *testing.T) {
 	requireRoot(t)
 	inet := internet(t)
-	echoServer(t, inet, "198.51.100.2:7003")
+	echoServer(t, inet, "198.18.213.2:7003")
 	n := testNetwork(t, 4, false)
 	ns, _, _ := container(t, n, 2)
-	seen, err := dial(t, &ns, "198.51.100.2:7003", 20*time.Second)
+	seen, err := dial(t, &ns, "198.18.213.2:7003", 20*time.Second)
 	if err != nil {
 		t.Fatalf("container → internet: %v", err)
 	}
-	if seen != "198.51.100.1" {
-		t.Errorf("the internet saw %s, want the host's 198.51.100.1 (masquerade)", seen)
+	if seen != "198.18.213.1" {
+		t.Errorf("the internet saw %s, want the host's 198.18.213.1 (masquerade)", seen)
 	}
 
 	in := testNetwork(t, 5, true)
 	nsI, ipIn, _ := container(t, in, 2)
-	if seen, err := dial(t, &nsI, "198.51.100.2:7003", 2*time.Second); err == nil {
+	if seen, err := dial(t, &nsI, "198.18.213.2:7003", 2*time.Second); err == nil {
 		t.Fatalf("an internal network reached the internet (seen as %s)", seen)
 	}
 	if got := countTagged(t, in.ID)["postrouting"]; got != 0 {
@@ -507,7 +507,7 @@ func TestPublishPortsDNAT(t *testing.T) {
 	ctx := context.Background()
 	ports := []isolation.PortMapping{
 		{HostPort: 17080, ContainerPort: 80, Protocol: "tcp"},
-		{HostIP: "198.51.100.1", HostPort: 17081, ContainerPort: 80, Protocol: "tcp"},
+		{HostIP: "198.18.213.1", HostPort: 17081, ContainerPort: 80, Protocol: "tcp"},
 		{HostIP: "127.0.0.1", HostPort: 17082, ContainerPort: 80, Protocol: "tcp"},
 		{HostIP: "0.0.0.0", HostPort: 17083, ContainerPort: 80, Protocol: "udp"},
 	}
@@ -520,16 +520,16 @@ func TestPublishPortsDNAT(t *testing.T) {
 		t.Errorf("%d publish rules, want 3 (loopback is the proxy's)", got)
 	}
 	for _, port := range []string{"17080", "17081"} {
-		seen, err := dial(t, &inet, "198.51.100.1:"+port, 20*time.Second)
+		seen, err := dial(t, &inet, "198.18.213.1:"+port, 20*time.Second)
 		if err != nil {
 			t.Fatalf("internet → host:%s: %v", port, err)
 		}
-		if seen != "198.51.100.2" {
-			t.Errorf("port %s: the container saw %s, want the client's 198.51.100.2 (DNAT keeps sources)", port, seen)
+		if seen != "198.18.213.2" {
+			t.Errorf("port %s: the container saw %s, want the client's 198.18.213.2 (DNAT keeps sources)", port, seen)
 		}
 	}
 	// From the host itself to its non-loopback address (output chain).
-	if _, err := dial(t, nil, "198.51.100.1:17080", 20*time.Second); err != nil {
+	if _, err := dial(t, nil, "198.18.213.1:17080", 20*time.Second); err != nil {
 		t.Errorf("host → its own address: %v", err)
 	}
 	// Hairpin: the container reaches its own published port on the
@@ -557,7 +557,7 @@ func TestPublishPortsDNAT(t *testing.T) {
 		}
 	}()
 	var client net.Conn
-	if err := inNS(t, inet, func() (err error) { client, err = net.Dial("udp4", "198.51.100.1:17083"); return }); err != nil {
+	if err := inNS(t, inet, func() (err error) { client, err = net.Dial("udp4", "198.18.213.1:17083"); return }); err != nil {
 		t.Fatal(err)
 	}
 	defer client.Close()
@@ -599,7 +599,7 @@ func TestPublishPortsDNAT(t *testing.T) {
 	if n := ctFlows(); n != 0 {
 		t.Errorf("%d conntrack flows of the container left after unpublish", n)
 	}
-	if _, err := dial(t, &inet, "198.51.100.1:17080", 2*time.Second); err == nil {
+	if _, err := dial(t, &inet, "198.18.213.1:17080", 2*time.Second); err == nil {
 		t.Error("port still answers after unpublish")
 	}
 	// RemoveNetwork also takes publish rules of containers in its subnet.
@@ -737,9 +737,13 @@ func randIDB(b *testing.B) string {
 	return hex.EncodeToString(buf)
 }
 
+// TestForwardBlockers adds a forward chain with policy drop — in a netns
+// of its own, since on the host it would stop every forwarded packet of
+// tests running meanwhile.
 func TestForwardBlockers(t *testing.T) {
 	requireRoot(t)
-	c, err := nftables.New()
+	ns, _ := testNS(t)
+	c, err := nftables.New(nftables.WithNetNSFd(int(ns)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -751,9 +755,12 @@ func TestForwardBlockers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { c.DelTable(tb); _ = c.Flush() }()
-	got, err := ForwardBlockers(context.Background())
+	got, err := forwardBlockers(c)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := ForwardBlockers(context.Background()); err != nil {
+		t.Errorf("on the host: %v", err)
 	}
 	if !slices.Contains(got, "ip "+tb.Name+" FORWARD") {
 		t.Errorf("ForwardBlockers = %v, want it to name ip %s FORWARD", got, tb.Name)

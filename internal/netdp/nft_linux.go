@@ -570,6 +570,10 @@ func ForwardBlockers(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	return forwardBlockers(c)
+}
+
+func forwardBlockers(c *nftables.Conn) ([]string, error) {
 	chs, err := c.ListChains()
 	if err != nil {
 		return nil, fmt.Errorf("nftables: list chains: %w", err)
