@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -88,7 +89,11 @@ func TestStoreInstallFakeKernel(t *testing.T) {
 	}
 
 	// Same content again, packaged differently: the hash says it is the same.
-	again := vmkerneltest.FakeKernelDeb(t, t.TempDir(), vmkerneltest.FakeKernel{Compression: "gz", ModuleCompression: "gz", Modules: cached})
+	modComp := "gz"
+	if _, err := exec.LookPath("xz"); err == nil {
+		modComp = "xz" // .ko.xz, as Debian 13 ships modules
+	}
+	again := vmkerneltest.FakeKernelDeb(t, t.TempDir(), vmkerneltest.FakeKernel{Compression: "gz", ModuleCompression: modComp, Modules: cached})
 	k2, err := s.Install(ctx, vmkernel.InstallOptions{Deb: again})
 	if err != nil {
 		t.Fatal(err)
@@ -216,6 +221,14 @@ func TestStoreInstallRefuses(t *testing.T) {
 		"no pvh":        {vmkernel.InstallOptions{Deb: vmkerneltest.FakeKernelDeb(t, t.TempDir(), vmkerneltest.FakeKernel{NoPVH: true})}, "no PVH entry note"},
 		"metapackage":   {vmkernel.InstallOptions{Deb: metaPath}, "metapackage"},
 		"ftp url":       {vmkernel.InstallOptions{URL: "ftp://127.0.0.1/x.deb"}, "only http"},
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := s.Install(cancelled, vmkernel.InstallOptions{Deb: good}); err == nil || !strings.Contains(err.Error(), "context canceled") {
+		t.Errorf("cancelled install: %v", err)
+	}
+	if got := storeEntries(t, s.Dir); len(got) != 0 {
+		t.Fatalf("a cancelled install left: %v", got)
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

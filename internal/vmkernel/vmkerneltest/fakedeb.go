@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -90,12 +91,20 @@ func Tar(compression string, entries ...TarEntry) ([]byte, error) {
 	return Compress(compression, raw.Bytes())
 }
 
-// Compress compresses data as "gz", "zst" or "" (unchanged).
+// Compress compresses data as "gz", "zst", "xz" (with xz(1), as kmod
+// modules are: CRC32 check) or "" (unchanged).
 func Compress(compression string, data []byte) ([]byte, error) {
 	var out bytes.Buffer
 	switch compression {
 	case "":
 		return data, nil
+	case "xz":
+		cmd := exec.Command("xz", "--check=crc32", "-0", "-c")
+		cmd.Stdin = bytes.NewReader(data)
+		cmd.Stdout = &out
+		if err := cmd.Run(); err != nil {
+			return nil, fmt.Errorf("xz: %w", err)
+		}
 	case "gz":
 		zw := gzip.NewWriter(&out)
 		if _, err := zw.Write(data); err != nil {
@@ -116,7 +125,7 @@ func Compress(compression string, data []byte) ([]byte, error) {
 			return nil, err
 		}
 	default:
-		return nil, fmt.Errorf("compression %q: want gz, zst or none", compression)
+		return nil, fmt.Errorf("compression %q: want gz, zst, xz or none", compression)
 	}
 	return out.Bytes(), nil
 }
@@ -144,7 +153,8 @@ type FakeKernel struct {
 	Version string // default "9.9.9-1"
 	// Compression of the data tarball: "gz" (default), "zst" or "none".
 	Compression string
-	// ModuleCompression: "" (plain .ko), "gz" (.ko.gz) or "zst" (.ko.zst).
+	// ModuleCompression: "" (plain .ko), "gz" (.ko.gz), "zst" (.ko.zst)
+	// or "xz" (.ko.xz, as Debian 13 ships them; needs xz(1)).
 	ModuleCompression string
 	// Modules are copied from this installed kernel's kept modules (its
 	// modules.builtin too); nil means a package without modules.
