@@ -409,6 +409,9 @@ func (s *Store) build(ctx context.Context, debPath, wantArch, dir string) (*Kern
 	if wantArch != "" && wantArch != arch {
 		return nil, errdefs.InvalidArgument("package %s is for %s, not %s", ctrl.Package, arch, wantArch)
 	}
+	if err := checkRelease(release); err != nil || strings.HasPrefix(release, ".") {
+		return nil, fmt.Errorf("boot/vmlinuz-%s: bad release name", release)
+	}
 	if modRelease != "" && modRelease != release {
 		return nil, fmt.Errorf("kernel image is %s but modules are %s", release, modRelease)
 	}
