@@ -25,7 +25,11 @@ func configure(t *testing.T, stateDir string, settings map[string]string) *Snaps
 	if settings == nil {
 		b = nil
 	}
-	sn := New(hclog.New(&hclog.LoggerOptions{Level: hclog.LevelFromString(os.Getenv("EXT4_TEST_LOG"))}))
+	level := hclog.LevelFromString(os.Getenv("EXT4_TEST_LOG")) // e.g. debug
+	if level == hclog.NoLevel {
+		level = hclog.Warn
+	}
+	sn := New(hclog.New(&hclog.LoggerOptions{Level: level}))
 	if err := sn.Configure(context.Background(), plugin.ConfigureRequest{StateDir: stateDir, Config: schema.Config{JSON: b}}); err != nil {
 		t.Fatalf("Configure: %v", err)
 	}
