@@ -32,7 +32,7 @@ func readModule(name string, r io.Reader) ([]byte, error) {
 		}
 		src = xr
 	case strings.HasSuffix(name, ".ko.zst"):
-		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
+		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(128<<20))
 		if err != nil {
 			return nil, fmt.Errorf("%s: zstd: %w", name, err)
 		}

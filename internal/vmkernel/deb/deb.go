@@ -258,7 +258,7 @@ func decompress(member string, r io.Reader) (io.Reader, func(), error) {
 		}
 		return xr, func() {}, nil
 	case strings.HasSuffix(member, ".tar.zst"):
-		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
+		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(128<<20))
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: zstd: %w", member, err)
 		}

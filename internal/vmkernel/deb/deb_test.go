@@ -230,3 +230,34 @@ func TestReadRealDebs(t *testing.T) {
 		})
 	}
 }
+
+// FuzzRead: no input panics the reader, and every name it reports is
+// clean and relative.
+func FuzzRead(f *testing.F) {
+	for _, comp := range []string{"gz", "zst", ""} {
+		d, err := vmkerneltest.BuildDeb(control, comp, func() []byte {
+			b, _ := vmkerneltest.Tar(comp, vmkerneltest.TarEntry{Name: "./boot/vmlinuz-9", Data: []byte("kernel")},
+				vmkerneltest.TarEntry{Name: "./lib/modules/9/x.ko", Type: tar.TypeLink, Linkname: "./boot/vmlinuz-9"})
+			return b
+		}())
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(d)
+		f.Add(d[:len(d)/2])
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, _ = deb.Read(bytes.NewReader(data), func(e deb.Entry, r io.Reader) error {
+			for _, n := range []string{e.Name, e.Linkname} {
+				if e.Type == tar.TypeSymlink && n == e.Linkname {
+					continue
+				}
+				if strings.HasPrefix(n, "/") || n == ".." || strings.HasPrefix(n, "../") || strings.Contains(n, "/../") || strings.HasSuffix(n, "/..") {
+					t.Fatalf("unclean name %q", n)
+				}
+			}
+			_, err := io.Copy(io.Discard, r)
+			return err
+		})
+	})
+}
