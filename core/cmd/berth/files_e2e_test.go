@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -96,6 +97,23 @@ func testVolumesFilesTop(t *testing.T, e *env) {
 		t.Fatalf("volume ls:\n%s", out)
 	}
 
+	// The REST gateway serves volumes and top.
+	restSocket := filepath.Join(e.dir, "run", "api-grpc", "api-rest.sock")
+	curl := func(path string) string {
+		t.Helper()
+		out, err := exec.Command("curl", "-sS", "-f", "--unix-socket", restSocket, "http://x"+path).Output()
+		if err != nil {
+			t.Fatalf("curl %s: %v\n%s", path, err, out)
+		}
+		return string(out)
+	}
+	if body := curl("/v1/volumes"); !strings.Contains(body, `"name":"data"`) || !strings.Contains(body, holder.ID) {
+		t.Fatalf("GET /v1/volumes: %s", body)
+	}
+	if body := curl("/v1/containers/holder/top"); !strings.Contains(body, "sleep 1000") {
+		t.Fatalf("GET /v1/containers/holder/top: %s", body)
+	}
+
 	// Anonymous volumes: kept while their (stopped) container exists,
 	// pruned after; prune -a takes unused named ones too.
 	e.mustBerth("run", "--name", "anon", "-v", "/cache", demoImage, "sh", "-c", "echo c >/cache/x")
@@ -182,6 +200,13 @@ func testVolumesFilesTop(t *testing.T, e *env) {
 	}
 	if ents, _ := os.ReadDir(outside); len(ents) != 1 {
 		t.Fatalf("a tar through a symlink reached the host: %v", ents)
+	}
+
+	// docker create, cp, start: the file is there when the command runs.
+	e.mustBerth("create", "--name", "fresh", demoImage, "cat", "/copied")
+	e.mustBerth("cp", filepath.Join(host, "hostfile"), "fresh:/copied")
+	if out := e.mustBerth("start", "-a", "fresh"); out != "from the host\n" {
+		t.Fatalf("a file copied into a created container read as %q", out)
 	}
 
 	// A stopped container: its rootfs is mounted for the copy, then
