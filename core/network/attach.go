@@ -163,6 +163,36 @@ func (s *Service) Detach(_ context.Context, containerID string) error {
 	return s.detachLocked(containerID)
 }
 
+// Rename implements sdknet.Service.
+func (s *Service) Rename(_ context.Context, containerID, name string) error {
+	if containerID == "" || name == "" {
+		return errdefs.InvalidArgument("rename endpoint: container ID and name are required")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n netRecord
+	var found bool
+	err := s.store.db.Update(func(tx *bolt.Tx) error {
+		var e epRecord
+		ok, err := getJSON(tx.Bucket(bucketEndpoints), containerID, &e)
+		if err != nil || !ok || e.Name == name {
+			return err
+		}
+		found = true
+		if _, err := getJSON(tx.Bucket(bucketNetworks), e.NetworkID, &n); err != nil {
+			return err
+		}
+		e.Name = name
+		return putJSON(tx.Bucket(bucketEndpoints), containerID, e)
+	})
+	if err != nil || !found || n.ID == "" {
+		return err
+	}
+	s.log.Info("endpoint renamed", "container_id", containerID, "network", n.Name, "name", name)
+	_, err = s.publishState(n)
+	return err
+}
+
 func (s *Service) detachLocked(containerID string) error {
 	var e epRecord
 	var n netRecord

@@ -268,6 +268,16 @@ func TestStateFile(t *testing.T) {
 	if len(st.Ports) != 0 || len(st.Records) != 3 {
 		t.Errorf("after detach: %+v", st)
 	}
+	if err := s.Rename(ctx, id2, "store"); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, r := range read().Records {
+		names = append(names, r.Name)
+	}
+	if !slices.Contains(names, "store") || slices.Contains(names, "db") {
+		t.Errorf("records after rename: %q", names)
+	}
 	if err := s.Remove(ctx, "svc"); !errdefs.IsInvalidState(err) {
 		t.Fatalf("remove used network = %v", err)
 	}

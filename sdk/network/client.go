@@ -94,6 +94,12 @@ func (c *Client) Detach(ctx context.Context, containerID string) error {
 	return errdefs.FromGRPC(err)
 }
 
+// Rename implements Service.
+func (c *Client) Rename(ctx context.Context, containerID, name string) error {
+	_, err := c.c.Rename(ctx, &pb.RenameRequest{ContainerId: containerID, Name: name})
+	return errdefs.FromGRPC(err)
+}
+
 // Endpoints implements Service.
 func (c *Client) Endpoints(ctx context.Context, ref string) ([]Endpoint, error) {
 	r, err := c.c.Endpoints(ctx, &pb.EndpointsRequest{Network: ref})

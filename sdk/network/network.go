@@ -164,6 +164,9 @@ type Service interface {
 	// Detach releases the container's endpoint: address, records, ports.
 	// Detaching a container without one succeeds.
 	Detach(ctx context.Context, containerID string) error
+	// Rename changes the container name the endpoint answers to in DNS
+	// (a renamed container). A container without an endpoint succeeds.
+	Rename(ctx context.Context, containerID, name string) error
 	// Endpoints lists the endpoints of the network ref names, or of every
 	// network when ref is empty, sorted by network then container name.
 	Endpoints(ctx context.Context, ref string) ([]Endpoint, error)

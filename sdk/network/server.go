@@ -77,6 +77,13 @@ func (s *server) Detach(ctx context.Context, req *pb.DetachRequest) (*pb.DetachR
 	return &pb.DetachResponse{}, nil
 }
 
+func (s *server) Rename(ctx context.Context, req *pb.RenameRequest) (*pb.RenameResponse, error) {
+	if err := s.impl.Rename(ctx, req.GetContainerId(), req.GetName()); err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	return &pb.RenameResponse{}, nil
+}
+
 func (s *server) Endpoints(ctx context.Context, req *pb.EndpointsRequest) (*pb.EndpointsResponse, error) {
 	es, err := s.impl.Endpoints(ctx, req.GetNetwork())
 	if err != nil {

@@ -17,6 +17,8 @@ type NetworkSource interface {
 	Attach(ctx context.Context, req sdknet.AttachRequest) (isolation.NetworkAttachment, error)
 	// Detach is idempotent.
 	Detach(ctx context.Context, containerID string) error
+	// Rename changes the name the container's endpoint answers to.
+	Rename(ctx context.Context, containerID, name string) error
 }
 
 // NetworkLayers is implemented by Layers that reach a network service.
@@ -94,4 +96,17 @@ func detachNetwork(ctx context.Context, layers Layers, id string) error {
 		return err
 	}
 	return netSvc.Detach(ctx, id)
+}
+
+// renameEndpoint makes container id's endpoint answer to its new name, if
+// the network service is there to have given it one.
+func renameEndpoint(ctx context.Context, layers Layers, id, name string) error {
+	netSvc, err := networkOf(layers)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return netSvc.Rename(ctx, id, name)
 }

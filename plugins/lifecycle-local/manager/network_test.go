@@ -89,11 +89,18 @@ func TestCreateAttachesAndDeleteDetaches(t *testing.T) {
 	if eps, _ := l.svc.Endpoints(ctx, ""); len(eps) != 2 {
 		t.Errorf("endpoints %+v, want web and dflt", eps)
 	}
+	// A rename follows into the network's names.
+	if err := m.Rename(ctx, "web", "site"); err != nil {
+		t.Fatal(err)
+	}
+	if eps, _ := l.svc.Endpoints(ctx, "app"); len(eps) != 1 || eps[0].ContainerName != "site" {
+		t.Errorf("endpoint after rename: %+v", eps)
+	}
 	// Remove refuses while web is attached; deleting web detaches it.
 	if err := l.svc.Remove(ctx, "app"); !errdefs.IsInvalidState(err) {
 		t.Fatalf("remove app = %v", err)
 	}
-	if err := m.Delete(ctx, "web", true); err != nil {
+	if err := m.Delete(ctx, "site", true); err != nil {
 		t.Fatal(err)
 	}
 	if err := l.svc.Remove(ctx, "app"); err != nil {

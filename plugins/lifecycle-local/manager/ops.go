@@ -919,7 +919,7 @@ func (m *Manager) Rename(ctx context.Context, ref, newName string) error {
 	if old == newName {
 		return nil
 	}
-	st, _, err := m.env()
+	st, layers, err := m.env()
 	if err != nil {
 		return err
 	}
@@ -929,6 +929,12 @@ func (m *Manager) Rename(ctx context.Context, ref, newName string) error {
 	})
 	if err != nil {
 		return fmt.Errorf("rename %s to %s: %w", old, newName, err)
+	}
+	if err := renameEndpoint(ctx, layers, rec.Container.ID, newName); err != nil {
+		if _, uerr := st.Update(rec.Container.ID, func(r *store.Record) error { r.Container.Name = old; return nil }); uerr != nil {
+			m.log.Error("undo a rename whose network endpoint could not follow", "container_id", rec.Container.ID, "error", uerr)
+		}
+		return fmt.Errorf("rename %s to %s: network endpoint: %w", old, newName, err)
 	}
 	m.log.Info("container renamed", "container_id", rec.Container.ID, "old_name", old, "name", newName)
 	return nil

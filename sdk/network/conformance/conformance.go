@@ -217,14 +217,23 @@ func Run(t *testing.T, newService func(t *testing.T) network.Service) {
 			!slices.Equal(eps[1].Aliases, []string{"www"}) || eps[1].Network != "app" {
 			t.Errorf("endpoints %+v", eps)
 		}
+		if err := s.Rename(ctx, ctrID(2), "database"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Rename(ctx, ctrID(99), "nobody"); err != nil {
+			t.Errorf("Rename of a container without an endpoint = %v, want success", err)
+		}
+		if eps, _ := s.Endpoints(ctx, "app"); len(eps) != 2 || eps[0].ContainerName != "database" {
+			t.Errorf("endpoints after Rename: %+v", eps)
+		}
 		got, _ := s.Inspect(ctx, "app")
 		if !slices.Equal(got.Containers, []string{ctrID(1), ctrID(2)}) {
 			t.Errorf("Inspect containers = %q", got.Containers)
 		}
 		// In use: Remove refuses, naming the containers; Prune skips it.
 		err = s.Remove(ctx, "app")
-		if !errdefs.IsInvalidState(err) || !strings.Contains(err.Error(), "web") || !strings.Contains(err.Error(), "db") {
-			t.Errorf("Remove of a used network = %v, want InvalidState naming web and db", err)
+		if !errdefs.IsInvalidState(err) || !strings.Contains(err.Error(), "web") || !strings.Contains(err.Error(), "database") {
+			t.Errorf("Remove of a used network = %v, want InvalidState naming web and database", err)
 		}
 		if removed, err := s.Prune(ctx); err != nil || slices.Contains(removed, "app") {
 			t.Errorf("Prune = %q, %v; want app kept", removed, err)

@@ -29,6 +29,7 @@ const (
 	Network_Prune_FullMethodName     = "/berth.network.v1.Network/Prune"
 	Network_Attach_FullMethodName    = "/berth.network.v1.Network/Attach"
 	Network_Detach_FullMethodName    = "/berth.network.v1.Network/Detach"
+	Network_Rename_FullMethodName    = "/berth.network.v1.Network/Rename"
 	Network_Endpoints_FullMethodName = "/berth.network.v1.Network/Endpoints"
 )
 
@@ -45,6 +46,8 @@ type NetworkClient interface {
 	// attachment its isolation plugin wires.
 	Attach(ctx context.Context, in *AttachRequest, opts ...grpc.CallOption) (*Attachment, error)
 	Detach(ctx context.Context, in *DetachRequest, opts ...grpc.CallOption) (*DetachResponse, error)
+	// Rename changes the name a container's endpoint answers to.
+	Rename(ctx context.Context, in *RenameRequest, opts ...grpc.CallOption) (*RenameResponse, error)
 	Endpoints(ctx context.Context, in *EndpointsRequest, opts ...grpc.CallOption) (*EndpointsResponse, error)
 }
 
@@ -126,6 +129,16 @@ func (c *networkClient) Detach(ctx context.Context, in *DetachRequest, opts ...g
 	return out, nil
 }
 
+func (c *networkClient) Rename(ctx context.Context, in *RenameRequest, opts ...grpc.CallOption) (*RenameResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RenameResponse)
+	err := c.cc.Invoke(ctx, Network_Rename_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *networkClient) Endpoints(ctx context.Context, in *EndpointsRequest, opts ...grpc.CallOption) (*EndpointsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(EndpointsResponse)
@@ -149,6 +162,8 @@ type NetworkServer interface {
 	// attachment its isolation plugin wires.
 	Attach(context.Context, *AttachRequest) (*Attachment, error)
 	Detach(context.Context, *DetachRequest) (*DetachResponse, error)
+	// Rename changes the name a container's endpoint answers to.
+	Rename(context.Context, *RenameRequest) (*RenameResponse, error)
 	Endpoints(context.Context, *EndpointsRequest) (*EndpointsResponse, error)
 	mustEmbedUnimplementedNetworkServer()
 }
@@ -180,6 +195,9 @@ func (UnimplementedNetworkServer) Attach(context.Context, *AttachRequest) (*Atta
 }
 func (UnimplementedNetworkServer) Detach(context.Context, *DetachRequest) (*DetachResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Detach not implemented")
+}
+func (UnimplementedNetworkServer) Rename(context.Context, *RenameRequest) (*RenameResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Rename not implemented")
 }
 func (UnimplementedNetworkServer) Endpoints(context.Context, *EndpointsRequest) (*EndpointsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Endpoints not implemented")
@@ -331,6 +349,24 @@ func _Network_Detach_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Network_Rename_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RenameRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NetworkServer).Rename(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Network_Rename_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NetworkServer).Rename(ctx, req.(*RenameRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Network_Endpoints_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(EndpointsRequest)
 	if err := dec(in); err != nil {
@@ -383,6 +419,10 @@ var Network_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Detach",
 			Handler:    _Network_Detach_Handler,
+		},
+		{
+			MethodName: "Rename",
+			Handler:    _Network_Rename_Handler,
 		},
 		{
 			MethodName: "Endpoints",
