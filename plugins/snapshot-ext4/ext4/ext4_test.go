@@ -200,7 +200,7 @@ func TestContainerWritesAreItsOwn(t *testing.T) {
 	needRoot(t)
 	ctx := context.Background()
 	r := rand.NewChaCha8([32]byte{7})
-	big := make([]byte, 16<<20)
+	big := make([]byte, 4<<20)
 	_, _ = r.Read(big)
 	check := func(t *testing.T, sn *Snapshotter, stateDir string) {
 		unpack(t, sn, "image", "", map[string]string{"data/": "", "data/big": string(big), "etc": "x"})
@@ -218,7 +218,7 @@ func TestContainerWritesAreItsOwn(t *testing.T) {
 			t.Fatal(err)
 		}
 		if u0.Size > 1<<20 {
-			t.Errorf("a fresh container disk owns %d bytes; it should share the image's (16 MiB of data)", u0.Size)
+			t.Errorf("a fresh container disk owns %d bytes; it should share the image's (4 MiB of data)", u0.Size)
 		}
 		own := make([]byte, 8<<20)
 		_, _ = r.Read(own)
@@ -370,7 +370,7 @@ func TestImageGrowsWithContent(t *testing.T) {
 	sn := configure(t, t.TempDir(), map[string]string{"size": "64MiB"})
 	r := rand.NewChaCha8([32]byte{9})
 	files := map[string]string{"d/": ""}
-	for i := range 6 {
+	for i := range 3 {
 		b := make([]byte, 16<<20)
 		_, _ = r.Read(b)
 		files[fmt.Sprintf("d/%d", i)] = string(b)
@@ -384,8 +384,8 @@ func TestImageGrowsWithContent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fi.Size() < 96<<20+96<<20/4 {
-		t.Errorf("image of 96 MiB of content is %d bytes", fi.Size())
+	if fi.Size() < 48<<20+48<<20/4+128<<20 {
+		t.Errorf("image of 48 MiB of content is %d bytes", fi.Size())
 	}
 	fsck(t, vs[0].Source)
 }
