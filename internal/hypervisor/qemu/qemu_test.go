@@ -38,6 +38,9 @@ func testDriver(t *testing.T, opts Options) hypervisor.Driver {
 	if opts.Machine == "" {
 		opts.Machine = os.Getenv("BERTH_TEST_QEMU_MACHINE")
 	}
+	if opts.TBSizeMiB == 0 {
+		opts.TBSizeMiB, _ = strconv.Atoi(os.Getenv("BERTH_TEST_QEMU_TBSIZE"))
+	}
 	opts.Logger = hclog.New(&hclog.LoggerOptions{Name: "qemu", Output: testWriter{t}, Level: hclog.Debug})
 	d, err := New(opts)
 	if err != nil {
@@ -60,7 +63,16 @@ func testConfig(t *testing.T, a assets) hypervisor.Config {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	t.Cleanup(func() {
+		if t.Failed() { // what the guest and qemu said
+			for _, f := range []string{"console.log", stderrLog} {
+				b, _ := os.ReadFile(filepath.Join(dir, f))
+				lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+				t.Logf("%s (tail):\n%s", f, strings.Join(lines[max(0, len(lines)-60):], "\n"))
+			}
+		}
+		os.RemoveAll(dir)
+	})
 	return hypervisor.Config{
 		Kernel: a.kernel, Initrd: a.initrd, Cmdline: tuneArgs,
 		CPUs: 2, MemoryBytes: 256 << 20,

@@ -9,10 +9,12 @@
 //	count    → count N (the current tick)
 //	alloc N  → touches N MiB, replies "alloc ok"
 //	free     → drops it and returns it to the kernel, replies "free ok"
+//	meminfo  → meminfo <MemFree kB>
+//	compact  → compacts guest memory, replies "compact ok"
 //	poweroff → powers the VM off
 //
-// When the host side closes, it reopens the port and waits for the next
-// connection.
+// When the host side closes, it waits for the next connection on the same
+// open port.
 package main
 
 import (
@@ -54,10 +56,30 @@ func main() {
 	go powerButton()
 	dev := findPort()
 	logf("agent port %s", dev)
-	for {
-		serve(dev)
-		time.Sleep(50 * time.Millisecond)
+	// A blocking descriptor, outside Go's poller (see NOTES: reads through
+	// the edge-triggered poller stalled now and then on virtio ports).
+	fd, err := unix.Open(dev, unix.O_RDWR|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	if err != nil {
+		logf("open %s: %v", dev, err)
+		select {}
 	}
+	f := os.NewFile(uintptr(fd), dev)
+	for {
+		// Reopening the port would discard what a new host already sent:
+		// keep it open and wait until a host is connected again.
+		for !hostConnected(f) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		serve(f)
+	}
+}
+
+// hostConnected reports whether a host holds the port's other end (poll
+// reports POLLHUP while none does).
+func hostConnected(f *os.File) bool {
+	fds := []unix.PollFd{{Fd: int32(f.Fd()), Events: unix.POLLIN}}
+	_, err := unix.Poll(fds, 0)
+	return err == nil && fds[0].Revents&unix.POLLHUP == 0
 }
 
 func loadModules() {
@@ -126,12 +148,8 @@ func watchInput(dev string) {
 
 var hog [][]byte
 
-func serve(dev string) {
-	f, err := os.OpenFile(dev, os.O_RDWR, 0)
-	if err != nil {
-		return
-	}
-	defer f.Close()
+// serve answers commands until the host goes away (EOF).
+func serve(f *os.File) {
 	s := bufio.NewScanner(f)
 	for s.Scan() {
 		cmd, arg, _ := strings.Cut(s.Text(), " ")
@@ -155,6 +173,16 @@ func serve(dev string) {
 			hog = nil
 			debug.FreeOSMemory()
 			reply = "free ok"
+		case "meminfo": // MemFree in kB
+			b, _ := os.ReadFile("/proc/meminfo")
+			for _, l := range strings.Split(string(b), "\n") {
+				if f := strings.Fields(l); len(f) > 1 && f[0] == "MemFree:" {
+					reply = "meminfo " + f[1]
+				}
+			}
+		case "compact": // defragment free memory so whole blocks can be reported
+			os.WriteFile("/proc/sys/vm/compact_memory", []byte("1"), 0)
+			reply = "compact ok"
 		case "poweroff":
 			unix.Sync()
 			unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
