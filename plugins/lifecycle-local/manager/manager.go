@@ -223,6 +223,9 @@ func (m *Manager) Configure(ctx context.Context, req plugin.ConfigureRequest) er
 		}
 	}
 	m.watchResourceEvents()
+	if err := m.sweepEndpoints(ctx); err != nil {
+		m.log.Warn("sweep network endpoints of unknown containers", "error", err)
+	}
 	return nil
 }
 

@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"errors"
 	"slices"
 
 	"github.com/berth-dev/berth/sdk/errdefs"
@@ -19,6 +20,8 @@ type NetworkSource interface {
 	Detach(ctx context.Context, containerID string) error
 	// Rename changes the name the container's endpoint answers to.
 	Rename(ctx context.Context, containerID, name string) error
+	// Endpoints lists every network's endpoints (ref "").
+	Endpoints(ctx context.Context, ref string) ([]sdknet.Endpoint, error)
 }
 
 // NetworkLayers is implemented by Layers that reach a network service.
@@ -109,4 +112,46 @@ func renameEndpoint(ctx context.Context, layers Layers, id, name string) error {
 		return err
 	}
 	return netSvc.Rename(ctx, id, name)
+}
+
+// sweepEndpoints detaches endpoints of containers the store does not know
+// (a store replaced or restored from a backup, a record lost): their
+// addresses and published ports would otherwise stay taken. Endpoints are
+// listed before records, and Create records a container before it
+// attaches it, so a container being created is never swept.
+func (m *Manager) sweepEndpoints(ctx context.Context) error {
+	st, layers, err := m.env()
+	if err != nil {
+		return err
+	}
+	netSvc, err := networkOf(layers)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	eps, err := netSvc.Endpoints(ctx, "")
+	if err != nil {
+		return err
+	}
+	recs, err := st.List()
+	if err != nil {
+		return err
+	}
+	known := map[string]bool{}
+	for _, r := range recs {
+		known[r.Container.ID] = true
+	}
+	var errs []error
+	for _, e := range eps {
+		if known[e.ContainerID] {
+			continue
+		}
+		m.log.Warn("releasing the network endpoint of a container no record knows", "container_id", e.ContainerID, "network", e.Network, "ip", e.IP)
+		if err := netSvc.Detach(ctx, e.ContainerID); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }

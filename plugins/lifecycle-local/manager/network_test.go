@@ -108,6 +108,31 @@ func TestCreateAttachesAndDeleteDetaches(t *testing.T) {
 	}
 }
 
+func TestConfigureSweepsUnknownEndpoints(t *testing.T) {
+	ctx := context.Background()
+	l := newNetLayers(t)
+	stray := strings.Repeat("5", 64)
+	if _, err := l.svc.Attach(ctx, sdknet.AttachRequest{ContainerID: stray, Name: "ghost"}); err != nil {
+		t.Fatal(err)
+	}
+	m := NewWithLayers(nil, l)
+	if err := m.Configure(ctx, pluginConfigure(t)); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	c, err := m.Create(ctx, "kept", lifecycle.Config{Image: "alpine"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.sweepEndpoints(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eps, _ := l.svc.Endpoints(ctx, "")
+	if len(eps) != 1 || eps[0].ContainerID != c.ID {
+		t.Errorf("endpoints after the sweep: %+v; want only kept's", eps)
+	}
+}
+
 func TestFailedCreateDetaches(t *testing.T) {
 	ctx := context.Background()
 	l := newNetLayers(t)
