@@ -22,6 +22,8 @@ build:
 		echo "$(GO) build -o $(BIN)/plugins/$$p ./plugins/$$p"; \
 		$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/plugins/$$p ./plugins/$$p || exit 1; \
 	done
+	@# The VM supervisor (isolation-vm supervise) owns its Virtualization.framework VM: it needs the entitlement.
+	@if [ "$$(uname -s)" = Darwin ]; then codesign --force --entitlements plugins/isolation-vm/vm.entitlements -s - $(BIN)/plugins/isolation-vm; fi
 
 # System packages the project needs (protoc, …), installed by its own script.
 deps:

@@ -72,9 +72,19 @@ plugin "isolation" "sandbox" {
   snapshotter = platform == "darwin" ? "apfs" : "overlay"
 }
 plugin "isolation" "vm" {
-  enabled       = false
+  # One micro-VM per container: qemu (KVM when usable, else TCG) booting a
+  # Debian kernel from the kernel store (berth system kernel install) with
+  # the guest agent as PID 1; the rootfs is an ext4 disk image.
+  enabled       = platform == "linux"
   snapshotter   = "ext4"
   start_timeout = "1m"
+  # kernel       = ""        # a release in the store or a vmlinux path; default: the store's default
+  # cpus         = 2         # a container without limits; with limits: its cpus, its memory + 128MiB
+  # memory       = "512MiB"
+  # machine      = "auto"    # microvm (default) or q35
+  # accel        = "auto"    # kvm when /dev/kvm is usable, else tcg
+  # kernel_args  = []
+  # boot_timeout = "60s"
 }
 plugin "isolation" "hybrid" {
   enabled     = false # platform == "linux"

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -66,8 +67,12 @@ func resolveDefaults(ctx context.Context, log hclog.Logger, s settings, stateDir
 		}
 		d.Kernel = k
 		// A kernel of the store given by path brings its modules.
-		if _, err := os.Stat(filepath.Join(filepath.Dir(k), "kernel.json")); err == nil {
-			kernel = &vmkernel.Kernel{Dir: filepath.Dir(k), ImageFile: filepath.Base(k), Release: filepath.Base(filepath.Dir(k))}
+		if b, err := os.ReadFile(filepath.Join(filepath.Dir(k), "kernel.json")); err == nil {
+			kernel = &vmkernel.Kernel{}
+			if err := json.Unmarshal(b, kernel); err != nil {
+				return d, errdefs.InvalidArgument("isolation vm: kernel = %q: its kernel.json: %v", k, err)
+			}
+			kernel.Dir = filepath.Dir(k)
 		}
 	default:
 		store := vmkernel.Store{Dir: vmkernel.DefaultDir(coreStateDir(stateDir)), Log: log}
@@ -219,7 +224,7 @@ func findBinary(setting, configured, name string) (string, error) {
 	if p, err := exec.LookPath(name); err == nil {
 		return p, nil
 	}
-	return "", errdefs.InvalidArgument("isolation vm: %s not found (tried %s and PATH); build it with make build or set %s",
+	return "", errdefs.NotFound("isolation vm: %s not found (tried %s and PATH); build it with make build or set %s",
 		name, strings.Join(tried, ", "), setting)
 }
 

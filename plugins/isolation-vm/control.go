@@ -147,8 +147,9 @@ var controlDesc = grpc.ServiceDesc{
 }
 
 // newControlServer returns the supervisor's gRPC server: the control
-// service on ctl and every other method forwarded to agent.
-func newControlServer(ctl controller, agent *grpc.ClientConn) *grpc.Server {
+// service on ctl and every other method forwarded to the agent connection
+// agent returns (nil while there is none).
+func newControlServer(ctl controller, agent func() *grpc.ClientConn) *grpc.Server {
 	opts := append([]grpc.ServerOption{
 		grpc.ForceServerCodec(codec{}),
 		grpc.UnknownServiceHandler(forwarder(agent)),
@@ -160,16 +161,20 @@ func newControlServer(ctl controller, agent *grpc.ClientConn) *grpc.Server {
 
 // forwarder relays a call of any method to the agent connection: client
 // messages up, agent messages (and the final status) down.
-func forwarder(agent *grpc.ClientConn) grpc.StreamHandler {
+func forwarder(agent func() *grpc.ClientConn) grpc.StreamHandler {
 	desc := &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
 	return func(_ any, in grpc.ServerStream) error {
 		method, ok := grpc.MethodFromServerStream(in)
 		if !ok {
 			return errdefs.InvalidArgument("forward: no method name")
 		}
+		cc := agent()
+		if cc == nil {
+			return errdefs.Unavailable("the guest agent is not connected (the VM is being checkpointed, or paused after one)")
+		}
 		ctx, cancel := context.WithCancel(in.Context())
 		defer cancel()
-		out, err := agent.NewStream(ctx, desc, method, grpc.ForceCodec(codec{}))
+		out, err := cc.NewStream(ctx, desc, method, grpc.ForceCodec(codec{}))
 		if err != nil {
 			return err
 		}

@@ -18,5 +18,8 @@ func main() {
 		superviseMain(os.Args[2:])
 		return
 	}
+	if benchMain(os.Args[1:]) {
+		return
+	}
 	sdk.Serve(newRuntime)
 }

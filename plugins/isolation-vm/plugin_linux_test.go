@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/berth-dev/berth/core/host"
 	"github.com/berth-dev/berth/internal/vmkernel"
@@ -325,4 +329,234 @@ func TestConformanceOverGRPC(t *testing.T) {
 	})
 	t.Logf("conformance over gRPC: %d task specs (VMs booted for each one Create accepted) in %s", vms.Load(), time.Since(start).Round(time.Second))
 	noLeaks(t, filepath.Join(hostState, "plugins", "isolation-vm"), filepath.Join(run, "isolation-vm"))
+}
+
+// counterLines returns the numbers a counter task logged, in order.
+func counterLines(t *testing.T, log string) []int {
+	t.Helper()
+	f, err := os.Open(log)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out []int
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var e struct {
+			Log string `json:"log"`
+		}
+		if json.Unmarshal(sc.Bytes(), &e) != nil {
+			t.Fatalf("log line %q is not json-file", sc.Text())
+		}
+		if n, err := strconv.Atoi(strings.TrimSpace(e.Log)); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not true after 2m", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestCheckpointRestore checkpoints a running counter (the VM stops),
+// deletes the task as lifecycle does before a restore, restores it from
+// the checkpoint into a new VM, and checks the counter goes on from where
+// it was; then nothing of the task is left but the checkpoint dir, which
+// is its caller's (lifecycle removes it with the container).
+func TestCheckpointRestore(t *testing.T) {
+	requireVM(t)
+	stateDir, runDir := pluginDirs(t)
+	rt := configured(t, stateDir, runDir, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	log := filepath.Join(t.TempDir(), "task.log")
+	id := "vm-counter"
+	spec := newSpec(t, id, conformance.SpecOptions{LogPath: log,
+		Args: []string{"sh", "-c", "i=0; while true; do i=$((i+1)); echo $i; sleep 0.2; done"}})
+	if _, err := rt.Create(ctx, spec); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	defer func() { _, _ = rt.Delete(context.Background(), id) }()
+	if _, err := rt.Start(ctx, id); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	eventually(t, "the counter reaches 5", func() bool { return len(counterLines(t, log)) >= 5 })
+	var before State
+	if err := readJSON(filepath.Join(stateDir, "tasks", id, stateFile), &before); err != nil {
+		t.Fatal(err)
+	}
+	ckDir := filepath.Join(t.TempDir(), "checkpoint")
+	if err := os.Mkdir(ckDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := rt.Checkpoint(ctx, id, isolation.CheckpointOptions{Dir: ckDir}); err != nil {
+		t.Fatalf("Checkpoint: %v", err)
+	}
+	t.Logf("checkpoint took %s", time.Since(start))
+	if err := syscall.Kill(before.VMPid, 0); err == nil {
+		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", before.VMPid)); !strings.Contains(string(b), ") Z ") {
+			t.Errorf("the VM (qemu %d) still runs after a checkpoint without LeaveRunning", before.VMPid)
+		}
+	}
+	tasks, err := rt.List(ctx)
+	if err != nil || len(tasks) != 1 || tasks[0].Status != isolation.StatusStopped {
+		t.Errorf("List after the checkpoint = %+v, %v; want the task stopped", tasks, err)
+	}
+	// Lifecycle deletes the checkpointed task, then restores it.
+	if _, err := rt.Delete(ctx, id); err != nil {
+		t.Fatalf("Delete of the checkpointed task: %v", err)
+	}
+	saved := counterLines(t, log)
+	last := saved[len(saved)-1]
+	start = time.Now()
+	info, err := rt.Restore(ctx, spec, ckDir)
+	if err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	t.Logf("restore (new VM from the checkpoint, agent re-dialled) took %s", time.Since(start))
+	if info.Status != isolation.StatusRunning || info.Pid != before.Pid {
+		t.Errorf("Restore = %+v; want running with the guest pid %d", info, before.Pid)
+	}
+	eventually(t, "the counter goes on after the restore", func() bool { return len(counterLines(t, log)) >= len(saved)+3 })
+	after := counterLines(t, log)[len(saved):]
+	// Output the guest had not yet handed over when it was saved comes
+	// out after the restore; a restarted counter would start at 1.
+	if after[0] != last+1 {
+		t.Errorf("after the restore the counter printed %v; the last number before the checkpoint was %d", after[:3], last)
+	}
+	t.Logf("counter: ... %d | restore | %v ...", last, after[:3])
+	if err := rt.Signal(ctx, id, "", syscall.SIGKILL, true); err != nil {
+		t.Fatalf("Signal: %v", err)
+	}
+	if e, err := rt.Wait(ctx, id, ""); err != nil || e.Signal != syscall.SIGKILL {
+		t.Errorf("Wait after the restore = %+v, %v; want killed", e, err)
+	}
+	if _, err := rt.Delete(ctx, id); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	noLeaks(t, stateDir, runDir)
+	// The checkpoint dir holds only what Checkpoint wrote; the caller
+	// (lifecycle) removes it with the container.
+	entries, _ := os.ReadDir(ckDir)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if strings.Join(names, ",") != "task.json,vm" {
+		t.Errorf("checkpoint dir holds %v, want task.json and vm", names)
+	}
+}
+
+// TestBindMountsAreSharedAndBlockCheckpoint: a `-v` bind mount reaches the
+// container over 9p, and such a container cannot be checkpointed (qemu
+// refuses to migrate a VM with a mounted 9p share) — a clear error, and the
+// task runs on.
+func TestBindMountsAreSharedAndBlockCheckpoint(t *testing.T) {
+	requireVM(t)
+	stateDir, runDir := pluginDirs(t)
+	rt := configured(t, stateDir, runDir, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	share := t.TempDir()
+	if err := os.WriteFile(filepath.Join(share, "greeting"), []byte("hello over 9p\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	id := "vm-bind"
+	spec := newSpec(t, id, conformance.SpecOptions{Args: []string{"sh", "-c", "cat /data/greeting; echo written >/data/out; sleep 1000"}})
+	spec.OCI.Mounts = append(spec.OCI.Mounts, specs.Mount{Destination: "/data", Type: "bind", Source: share, Options: []string{"rbind", "rw"}})
+	if _, err := rt.Create(ctx, spec); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	defer func() {
+		_ = rt.Signal(context.Background(), id, "", syscall.SIGKILL, true)
+		_, _ = rt.Wait(context.Background(), id, "")
+		if _, err := rt.Delete(context.Background(), id); err != nil {
+			t.Errorf("Delete: %v", err)
+		}
+		noLeaks(t, stateDir, runDir)
+	}()
+	var out strings.Builder
+	go func() { _ = rt.Attach(ctx, id, "", isolation.Streams{Stdout: &syncWriter{b: &out}}) }()
+	if _, err := rt.Start(ctx, id); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	eventually(t, "the container writes to the share", func() bool {
+		b, _ := os.ReadFile(filepath.Join(share, "out"))
+		return string(b) == "written\n"
+	})
+	err := rt.Checkpoint(ctx, id, isolation.CheckpointOptions{Dir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "bind mount") || !strings.Contains(err.Error(), "cannot be checkpointed") {
+		t.Errorf("Checkpoint with a bind mount: %v; want a clear refusal", err)
+	}
+	tasks, _ := rt.List(ctx)
+	if len(tasks) != 1 || tasks[0].Status != isolation.StatusRunning {
+		t.Errorf("after the refused checkpoint: %+v; want it running", tasks)
+	}
+}
+
+// TestBootFailures: a kernel that does not exist fails Create at once,
+// naming it; a guest that powers off during boot (its agent told to
+// listen on vsock, which this machine lacks) fails Create as soon as the
+// VM ends; an init that never answers (busybox's init as /init) fails
+// Create at the boot timeout. Each error carries the console's last
+// lines, and none leaves anything running.
+func TestBootFailures(t *testing.T) {
+	requireVM(t)
+	stateDir, runDir := pluginDirs(t)
+	rt := configured(t, stateDir, runDir, `,"boot_timeout":"20s"`)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+
+	spec := newSpec(t, "vm-badkernel", conformance.SpecOptions{Args: []string{"true"}})
+	spec.VM = &isolation.VMSizing{Kernel: "/no/such/vmlinux"}
+	if _, err := rt.Create(ctx, spec); err == nil || !strings.Contains(err.Error(), "/no/such/vmlinux") {
+		t.Errorf("Create with a missing kernel: %v; want an error naming it", err)
+	}
+
+	// A generous boot timeout: the VM's end, not the timeout, must end
+	// this Create, however slow the guest is under load.
+	stateDir2, runDir2 := pluginDirs(t)
+	patient := configured(t, stateDir2, runDir2, `,"boot_timeout":"5m"`)
+	spec = newSpec(t, "vm-poweroff", conformance.SpecOptions{Args: []string{"true"}})
+	spec.VM = &isolation.VMSizing{KernelArgs: []string{"berth.agent=vsock"}}
+	start := time.Now()
+	_, err := patient.Create(ctx, spec)
+	if err == nil || !strings.Contains(err.Error(), "the VM ended") {
+		t.Errorf("Create of a guest that powers off: %v; want the VM's end reported", err)
+	}
+	t.Logf("guest powering off during boot: Create failed after %s: %v", time.Since(start).Round(time.Millisecond), err)
+
+	initrd := filepath.Join(t.TempDir(), "busybox-init.cpio")
+	f, err := os.Create(initrd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := vmkernel.BuildInitramfs(f, vmkernel.InitramfsSpec{Agent: "/bin/busybox"}); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	spec = newSpec(t, "vm-noagent", conformance.SpecOptions{Args: []string{"true"}})
+	spec.VM = &isolation.VMSizing{Initrd: initrd}
+	start = time.Now()
+	_, err = rt.Create(ctx, spec)
+	if err == nil || !strings.Contains(err.Error(), "did not answer within 20s") {
+		t.Errorf("Create with an init that never answers: %v; want the boot timeout", err)
+	}
+	t.Logf("agent never answering: Create failed after %s: %v", time.Since(start).Round(time.Millisecond), err)
+	for _, r := range []*runtime{rt, patient} {
+		if tasks, _ := r.List(ctx); len(tasks) != 0 {
+			t.Errorf("failed creates left tasks: %+v", tasks)
+		}
+	}
+	noLeaks(t, stateDir, runDir)
+	noLeaks(t, stateDir2, runDir2)
 }

@@ -40,6 +40,9 @@ type runtime struct {
 	stateDir   string
 	runtimeDir string
 	defaults   vmDefaults
+	// bootErr says why no VM can boot (no kernel installed); nil when
+	// the boot assets are there.
+	bootErr error
 	// supervisorExe is the binary run as `supervise` (default: this one;
 	// in-process tests point it at the built plugin).
 	supervisorExe string
@@ -87,11 +90,18 @@ func (r *runtime) Configure(ctx context.Context, req plugin.ConfigureRequest) er
 		}
 	}
 	defaults, err := resolveDefaults(ctx, r.log, s, req.StateDir)
+	var bootErr error
+	if errdefs.IsNotFound(err) {
+		// No kernel installed yet (or no agent built): the plugin serves
+		// (Recover, List, Delete), and Create says what to do.
+		r.log.Warn("VM containers cannot start until this is fixed", "error", err)
+		bootErr, err = err, nil
+	}
 	if err != nil {
 		return err
 	}
 	r.mu.Lock()
-	r.stateDir, r.runtimeDir, r.defaults = req.StateDir, req.RuntimeDir, defaults
+	r.stateDir, r.runtimeDir, r.defaults, r.bootErr = req.StateDir, req.RuntimeDir, defaults, bootErr
 	r.mu.Unlock()
 	r.log.Info("configured", "state_dir", req.StateDir, "kernel", defaults.Kernel, "initrd", defaults.Initrd,
 		"cpus", defaults.CPUs, "memory", defaults.MemoryBytes)
@@ -153,8 +163,11 @@ func (r *runtime) create(ctx context.Context, spec isolation.Spec, restore strin
 		return isolation.TaskInfo{}, err
 	}
 	r.mu.Lock()
-	boot := r.defaults.bootFor(spec)
+	boot, bootErr := r.defaults.bootFor(spec), r.bootErr
 	r.mu.Unlock()
+	if bootErr != nil && (spec.VM == nil || spec.VM.Kernel == "" || spec.VM.Initrd == "") {
+		return isolation.TaskInfo{}, errdefs.Unavailable("task %s: no VM can boot: %v", spec.ID, bootErr)
+	}
 	boot.Restore = restore
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		if errors.Is(err, os.ErrExist) {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/signal"
@@ -48,17 +49,22 @@ type supervisor struct {
 	boot  bootConfig
 	vmCfg hypervisor.Config
 	m     hypervisor.Machine
-	cc    *grpc.ClientConn // the agent connection
-	agent *vmagent.Client
-	logw  *tasklog.Log
-	srv   *grpc.Server
+	// connMu guards the agent connection, which a checkpoint replaces.
+	connMu sync.Mutex
+	cc     *grpc.ClientConn
+	agent  *vmagent.Client
+	logw   *tasklog.Log
+	srv    *grpc.Server
 
 	mu    sync.Mutex
 	state State
 	// exited closes once the init's exit is recorded (or the VM is gone).
 	exited chan struct{}
-	// logDone closes when the log attach ended.
+	// logDone closes when the current log attach ended.
 	logDone chan struct{}
+	// reattach is set while a checkpoint left the VM paused and detached
+	// from its agent: Resume connects again.
+	reattach bool
 	// stopping is set while a checkpoint or shutdown ends the VM on
 	// purpose, so its end is not reported as a crash.
 	stopping bool
@@ -147,7 +153,7 @@ func startSupervisor(log hclog.Logger, dir, socket, runDir string) (_ *superviso
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", socket, err)
 	}
-	s.srv = newControlServer(s, s.cc)
+	s.srv = newControlServer(s, func() *grpc.ClientConn { cc, _ := s.conn(); return cc })
 	go func() { _ = s.srv.Serve(l) }()
 	s.mu.Lock()
 	err = s.saveLocked()
@@ -207,6 +213,13 @@ func (s *supervisor) bootVM() error {
 		werr := s.m.Wait()
 		s.vmEnded(werr)
 	}()
+	return s.connectAgent(ctx)
+}
+
+// connectAgent dials the agent, checks it answers, and gives the guest
+// the host's clock and fresh entropy (a restored guest has the saved
+// ones).
+func (s *supervisor) connectAgent(ctx context.Context) error {
 	conn, err := s.dialAgent(ctx)
 	if err != nil {
 		return err
@@ -228,26 +241,109 @@ func (s *supervisor) bootVM() error {
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond,
 			Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second}, MinConnectTimeout: s.boot.BootTimeout}),
 	}, errdefs.DialOptions()...)
-	if s.cc, err = grpc.NewClient("passthrough:///berth-vm-agent", opts...); err != nil {
+	cc, err := grpc.NewClient("passthrough:///berth-vm-agent", opts...)
+	if err != nil {
 		conn.Close()
 		return err
 	}
-	s.agent = vmagent.NewClientConn(s.cc)
-	info, err := s.agent.Info(ctx)
+	agent := vmagent.NewClientConn(cc)
+	ictx, icancel := context.WithCancel(ctx)
+	defer icancel()
+	go func() {
+		select {
+		case <-s.vmDone:
+			icancel()
+		case <-ictx.Done():
+		}
+	}()
+	// gRPC fails calls fast while its connection is down; the first
+	// handshake with a booting guest may need a few tries.
+	var info vmagent.Info
+	for {
+		info, err = agent.Info(ictx)
+		if err == nil || !errdefs.IsUnavailable(err) || ictx.Err() != nil {
+			break
+		}
+		select {
+		case <-ictx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 	if err != nil {
+		cc.Close()
+		select {
+		case <-s.vmDone:
+			return fmt.Errorf("the VM ended before its agent answered%s", s.consoleTail())
+		default:
+		}
 		return fmt.Errorf("the guest agent did not answer within %s: %w%s", s.boot.BootTimeout, err, s.consoleTail())
 	}
 	s.log.Info("agent up", "kernel", info.KernelRelease, "uptime", info.Uptime, "agent_version", info.Version)
-	// A fresh (or restored) guest's clock and entropy come from the host.
-	if err := s.agent.SyncClock(ctx, time.Now()); err != nil {
+	if err := agent.SyncClock(ctx, time.Now()); err != nil {
+		cc.Close()
 		return fmt.Errorf("sync the guest clock: %w", err)
 	}
 	seed := make([]byte, 64)
 	_, _ = rand.Read(seed)
-	if err := s.agent.AddEntropy(ctx, seed); err != nil {
+	if err := agent.AddEntropy(ctx, seed); err != nil {
+		cc.Close()
 		return fmt.Errorf("seed the guest's entropy: %w", err)
 	}
+	s.connMu.Lock()
+	s.cc, s.agent = cc, agent
+	s.connMu.Unlock()
 	return nil
+}
+
+// conn returns the current agent connection (it changes when a checkpoint
+// detaches and re-attaches).
+func (s *supervisor) conn() (*grpc.ClientConn, *vmagent.Client) {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	return s.cc, s.agent
+}
+
+// detachAgent closes the agent connection and waits (boundedly) until the
+// guest has seen the host go: saved that way, a VM restores with its agent
+// waiting for a new host, not in the middle of the old session.
+func (s *supervisor) detachAgent() {
+	s.connMu.Lock()
+	cc := s.cc
+	s.cc, s.agent = nil, nil
+	s.connMu.Unlock()
+	if cc == nil {
+		return
+	}
+	console := filepath.Join(s.dir, bootLog)
+	before := fileSize(console)
+	_ = cc.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if consoleSince(console, before, "host session ended") {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.log.Warn("the guest did not report the end of the agent session within 5s")
+}
+
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// consoleSince reports whether the console log holds text after offset.
+func consoleSince(path string, offset int64, text string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	b, _ := io.ReadAll(io.NewSectionReader(f, offset, 1<<20))
+	return strings.Contains(string(b), text)
 }
 
 // dialAgent connects to the agent's channel, racing the VM's end so a
@@ -317,7 +413,8 @@ func (s *supervisor) createContainer(ctx context.Context) error {
 			Destination: b.Destination, ReadOnly: isReadOnly(b.Options)})
 	}
 	req.Spec = guestSpec(s.spec.OCI)
-	pid, err := s.agent.CreateContainer(ctx, req)
+	_, agent := s.conn()
+	pid, err := agent.CreateContainer(ctx, req)
 	if err != nil {
 		return err
 	}
@@ -336,7 +433,8 @@ func (s *supervisor) readopt(ctx context.Context) error {
 	if ck.ID != s.spec.ID {
 		return errdefs.InvalidArgument("restore %s: the checkpoint in %s is of task %s", s.spec.ID, s.boot.Restore, ck.ID)
 	}
-	cs, err := s.agent.State(ctx, s.spec.ID)
+	_, agent := s.conn()
+	cs, err := agent.State(ctx, s.spec.ID)
 	if err != nil {
 		return fmt.Errorf("restore %s: the restored guest: %w", s.spec.ID, err)
 	}
@@ -353,14 +451,19 @@ func (s *supervisor) readopt(ctx context.Context) error {
 }
 
 // attachLog attaches to the init and appends its output to the log until
-// it ends.
+// it ends (or the connection is detached for a checkpoint).
 func (s *supervisor) attachLog() {
 	streams := isolation.Streams{Stdout: logStream{s.logw, "stdout"}, Stderr: logStream{s.logw, "stderr"}}
+	_, agent := s.conn()
+	done := make(chan struct{})
+	s.mu.Lock()
+	s.logDone = done
+	s.mu.Unlock()
 	go func() {
-		defer close(s.logDone)
-		err := s.agent.Attach(context.Background(), s.spec.ID, "", streams)
+		defer close(done)
+		err := agent.Attach(context.Background(), s.spec.ID, "", streams)
 		if err != nil {
-			s.log.Warn("log attach ended", "error", err)
+			s.log.Debug("log attach ended", "error", err)
 		}
 		_ = s.logw.Flush()
 	}()
@@ -382,13 +485,17 @@ func (w logStream) Write(p []byte) (int, error) {
 // followInit waits for the init's exit and records it once its output is
 // in the log.
 func (s *supervisor) followInit() {
-	e, err := s.agent.Wait(context.Background(), s.spec.ID, "")
+	_, agent := s.conn()
+	e, err := agent.Wait(context.Background(), s.spec.ID, "")
 	if err != nil {
-		s.log.Warn("wait for the init failed", "error", err)
-		return // the VM's end (vmEnded) records the task as stopped
+		s.log.Debug("wait for the init ended", "error", err)
+		return // a detach (checkpoint) or the VM's end (vmEnded records it)
 	}
+	s.mu.Lock()
+	logDone := s.logDone
+	s.mu.Unlock()
 	select {
-	case <-s.logDone:
+	case <-logDone:
 	case <-time.After(logDrain):
 		s.log.Warn("the log attach did not end after the init exited")
 	}
@@ -464,9 +571,10 @@ func (s *supervisor) teardownVM(d time.Duration) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	if s.agent != nil {
+	cc, agent := s.conn()
+	if agent != nil {
 		actx, acancel := context.WithTimeout(ctx, d/3)
-		_ = s.agent.Shutdown(actx)
+		_ = agent.Shutdown(actx)
 		acancel()
 		select {
 		case <-s.vmDone:
@@ -481,8 +589,8 @@ func (s *supervisor) teardownVM(d time.Duration) {
 		}
 		<-s.vmDone
 	}
-	if s.cc != nil {
-		_ = s.cc.Close()
+	if cc != nil {
+		_ = cc.Close()
 	}
 }
 
@@ -501,7 +609,11 @@ func (s *supervisor) start(ctx context.Context) (int, error) {
 	if st != isolation.StatusCreated {
 		return 0, errdefs.InvalidState("task %s is %s, not created", s.spec.ID, st)
 	}
-	pid, err := s.agent.Start(ctx, s.spec.ID)
+	_, agent := s.conn()
+	if agent == nil {
+		return 0, errdefs.Unavailable("task %s: the agent is not connected", s.spec.ID)
+	}
+	pid, err := agent.Start(ctx, s.spec.ID)
 	if err != nil {
 		return 0, err
 	}
@@ -555,8 +667,27 @@ func (s *supervisor) resume(ctx context.Context) error {
 	if err := s.m.Resume(ctx); err != nil {
 		return fmt.Errorf("resume the VM: %w", err)
 	}
+	if s.reattach {
+		if err := s.reconnect(ctx); err != nil {
+			return err
+		}
+	}
 	s.state.Status = isolation.StatusRunning
 	return s.saveLocked()
+}
+
+// reconnect connects to the agent again after a checkpoint detached it,
+// and picks the log and the init's exit up again.
+func (s *supervisor) reconnect(ctx context.Context) error {
+	if err := s.connectAgent(ctx); err != nil {
+		return fmt.Errorf("reconnect to the agent after the checkpoint: %w", err)
+	}
+	s.reattach = false
+	s.mu.Unlock()
+	s.attachLog()
+	s.mu.Lock()
+	go s.followInit()
+	return nil
 }
 
 // checkpoint saves the VM into req.Dir (the VM state under vm/, the task
@@ -572,23 +703,40 @@ func (s *supervisor) checkpoint(ctx context.Context, req checkpointRequest) erro
 	if was != isolation.StatusRunning && was != isolation.StatusPaused {
 		return errdefs.InvalidState("task %s is %s: only a running or paused task can be checkpointed", s.spec.ID, was)
 	}
-	if err := s.m.Save(ctx, filepath.Join(req.Dir, checkpointVM)); err != nil {
-		if was == isolation.StatusRunning {
-			_ = s.m.Resume(context.Background())
+	// The guest must not be saved in the middle of an agent session: a
+	// restored VM would go on with it against a new host. A paused VM is
+	// run briefly so its agent sees the host go.
+	if was == isolation.StatusPaused {
+		if err := s.m.Resume(ctx); err != nil {
+			return fmt.Errorf("checkpoint %s: %w", s.spec.ID, err)
 		}
+	}
+	s.mu.Unlock()
+	s.detachAgent()
+	s.mu.Lock()
+	// Unless the VM is then ended, it runs on with a new agent session.
+	undo := func() {
+		if was == isolation.StatusPaused {
+			_ = s.m.Pause(context.Background())
+			s.reattach = true
+			return
+		}
+		_ = s.m.Resume(context.Background())
+		if err := s.reconnect(context.Background()); err != nil {
+			s.log.Error("after the checkpoint", "error", err)
+		}
+	}
+	if err := s.m.Save(ctx, filepath.Join(req.Dir, checkpointVM)); err != nil {
+		undo()
 		return fmt.Errorf("checkpoint %s: %w", s.spec.ID, err)
 	}
 	ck := checkpointInfo{ID: s.spec.ID, Pid: s.state.Pid, CreatedAt: s.state.CreatedAt, Saved: time.Now().UTC()}
 	if err := writeJSON(filepath.Join(req.Dir, checkpointTask), ck); err != nil {
-		if was == isolation.StatusRunning {
-			_ = s.m.Resume(context.Background())
-		}
+		undo()
 		return fmt.Errorf("checkpoint %s: %w", s.spec.ID, err)
 	}
 	if req.LeaveRunning {
-		if was == isolation.StatusRunning {
-			return s.m.Resume(ctx)
-		}
+		undo()
 		return nil
 	}
 	// The VM's processes now live in the checkpoint: end the VM, and the
@@ -620,7 +768,9 @@ func (s *supervisor) shutdown(ctx context.Context) (isolation.ExitStatus, error)
 	case <-s.vmDone:
 	default:
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		if _, err := s.agent.Delete(dctx, s.spec.ID); err != nil {
+		if _, agent := s.conn(); agent == nil {
+			s.log.Warn("delete: the agent is not connected")
+		} else if _, err := agent.Delete(dctx, s.spec.ID); err != nil {
 			s.log.Warn("delete the container in the guest", "error", err)
 		}
 		cancel()
