@@ -23,6 +23,7 @@ packages=(
   e2fsprogs           # mkfs.ext4 -d: block snapshots for VMs (snapshot-ext4)
   nftables            # nft: networking tests assert the rules Berth writes
   kmod cpio xz-utils  # vmkernel tests cross-check with depmod, cpio -t/-i and xz -d
+  qemu-system-arm     # vmkernel: boots the arm64 (Virtualization.framework) guest kernel under TCG
 )
 missing=()
 for p in "${packages[@]}"; do
