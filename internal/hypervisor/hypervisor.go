@@ -118,7 +118,9 @@ type Machine interface {
 	Pid() int
 	// DialAgent connects to the guest agent's channel (virtio-serial port
 	// AgentPortName on qemu, vsock AgentVsockPort on vz), retrying until
-	// the guest side exists or ctx ends. Only one connection at a time.
+	// the guest side exists or ctx ends. Only one connection at a time. On
+	// qemu the connection is to qemu's socket and succeeds before the guest
+	// has opened its port; bytes wait in the socket until it does.
 	DialAgent(ctx context.Context) (net.Conn, error)
 	// Pause stops the vCPUs; Resume starts them again.
 	Pause(ctx context.Context) error
@@ -126,7 +128,11 @@ type Machine interface {
 	// Save pauses the VM (if running) and writes its state into dir
 	// (created if needed): a state file and CheckpointFile. The VM stays
 	// paused; Resume continues it, Kill discards it. Disks and MemoryFile
-	// are not copied: they must not change until Restore.
+	// are not copied: they must not change until Restore. Close the agent
+	// connection first: the restored guest learns that the host went away
+	// only once it runs again, so a connection carried across would leave
+	// the guest's old session reading the new host's first bytes. qemu
+	// refuses to save while a 9p share is mounted in the guest.
 	Save(ctx context.Context, dir string) error
 	// SetBalloon asks the guest to shrink (or grow back) to guestBytes of
 	// usable RAM through the balloon. ErrNotImplemented without Config.Balloon.

@@ -33,6 +33,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(helperEnv) != "" {
+		startHelper() // never returns
+	}
 	code := m.Run()
 	if assetsDir != "" {
 		os.RemoveAll(assetsDir)
