@@ -78,5 +78,8 @@ func (a *autoRemover) removeIfMarked(ctx context.Context, id string) {
 		a.log.Warn("auto-remove failed", "container_id", id, "error", err)
 		return
 	}
+	if err := lifecycle.RemoveAnonymousVolumes(ctx, a.lc, c); err != nil {
+		a.log.Warn("auto-remove: anonymous volumes", "container_id", id, "error", err)
+	}
 	a.log.Info("auto-removed a stopped container", "container_id", id, "name", c.Name)
 }

@@ -2,7 +2,11 @@ package lifecycle
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
+
+	"github.com/berth-dev/berth/sdk/errdefs"
 )
 
 // VolumeDriverLocal is the driver of volumes kept as host directories.
@@ -57,4 +61,31 @@ type VolumeManager interface {
 type TopResult struct {
 	Titles    []string
 	Processes [][]string
+}
+
+// RemoveAnonymousVolumes removes the anonymous volumes container c
+// mounted, once c itself is deleted (docker rm -v, run --rm). A volume
+// that another container still uses stays, and a missing one is skipped.
+func RemoveAnonymousVolumes(ctx context.Context, m VolumeManager, c Container) error {
+	var errs []error
+	for _, mt := range c.Config.Mounts {
+		if mt.Type != "volume" || mt.Source == "" {
+			continue
+		}
+		v, err := m.InspectVolume(ctx, mt.Source)
+		if errdefs.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("volume %s: %w", mt.Source, err))
+			continue
+		}
+		if !v.Anonymous || len(v.UsedBy) > 0 {
+			continue
+		}
+		if err := m.RemoveVolume(ctx, v.Name, true); err != nil && !errdefs.IsInvalidState(err) {
+			errs = append(errs, fmt.Errorf("volume %s: %w", v.Name, err))
+		}
+	}
+	return errors.Join(errs...)
 }

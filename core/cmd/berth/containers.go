@@ -184,7 +184,7 @@ func newKillCommand(g *globals) *cobra.Command {
 }
 
 func newRmCommand(g *globals) *cobra.Command {
-	var force bool
+	var force, volumes bool
 	cmd := &cobra.Command{
 		Use:     "rm CONTAINER...",
 		Aliases: []string{"remove"},
@@ -192,11 +192,24 @@ func newRmCommand(g *globals) *cobra.Command {
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			return withAPI(c, g, func(ctx context.Context, p *publicAPI) error {
-				return eachRef(args, func(ref string) error { return p.lc.Delete(ctx, ref, force) })
+				return eachRef(args, func(ref string) error {
+					if !volumes {
+						return p.lc.Delete(ctx, ref, force)
+					}
+					ct, err := p.lc.Get(ctx, ref)
+					if err != nil {
+						return err
+					}
+					if err := p.lc.Delete(ctx, ct.ID, force); err != nil {
+						return err
+					}
+					return lifecycle.RemoveAnonymousVolumes(ctx, p.lc, ct)
+				})
 			})
 		},
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "stop a running container first")
+	cmd.Flags().BoolVarP(&volumes, "volumes", "v", false, "remove the anonymous volumes the container used")
 	return cmd
 }
 

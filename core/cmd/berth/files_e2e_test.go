@@ -132,6 +132,17 @@ func testVolumesFilesTop(t *testing.T, e *env) {
 	if out := e.mustBerth("volume", "prune", "-f"); strings.Contains(out, anonVol) {
 		t.Fatalf("prune removed the volume of an existing container:\n%s", out)
 	}
+	// run --rm and rm -v take a container's anonymous volumes with it.
+	before := len(volumes())
+	e.mustBerth("run", "--rm", "-v", "/scratch", demoImage, "true")
+	e.mustBerth("run", "--name", "anon2", "-v", "/scratch", demoImage, "true")
+	if n := len(volumes()); n != before+1 {
+		t.Fatalf("%d volumes after run --rm -v /scratch and run -v /scratch, want %d", n, before+1)
+	}
+	e.mustBerth("rm", "-v", "anon2")
+	if n := len(volumes()); n != before {
+		t.Fatalf("%d volumes after rm -v, want %d", n, before)
+	}
 	e.mustBerth("rm", "anon")
 	out := e.mustBerth("volume", "prune", "-f")
 	if !strings.Contains(out, "Deleted Volumes:\n"+anonVol) || strings.Contains(out, "etcvol") {

@@ -62,8 +62,14 @@ func newRunCommand(g *globals) *cobra.Command {
 					return nil // detached: the container runs on
 				}
 				if rm {
-					if derr := p.lc.Delete(context.WithoutCancel(ctx), ct.ID, true); derr != nil && !errdefs.IsNotFound(derr) && err == nil {
+					dctx := context.WithoutCancel(ctx)
+					if derr := p.lc.Delete(dctx, ct.ID, true); derr != nil && !errdefs.IsNotFound(derr) && err == nil {
 						err = derr
+					} else if derr == nil {
+						// docker run --rm takes the anonymous volumes too.
+						if verr := lifecycle.RemoveAnonymousVolumes(dctx, p.lc, ct); verr != nil && err == nil {
+							err = verr
+						}
 					}
 				}
 				if err != nil {
