@@ -454,6 +454,12 @@ func TestNetworking(t *testing.T) {
 		if got := echo("cli", "echo"); got != "hello-cli\n" {
 			t.Errorf("cli → alias echo echoed %q", got)
 		}
+		// A renamed container answers to its new name.
+		e.mustBerth("rename", "srv", "server")
+		if got := echo("cli", "server"); got != "hello-cli\n" {
+			t.Errorf("cli → renamed server echoed %q", got)
+		}
+		e.mustBerth("rename", "server", "srv")
 		// /etc/resolv.conf names the network's resolver; the host resolves.
 		out := e.mustBerth("exec", "cli", "cat", "/etc/resolv.conf")
 		if !strings.Contains(out, "nameserver 10.231.0.1") {
