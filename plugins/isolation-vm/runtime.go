@@ -233,8 +233,8 @@ func checkSpec(spec isolation.Spec) error {
 			return errdefs.InvalidArgument("task %s: bind mount %s → %s: mode vm shares directories only (%v)", spec.ID, b.Source, b.Destination, err)
 		}
 	}
-	if spec.Network != nil && spec.Network.Mode != "" && spec.Network.Mode != "none" {
-		return errdefs.NotImplemented("task %s: network mode %q is not supported by mode vm yet (none)", spec.ID, spec.Network.Mode)
+	if spec.Network != nil && spec.Network.Mode != "" && spec.Network.Mode != "none" && spec.Network.Mode != "host" {
+		return errdefs.NotImplemented("task %s: network mode %q is not supported by mode vm yet (none, host = the VM's own stack)", spec.ID, spec.Network.Mode)
 	}
 	return nil
 }

@@ -13,12 +13,14 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
@@ -413,6 +415,17 @@ func (s *supervisor) createContainer(ctx context.Context) error {
 			Destination: b.Destination, ReadOnly: isReadOnly(b.Options)})
 	}
 	req.Spec = guestSpec(s.spec.OCI)
+	if n := s.spec.Network; n != nil {
+		if n.Hostname != "" {
+			req.Spec.Hostname = n.Hostname
+		}
+		if n.Mode == "host" && req.Spec.Linux != nil {
+			// The VM's own network stack (loopback only until networking
+			// reaches VMs): no namespace of the container's own.
+			req.Spec.Linux.Namespaces = slices.DeleteFunc(slices.Clone(req.Spec.Linux.Namespaces),
+				func(ns specs.LinuxNamespace) bool { return ns.Type == specs.NetworkNamespace })
+		}
+	}
 	_, agent := s.conn()
 	pid, err := agent.CreateContainer(ctx, req)
 	if err != nil {
