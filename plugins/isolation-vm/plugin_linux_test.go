@@ -393,6 +393,21 @@ func TestCheckpointRestore(t *testing.T) {
 	if err := readJSON(filepath.Join(stateDir, "tasks", id, stateFile), &before); err != nil {
 		t.Fatal(err)
 	}
+	// A checkpoint that leaves the task running: the supervisor takes a
+	// new agent session, the log and the exit keep coming.
+	keep := t.TempDir()
+	if err := rt.Checkpoint(ctx, id, isolation.CheckpointOptions{Dir: keep, LeaveRunning: true}); err != nil {
+		t.Fatalf("Checkpoint with LeaveRunning: %v", err)
+	}
+	n := len(counterLines(t, log))
+	eventually(t, "the counter goes on after a LeaveRunning checkpoint", func() bool { return len(counterLines(t, log)) >= n+3 })
+	if st, err := rt.Stats(ctx, id); err != nil || st.Pids < 1 {
+		t.Errorf("Stats after a LeaveRunning checkpoint = %+v, %v", st, err)
+	}
+	// Then as lifecycle does it: pause, checkpoint (the VM ends).
+	if err := rt.Pause(ctx, id); err != nil {
+		t.Fatalf("Pause: %v", err)
+	}
 	ckDir := filepath.Join(t.TempDir(), "checkpoint")
 	if err := os.Mkdir(ckDir, 0o700); err != nil {
 		t.Fatal(err)
@@ -401,7 +416,7 @@ func TestCheckpointRestore(t *testing.T) {
 	if err := rt.Checkpoint(ctx, id, isolation.CheckpointOptions{Dir: ckDir}); err != nil {
 		t.Fatalf("Checkpoint: %v", err)
 	}
-	t.Logf("checkpoint took %s", time.Since(start))
+	t.Logf("checkpoint of a paused %d MiB VM took %s", 256, time.Since(start))
 	if err := syscall.Kill(before.VMPid, 0); err == nil {
 		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", before.VMPid)); !strings.Contains(string(b), ") Z ") {
 			t.Errorf("the VM (qemu %d) still runs after a checkpoint without LeaveRunning", before.VMPid)
