@@ -152,7 +152,7 @@ func (m *Manager) Create(ctx context.Context, name string, cfg lifecycle.Config)
 		return fail(fmt.Errorf("resource limits need the resources plugin: %w", err))
 	}
 
-	built, err := m.prepareVolumes(ctx, st, id, cfg, rootfs, &undo)
+	built, err := m.prepareVolumes(ctx, st, id, cfg, img.Volumes, rootfs, &undo)
 	if err != nil {
 		return fail(err)
 	}

@@ -38,6 +38,7 @@ func (s serviceImages) Resolve(ctx context.Context, ref string) (Image, error) {
 			WorkingDir: d.Config.WorkingDir, StopSignal: d.Config.StopSignal, Labels: d.Config.Labels,
 			OS: d.Platform.OS,
 		},
+		Volumes: d.Config.Volumes,
 	}
 	for _, l := range d.Layers {
 		img.Layers = append(img.Layers, snapshot.Layer{MediaType: l.MediaType, Digest: l.Digest, DiffID: l.DiffID, Size: l.Size})

@@ -22,6 +22,9 @@ type Image struct {
 	Digest string
 	Config spec.ImageConfig
 	Layers []snapshot.Layer
+	// Volumes are the image's VOLUME paths; each gets an anonymous volume
+	// unless the user mounts something there.
+	Volumes []string
 }
 
 // ImageSource is the part of the core's image service (sdk/images) the

@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -307,14 +308,22 @@ func noCopy(m lifecycle.Mount) bool {
 }
 
 // prepareVolumes gives container id (its Create under way, its record
-// written) the volumes its config names: a missing named volume is made
+// written) the volumes its config names, and an anonymous one at each of
+// the image's VOLUME paths the user mounts nothing at (Docker's way; they
+// are added to the record's mounts): a missing named volume is made
 // (Docker's "created on first use"), an empty source becomes a new
 // anonymous volume whose name is written into the record at once (so a
 // prune cannot take it), and a volume still empty gets a copy of what the
 // image holds at the mount point. It returns the config for the runtime
 // spec, with each volume turned into a bind of its data directory, and
 // pushes the removal of the volumes it made onto undo.
-func (m *Manager) prepareVolumes(ctx context.Context, st *store.Store, id string, cfg lifecycle.Config, rootMounts []mount.Mount, undo *undoStack) (lifecycle.Config, error) {
+func (m *Manager) prepareVolumes(ctx context.Context, st *store.Store, id string, cfg lifecycle.Config, imageVolumes []string, rootMounts []mount.Mount, undo *undoStack) (lifecycle.Config, error) {
+	for _, p := range imageVolumes {
+		p = path.Clean("/" + p)
+		if p != "/" && !slices.ContainsFunc(cfg.Mounts, func(mt lifecycle.Mount) bool { return path.Clean(mt.Destination) == p }) {
+			cfg.Mounts = append(slices.Clip(cfg.Mounts), lifecycle.Mount{Type: "volume", Destination: p})
+		}
+	}
 	if !slices.ContainsFunc(cfg.Mounts, func(mt lifecycle.Mount) bool { return mt.Type == "volume" }) {
 		return cfg, nil
 	}

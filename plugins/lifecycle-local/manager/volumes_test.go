@@ -11,8 +11,10 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/berth-dev/berth/plugins/lifecycle-local/store"
 	"github.com/berth-dev/berth/sdk/errdefs"
 	"github.com/berth-dev/berth/sdk/lifecycle"
+	"github.com/berth-dev/berth/sdk/mount"
 )
 
 func TestVolumesLifecycle(t *testing.T) {
@@ -183,5 +185,65 @@ func TestCopyUp(t *testing.T) {
 		if ents, _ := os.ReadDir(empty); len(ents) != 0 {
 			t.Errorf("copyUp of %s copied %v", p, ents)
 		}
+	}
+}
+
+// TestImageVolumes: each VOLUME of the image gets an anonymous volume,
+// filled from the image (a real bind-mounted rootfs here), unless the user
+// mounts something at that path.
+func TestImageVolumes(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("root only: mounts the image's rootfs to fill the volume")
+	}
+	l := newFakeLayers()
+	dir := t.TempDir()
+	m := newTestManager(t, l, dir)
+	image := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(image, "var/lib/db"), 0o711); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(image, "var/lib/db/seed"), []byte("seed"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st, _, err := m.env()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := newID()
+	cfg := lifecycle.Config{Image: "alpine", Mounts: []lifecycle.Mount{{Type: "bind", Source: "/srv", Destination: "/etc/conf/"}}}
+	if err := st.Create(store.Record{Container: lifecycle.Container{ID: id, Name: "db", Config: cfg}}); err != nil {
+		t.Fatal(err)
+	}
+	var undo undoStack
+	built, err := m.prepareVolumes(context.Background(), st, id, cfg, []string{"/var/lib/db", "/etc/conf"},
+		[]mount.Mount{{Type: "bind", Source: image, Options: []string{"rbind"}}}, &undo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(built.Mounts) != 2 || built.Mounts[0].Type != "bind" || built.Mounts[1].Destination != "/var/lib/db" || built.Mounts[1].Type != "bind" {
+		t.Fatalf("built mounts %+v: want the user's bind and one volume at /var/lib/db", built.Mounts)
+	}
+	rec, _ := st.Get(id)
+	name := rec.Container.Config.Mounts[1].Source
+	if len(rec.Container.Config.Mounts) != 2 || len(name) != 64 || rec.Container.Config.Mounts[1].Type != "volume" {
+		t.Fatalf("recorded mounts %+v", rec.Container.Config.Mounts)
+	}
+	if b, err := os.ReadFile(filepath.Join(VolumeData(dir, name), "seed")); err != nil || string(b) != "seed" {
+		t.Fatalf("image volume content: %q, %v", b, err)
+	}
+	if st, _ := os.Stat(VolumeData(dir, name)); st.Mode().Perm() != 0o711 {
+		t.Errorf("image volume mode %v, want 0711", st.Mode().Perm())
+	}
+	if v, err := m.InspectVolume(context.Background(), name); err != nil || !v.Anonymous {
+		t.Fatalf("image volume %+v, %v", v, err)
+	}
+	if err := undo.run(); err != nil {
+		t.Fatal(err)
+	}
+	if vs, _ := m.ListVolumes(context.Background()); len(vs) != 0 {
+		t.Fatalf("undo left volumes %+v", vs)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(dir, "mnt")); len(ents) != 0 {
+		t.Fatalf("rootfs mounts left: %v", ents)
 	}
 }
