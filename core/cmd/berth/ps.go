@@ -83,6 +83,9 @@ func statusText(c lifecycle.Container) string {
 	case lifecycle.StatePaused:
 		return "Up " + duration(time.Since(c.StartedAt)) + " (Paused)"
 	case lifecycle.StateStopped:
+		if c.Restarting {
+			return fmt.Sprintf("Restarting (%d) %s ago", c.ExitCode, duration(time.Since(c.FinishedAt)))
+		}
 		if c.FinishedAt.IsZero() {
 			return fmt.Sprintf("Exited (%d)", c.ExitCode)
 		}
