@@ -18,7 +18,9 @@
 //
 // Each committed snapshot has ONE ext4 image of its chain, image.raw,
 // built from fs/ with `mkfs.ext4 -d` (e2fsprogs: no root, no mount) the
-// first time a child or view needs it, and cached. Images are sparse and
+// first time a child or view needs it, and cached; once a layer is
+// committed on it and no disk or view uses it, it is dropped (an
+// intermediate layer's image would hold its whole chain for nothing). Images are sparse and
 // made at the configured size (default 2 GiB) or more when the content
 // needs it, so the guest sees free space without resize2fs (which the
 // guest does not have) and the free space costs nothing on the host.
@@ -496,8 +498,15 @@ func (s *Snapshotter) create(ctx context.Context, kind snapshot.Kind, key, paren
 		if err != nil {
 			return err
 		}
-		if parent != "" && !lazy && st.ParentIDs[0] != parentID {
-			return errdefs.Unavailable("snapshot %q: parent %q was replaced while its image was built; retry", key, parent)
+		if parent != "" && !lazy {
+			if st.ParentIDs[0] != parentID {
+				return errdefs.Unavailable("snapshot %q: parent %q was replaced while its image was built; retry", key, parent)
+			}
+			// Under the writer lock the image cannot be evicted (see
+			// evictImage); this only rebuilds it if that happened since.
+			if parentImage, err = s.ensureImage(ctx, e, parentID); err != nil {
+				return fmt.Errorf("snapshot %q: the image of its parent %q: %w", key, parent, err)
+			}
 		}
 		tmp, err := os.MkdirTemp(filepath.Join(e.root, "snapshots"), "new-")
 		if err != nil {
@@ -837,10 +846,13 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string, opts ...snap
 	}
 	defer s.keys.lock(key)()
 	var st storage.Snapshot
+	var parent string
 	err = e.ms.View(func(tx *storage.Tx) error {
 		if st, err = tx.Get(key); err != nil {
 			return err
 		}
+		_, info, _, _ := tx.Info(key)
+		parent = info.Parent
 		if st.Kind != snapshot.KindActive {
 			return errdefs.InvalidState("snapshot %q is %s; only active snapshots can be committed", key, st.Kind)
 		}
@@ -933,7 +945,43 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string, opts ...snap
 		s.log.Warn("could not remove the active generation after commit", "dir", cur, "error", err)
 	}
 	s.log.Debug("committed snapshot", "key", key, "name", name, "readback", wrote)
+	if parent != "" {
+		if err := s.evictImage(e, parent, st.ParentIDs[0]); err != nil {
+			s.log.Warn("could not drop an intermediate layer's image", "key", parent, "error", err)
+		}
+	}
 	return nil
+}
+
+// evictImage deletes the image of committed snapshot parent (ID id) when
+// a layer was committed on it and no active snapshot or view uses it (its
+// children are all committed): an intermediate layer's image is only
+// needed while disks on it exist, and each holds its whole chain, so
+// keeping them all would cost the sum of the chain's sizes. A later child
+// or view rebuilds it from the tree. It runs in a metadata write
+// transaction, which Prepare and View also hold while they make a disk on
+// the image: lock order is the metadata writer, then the image lock.
+func (s *Snapshotter) evictImage(e env, parent, id string) error {
+	filters, err := storage.ParseFilters([]string{"parent==" + parent})
+	if err != nil {
+		return err
+	}
+	return e.ms.Update(func(tx *storage.Tx) error {
+		busy := false
+		if err := tx.Walk(func(_ string, info snapshot.Info) error {
+			busy = busy || info.Kind != snapshot.KindCommitted
+			return nil
+		}, filters); err != nil || busy {
+			return err
+		}
+		defer s.images.lock(id)()
+		img := filepath.Join(e.current(id), "image.raw")
+		if err := os.Remove(img); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		s.log.Debug("dropped an intermediate layer's image", "key", parent)
+		return nil
+	})
 }
 
 // Remove implements snapshot.Snapshotter. A disk still open by a VM keeps

@@ -457,3 +457,53 @@ func TestUnpackSnapshotsAreLazy(t *testing.T) {
 		}
 	}
 }
+
+// TestIntermediateImagesDropped: once a layer is committed on a parent and
+// no disk or view uses the parent's image any more, that image is deleted
+// (each image holds its whole chain); a container on the parent later
+// rebuilds it, and an image still in use is kept.
+func TestIntermediateImagesDropped(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	sn := configure(t, dir, nil)
+	image := func(key string) bool {
+		e, _ := sn.env()
+		st, err := e.get(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = os.Stat(filepath.Join(e.current(st.ID), "image.raw"))
+		return err == nil
+	}
+	unpack(t, sn, "c0", "", map[string]string{"f0": "0"})
+	ctr, err := sn.Prepare(ctx, "ctr-on-c0", "c0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unpack(t, sn, "c1", "c0", map[string]string{"f1": "1"})
+	unpack(t, sn, "c2", "c1", map[string]string{"f2": "2"})
+	if !image("c0") {
+		t.Error("c0's image was dropped while a container's disk is on it")
+	}
+	if image("c1") {
+		t.Error("c1's image is still there: only committed layers are on it")
+	}
+	if !image("c2") {
+		t.Error("the top layer c2 has no image (Commit keeps the last layer's disk as its image)")
+	}
+	mid, err := sn.Prepare(ctx, "ctr-on-c1", "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !image("c1") {
+		t.Error("a container on c1 did not rebuild its image")
+	}
+	if os.Geteuid() == 0 {
+		if got := readFiles(t, mid, "f0", "f1", "f2"); fmt.Sprint(got) != "map[f0:0 f1:1]" {
+			t.Errorf("a container on the rebuilt c1 holds %v", got)
+		}
+		if got := readFiles(t, ctr, "f0", "f1"); fmt.Sprint(got) != "map[f0:0]" {
+			t.Errorf("the container on c0 holds %v", got)
+		}
+	}
+}
