@@ -83,6 +83,8 @@ func Run(t *testing.T, newManager func(t *testing.T) lifecycle.Manager, opts Opt
 		{"RestartOnFailure", testRestartOnFailure},
 		{"Checkpoint", testCheckpoint},
 		{"KillAndStopEscalation", testKill},
+		{"Volumes", testVolumes},
+		{"SetRestartPolicy", testSetRestartPolicy},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
