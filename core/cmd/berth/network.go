@@ -335,3 +335,24 @@ func inspectContainer(ctx context.Context, p *publicAPI, ct lifecycle.Container)
 	v.NetworkSettings = ns
 	return v
 }
+
+// publishedPorts returns every container's published ports as ps shows
+// them (127.0.0.1:8080->80/tcp), by container ID; nothing when the daemon
+// serves no networks.
+func publishedPorts(ctx context.Context, p *publicAPI) map[string][]string {
+	out := map[string][]string{}
+	eps, err := p.net.Endpoints(ctx, "")
+	if err != nil {
+		return out
+	}
+	for _, e := range eps {
+		for _, pm := range e.Ports {
+			host := pm.HostIP
+			if host == "" {
+				host = "0.0.0.0"
+			}
+			out[e.ContainerID] = append(out[e.ContainerID], fmt.Sprintf("%s:%d->%d/%s", host, pm.HostPort, pm.ContainerPort, pm.Protocol))
+		}
+	}
+	return out
+}

@@ -389,6 +389,27 @@ func TestNetworking(t *testing.T) {
 		if !linkExists(app.Bridge) || !linkExists(other.Bridge) {
 			t.Errorf("bridges %s, %s missing", app.Bridge, other.Bridge)
 		}
+		// The REST gateway serves networks too.
+		rest := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "unix", filepath.Join(e.dir, "run", "api-grpc", "api-rest.sock"))
+			}}}
+		for path, want := range map[string]string{
+			"/v1/networks":      `"name":"app"`,
+			"/v1/networks/app":  `"subnet":"10.231.0.0/24"`,
+			"/v1/networks/nope": `not found`,
+		} {
+			resp, err := rest.Get("http://berth" + path)
+			if err != nil {
+				t.Fatalf("GET %s: %v", path, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			if !strings.Contains(string(body), want) || (path == "/v1/networks/nope") != (resp.StatusCode == http.StatusNotFound) {
+				t.Errorf("GET %s: %s %s; want %q", path, resp.Status, body, want)
+			}
+		}
 		// Bad input: clear errors, nothing half-created.
 		for _, c := range []struct {
 			args []string
@@ -531,6 +552,9 @@ func TestNetworking(t *testing.T) {
 		}
 		if got := strings.TrimSpace(e.mustBerth("port", "web", "80")); got != fmt.Sprintf("127.0.0.1:%d", port) {
 			t.Errorf("port web 80 = %q", got)
+		}
+		if ps := e.mustBerth("ps"); !strings.Contains(ps, fmt.Sprintf("127.0.0.1:%d->80/tcp", port)) {
+			t.Errorf("ps shows no published port:\n%s", ps)
 		}
 		ns := e.inspectContainer("web").NetworkSettings
 		if ns == nil || ns.Network != network.DefaultNetwork || ns.Ports["80/tcp"][0].HostPort != strconv.Itoa(port) {

@@ -32,6 +32,8 @@ type psEntry struct {
 	Isolation    string
 	Labels       map[string]string
 	CreatedAt    time.Time
+	// Ports are the published ports, Docker's way: 127.0.0.1:8080->80/tcp.
+	Ports []string `json:",omitempty"`
 }
 
 // commandOf is the command a container runs, Docker's way: its own
@@ -135,8 +137,11 @@ func newPsCommand(g *globals) *cobra.Command {
 				}
 				imageCfg := imageConfigs(ctx, p, list)
 				entries := make([]psEntry, 0, len(list))
+				ports := publishedPorts(ctx, p)
 				for _, ct := range list {
-					entries = append(entries, newPsEntry(ct, imageCfg[ct.ImageDigest]))
+					e := newPsEntry(ct, imageCfg[ct.ImageDigest])
+					e.Ports = ports[ct.ID]
+					entries = append(entries, e)
 				}
 				switch {
 				case format == "json":
@@ -148,13 +153,13 @@ func newPsCommand(g *globals) *cobra.Command {
 					return nil
 				}
 				tw := tabwriter.NewWriter(os.Stdout, 0, 4, 3, ' ', 0)
-				fmt.Fprintln(tw, "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tNAMES")
+				fmt.Fprintln(tw, "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tPORTS\tNAMES")
 				for _, e := range entries {
 					cmdText := e.Command
 					if len(cmdText) > 22 {
 						cmdText = cmdText[:21] + "…"
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%q\t%s\t%s\t%s\n", shortID(e.ID), e.Image, cmdText, ago(e.CreatedAt), e.Status, e.Name)
+					fmt.Fprintf(tw, "%s\t%s\t%q\t%s\t%s\t%s\t%s\n", shortID(e.ID), e.Image, cmdText, ago(e.CreatedAt), e.Status, strings.Join(e.Ports, ", "), e.Name)
 				}
 				return tw.Flush()
 			})
