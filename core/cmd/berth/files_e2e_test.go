@@ -228,6 +228,17 @@ func testVolumesFilesTop(t *testing.T, e *env) {
 	if b, _ := os.ReadFile(filepath.Join(host, "roundtrip")); string(b) != "from the host\n" {
 		t.Fatalf("round trip through a stopped container: %q", b)
 	}
+	// ... with its volumes where the container sees them.
+	e.mustBerth("run", "--name", "stoppedvol", "-v", "data:/data", demoImage, "true")
+	e.mustBerth("cp", "stoppedvol:/data/f", filepath.Join(host, "fromvol"))
+	if b, _ := os.ReadFile(filepath.Join(host, "fromvol")); string(b) != "persisted\n" {
+		t.Fatalf("a volume's file copied from a stopped container: %q", b)
+	}
+	e.mustBerth("cp", filepath.Join(host, "hostfile"), "stoppedvol:/data/")
+	if out := e.mustBerth("exec", "holder", "cat", "/data/hostfile"); out != "from the host\n" {
+		t.Fatalf("a file copied into a stopped container's volume, seen by another: %q", out)
+	}
+	e.mustBerth("rm", "stoppedvol")
 	if out := e.mustBerth("start", "-a", "stopped"); out != "" {
 		t.Logf("restarted stopped: %q", out)
 	}

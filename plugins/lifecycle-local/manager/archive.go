@@ -41,8 +41,9 @@ type containerRoot struct {
 }
 
 // withRoot runs fn with the root of container ref; write mounts a
-// snapshot read-write.
-func (m *Manager) withRoot(ctx context.Context, ref, what string, write bool, fn func(rec store.Record, root containerRoot) error) error {
+// snapshot read-write, and withBinds mounts the container's volumes and
+// binds into it too (cp sees them, export does not).
+func (m *Manager) withRoot(ctx context.Context, ref, what string, write, withBinds bool, fn func(rec store.Record, root containerRoot) error) error {
 	rec, unlock, err := m.acquire(ref)
 	if err != nil {
 		return err
@@ -89,6 +90,15 @@ func (m *Manager) withRoot(ctx context.Context, ref, what string, write bool, fn
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", what, name, err)
 	}
+	if withBinds {
+		unbind, err := rootfs.MountBinds(dir, m.userBinds(rec, write))
+		if err != nil {
+			_ = release()
+			return fmt.Errorf("%s %s: %w", what, name, err)
+		}
+		rootRelease := release
+		release = func() error { return errors.Join(unbind(), rootRelease()) }
+	}
 	ferr := fn(rec, containerRoot{path: dir})
 	if rerr := release(); rerr != nil {
 		m.log.Error("unmount a container's rootfs", "container_id", rec.Container.ID, "dir", dir, "error", rerr)
@@ -97,6 +107,27 @@ func (m *Manager) withRoot(ctx context.Context, ref, what string, write bool, fn
 		}
 	}
 	return ferr
+}
+
+// userBinds are the container's volumes and bind mounts as host paths,
+// read-only unless write and the user mounted them read-write.
+func (m *Manager) userBinds(rec store.Record, write bool) []rootfs.Bind {
+	var out []rootfs.Bind
+	for _, mt := range rec.Container.Config.Mounts {
+		src := mt.Source
+		switch mt.Type {
+		case "bind":
+		case "volume":
+			if src == "" {
+				continue
+			}
+			src = VolumeData(m.stateDir, src)
+		default:
+			continue
+		}
+		out = append(out, rootfs.Bind{Source: src, Destination: mt.Destination, ReadOnly: mt.ReadOnly || !write})
+	}
+	return out
 }
 
 // initPid returns the pid of the container's init process when it has
@@ -139,7 +170,7 @@ func (m *Manager) CopyFrom(ctx context.Context, ref, p string, w io.Writer) erro
 	if p == "" {
 		return errdefs.InvalidArgument("copy from %s: no path given", ref)
 	}
-	return m.withRoot(ctx, ref, "copy from", false, func(rec store.Record, root containerRoot) error {
+	return m.withRoot(ctx, ref, "copy from", false, true, func(rec store.Record, root containerRoot) error {
 		name := path.Base(path.Clean("/" + p))
 		if name == "/" {
 			name = "."
@@ -156,7 +187,7 @@ func (m *Manager) CopyTo(ctx context.Context, ref, dir string, r io.Reader) erro
 	if dir == "" {
 		return errdefs.InvalidArgument("copy to %s: no directory given", ref)
 	}
-	return m.withRoot(ctx, ref, "copy to", true, func(rec store.Record, root containerRoot) error {
+	return m.withRoot(ctx, ref, "copy to", true, true, func(rec store.Record, root containerRoot) error {
 		if err := rootfs.Extract(ctx, root.path, dir, r, m.log); err != nil {
 			return fmt.Errorf("copy to %s:%s: %w", rec.Container.Name, dir, err)
 		}
@@ -169,7 +200,7 @@ func (m *Manager) CopyTo(ctx context.Context, ref, dir string, r io.Reader) erro
 // than its root (volumes, binds, /proc, /dev…) are left out, as docker
 // export does: only their mount point directories are written.
 func (m *Manager) Export(ctx context.Context, ref string, w io.Writer) error {
-	return m.withRoot(ctx, ref, "export", false, func(rec store.Record, root containerRoot) error {
+	return m.withRoot(ctx, ref, "export", false, false, func(rec store.Record, root containerRoot) error {
 		opts := rootfs.TarOptions{}
 		if root.pid > 0 {
 			points, err := mountPoints(root.pid)

@@ -6,6 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
 
 	"github.com/berth-dev/berth/sdk/errdefs"
 	"github.com/berth-dev/berth/sdk/mount"
@@ -77,4 +80,44 @@ func Cleanup(under string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// MountBinds bind-mounts each bind's host source at its destination
+// inside root (a mounted rootfs), so a stopped container's volumes and
+// binds are seen where the container sees them. Destinations resolve
+// inside root, parents before children; one missing in root is skipped
+// (the container would have had it made at start). It returns the
+// unmount, which undoes them in reverse.
+func MountBinds(root string, binds []Bind) (func() error, error) {
+	binds = slices.Clone(binds)
+	slices.SortStableFunc(binds, func(a, b Bind) int {
+		return strings.Count(filepath.Clean(a.Destination), "/") - strings.Count(filepath.Clean(b.Destination), "/")
+	})
+	var done []string
+	release := func() error {
+		var errs []error
+		for i := len(done) - 1; i >= 0; i-- {
+			errs = append(errs, mountutil.Unmount(done[i]))
+		}
+		done = nil
+		return errors.Join(errs...)
+	}
+	for _, b := range binds {
+		target, err := securejoin.SecureJoin(root, b.Destination)
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("mount point %s: %w", b.Destination, err), release())
+		}
+		if _, err := os.Lstat(target); err != nil {
+			continue
+		}
+		opts := []string{"rbind"}
+		if b.ReadOnly {
+			opts = append(opts, "ro")
+		}
+		if err := mountutil.Mount(mount.Mount{Type: "bind", Source: b.Source, Options: opts}, target); err != nil {
+			return nil, errors.Join(err, release())
+		}
+		done = append(done, target)
+	}
+	return release, nil
 }

@@ -26,4 +26,11 @@ type TarOptions struct {
 	Skip func(path string) bool
 }
 
+// Bind is a host path (a volume's data, a bind's source) a container has
+// mounted at Destination.
+type Bind struct {
+	Source, Destination string
+	ReadOnly            bool
+}
+
 var errUnsupported = errdefs.NotImplemented("reaching into a container's files is implemented on Linux only")

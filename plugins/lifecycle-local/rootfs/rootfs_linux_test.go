@@ -227,3 +227,56 @@ func TestMountOverlay(t *testing.T) {
 		t.Errorf("Cleanup left %v behind", ents)
 	}
 }
+
+func TestMountBinds(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("root only: bind mounts")
+	}
+	root, vol, other := t.TempDir(), t.TempDir(), t.TempDir()
+	for _, d := range []string{"data", "data/nested", "ro"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(vol, "f"), []byte("volume\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(vol, "nested"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/data", filepath.Join(root, "link")); err != nil {
+		t.Fatal(err)
+	}
+	// Children are given first: MountBinds mounts parents first anyway.
+	release, err := MountBinds(root, []Bind{
+		{Source: other, Destination: "/data/nested"},
+		{Source: vol, Destination: "/data"},
+		{Source: other, Destination: "/ro", ReadOnly: true},
+		{Source: other, Destination: "/missing"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := tarOf(t, root, "/link/f", TarOptions{Name: "f"}) // through a symlink, inside the root
+	if err != nil || len(got) != 1 || got[0].Body != "volume\n" {
+		t.Errorf("volume file through the bind: %q, %v", got, err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "data/nested/x"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(other, "x")); err != nil {
+		t.Errorf("the nested bind is not over the parent's: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "ro/y"), nil, 0o644); !errors.Is(err, unix.EROFS) {
+		t.Errorf("write through a read-only bind: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "missing")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a missing mount point was made: %v", err)
+	}
+	if err := release(); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(b), root) {
+		t.Errorf("binds left mounted:\n%s", b)
+	}
+}

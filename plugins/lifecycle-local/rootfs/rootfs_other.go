@@ -24,3 +24,6 @@ func Mount([]mount.Mount, string, bool) (string, func() error, error) {
 
 // Cleanup has nothing to clean where Mount never mounts.
 func Cleanup(string) error { return nil }
+
+// MountBinds is Linux only.
+func MountBinds(string, []Bind) (func() error, error) { return nil, errUnsupported }
