@@ -18,6 +18,8 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -39,7 +41,9 @@ type Options struct {
 	// Machine is "microvm" or "q35" on x86_64, "virt" on arm64 (default:
 	// microvm / virt).
 	Machine string
-	// Accel is "kvm", "tcg" or "" (kvm when /dev/kvm is usable).
+	// Accel is "kvm", "tcg" or "": kvm when /dev/kvm opens read-write and
+	// a paused qemu starts on it (a ~0.1-0.5 s probe, once per process;
+	// set Accel to skip it).
 	Accel string
 	// TBSizeMiB is TCG's translation cache size (default DefaultTBSizeMiB;
 	// negative: qemu's own default).
@@ -97,7 +101,11 @@ func New(opts Options) (hypervisor.Driver, error) {
 	case "":
 		m.Accel = "tcg"
 		if kvmUsable() {
-			m.Accel = "kvm"
+			if err := probeKVM(path, m.Type); err != nil {
+				log.Warn("/dev/kvm is there but qemu cannot run a vCPU on it; using TCG", "error", err)
+			} else {
+				m.Accel = "kvm"
+			}
 		}
 	case "kvm", "tcg":
 	default:
@@ -130,6 +138,35 @@ func kvmUsable() bool {
 	}
 	f.Close()
 	return true
+}
+
+var (
+	probeMu   sync.Mutex
+	probeMemo = map[string]error{}
+)
+
+// probeKVM starts qemu on KVM with the vCPU model Start uses, paused, and
+// quits it: some nested hosts offer a /dev/kvm on which qemu aborts setting
+// up the vCPU (MSR 0x10a here). The answer is remembered per process.
+func probeKVM(bin, machineType string) error {
+	probeMu.Lock()
+	defer probeMu.Unlock()
+	key := bin + " " + machineType
+	if err, ok := probeMemo[key]; ok {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "-machine", machineType, "-accel", "kvm", "-cpu", "max", "-smp", "1", "-m", "64M",
+		"-nodefaults", "-no-user-config", "-display", "none", "-S", "-qmp", "stdio")
+	cmd.Stdin = strings.NewReader(`{"execute":"qmp_capabilities"}` + "\n" + `{"execute":"quit"}` + "\n")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		err = fmt.Errorf("qemu -accel kvm: %v: %s", err, lines[len(lines)-1])
+	}
+	probeMemo[key] = err
+	return err
 }
 
 var cpuMHz = regexp.MustCompile(`^cpu MHz\s*:\s*([0-9.]+)`)

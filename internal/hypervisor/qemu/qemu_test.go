@@ -451,6 +451,19 @@ func TestStartErrors(t *testing.T) {
 			}
 		})
 	}
+	// Auto-detection picks an accelerator qemu can actually start on.
+	auto, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if accel := auto.Platform().Accel; accel == "kvm" {
+		if err := probeKVM(auto.(*driver).bin, "microvm"); err != nil {
+			t.Fatalf("auto picked kvm, which fails: %v", err)
+		}
+	} else if kvmUsable() && probeKVM(auto.(*driver).bin, "microvm") == nil {
+		t.Fatalf("auto picked %s though kvm works", accel)
+	}
+	t.Logf("auto accelerator: %s", auto.Platform().Accel)
 	if _, err := New(Options{Binary: "/nonexistent/qemu-system-x86_64"}); !errors.Is(err, errdefs.ErrUnavailable) ||
 		!strings.Contains(err.Error(), "qemu-system-x86_64") {
 		t.Fatalf("missing qemu: %v", err)
