@@ -6,15 +6,14 @@
 // # Model
 //
 // A committed snapshot (an image layer, named by its chain ID) keeps the
-// whole unpacked tree of its chain in fs/: Prepare of an unpack snapshot
-// does nothing to it, Apply clones the parent's tree (internal/clonetree:
-// reflink or clonefile where the filesystem can, a plain copy where it
-// cannot) and unpacks the layer into that clone with sdk/archive's hardened
-// applier (whiteouts delete: the tree is the whole filesystem). Full trees
-// rather than per-layer diffs because mke2fs -d needs one directory, and
-// merging diffs without mounting (no root on darwin) would mean
-// reimplementing overlayfs; the price is a copy of the chain per layer
-// where nothing can reflink (ext4 state dirs), measured in the tests.
+// whole unpacked tree of its chain in fs/: Apply bases a new tree on the
+// parent's (linkTree: fresh directories, every other entry hardlinked —
+// safe because nothing changes a tree's files in place) and unpacks the
+// layer into it with sdk/archive's hardened applier (whiteouts delete: the
+// tree is the whole filesystem). Full trees rather than per-layer diffs
+// because mke2fs -d needs one directory, and merging diffs without
+// mounting (no root on darwin) would mean reimplementing overlayfs; with
+// hardlinks a layer costs a directory walk of its chain, not a copy.
 //
 // Each committed snapshot has ONE ext4 image of its chain, image.raw,
 // built from fs/ with `mkfs.ext4 -d` (e2fsprogs: no root, no mount) the
@@ -109,7 +108,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/berth-dev/berth/internal/clonetree"
 	"github.com/berth-dev/berth/sdk/archive"
 	"github.com/berth-dev/berth/sdk/errdefs"
 	"github.com/berth-dev/berth/sdk/mount"
@@ -733,10 +731,10 @@ func (s *Snapshotter) baseTree(ctx context.Context, e env, st storage.Snapshot, 
 		}
 		return os.Remove(raw)
 	case ds.Base == baseTree:
-		_, err := clonetree.Tree(filepath.Join(cur, "fs"), dst, clonetree.Options{})
+		_, _, err := linkTree(filepath.Join(cur, "fs"), dst)
 		return err
 	case ds.Base == baseParent:
-		_, err := clonetree.Tree(filepath.Join(e.current(st.ParentIDs[0]), "fs"), dst, clonetree.Options{})
+		_, _, err := linkTree(filepath.Join(e.current(st.ParentIDs[0]), "fs"), dst)
 		return err
 	default:
 		return os.Mkdir(dst, 0o755)
