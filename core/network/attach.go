@@ -139,7 +139,8 @@ func (s *Service) Attach(ctx context.Context, req sdknet.AttachRequest) (isolati
 	if err != nil {
 		return isolation.NetworkAttachment{}, err
 	}
-	st, err := s.publishState(n)
+	// With published ports, wait for the helper to report them served.
+	st, err := s.publishState(n, len(ports) > 0)
 	if err == nil && st != nil {
 		err = portErrors(st, e)
 	}
@@ -189,7 +190,7 @@ func (s *Service) Rename(_ context.Context, containerID, name string) error {
 		return err
 	}
 	s.log.Info("endpoint renamed", "container_id", containerID, "network", n.Name, "name", name)
-	_, err = s.publishState(n)
+	_, err = s.publishState(n, false)
 	return err
 }
 
@@ -227,7 +228,7 @@ func (s *Service) detachLocked(containerID string) error {
 	if n.ID == "" {
 		return nil
 	}
-	_, err = s.publishState(n)
+	_, err = s.publishState(n, false)
 	return err
 }
 

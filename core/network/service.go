@@ -275,11 +275,12 @@ func (s *Service) tearDown(ctx context.Context, n netRecord) error {
 	return os.RemoveAll(filepath.Join(s.opts.Root, n.ID))
 }
 
-// publishState rewrites n's state file and tells its helper; it returns
-// the helper's status once the helper has loaded it (nil without a
-// helper, or when it did not answer in time: the helper also polls the
-// file, and the supervisor restarts a dead one). Called with mu held.
-func (s *Service) publishState(n netRecord) (*netd.Status, error) {
+// publishState rewrites n's state file and tells its helper. With await
+// it returns the helper's status once the helper has loaded the file (nil
+// without a helper, or when it did not answer in time: the helper also
+// polls the file, and the supervisor restarts a dead one). Called with mu
+// held.
+func (s *Service) publishState(n netRecord, await bool) (*netd.Status, error) {
 	raw, err := s.writeState(n)
 	if err != nil {
 		return nil, err
@@ -289,6 +290,9 @@ func (s *Service) publishState(n netRecord) (*netd.Status, error) {
 	}
 	if err := s.helpers.reload(n.ID); err != nil {
 		s.log.Warn("signal network helper; the supervisor restarts it", "network", n.Name, "error", err)
+		return nil, nil
+	}
+	if !await {
 		return nil, nil
 	}
 	st, ok := s.helpers.awaitStatus(s.statePath(n.ID), raw, helperAnswerTimeout)
