@@ -114,7 +114,6 @@ import (
 	"github.com/berth-dev/berth/sdk/plugin"
 	"github.com/berth-dev/berth/sdk/schema"
 	"github.com/berth-dev/berth/sdk/snapshot"
-	"github.com/berth-dev/berth/sdk/snapshot/dirsnap"
 	"github.com/berth-dev/berth/sdk/snapshot/storage"
 )
 
@@ -1011,7 +1010,8 @@ func (s *Snapshotter) Remove(_ context.Context, key string) error {
 	return nil
 }
 
-// Usage implements snapshot.Snapshotter. Committed: its tree and image.
+// Usage implements snapshot.Snapshotter. Committed: its tree (the
+// entries it does not share with its parent's) and image.
 // Active: the bytes its disk owns (a qcow2 file's allocation; a reflinked
 // raw disk's extents not shared with its parent), its tree and image when
 // Apply made them, and the inodes in use in its filesystem beyond those
@@ -1032,9 +1032,11 @@ func (s *Snapshotter) Usage(ctx context.Context, key string) (snapshot.Usage, er
 	if st.Kind == snapshot.KindView {
 		return u, nil
 	}
-	if t, err := dirsnap.DiskUsage(ctx, filepath.Join(cur, "fs")); err == nil {
-		u = t
-	} else {
+	parentTree := ""
+	if len(st.ParentIDs) > 0 {
+		parentTree = filepath.Join(e.current(st.ParentIDs[0]), "fs")
+	}
+	if u, err = treeUsage(ctx, filepath.Join(cur, "fs"), parentTree); err != nil {
 		return u, err
 	}
 	img, err := ownBytes(filepath.Join(cur, "image.raw"))

@@ -1,14 +1,18 @@
 package ext4
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/sdk/snapshot"
 )
 
 // linkTree makes dst (which must not exist) a copy of tree src that shares
@@ -154,4 +158,51 @@ func (l *linker) meta(src, dst string, st *unix.Stat_t) error {
 		return &os.PathError{Op: "utimes", Path: dst, Err: err}
 	}
 	return nil
+}
+
+// treeUsage measures the entries of tree that are not parent's too (trees
+// share their parent's files through hardlinks): their allocated bytes
+// and count, each inode once. A missing tree measures nothing.
+func treeUsage(ctx context.Context, tree, parent string) (snapshot.Usage, error) {
+	type ino struct{ dev, ino uint64 }
+	walk := func(dir string, fn func(k ino, st *unix.Stat_t)) error {
+		err := filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			var st unix.Stat_t
+			if err := unix.Lstat(p, &st); err != nil {
+				return err
+			}
+			fn(ino{uint64(st.Dev), uint64(st.Ino)}, &st)
+			return nil
+		})
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	seen := map[ino]bool{}
+	if parent != "" {
+		if err := walk(parent, func(k ino, st *unix.Stat_t) {
+			if st.Mode&unix.S_IFMT != unix.S_IFDIR && st.Nlink > 1 {
+				seen[k] = true
+			}
+		}); err != nil {
+			return snapshot.Usage{}, err
+		}
+	}
+	var u snapshot.Usage
+	err := walk(tree, func(k ino, st *unix.Stat_t) {
+		if seen[k] {
+			return
+		}
+		seen[k] = true
+		u.Inodes++
+		u.Size += int64(st.Blocks) * 512
+	})
+	return u, err
 }

@@ -75,6 +75,14 @@ func TestLinkTree(t *testing.T) {
 			t.Errorf("d's xattr user.k = %q, %v", buf[:n], err)
 		}
 	}
+	// Usage counts what the linked tree does not share: its directories.
+	all, err := treeUsage(context.Background(), src, "")
+	must(err)
+	own, err := treeUsage(context.Background(), dst, src)
+	must(err)
+	if all.Inodes != 5 || own.Inodes != 3 {
+		t.Errorf("treeUsage: source %+v (want 5 inodes: 3 dirs, f = hl, ln), linked tree on it %+v (want its 3 dirs)", all, own)
+	}
 	l := &linker{privileged: os.Geteuid() == 0}
 	for _, n := range []string{"d/f", "ln"} {
 		c := filepath.Join(t.TempDir(), "copy")
