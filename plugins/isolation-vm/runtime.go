@@ -154,6 +154,7 @@ func (r *runtime) Restore(ctx context.Context, spec isolation.Spec, dir string) 
 }
 
 func (r *runtime) create(ctx context.Context, spec isolation.Spec, restore string) (isolation.TaskInfo, error) {
+	began := time.Now()
 	dir, err := r.taskDir(spec.ID)
 	if err != nil {
 		return isolation.TaskInfo{}, err
@@ -204,7 +205,7 @@ func (r *runtime) create(ctx context.Context, spec isolation.Spec, restore strin
 	if restore != "" {
 		status = isolation.StatusRunning
 	}
-	r.log.Info("task created", "container_id", spec.ID, "pid", pid, "restored", restore != "")
+	r.log.Info("task created", "container_id", spec.ID, "pid", pid, "restored", restore != "", "took", time.Since(began).Round(time.Millisecond))
 	return isolation.TaskInfo{ID: spec.ID, Pid: pid, Status: status, Spec: &spec, CreatedAt: time.Now().UTC()}, nil
 }
 
@@ -512,6 +513,7 @@ func (r *runtime) Stats(ctx context.Context, id string) (isolation.Stats, error)
 // dir and exits; then the task dir goes. Whatever a dead supervisor left
 // (a VM process, the run dir) is removed too.
 func (r *runtime) Delete(ctx context.Context, id string) (isolation.ExitStatus, error) {
+	began := time.Now()
 	dir, err := r.taskDir(id)
 	if err != nil {
 		return isolation.ExitStatus{}, err
@@ -554,7 +556,7 @@ func (r *runtime) Delete(ctx context.Context, id string) (isolation.ExitStatus, 
 	if err := os.RemoveAll(dir); err != nil {
 		return isolation.ExitStatus{}, fmt.Errorf("delete task %s: %w", id, err)
 	}
-	r.log.Info("task deleted", "container_id", id)
+	r.log.Info("task deleted", "container_id", id, "took", time.Since(began).Round(time.Millisecond))
 	return exit, nil
 }
 

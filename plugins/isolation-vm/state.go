@@ -79,7 +79,11 @@ type checkpointInfo struct {
 	Saved     time.Time `json:"saved"`
 }
 
-// writeJSON writes v to path atomically (temp file, fsync, rename).
+// writeJSON writes v to path atomically (temp file, rename), so a reader
+// never sees half a file, even if the writer is killed. It does not fsync
+// (as the sandbox supervisor's state): task state describes processes and
+// VMs, which a power loss ends anyway, and an fsync per state change cost
+// seconds under disk load on a VM's start path.
 func writeJSON(path string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -91,10 +95,6 @@ func writeJSON(path string, v any) error {
 	}
 	defer os.Remove(tmp.Name())
 	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
 		tmp.Close()
 		return err
 	}

@@ -45,12 +45,13 @@ import (
 const logDrain = 10 * time.Second
 
 type supervisor struct {
-	log   hclog.Logger
-	dir   string
-	spec  isolation.Spec
-	boot  bootConfig
-	vmCfg hypervisor.Config
-	m     hypervisor.Machine
+	log     hclog.Logger
+	dir     string
+	started time.Time
+	spec    isolation.Spec
+	boot    bootConfig
+	vmCfg   hypervisor.Config
+	m       hypervisor.Machine
 	// connMu guards the agent connection, which a checkpoint replaces.
 	connMu sync.Mutex
 	cc     *grpc.ClientConn
@@ -107,7 +108,7 @@ func superviseMain(args []string) {
 // (or re-attaches to it) and listens on socket. On error nothing is left:
 // no VM, socket or run dir.
 func startSupervisor(log hclog.Logger, dir, socket, runDir string) (_ *supervisor, err error) {
-	s := &supervisor{log: log, dir: dir, exited: make(chan struct{}), logDone: make(chan struct{}),
+	s := &supervisor{log: log, dir: dir, started: time.Now(), exited: make(chan struct{}), logDone: make(chan struct{}),
 		vmDone: make(chan struct{}), quit: make(chan struct{})}
 	if err := readJSON(filepath.Join(dir, specFile), &s.spec); err != nil {
 		return nil, err
@@ -164,7 +165,8 @@ func startSupervisor(log hclog.Logger, dir, socket, runDir string) (_ *superviso
 		s.srv.Stop()
 		return nil, err
 	}
-	s.log.Info("task ready", "vm_pid", s.state.VMPid, "pid", s.state.Pid, "restored", s.boot.Restore != "")
+	s.log.Info("task ready", "vm_pid", s.state.VMPid, "pid", s.state.Pid, "restored", s.boot.Restore != "",
+		"since_start", time.Since(s.started).Round(time.Millisecond))
 	return s, nil
 }
 
@@ -280,7 +282,8 @@ func (s *supervisor) connectAgent(ctx context.Context) error {
 		}
 		return fmt.Errorf("the guest agent did not answer within %s: %w%s", s.boot.BootTimeout, err, s.consoleTail())
 	}
-	s.log.Info("agent up", "kernel", info.KernelRelease, "uptime", info.Uptime, "agent_version", info.Version)
+	s.log.Info("agent up", "kernel", info.KernelRelease, "guest_uptime", info.Uptime, "agent_version", info.Version,
+		"since_start", time.Since(s.started).Round(time.Millisecond))
 	if err := agent.SyncClock(ctx, time.Now()); err != nil {
 		cc.Close()
 		return fmt.Errorf("sync the guest clock: %w", err)
@@ -607,6 +610,18 @@ func (s *supervisor) teardownVM(d time.Duration) {
 	}
 }
 
+// killVM ends the VM at once and closes the agent connection.
+func (s *supervisor) killVM() {
+	s.mu.Lock()
+	s.stopping = true
+	s.mu.Unlock()
+	_ = s.m.Kill()
+	<-s.vmDone
+	if cc, _ := s.conn(); cc != nil {
+		_ = cc.Close()
+	}
+}
+
 // controller methods (the control service).
 
 func (s *supervisor) status(context.Context) (State, error) {
@@ -777,6 +792,7 @@ func (s *supervisor) shutdown(ctx context.Context) (isolation.ExitStatus, error)
 	if st == isolation.StatusRunning || st == isolation.StatusPaused {
 		return isolation.ExitStatus{}, errdefs.InvalidState("task %s is %s: stop it before deleting it", s.spec.ID, st)
 	}
+	deleted := false
 	select {
 	case <-s.vmDone:
 	default:
@@ -785,10 +801,18 @@ func (s *supervisor) shutdown(ctx context.Context) (isolation.ExitStatus, error)
 			s.log.Warn("delete: the agent is not connected")
 		} else if _, err := agent.Delete(dctx, s.spec.ID); err != nil {
 			s.log.Warn("delete the container in the guest", "error", err)
+		} else {
+			deleted = true
 		}
 		cancel()
 	}
-	s.teardownVM(15 * time.Second)
+	if deleted {
+		// The agent unmounted the container's disk (its writes are on it):
+		// nothing in the guest is left to save, so the VM is simply ended.
+		s.killVM()
+	} else {
+		s.teardownVM(15 * time.Second)
+	}
 	_ = s.logw.Close()
 	s.mu.Lock()
 	if s.state.Exit == nil {
