@@ -19,22 +19,23 @@
 // built from fs/ with `mkfs.ext4 -d` (e2fsprogs: no root, no mount) the
 // first time a child or view needs it, and cached; once a layer is
 // committed on it and no disk or view uses it, it is dropped (an
-// intermediate layer's image would hold its whole chain for nothing). Images are sparse and
-// made at the configured size (default 2 GiB) or more when the content
+// intermediate layer's image would hold its whole chain for nothing).
+// Images are sparse and made at the configured size (default 2 GiB) or more when the content
 // needs it, so the guest sees free space without resize2fs (which the
 // guest does not have) and the free space costs nothing on the host.
 //
 // An active snapshot owns a disk (current/disk): a copy-on-write image of
 // its parent's image — a reflink (FICLONE, clonefile) where the state dir
 // can (format raw), else a qcow2 overlay whose read-only backing file is
-// the parent's raw image (format qcow2, version 3, written in Go). Without a parent
-// the disk is a fresh empty ext4 (raw). A container's writes land in its
+// the parent's raw image (format qcow2, version 3, written in Go). Without
+// a parent the disk is a fresh empty ext4 (raw). A container's writes land in its
 // disk, which this plugin counts in Usage and deletes in Remove.
 //
 // An active snapshot labelled LabelUnpack ("berth.dev/unpack", which
 // core/unpack sets on its extraction snapshots) gets its disk lazily, at
-// the first Mounts call: unpacking then costs a tree clone per layer and
-// the chain's one image is built when a container is prepared on it. Its
+// the first Mounts call: unpacking then costs a tree of hardlinks per
+// layer and the chain's one image is built when a container is prepared
+// on it (without the label, every Apply also runs mkfs of its chain). Its
 // Prepare returns the descriptor the disk will have; use Mounts before
 // handing it to anyone.
 //
@@ -49,6 +50,8 @@
 // otherwise. Apply rebuilds the disk from the new tree (mkfs), so its
 // mount descriptor stays valid; Commit turns the tree (and, where it has
 // one for free, the disk) into the committed snapshot's fs/ and image.
+// Neither is for a disk a running VM has open: stop or pause the container
+// first (Apply replaces the disk; Commit would read a changing image).
 //
 // # Layout and crash safety
 //
@@ -74,8 +77,8 @@
 // ["rw", "format=raw"|"format=qcow2"]}]; the Source path stays valid across
 // Apply. View: the parent's image, ["ro", "format=raw"]. A qcow2 names its
 // backing image by absolute path; a committed snapshot cannot be removed
-// while children or views use it (ErrInvalidState), so backing files never
-// vanish under a disk.
+// while children or views use it (ErrInvalidState) and its image is only
+// dropped when none does, so backing files never vanish under a disk.
 //
 // # darwin
 //
