@@ -349,7 +349,7 @@ func parseMounts(volumes, mounts, tmpfs []string) ([]lifecycle.Mount, error) {
 		}
 		m := lifecycle.Mount{Type: "bind", Source: parts[0], Destination: parts[1]}
 		if !filepath.IsAbs(parts[0]) {
-			if strings.ContainsAny(parts[0], "/.") {
+			if strings.Contains(parts[0], "/") || strings.HasPrefix(parts[0], ".") { // a relative path, not a volume name
 				return nil, fmt.Errorf("-v %q: the host path must be absolute", v)
 			}
 			m.Type = "volume"

@@ -21,6 +21,7 @@ func TestVolumeSpecs(t *testing.T) {
 		{v: []string{"data:/d:ro,nocopy"}, want: []lifecycle.Mount{{Type: "volume", Source: "data", Destination: "/d", ReadOnly: true, Options: []string{"nocopy"}}}},
 		{v: []string{"/srv:/d"}, want: []lifecycle.Mount{{Type: "bind", Source: "/srv", Destination: "/d"}}},
 		{v: []string{"/cache"}, want: []lifecycle.Mount{{Type: "volume", Destination: "/cache"}}},
+		{v: []string{"my.vol:/d"}, want: []lifecycle.Mount{{Type: "volume", Source: "my.vol", Destination: "/d"}}},
 		{mount: []string{"type=volume,src=data,dst=/d"}, want: []lifecycle.Mount{{Type: "volume", Source: "data", Destination: "/d"}}},
 		{mount: []string{"type=volume,source=data,target=/d,readonly,volume-nocopy"}, want: []lifecycle.Mount{{Type: "volume", Source: "data", Destination: "/d", ReadOnly: true, Options: []string{"volume-nocopy"}}}},
 		{mount: []string{"dst=/anon"}, want: []lifecycle.Mount{{Type: "volume", Destination: "/anon"}}},
@@ -36,6 +37,8 @@ func TestVolumeSpecs(t *testing.T) {
 	}{
 		{v: []string{"data"}, want: `-v "data"`},
 		{v: []string{"./rel:/d"}, want: "must be absolute"},
+		{v: []string{"../up:/d"}, want: "must be absolute"},
+		{v: []string{"a/b:/d"}, want: "must be absolute"},
 		{v: []string{"data:rel"}, want: `-v "data:rel"`},
 		{v: []string{"a:/b:ro:x"}, want: `-v "a:/b:ro:x"`},
 		{mount: []string{"type=volume,src=data"}, want: "needs an absolute target"},
