@@ -63,7 +63,7 @@ func benchPeerSetup(args []string) error {
 	if err != nil {
 		return err
 	}
-	mods, err := guestModules(hclog.NewNullLogger(), k, drv.Platform())
+	mods, err := guestModules(hclog.NewNullLogger(), k, drv.Platform(), false)
 	if err != nil {
 		return err
 	}

@@ -102,14 +102,22 @@ func resolveDefaults(ctx context.Context, log hclog.Logger, s settings, stateDir
 	if err != nil {
 		return d, err
 	}
-	mods, err := guestModules(log, kernel, plat)
-	if err != nil {
-		return d, err
-	}
-	d.Initrd, err = buildInitramfs(filepath.Join(stateDir, "initramfs"), vmkernel.InitramfsSpec{
-		Agent: agent, SandboxInit: sandboxInit, Modules: mods})
-	if err != nil {
-		return d, fmt.Errorf("isolation vm: initramfs: %w", err)
+	// Two initramfs: without the 9p modules (most containers: fewer
+	// modules to load at boot) and with them (containers with bind
+	// mounts).
+	for _, v := range []struct {
+		shares bool
+		out    *string
+	}{{false, &d.Initrd}, {true, &d.InitrdShares}} {
+		mods, err := guestModules(log, kernel, plat, v.shares)
+		if err != nil {
+			return d, err
+		}
+		*v.out, err = buildInitramfs(filepath.Join(stateDir, "initramfs"), vmkernel.InitramfsSpec{
+			Agent: agent, SandboxInit: sandboxInit, Modules: mods})
+		if err != nil {
+			return d, fmt.Errorf("isolation vm: initramfs: %w", err)
+		}
 	}
 	_ = ctx
 	return d, nil
@@ -121,13 +129,23 @@ func coreStateDir(pluginState string) string {
 	return filepath.Dir(filepath.Dir(pluginState))
 }
 
+// shareModules serve bind mounts (9p, virtiofs); unneededModules are left out until
+// their feature reaches VMs (NICs come with networking).
+var (
+	shareModules    = []string{"9p", "9pnet_virtio", "virtiofs"}
+	unneededModules = []string{"virtio_net"}
+)
+
 // guestModules resolves the modules the guest loads, in load order: the
 // machine's bus first, then the rest; a required one the kernel lacks is
-// an error naming it, an optional one a warning.
-func guestModules(log hclog.Logger, k *vmkernel.Kernel, plat hypervisor.Platform) ([]vmkernel.Module, error) {
+// an error naming it, an optional one a warning. shares adds the modules
+// of directory shares.
+func guestModules(log hclog.Logger, k *vmkernel.Kernel, plat hypervisor.Platform, shares bool) ([]vmkernel.Module, error) {
 	var out []vmkernel.Module
 	seen := map[string]bool{}
-	want := append(slices.Clone(plat.Modules), extraModules...)
+	want := slices.DeleteFunc(append(slices.Clone(plat.Modules), extraModules...), func(m string) bool {
+		return slices.Contains(unneededModules, m) || (!shares && slices.Contains(shareModules, m))
+	})
 	for _, name := range want {
 		mods, err := k.ModulesFor(name)
 		if err != nil {

@@ -74,6 +74,9 @@ const (
 // vmDefaults are the resolved settings: boot assets and sizes.
 type vmDefaults struct {
 	Kernel, Initrd string
+	// InitrdShares is the initramfs with the modules of directory shares,
+	// for tasks with bind mounts.
+	InitrdShares   string
 	Cmdline        []string
 	CPUs           int
 	MemoryBytes    int64
@@ -138,7 +141,11 @@ func roundMiB(n int64) int64 { return (n + (1<<20 - 1)) &^ (1<<20 - 1) }
 //     so the limit enforced in the guest's cgroup fits in the VM;
 //   - else the plugin's defaults (cpus, memory).
 func (d vmDefaults) bootFor(spec isolation.Spec) bootConfig {
-	b := bootConfig{Kernel: d.Kernel, Initrd: d.Initrd, Cmdline: slices.Clone(d.Cmdline), CPUs: d.CPUs,
+	initrd := d.Initrd
+	if len(bindMounts(spec)) > 0 && d.InitrdShares != "" {
+		initrd = d.InitrdShares
+	}
+	b := bootConfig{Kernel: d.Kernel, Initrd: initrd, Cmdline: slices.Clone(d.Cmdline), CPUs: d.CPUs,
 		MemoryBytes: d.MemoryBytes, Machine: d.Machine, Accel: d.Accel, BootTimeout: d.BootTimeout}
 	if oci := spec.OCI; oci != nil && oci.Linux != nil && oci.Linux.Resources != nil {
 		res := oci.Linux.Resources
