@@ -379,6 +379,8 @@ func TestSharedMemorySaveRestore(t *testing.T) {
 	t.Cleanup(func() { m2.Kill(); m2.Wait() })
 	t.Logf("restore (memory file, -m 256): %v", time.Since(t2))
 	waitTick(t, cfg, saved)
+	rss, pss := memOf(t, m2.Pid())
+	t.Logf("qemu after restore from the memory file: RSS %d kB, PSS %d kB", rss, pss)
 	ag2 := dialAgent(t, ctx, m2)
 	if c := ag2.count(); c < before {
 		t.Fatalf("count after restore %d < %d before save", c, before)
