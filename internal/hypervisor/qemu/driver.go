@@ -247,7 +247,10 @@ func (d *driver) Restore(ctx context.Context, cfg hypervisor.Config, dir string)
 	if err := m.incoming(ctx, dir, ck); err != nil {
 		m.Kill()
 		m.Wait()
-		return nil, fmt.Errorf("restore %s: %w%s", dir, err, m.stderrSuffix())
+		if !errors.Is(err, hypervisor.ErrExited) { // else the error quotes qemu already
+			err = fmt.Errorf("%w%s", err, m.stderrSuffix())
+		}
+		return nil, fmt.Errorf("restore %s: %w", dir, err)
 	}
 	return m, nil
 }

@@ -165,16 +165,32 @@ func (m *vm) exited() bool {
 	}
 }
 
-// run executes a QMP command, reporting hypervisor.ErrExited once qemu is gone.
+// run executes a QMP command, reporting hypervisor.ErrExited (with qemu's
+// last words) once qemu is gone.
 func (m *vm) run(ctx context.Context, cmd string, args, out any) error {
 	if m.exited() {
-		return hypervisor.ErrExited
+		return m.gone()
 	}
 	err := m.qmp.Run(ctx, cmd, args, out)
-	if err != nil && m.exited() {
-		return hypervisor.ErrExited
+	var qe *qmp.Error
+	if err != nil && !errors.As(err, &qe) && ctx.Err() == nil {
+		// The connection broke: qemu is most likely exiting; let it be reaped.
+		select {
+		case <-m.done:
+			return m.gone()
+		case <-time.After(time.Second):
+		}
 	}
 	return err
+}
+
+// gone is the error for calls after qemu ended.
+func (m *vm) gone() error {
+	<-m.done
+	if m.exitErr != nil {
+		return fmt.Errorf("%w: %v", hypervisor.ErrExited, m.exitErr)
+	}
+	return hypervisor.ErrExited
 }
 
 func (m *vm) Pid() int { return m.pid }
@@ -184,7 +200,7 @@ func (m *vm) DialAgent(ctx context.Context) (net.Conn, error) {
 	var d net.Dialer
 	return hypervisor.DialRetry(ctx, func(ctx context.Context) (net.Conn, error) {
 		if m.exited() {
-			return nil, hypervisor.ErrExited
+			return nil, m.gone()
 		}
 		return d.DialContext(ctx, "unix", path)
 	}, func(err error) bool { return errors.Is(err, hypervisor.ErrExited) })
@@ -315,7 +331,7 @@ func (m *vm) waitMigration(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-m.done:
-			return hypervisor.ErrExited
+			return m.gone()
 		case <-time.After(delay):
 		}
 		delay = min(delay*2, 20*time.Millisecond)

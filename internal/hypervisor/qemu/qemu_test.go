@@ -453,6 +453,30 @@ func TestStartErrors(t *testing.T) {
 			}
 		})
 	}
+	// A corrupt checkpoint: qemu rejects the stream, Restore says so and
+	// leaves nothing running.
+	t.Run("corrupt checkpoint", func(t *testing.T) {
+		cfg := testConfig(t, a)
+		dir := filepath.Join(cfg.RunDir, "ck")
+		os.Mkdir(dir, 0o700)
+		os.WriteFile(filepath.Join(dir, stateFile), []byte("QEVM garbage"), 0o600)
+		if err := hypervisor.WriteCheckpoint(dir, hypervisor.NewCheckpoint(d.Platform(), cfg, stateFile, "test")); err != nil {
+			t.Fatal(err)
+		}
+		t0 := time.Now()
+		m, err := d.Restore(ctx, cfg, dir)
+		if err == nil {
+			m.Kill()
+			m.Wait()
+			t.Fatal("Restore of garbage succeeded")
+		}
+		t.Logf("%v after %v", err, time.Since(t0))
+		if !strings.Contains(err.Error(), "restore "+dir) || !strings.Contains(err.Error(), "migration") {
+			t.Fatalf("error %q does not name the checkpoint and the migration", err)
+		}
+		assertNoQemu(t, cfg.RunDir)
+	})
+
 	// Auto-detection picks an accelerator qemu can actually start on.
 	auto, err := New(Options{})
 	if err != nil {
