@@ -107,7 +107,9 @@ type Driver interface {
 	// leaves it running where it was saved. cfg must describe the same
 	// machine (CPUs, memory, device counts and kinds, Balloon, whether
 	// MemoryFile is used); paths may differ. A mismatch is an
-	// errdefs.ErrInvalidArgument naming the field.
+	// errdefs.ErrInvalidArgument naming the field. A checkpoint saved with
+	// MemoryFile restores onto cfg.MemoryFile, which the running VM then
+	// changes: restore from a copy (reflink) to use the checkpoint again.
 	Restore(ctx context.Context, cfg Config, dir string) (Machine, error)
 }
 
