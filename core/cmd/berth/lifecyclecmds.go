@@ -170,7 +170,7 @@ func newUpdateCommand(g *globals) *cobra.Command {
 			}
 			limitsGiven := slices.ContainsFunc(updateFlagNames, c.Flags().Changed)
 			if !limitsGiven && !c.Flags().Changed("restart") {
-				return errors.New("update: give at least one thing to change (--cpus, --cpu-shares, --cpuset-cpus, --cpuset-mems, --memory, --memory-reservation, --memory-swap, --device-read-bps, --device-write-bps, --pids-limit, --restart)")
+				return errors.New("update: give at least one limit to change (--cpus, --cpu-shares, --cpuset-cpus, --cpuset-mems, --memory, --memory-reservation, --memory-swap, --device-read-bps, --device-write-bps, --pids-limit) or --restart")
 			}
 			// Flags are checked before any container changes.
 			if err := f.apply(c, &resources.Limits{MemoryBytes: 1}); err != nil {
