@@ -19,6 +19,8 @@ type machine struct {
 	TBSizeMiB int
 	// TSCkHz is passed to microvm guests under TCG as tsc_early_khz (0: not).
 	TSCkHz int
+	// diskCache overrides the disks' cache mode (tests measure the others).
+	diskCache string
 }
 
 // Socket and file names inside Config.RunDir.
@@ -115,7 +117,11 @@ func (m machine) args(cfg hypervisor.Config, incoming bool) []string {
 		// (O_DIRECT, needed by cache=none, fails on tmpfs), honours guest
 		// flushes, and shares a read-only base image's page cache between
 		// VMs.
-		drive := fmt.Sprintf("file=%s,if=none,id=disk%d,format=%s,cache=writeback,aio=threads,discard=unmap", esc(d.Path), i, format)
+		cache := "writeback"
+		if m.diskCache != "" {
+			cache = m.diskCache
+		}
+		drive := fmt.Sprintf("file=%s,if=none,id=disk%d,format=%s,cache=%s,aio=threads,discard=unmap", esc(d.Path), i, format, cache)
 		if d.ReadOnly {
 			drive += ",readonly=on"
 		}

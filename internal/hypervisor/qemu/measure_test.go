@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -65,6 +66,23 @@ func TestMeasure(t *testing.T) {
 			stop(m)
 		}
 
+	})
+	// Disk cache modes: per-write cost of synchronous 4 KiB writes and reads
+	// from the guest (a host file on this machine's ext4).
+	t.Run("disk", func(t *testing.T) {
+		for _, cache := range []string{"writeback", "none", "unsafe"} {
+			d := testDriver(t, Options{})
+			d.(*driver).m.diskCache = cache
+			cfg := testConfig(t, a)
+			img := filepath.Join(cfg.RunDir, "disk.img")
+			if err := os.WriteFile(img, make([]byte, 64<<20), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg.Disks = []hypervisor.Disk{{Path: img}}
+			m, ag, _ := boot(t, d, cfg)
+			t.Logf("MEASURE disk cache=%s: %s", cache, ag.call("diskbench 500"))
+			stop(m)
+		}
 	})
 	// Balloon free-page reporting: does memory the guest frees leave qemu?
 	t.Run("balloon", func(t *testing.T) {

@@ -11,6 +11,8 @@
 //	free     → drops it and returns it to the kernel, replies "free ok"
 //	meminfo  → meminfo <MemFree kB>
 //	compact  → compacts guest memory, replies "compact ok"
+//	diskbench N → N O_DSYNC 4 KiB writes and N 4 KiB reads on /dev/vda:
+//	           "diskbench write=<µs each> read=<µs each>"
 //	poweroff → powers the VM off
 //
 // When the host side closes, it waits for the next connection on the same
@@ -183,6 +185,9 @@ func serve(f *os.File) {
 		case "compact": // defragment free memory so whole blocks can be reported
 			os.WriteFile("/proc/sys/vm/compact_memory", []byte("1"), 0)
 			reply = "compact ok"
+		case "diskbench": // N synchronous 4 KiB writes to /dev/vda, then N reads
+			n, _ := strconv.Atoi(arg)
+			reply = diskbench(n)
 		case "poweroff":
 			unix.Sync()
 			unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
@@ -191,4 +196,33 @@ func serve(f *os.File) {
 		}
 		fmt.Fprintln(f, reply)
 	}
+}
+
+func diskbench(n int) string {
+	f, err := os.OpenFile("/dev/vda", os.O_RDWR|unix.O_DSYNC|unix.O_DIRECT, 0)
+	if err != nil {
+		return "diskbench error " + err.Error()
+	}
+	defer f.Close()
+	buf, err := unix.Mmap(-1, 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+	if err != nil {
+		return "diskbench error " + err.Error()
+	}
+	defer unix.Munmap(buf)
+	buf[0] = 1
+	t0 := time.Now()
+	for i := 0; i < n; i++ {
+		if _, err := f.WriteAt(buf, int64(i)*4096); err != nil {
+			return "diskbench error " + err.Error()
+		}
+	}
+	w := time.Since(t0) / time.Duration(n)
+	t1 := time.Now()
+	for i := 0; i < n; i++ {
+		if _, err := f.ReadAt(buf, int64(i)*4096); err != nil {
+			return "diskbench error " + err.Error()
+		}
+	}
+	r := time.Since(t1) / time.Duration(n)
+	return fmt.Sprintf("diskbench write=%dus read=%dus", w.Microseconds(), r.Microseconds())
 }
