@@ -361,6 +361,102 @@ func (x *SetHostnameRequest) GetMachineId() string {
 	return ""
 }
 
+type RefreshDiskRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Device        string                 `protobuf:"bytes,1,opt,name=device,proto3" json:"device,omitempty"`
+	MinBytes      uint64                 `protobuf:"varint,2,opt,name=min_bytes,json=minBytes,proto3" json:"min_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefreshDiskRequest) Reset() {
+	*x = RefreshDiskRequest{}
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefreshDiskRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefreshDiskRequest) ProtoMessage() {}
+
+func (x *RefreshDiskRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefreshDiskRequest.ProtoReflect.Descriptor instead.
+func (*RefreshDiskRequest) Descriptor() ([]byte, []int) {
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RefreshDiskRequest) GetDevice() string {
+	if x != nil {
+		return x.Device
+	}
+	return ""
+}
+
+func (x *RefreshDiskRequest) GetMinBytes() uint64 {
+	if x != nil {
+		return x.MinBytes
+	}
+	return 0
+}
+
+type RefreshDiskResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SizeBytes     uint64                 `protobuf:"varint,1,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefreshDiskResponse) Reset() {
+	*x = RefreshDiskResponse{}
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefreshDiskResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefreshDiskResponse) ProtoMessage() {}
+
+func (x *RefreshDiskResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefreshDiskResponse.ProtoReflect.Descriptor instead.
+func (*RefreshDiskResponse) Descriptor() ([]byte, []int) {
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RefreshDiskResponse) GetSizeBytes() uint64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
 type Rootfs struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// source is a block device (/dev/vda) or, for a directory, its path.
@@ -374,7 +470,7 @@ type Rootfs struct {
 
 func (x *Rootfs) Reset() {
 	*x = Rootfs{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[6]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -386,7 +482,7 @@ func (x *Rootfs) String() string {
 func (*Rootfs) ProtoMessage() {}
 
 func (x *Rootfs) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[6]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -399,7 +495,7 @@ func (x *Rootfs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rootfs.ProtoReflect.Descriptor instead.
 func (*Rootfs) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{6}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Rootfs) GetSource() string {
@@ -438,7 +534,7 @@ type Share struct {
 
 func (x *Share) Reset() {
 	*x = Share{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[7]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -450,7 +546,7 @@ func (x *Share) String() string {
 func (*Share) ProtoMessage() {}
 
 func (x *Share) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[7]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -463,7 +559,7 @@ func (x *Share) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Share.ProtoReflect.Descriptor instead.
 func (*Share) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{7}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Share) GetType() string {
@@ -506,7 +602,7 @@ type File struct {
 
 func (x *File) Reset() {
 	*x = File{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[8]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -518,7 +614,7 @@ func (x *File) String() string {
 func (*File) ProtoMessage() {}
 
 func (x *File) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[8]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -531,7 +627,7 @@ func (x *File) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use File.ProtoReflect.Descriptor instead.
 func (*File) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{8}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *File) GetPath() string {
@@ -571,7 +667,7 @@ type CreateContainerRequest struct {
 
 func (x *CreateContainerRequest) Reset() {
 	*x = CreateContainerRequest{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[9]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -583,7 +679,7 @@ func (x *CreateContainerRequest) String() string {
 func (*CreateContainerRequest) ProtoMessage() {}
 
 func (x *CreateContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[9]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -596,7 +692,7 @@ func (x *CreateContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateContainerRequest.ProtoReflect.Descriptor instead.
 func (*CreateContainerRequest) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{9}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CreateContainerRequest) GetId() string {
@@ -650,7 +746,7 @@ type PidResponse struct {
 
 func (x *PidResponse) Reset() {
 	*x = PidResponse{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[10]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -662,7 +758,7 @@ func (x *PidResponse) String() string {
 func (*PidResponse) ProtoMessage() {}
 
 func (x *PidResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[10]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -675,7 +771,7 @@ func (x *PidResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PidResponse.ProtoReflect.Descriptor instead.
 func (*PidResponse) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{10}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PidResponse) GetPid() int64 {
@@ -694,7 +790,7 @@ type StartRequest struct {
 
 func (x *StartRequest) Reset() {
 	*x = StartRequest{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[11]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -706,7 +802,7 @@ func (x *StartRequest) String() string {
 func (*StartRequest) ProtoMessage() {}
 
 func (x *StartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[11]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -719,7 +815,7 @@ func (x *StartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRequest.ProtoReflect.Descriptor instead.
 func (*StartRequest) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{11}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *StartRequest) GetId() string {
@@ -741,7 +837,7 @@ type ExecRequest struct {
 
 func (x *ExecRequest) Reset() {
 	*x = ExecRequest{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[12]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -753,7 +849,7 @@ func (x *ExecRequest) String() string {
 func (*ExecRequest) ProtoMessage() {}
 
 func (x *ExecRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[12]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -766,7 +862,7 @@ func (x *ExecRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecRequest.ProtoReflect.Descriptor instead.
 func (*ExecRequest) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{12}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ExecRequest) GetId() string {
@@ -802,7 +898,7 @@ type SignalRequest struct {
 
 func (x *SignalRequest) Reset() {
 	*x = SignalRequest{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[13]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -814,7 +910,7 @@ func (x *SignalRequest) String() string {
 func (*SignalRequest) ProtoMessage() {}
 
 func (x *SignalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[13]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -827,7 +923,7 @@ func (x *SignalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalRequest.ProtoReflect.Descriptor instead.
 func (*SignalRequest) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SignalRequest) GetId() string {
@@ -868,7 +964,7 @@ type WaitRequest struct {
 
 func (x *WaitRequest) Reset() {
 	*x = WaitRequest{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[14]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -880,7 +976,7 @@ func (x *WaitRequest) String() string {
 func (*WaitRequest) ProtoMessage() {}
 
 func (x *WaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[14]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -893,7 +989,7 @@ func (x *WaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitRequest.ProtoReflect.Descriptor instead.
 func (*WaitRequest) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{14}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WaitRequest) GetId() string {
@@ -922,7 +1018,7 @@ type ExitStatus struct {
 
 func (x *ExitStatus) Reset() {
 	*x = ExitStatus{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[15]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -934,7 +1030,7 @@ func (x *ExitStatus) String() string {
 func (*ExitStatus) ProtoMessage() {}
 
 func (x *ExitStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[15]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -947,7 +1043,7 @@ func (x *ExitStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExitStatus.ProtoReflect.Descriptor instead.
 func (*ExitStatus) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{15}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ExitStatus) GetCode() int32 {
@@ -987,7 +1083,7 @@ type WaitResponse struct {
 
 func (x *WaitResponse) Reset() {
 	*x = WaitResponse{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[16]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -999,7 +1095,7 @@ func (x *WaitResponse) String() string {
 func (*WaitResponse) ProtoMessage() {}
 
 func (x *WaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[16]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1012,7 +1108,7 @@ func (x *WaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitResponse.ProtoReflect.Descriptor instead.
 func (*WaitResponse) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WaitResponse) GetExit() *ExitStatus {
@@ -1035,7 +1131,7 @@ type AttachRequest struct {
 
 func (x *AttachRequest) Reset() {
 	*x = AttachRequest{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[17]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1047,7 +1143,7 @@ func (x *AttachRequest) String() string {
 func (*AttachRequest) ProtoMessage() {}
 
 func (x *AttachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[17]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1060,7 +1156,7 @@ func (x *AttachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachRequest.ProtoReflect.Descriptor instead.
 func (*AttachRequest) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{17}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AttachRequest) GetId() string {
@@ -1103,7 +1199,7 @@ type AttachResponse struct {
 
 func (x *AttachResponse) Reset() {
 	*x = AttachResponse{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[18]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1115,7 +1211,7 @@ func (x *AttachResponse) String() string {
 func (*AttachResponse) ProtoMessage() {}
 
 func (x *AttachResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[18]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1128,7 +1224,7 @@ func (x *AttachResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachResponse.ProtoReflect.Descriptor instead.
 func (*AttachResponse) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{18}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AttachResponse) GetStdout() []byte {
@@ -1164,7 +1260,7 @@ type ResizePTYRequest struct {
 
 func (x *ResizePTYRequest) Reset() {
 	*x = ResizePTYRequest{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[19]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1176,7 +1272,7 @@ func (x *ResizePTYRequest) String() string {
 func (*ResizePTYRequest) ProtoMessage() {}
 
 func (x *ResizePTYRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[19]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1189,7 +1285,7 @@ func (x *ResizePTYRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizePTYRequest.ProtoReflect.Descriptor instead.
 func (*ResizePTYRequest) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{19}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ResizePTYRequest) GetId() string {
@@ -1231,7 +1327,7 @@ type UpdateRequest struct {
 
 func (x *UpdateRequest) Reset() {
 	*x = UpdateRequest{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[20]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1243,7 +1339,7 @@ func (x *UpdateRequest) String() string {
 func (*UpdateRequest) ProtoMessage() {}
 
 func (x *UpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[20]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1256,7 +1352,7 @@ func (x *UpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRequest.ProtoReflect.Descriptor instead.
 func (*UpdateRequest) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{20}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UpdateRequest) GetId() string {
@@ -1282,7 +1378,7 @@ type ContainerRequest struct {
 
 func (x *ContainerRequest) Reset() {
 	*x = ContainerRequest{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[21]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1294,7 +1390,7 @@ func (x *ContainerRequest) String() string {
 func (*ContainerRequest) ProtoMessage() {}
 
 func (x *ContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[21]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1307,7 +1403,7 @@ func (x *ContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRequest.ProtoReflect.Descriptor instead.
 func (*ContainerRequest) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{21}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ContainerRequest) GetId() string {
@@ -1335,7 +1431,7 @@ type StatsResponse struct {
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[22]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1347,7 +1443,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[22]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1360,7 +1456,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{22}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *StatsResponse) GetTimeUnixNanos() int64 {
@@ -1445,7 +1541,7 @@ type StateResponse struct {
 
 func (x *StateResponse) Reset() {
 	*x = StateResponse{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[23]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1457,7 +1553,7 @@ func (x *StateResponse) String() string {
 func (*StateResponse) ProtoMessage() {}
 
 func (x *StateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[23]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1470,7 +1566,7 @@ func (x *StateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateResponse.ProtoReflect.Descriptor instead.
 func (*StateResponse) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{23}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *StateResponse) GetStatus() string {
@@ -1509,7 +1605,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[24]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1521,7 +1617,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[24]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1534,7 +1630,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{24}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{26}
 }
 
 type Event struct {
@@ -1550,7 +1646,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[25]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1562,7 +1658,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[25]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1575,7 +1671,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{25}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Event) GetKind() string {
@@ -1622,7 +1718,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[26]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1634,7 +1730,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[26]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1647,7 +1743,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{26}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DeleteResponse) GetExit() *ExitStatus {
@@ -1665,7 +1761,7 @@ type ShutdownRequest struct {
 
 func (x *ShutdownRequest) Reset() {
 	*x = ShutdownRequest{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[27]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1677,7 +1773,7 @@ func (x *ShutdownRequest) String() string {
 func (*ShutdownRequest) ProtoMessage() {}
 
 func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[27]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1690,7 +1786,7 @@ func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownRequest.ProtoReflect.Descriptor instead.
 func (*ShutdownRequest) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{27}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{29}
 }
 
 var File_berth_vmagent_v1_agent_proto protoreflect.FileDescriptor
@@ -1721,7 +1817,13 @@ const file_berth_vmagent_v1_agent_proto_rawDesc = "" +
 	"\x12SetHostnameRequest\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x1d\n" +
 	"\n" +
-	"machine_id\x18\x02 \x01(\tR\tmachineId\"R\n" +
+	"machine_id\x18\x02 \x01(\tR\tmachineId\"I\n" +
+	"\x12RefreshDiskRequest\x12\x16\n" +
+	"\x06device\x18\x01 \x01(\tR\x06device\x12\x1b\n" +
+	"\tmin_bytes\x18\x02 \x01(\x04R\bminBytes\"4\n" +
+	"\x13RefreshDiskResponse\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x01 \x01(\x04R\tsizeBytes\"R\n" +
 	"\x06Rootfs\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x16\n" +
 	"\x06fstype\x18\x02 \x01(\tR\x06fstype\x12\x18\n" +
@@ -1815,13 +1917,14 @@ const file_berth_vmagent_v1_agent_proto_rawDesc = "" +
 	"\x0ftime_unix_nanos\x18\x05 \x01(\x03R\rtimeUnixNanos\"B\n" +
 	"\x0eDeleteResponse\x120\n" +
 	"\x04exit\x18\x01 \x01(\v2\x1c.berth.vmagent.v1.ExitStatusR\x04exit\"\x11\n" +
-	"\x0fShutdownRequest2\x8f\v\n" +
+	"\x0fShutdownRequest2\xeb\v\n" +
 	"\x05Agent\x12E\n" +
 	"\x04Info\x12\x1d.berth.vmagent.v1.InfoRequest\x1a\x1e.berth.vmagent.v1.InfoResponse\x12H\n" +
 	"\tSyncClock\x12\".berth.vmagent.v1.SyncClockRequest\x1a\x17.berth.vmagent.v1.Empty\x12J\n" +
 	"\n" +
 	"AddEntropy\x12#.berth.vmagent.v1.AddEntropyRequest\x1a\x17.berth.vmagent.v1.Empty\x12L\n" +
 	"\vSetHostname\x12$.berth.vmagent.v1.SetHostnameRequest\x1a\x17.berth.vmagent.v1.Empty\x12Z\n" +
+	"\vRefreshDisk\x12$.berth.vmagent.v1.RefreshDiskRequest\x1a%.berth.vmagent.v1.RefreshDiskResponse\x12Z\n" +
 	"\x0fCreateContainer\x12(.berth.vmagent.v1.CreateContainerRequest\x1a\x1d.berth.vmagent.v1.PidResponse\x12F\n" +
 	"\x05Start\x12\x1e.berth.vmagent.v1.StartRequest\x1a\x1d.berth.vmagent.v1.PidResponse\x12D\n" +
 	"\x04Exec\x12\x1d.berth.vmagent.v1.ExecRequest\x1a\x1d.berth.vmagent.v1.PidResponse\x12B\n" +
@@ -1850,7 +1953,7 @@ func file_berth_vmagent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_berth_vmagent_v1_agent_proto_rawDescData
 }
 
-var file_berth_vmagent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_berth_vmagent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_berth_vmagent_v1_agent_proto_goTypes = []any{
 	(*Empty)(nil),                  // 0: berth.vmagent.v1.Empty
 	(*InfoRequest)(nil),            // 1: berth.vmagent.v1.InfoRequest
@@ -1858,77 +1961,81 @@ var file_berth_vmagent_v1_agent_proto_goTypes = []any{
 	(*SyncClockRequest)(nil),       // 3: berth.vmagent.v1.SyncClockRequest
 	(*AddEntropyRequest)(nil),      // 4: berth.vmagent.v1.AddEntropyRequest
 	(*SetHostnameRequest)(nil),     // 5: berth.vmagent.v1.SetHostnameRequest
-	(*Rootfs)(nil),                 // 6: berth.vmagent.v1.Rootfs
-	(*Share)(nil),                  // 7: berth.vmagent.v1.Share
-	(*File)(nil),                   // 8: berth.vmagent.v1.File
-	(*CreateContainerRequest)(nil), // 9: berth.vmagent.v1.CreateContainerRequest
-	(*PidResponse)(nil),            // 10: berth.vmagent.v1.PidResponse
-	(*StartRequest)(nil),           // 11: berth.vmagent.v1.StartRequest
-	(*ExecRequest)(nil),            // 12: berth.vmagent.v1.ExecRequest
-	(*SignalRequest)(nil),          // 13: berth.vmagent.v1.SignalRequest
-	(*WaitRequest)(nil),            // 14: berth.vmagent.v1.WaitRequest
-	(*ExitStatus)(nil),             // 15: berth.vmagent.v1.ExitStatus
-	(*WaitResponse)(nil),           // 16: berth.vmagent.v1.WaitResponse
-	(*AttachRequest)(nil),          // 17: berth.vmagent.v1.AttachRequest
-	(*AttachResponse)(nil),         // 18: berth.vmagent.v1.AttachResponse
-	(*ResizePTYRequest)(nil),       // 19: berth.vmagent.v1.ResizePTYRequest
-	(*UpdateRequest)(nil),          // 20: berth.vmagent.v1.UpdateRequest
-	(*ContainerRequest)(nil),       // 21: berth.vmagent.v1.ContainerRequest
-	(*StatsResponse)(nil),          // 22: berth.vmagent.v1.StatsResponse
-	(*StateResponse)(nil),          // 23: berth.vmagent.v1.StateResponse
-	(*EventsRequest)(nil),          // 24: berth.vmagent.v1.EventsRequest
-	(*Event)(nil),                  // 25: berth.vmagent.v1.Event
-	(*DeleteResponse)(nil),         // 26: berth.vmagent.v1.DeleteResponse
-	(*ShutdownRequest)(nil),        // 27: berth.vmagent.v1.ShutdownRequest
+	(*RefreshDiskRequest)(nil),     // 6: berth.vmagent.v1.RefreshDiskRequest
+	(*RefreshDiskResponse)(nil),    // 7: berth.vmagent.v1.RefreshDiskResponse
+	(*Rootfs)(nil),                 // 8: berth.vmagent.v1.Rootfs
+	(*Share)(nil),                  // 9: berth.vmagent.v1.Share
+	(*File)(nil),                   // 10: berth.vmagent.v1.File
+	(*CreateContainerRequest)(nil), // 11: berth.vmagent.v1.CreateContainerRequest
+	(*PidResponse)(nil),            // 12: berth.vmagent.v1.PidResponse
+	(*StartRequest)(nil),           // 13: berth.vmagent.v1.StartRequest
+	(*ExecRequest)(nil),            // 14: berth.vmagent.v1.ExecRequest
+	(*SignalRequest)(nil),          // 15: berth.vmagent.v1.SignalRequest
+	(*WaitRequest)(nil),            // 16: berth.vmagent.v1.WaitRequest
+	(*ExitStatus)(nil),             // 17: berth.vmagent.v1.ExitStatus
+	(*WaitResponse)(nil),           // 18: berth.vmagent.v1.WaitResponse
+	(*AttachRequest)(nil),          // 19: berth.vmagent.v1.AttachRequest
+	(*AttachResponse)(nil),         // 20: berth.vmagent.v1.AttachResponse
+	(*ResizePTYRequest)(nil),       // 21: berth.vmagent.v1.ResizePTYRequest
+	(*UpdateRequest)(nil),          // 22: berth.vmagent.v1.UpdateRequest
+	(*ContainerRequest)(nil),       // 23: berth.vmagent.v1.ContainerRequest
+	(*StatsResponse)(nil),          // 24: berth.vmagent.v1.StatsResponse
+	(*StateResponse)(nil),          // 25: berth.vmagent.v1.StateResponse
+	(*EventsRequest)(nil),          // 26: berth.vmagent.v1.EventsRequest
+	(*Event)(nil),                  // 27: berth.vmagent.v1.Event
+	(*DeleteResponse)(nil),         // 28: berth.vmagent.v1.DeleteResponse
+	(*ShutdownRequest)(nil),        // 29: berth.vmagent.v1.ShutdownRequest
 }
 var file_berth_vmagent_v1_agent_proto_depIdxs = []int32{
-	6,  // 0: berth.vmagent.v1.CreateContainerRequest.rootfs:type_name -> berth.vmagent.v1.Rootfs
-	7,  // 1: berth.vmagent.v1.CreateContainerRequest.shares:type_name -> berth.vmagent.v1.Share
-	8,  // 2: berth.vmagent.v1.CreateContainerRequest.files:type_name -> berth.vmagent.v1.File
-	15, // 3: berth.vmagent.v1.WaitResponse.exit:type_name -> berth.vmagent.v1.ExitStatus
-	15, // 4: berth.vmagent.v1.StateResponse.exit:type_name -> berth.vmagent.v1.ExitStatus
-	15, // 5: berth.vmagent.v1.Event.exit:type_name -> berth.vmagent.v1.ExitStatus
-	15, // 6: berth.vmagent.v1.DeleteResponse.exit:type_name -> berth.vmagent.v1.ExitStatus
+	8,  // 0: berth.vmagent.v1.CreateContainerRequest.rootfs:type_name -> berth.vmagent.v1.Rootfs
+	9,  // 1: berth.vmagent.v1.CreateContainerRequest.shares:type_name -> berth.vmagent.v1.Share
+	10, // 2: berth.vmagent.v1.CreateContainerRequest.files:type_name -> berth.vmagent.v1.File
+	17, // 3: berth.vmagent.v1.WaitResponse.exit:type_name -> berth.vmagent.v1.ExitStatus
+	17, // 4: berth.vmagent.v1.StateResponse.exit:type_name -> berth.vmagent.v1.ExitStatus
+	17, // 5: berth.vmagent.v1.Event.exit:type_name -> berth.vmagent.v1.ExitStatus
+	17, // 6: berth.vmagent.v1.DeleteResponse.exit:type_name -> berth.vmagent.v1.ExitStatus
 	1,  // 7: berth.vmagent.v1.Agent.Info:input_type -> berth.vmagent.v1.InfoRequest
 	3,  // 8: berth.vmagent.v1.Agent.SyncClock:input_type -> berth.vmagent.v1.SyncClockRequest
 	4,  // 9: berth.vmagent.v1.Agent.AddEntropy:input_type -> berth.vmagent.v1.AddEntropyRequest
 	5,  // 10: berth.vmagent.v1.Agent.SetHostname:input_type -> berth.vmagent.v1.SetHostnameRequest
-	9,  // 11: berth.vmagent.v1.Agent.CreateContainer:input_type -> berth.vmagent.v1.CreateContainerRequest
-	11, // 12: berth.vmagent.v1.Agent.Start:input_type -> berth.vmagent.v1.StartRequest
-	12, // 13: berth.vmagent.v1.Agent.Exec:input_type -> berth.vmagent.v1.ExecRequest
-	13, // 14: berth.vmagent.v1.Agent.Signal:input_type -> berth.vmagent.v1.SignalRequest
-	14, // 15: berth.vmagent.v1.Agent.Wait:input_type -> berth.vmagent.v1.WaitRequest
-	17, // 16: berth.vmagent.v1.Agent.Attach:input_type -> berth.vmagent.v1.AttachRequest
-	19, // 17: berth.vmagent.v1.Agent.ResizePTY:input_type -> berth.vmagent.v1.ResizePTYRequest
-	20, // 18: berth.vmagent.v1.Agent.Update:input_type -> berth.vmagent.v1.UpdateRequest
-	21, // 19: berth.vmagent.v1.Agent.Pause:input_type -> berth.vmagent.v1.ContainerRequest
-	21, // 20: berth.vmagent.v1.Agent.Resume:input_type -> berth.vmagent.v1.ContainerRequest
-	21, // 21: berth.vmagent.v1.Agent.Stats:input_type -> berth.vmagent.v1.ContainerRequest
-	21, // 22: berth.vmagent.v1.Agent.State:input_type -> berth.vmagent.v1.ContainerRequest
-	24, // 23: berth.vmagent.v1.Agent.Events:input_type -> berth.vmagent.v1.EventsRequest
-	21, // 24: berth.vmagent.v1.Agent.Delete:input_type -> berth.vmagent.v1.ContainerRequest
-	27, // 25: berth.vmagent.v1.Agent.Shutdown:input_type -> berth.vmagent.v1.ShutdownRequest
-	2,  // 26: berth.vmagent.v1.Agent.Info:output_type -> berth.vmagent.v1.InfoResponse
-	0,  // 27: berth.vmagent.v1.Agent.SyncClock:output_type -> berth.vmagent.v1.Empty
-	0,  // 28: berth.vmagent.v1.Agent.AddEntropy:output_type -> berth.vmagent.v1.Empty
-	0,  // 29: berth.vmagent.v1.Agent.SetHostname:output_type -> berth.vmagent.v1.Empty
-	10, // 30: berth.vmagent.v1.Agent.CreateContainer:output_type -> berth.vmagent.v1.PidResponse
-	10, // 31: berth.vmagent.v1.Agent.Start:output_type -> berth.vmagent.v1.PidResponse
-	10, // 32: berth.vmagent.v1.Agent.Exec:output_type -> berth.vmagent.v1.PidResponse
-	0,  // 33: berth.vmagent.v1.Agent.Signal:output_type -> berth.vmagent.v1.Empty
-	16, // 34: berth.vmagent.v1.Agent.Wait:output_type -> berth.vmagent.v1.WaitResponse
-	18, // 35: berth.vmagent.v1.Agent.Attach:output_type -> berth.vmagent.v1.AttachResponse
-	0,  // 36: berth.vmagent.v1.Agent.ResizePTY:output_type -> berth.vmagent.v1.Empty
-	0,  // 37: berth.vmagent.v1.Agent.Update:output_type -> berth.vmagent.v1.Empty
-	0,  // 38: berth.vmagent.v1.Agent.Pause:output_type -> berth.vmagent.v1.Empty
-	0,  // 39: berth.vmagent.v1.Agent.Resume:output_type -> berth.vmagent.v1.Empty
-	22, // 40: berth.vmagent.v1.Agent.Stats:output_type -> berth.vmagent.v1.StatsResponse
-	23, // 41: berth.vmagent.v1.Agent.State:output_type -> berth.vmagent.v1.StateResponse
-	25, // 42: berth.vmagent.v1.Agent.Events:output_type -> berth.vmagent.v1.Event
-	26, // 43: berth.vmagent.v1.Agent.Delete:output_type -> berth.vmagent.v1.DeleteResponse
-	0,  // 44: berth.vmagent.v1.Agent.Shutdown:output_type -> berth.vmagent.v1.Empty
-	26, // [26:45] is the sub-list for method output_type
-	7,  // [7:26] is the sub-list for method input_type
+	6,  // 11: berth.vmagent.v1.Agent.RefreshDisk:input_type -> berth.vmagent.v1.RefreshDiskRequest
+	11, // 12: berth.vmagent.v1.Agent.CreateContainer:input_type -> berth.vmagent.v1.CreateContainerRequest
+	13, // 13: berth.vmagent.v1.Agent.Start:input_type -> berth.vmagent.v1.StartRequest
+	14, // 14: berth.vmagent.v1.Agent.Exec:input_type -> berth.vmagent.v1.ExecRequest
+	15, // 15: berth.vmagent.v1.Agent.Signal:input_type -> berth.vmagent.v1.SignalRequest
+	16, // 16: berth.vmagent.v1.Agent.Wait:input_type -> berth.vmagent.v1.WaitRequest
+	19, // 17: berth.vmagent.v1.Agent.Attach:input_type -> berth.vmagent.v1.AttachRequest
+	21, // 18: berth.vmagent.v1.Agent.ResizePTY:input_type -> berth.vmagent.v1.ResizePTYRequest
+	22, // 19: berth.vmagent.v1.Agent.Update:input_type -> berth.vmagent.v1.UpdateRequest
+	23, // 20: berth.vmagent.v1.Agent.Pause:input_type -> berth.vmagent.v1.ContainerRequest
+	23, // 21: berth.vmagent.v1.Agent.Resume:input_type -> berth.vmagent.v1.ContainerRequest
+	23, // 22: berth.vmagent.v1.Agent.Stats:input_type -> berth.vmagent.v1.ContainerRequest
+	23, // 23: berth.vmagent.v1.Agent.State:input_type -> berth.vmagent.v1.ContainerRequest
+	26, // 24: berth.vmagent.v1.Agent.Events:input_type -> berth.vmagent.v1.EventsRequest
+	23, // 25: berth.vmagent.v1.Agent.Delete:input_type -> berth.vmagent.v1.ContainerRequest
+	29, // 26: berth.vmagent.v1.Agent.Shutdown:input_type -> berth.vmagent.v1.ShutdownRequest
+	2,  // 27: berth.vmagent.v1.Agent.Info:output_type -> berth.vmagent.v1.InfoResponse
+	0,  // 28: berth.vmagent.v1.Agent.SyncClock:output_type -> berth.vmagent.v1.Empty
+	0,  // 29: berth.vmagent.v1.Agent.AddEntropy:output_type -> berth.vmagent.v1.Empty
+	0,  // 30: berth.vmagent.v1.Agent.SetHostname:output_type -> berth.vmagent.v1.Empty
+	7,  // 31: berth.vmagent.v1.Agent.RefreshDisk:output_type -> berth.vmagent.v1.RefreshDiskResponse
+	12, // 32: berth.vmagent.v1.Agent.CreateContainer:output_type -> berth.vmagent.v1.PidResponse
+	12, // 33: berth.vmagent.v1.Agent.Start:output_type -> berth.vmagent.v1.PidResponse
+	12, // 34: berth.vmagent.v1.Agent.Exec:output_type -> berth.vmagent.v1.PidResponse
+	0,  // 35: berth.vmagent.v1.Agent.Signal:output_type -> berth.vmagent.v1.Empty
+	18, // 36: berth.vmagent.v1.Agent.Wait:output_type -> berth.vmagent.v1.WaitResponse
+	20, // 37: berth.vmagent.v1.Agent.Attach:output_type -> berth.vmagent.v1.AttachResponse
+	0,  // 38: berth.vmagent.v1.Agent.ResizePTY:output_type -> berth.vmagent.v1.Empty
+	0,  // 39: berth.vmagent.v1.Agent.Update:output_type -> berth.vmagent.v1.Empty
+	0,  // 40: berth.vmagent.v1.Agent.Pause:output_type -> berth.vmagent.v1.Empty
+	0,  // 41: berth.vmagent.v1.Agent.Resume:output_type -> berth.vmagent.v1.Empty
+	24, // 42: berth.vmagent.v1.Agent.Stats:output_type -> berth.vmagent.v1.StatsResponse
+	25, // 43: berth.vmagent.v1.Agent.State:output_type -> berth.vmagent.v1.StateResponse
+	27, // 44: berth.vmagent.v1.Agent.Events:output_type -> berth.vmagent.v1.Event
+	28, // 45: berth.vmagent.v1.Agent.Delete:output_type -> berth.vmagent.v1.DeleteResponse
+	0,  // 46: berth.vmagent.v1.Agent.Shutdown:output_type -> berth.vmagent.v1.Empty
+	27, // [27:47] is the sub-list for method output_type
+	7,  // [7:27] is the sub-list for method input_type
 	7,  // [7:7] is the sub-list for extension type_name
 	7,  // [7:7] is the sub-list for extension extendee
 	0,  // [0:7] is the sub-list for field type_name
@@ -1945,7 +2052,7 @@ func file_berth_vmagent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_vmagent_v1_agent_proto_rawDesc), len(file_berth_vmagent_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   28,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

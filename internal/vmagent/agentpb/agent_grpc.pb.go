@@ -33,6 +33,7 @@ const (
 	Agent_SyncClock_FullMethodName       = "/berth.vmagent.v1.Agent/SyncClock"
 	Agent_AddEntropy_FullMethodName      = "/berth.vmagent.v1.Agent/AddEntropy"
 	Agent_SetHostname_FullMethodName     = "/berth.vmagent.v1.Agent/SetHostname"
+	Agent_RefreshDisk_FullMethodName     = "/berth.vmagent.v1.Agent/RefreshDisk"
 	Agent_CreateContainer_FullMethodName = "/berth.vmagent.v1.Agent/CreateContainer"
 	Agent_Start_FullMethodName           = "/berth.vmagent.v1.Agent/Start"
 	Agent_Exec_FullMethodName            = "/berth.vmagent.v1.Agent/Exec"
@@ -63,6 +64,11 @@ type AgentClient interface {
 	AddEntropy(ctx context.Context, in *AddEntropyRequest, opts ...grpc.CallOption) (*Empty, error)
 	// SetHostname sets the guest's hostname (and /etc/machine-id if given).
 	SetHostname(ctx context.Context, in *SetHostnameRequest, opts ...grpc.CallOption) (*Empty, error)
+	// RefreshDisk waits until the block device (e.g. /dev/vda) reports at
+	// least min_bytes of capacity, then drops its buffer cache (BLKFLSBUF):
+	// a VM restored from a template gets its disk's backing file swapped
+	// under the guest. Answers the capacity in bytes.
+	RefreshDisk(ctx context.Context, in *RefreshDiskRequest, opts ...grpc.CallOption) (*RefreshDiskResponse, error)
 	// CreateContainer mounts the rootfs and shares and creates the
 	// container; its init waits for Start.
 	CreateContainer(ctx context.Context, in *CreateContainerRequest, opts ...grpc.CallOption) (*PidResponse, error)
@@ -134,6 +140,16 @@ func (c *agentClient) SetHostname(ctx context.Context, in *SetHostnameRequest, o
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Empty)
 	err := c.cc.Invoke(ctx, Agent_SetHostname_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentClient) RefreshDisk(ctx context.Context, in *RefreshDiskRequest, opts ...grpc.CallOption) (*RefreshDiskResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RefreshDiskResponse)
+	err := c.cc.Invoke(ctx, Agent_RefreshDisk_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -324,6 +340,11 @@ type AgentServer interface {
 	AddEntropy(context.Context, *AddEntropyRequest) (*Empty, error)
 	// SetHostname sets the guest's hostname (and /etc/machine-id if given).
 	SetHostname(context.Context, *SetHostnameRequest) (*Empty, error)
+	// RefreshDisk waits until the block device (e.g. /dev/vda) reports at
+	// least min_bytes of capacity, then drops its buffer cache (BLKFLSBUF):
+	// a VM restored from a template gets its disk's backing file swapped
+	// under the guest. Answers the capacity in bytes.
+	RefreshDisk(context.Context, *RefreshDiskRequest) (*RefreshDiskResponse, error)
 	// CreateContainer mounts the rootfs and shares and creates the
 	// container; its init waits for Start.
 	CreateContainer(context.Context, *CreateContainerRequest) (*PidResponse, error)
@@ -372,6 +393,9 @@ func (UnimplementedAgentServer) AddEntropy(context.Context, *AddEntropyRequest) 
 }
 func (UnimplementedAgentServer) SetHostname(context.Context, *SetHostnameRequest) (*Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetHostname not implemented")
+}
+func (UnimplementedAgentServer) RefreshDisk(context.Context, *RefreshDiskRequest) (*RefreshDiskResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RefreshDisk not implemented")
 }
 func (UnimplementedAgentServer) CreateContainer(context.Context, *CreateContainerRequest) (*PidResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateContainer not implemented")
@@ -507,6 +531,24 @@ func _Agent_SetHostname_Handler(srv interface{}, ctx context.Context, dec func(i
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AgentServer).SetHostname(ctx, req.(*SetHostnameRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Agent_RefreshDisk_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RefreshDiskRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).RefreshDisk(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_RefreshDisk_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).RefreshDisk(ctx, req.(*RefreshDiskRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -778,6 +820,10 @@ var Agent_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetHostname",
 			Handler:    _Agent_SetHostname_Handler,
+		},
+		{
+			MethodName: "RefreshDisk",
+			Handler:    _Agent_RefreshDisk_Handler,
 		},
 		{
 			MethodName: "CreateContainer",
