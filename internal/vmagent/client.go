@@ -31,21 +31,16 @@ type Client struct {
 }
 
 // NewClient speaks the agent protocol over conn, which the Client owns
-// (Close closes it). It does not call the agent: a first call (Info) tells
-// whether it answers.
+// (Close closes it). It does not block: the first call synchronises the
+// session (Handshake, waiting for a guest that is still booting) and shows
+// whether the agent answers; bound it with a context.
 func NewClient(conn net.Conn) (*Client, error) {
-	var once sync.Once
-	dial := func(ctx context.Context, _ string) (net.Conn, error) {
-		var c net.Conn
-		once.Do(func() { c = conn })
-		if c == nil {
-			return nil, errors.New("the agent connection is closed; make a new client on a new connection")
-		}
-		return c, nil
-	}
 	opts := append([]grpc.DialOption{
-		grpc.WithContextDialer(dial),
+		grpc.WithContextDialer(ContextDialer(conn)),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// A TCG guest may take long to boot; the caller's context bounds
+		// the wait.
+		grpc.WithConnectParams(grpc.ConnectParams{MinConnectTimeout: 10 * time.Minute}),
 	}, errdefs.DialOptions()...)
 	cc, err := grpc.NewClient("passthrough:///berth-vm-agent", opts...)
 	if err != nil {
@@ -55,9 +50,31 @@ func NewClient(conn net.Conn) (*Client, error) {
 	return &Client{cc: cc, api: agentpb.NewAgentClient(cc)}, nil
 }
 
+// ContextDialer is a gRPC dialer (grpc.WithContextDialer) that yields conn
+// once, after the channel handshake; later dials fail (a broken channel
+// needs a new connection). Use it to build a gRPC connection to the agent
+// by hand (NewClientConn).
+func ContextDialer(conn net.Conn) func(context.Context, string) (net.Conn, error) {
+	var once sync.Once
+	return func(ctx context.Context, _ string) (net.Conn, error) {
+		var c net.Conn
+		once.Do(func() { c = conn })
+		if c == nil {
+			return nil, errors.New("the agent connection is closed; make a new client on a new connection")
+		}
+		hc, err := Handshake(ctx, c)
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		return hc, nil
+	}
+}
+
 // NewClientConn speaks the agent protocol over an existing gRPC connection
 // (a supervisor forwarding the agent's service); the caller owns cc and
-// should install errdefs.DialOptions on it.
+// should install errdefs.DialOptions on it, and ContextDialer when cc
+// dials the agent's channel itself.
 func NewClientConn(cc grpc.ClientConnInterface) *Client {
 	return &Client{api: agentpb.NewAgentClient(cc)}
 }

@@ -239,6 +239,8 @@ func newVMSpec(t *testing.T, id string, args ...string) *specs.Spec {
 
 type testVM struct {
 	t       *testing.T
+	d       hypervisor.Driver
+	cfg     hypervisor.Config
 	m       hypervisor.Machine
 	logPath string
 	exited  chan struct{}
@@ -310,6 +312,8 @@ type vmOptions struct {
 	shares  []hypervisor.Share
 	// need are modules without which the test cannot run (it skips).
 	need []string
+	// memoryMiB defaults to 512.
+	memoryMiB int64
 }
 
 // bootVM boots the agent as PID 1 through the qemu driver, with the
@@ -359,34 +363,54 @@ func bootVM(t *testing.T, o vmOptions) *testVM {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
+	vm := &testVM{t: t, d: d, logPath: filepath.Join(dir, "console.log")}
+	mem := o.memoryMiB
+	if mem == 0 {
+		mem = 512
+	}
+	cfg := hypervisor.Config{Kernel: k.Image(), Initrd: initrd, CPUs: 2, MemoryBytes: mem << 20,
+		Cmdline: []string{"panic=-1", "quiet", "cryptomgr.notests", "no_timer_check", "i8042.noaux", "i8042.nokbd",
+			"i8042.nopnp", "8250.nr_uarts=1", "mitigations=off", "random.trust_cpu=on"},
+		Disks: o.disks, Shares: o.shares, ConsoleLog: vm.logPath}
+	vm.cfg = cfg
+	vm.run("")
+	return vm
+}
+
+// run starts the VM (from the checkpoint in restoreDir when set) in a new
+// run dir; t's cleanup kills it.
+func (vm *testVM) run(restoreDir string) {
+	t := vm.t
+	t.Helper()
 	runDir, err := os.MkdirTemp("", "vmag")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(runDir) })
-	vm := &testVM{t: t, logPath: filepath.Join(dir, "console.log"), exited: make(chan struct{})}
-	cfg := hypervisor.Config{Kernel: k.Image(), Initrd: initrd, CPUs: 2, MemoryBytes: 512 << 20,
-		Cmdline: []string{"panic=-1", "quiet", "cryptomgr.notests", "no_timer_check", "i8042.noaux", "i8042.nokbd",
-			"i8042.nopnp", "8250.nr_uarts=1", "mitigations=off", "random.trust_cpu=on"},
-		Disks: o.disks, Shares: o.shares, ConsoleLog: vm.logPath, RunDir: runDir}
+	vm.cfg.RunDir = runDir
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	start := time.Now()
-	m, err := d.Start(ctx, cfg)
-	if err != nil {
-		t.Fatalf("start the VM: %v", err)
+	var m hypervisor.Machine
+	if restoreDir != "" {
+		m, err = vm.d.Restore(ctx, vm.cfg, restoreDir)
+	} else {
+		m, err = vm.d.Start(ctx, vm.cfg)
 	}
-	vm.m = m
-	go func() { vm.waitErr = m.Wait(); close(vm.exited) }()
+	if err != nil {
+		t.Fatalf("start the VM (restore %q): %v\n%s", restoreDir, err, vm.console())
+	}
+	exited := make(chan struct{})
+	vm.m, vm.exited = m, exited
+	go func() { vm.waitErr = m.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		_ = m.Kill()
-		<-vm.exited
+		<-exited
 		if t.Failed() {
 			t.Logf("console:\n%s", vm.console())
 		}
 		t.Logf("VM lived %v", time.Since(start).Round(time.Millisecond))
 	})
-	return vm
 }
 
 // rootfsDisk makes an ext4 image of a busybox rootfs (mkfs.ext4 -d).
@@ -463,5 +487,77 @@ func TestVMPowerButton(t *testing.T) {
 		if !strings.Contains(con, want) {
 			t.Errorf("console lacks %q:\n%s", want, con)
 		}
+	}
+}
+
+// TestVMRestoreReconnect checkpoints a running guest (qemu migration to a
+// file), ends that VM, restores it and reconnects: the agent's channel
+// comes back on the restored port and the container continues where it
+// was (its counter goes on from the last value seen).
+func TestVMRestoreReconnect(t *testing.T) {
+	vm := bootVM(t, vmOptions{machine: "q35", disks: []hypervisor.Disk{{Path: rootfsDisk(t)}}, memoryMiB: 256})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c := vm.connect(ctx)
+	s := newVMSpec(t, "count", "sh", "-c", "i=0; while true; do echo $i; i=$((i+1)); sleep 0.2; done")
+	if _, err := c.CreateContainer(ctx, vmagent.CreateRequest{ID: "count", Spec: s,
+		Rootfs: vmagent.Rootfs{Source: "/dev/vda", Type: "ext4"}}); err != nil {
+		t.Fatalf("CreateContainer: %v", err)
+	}
+	var out syncBuf
+	attachCtx, stopAttach := context.WithCancel(ctx)
+	attached := make(chan error, 1)
+	go func() { attached <- c.Attach(attachCtx, "count", "", isolation.Streams{Stdout: &out}) }()
+	if _, err := c.Start(ctx, "count"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the counter to reach 5", func() bool { return strings.Contains(out.String(), "\n5\n") })
+	// Checkpoint while the host is connected and attached, as a supervisor
+	// is; then that VM ends.
+	dir := filepath.Join(t.TempDir(), "checkpoint")
+	saveStart := time.Now()
+	if err := vm.m.Save(ctx, dir); err != nil {
+		t.Fatalf("Save: %v", err)
+	}
+	t.Logf("save took %v", time.Since(saveStart).Round(time.Millisecond))
+	stopAttach()
+	<-attached
+	c.Close()
+	lines := strings.Fields(out.String())
+	last := lines[len(lines)-1]
+	_ = vm.m.Kill()
+	<-vm.exited
+
+	restoreStart := time.Now()
+	vm.run(dir)
+	c = vm.connect(ctx)
+	defer c.Close()
+	t.Logf("restore to first answer took %v\n%s", time.Since(restoreStart).Round(time.Millisecond), vm.console())
+	st, err := c.State(ctx, "count")
+	if err != nil || st.Status != isolation.StatusRunning {
+		t.Fatalf("State after restore = %+v, %v", st, err)
+	}
+	var after syncBuf
+	go func() { _ = c.Attach(ctx, "count", "", isolation.Streams{Stdout: &after}) }()
+	waitFor(t, "the counter after restore", func() bool { return len(strings.Fields(after.String())) >= 3 })
+	var prev, first int
+	fmt.Sscan(last, &prev)
+	for _, f := range strings.Fields(after.String()) {
+		var n int
+		if _, err := fmt.Sscan(f, &n); err == nil {
+			first = n
+			break
+		}
+	}
+	if first <= prev {
+		t.Errorf("after restore the counter printed %d first; before the checkpoint it had reached %d", first, prev)
+	}
+	if err := c.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-vm.exited:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the restored VM did not power off")
 	}
 }

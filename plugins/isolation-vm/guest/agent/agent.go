@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/berth-dev/berth/internal/sandbox"
+	"github.com/berth-dev/berth/internal/vmagent"
 	"github.com/berth-dev/berth/internal/vmagent/agentpb"
 	"github.com/berth-dev/berth/plugins/resources-cgroup/cgroupctl"
 	"github.com/berth-dev/berth/sdk/errdefs"
@@ -156,8 +157,9 @@ func orAuto(s string) string {
 }
 
 // Serve answers calls on l until Close (or l fails). The listener may
-// yield one connection after another (the host reconnecting).
-func (a *Agent) Serve(l net.Listener) error { return a.srv.Serve(l) }
+// yield one connection after another (the host reconnecting); each
+// session starts with the channel handshake (vmagent.AcceptHandshake).
+func (a *Agent) Serve(l net.Listener) error { return a.srv.Serve(vmagent.SyncListener(l)) }
 
 // Close stops serving, kills every container and removes what they hold
 // (mounts, cgroups). The guest's agent never calls it; tests do.

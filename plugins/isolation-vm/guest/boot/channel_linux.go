@@ -146,6 +146,13 @@ type portConn struct {
 	l    *PortListener
 	once sync.Once
 	done chan struct{}
+	// readErr is the first read error of the session (EOF: the host went
+	// away), logged when it ends.
+	errMu    sync.Mutex
+	readErr  error
+	read     int64
+	writeErr error
+	written  int64
 }
 
 func (c *portConn) Read(b []byte) (int, error) {
@@ -155,6 +162,12 @@ func (c *portConn) Read(b []byte) (int, error) {
 	default:
 	}
 	n, err := c.l.f.Read(b)
+	c.errMu.Lock()
+	c.read += int64(n)
+	if err != nil && c.readErr == nil {
+		c.readErr = err
+	}
+	c.errMu.Unlock()
 	if err != nil {
 		select {
 		case <-c.done:
@@ -171,7 +184,14 @@ func (c *portConn) Write(b []byte) (int, error) {
 		return 0, net.ErrClosed
 	default:
 	}
-	return c.l.f.Write(b)
+	n, err := c.l.f.Write(b)
+	c.errMu.Lock()
+	c.written += int64(n)
+	if err != nil && c.writeErr == nil {
+		c.writeErr = err
+	}
+	c.errMu.Unlock()
+	return n, err
 }
 
 // Close ends this session: blocked reads and writes return (a past
@@ -185,7 +205,11 @@ func (c *portConn) Close() error {
 			c.l.active = nil
 		}
 		c.l.mu.Unlock()
-		c.l.log.Info("host session ended", "port", c.l.path)
+		c.errMu.Lock()
+		rerr, read, werr, written := c.readErr, c.read, c.writeErr, c.written
+		c.errMu.Unlock()
+		c.l.log.Info("host session ended", "port", c.l.path, "read_bytes", read, "read_error", rerr,
+			"written_bytes", written, "write_error", werr)
 		c.l.free <- struct{}{}
 	})
 	return nil
