@@ -121,6 +121,17 @@ func TestMeasure(t *testing.T) {
 			after, _ = memOf(t, m.Pid())
 		}
 		t.Logf("guest at the end: %s", ag.call("meminfo"))
+		// Inflating the balloon takes pages from the guest; qemu discards them.
+		if err := m.SetBalloon(ctx, 128<<20); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "balloon at 128 MiB", func() bool {
+			act, err := m.(*vm).balloonActual(ctx)
+			return err == nil && act == 128<<20
+		})
+		time.Sleep(2 * time.Second)
+		inflated, _ := memOf(t, m.Pid())
+		t.Logf("MEASURE balloon inflated to leave the guest 128 of 512 MiB: qemu RSS %d kB (before %d kB), guest %s", inflated, after, ag.call("meminfo"))
 		t.Logf("MEASURE balloon free-page-reporting: qemu RSS idle %d kB, after guest touched 200 MiB %d kB, 20 s after it freed them %d kB (returned %d kB)",
 			idle, full, after, full-after)
 		stop(m)
