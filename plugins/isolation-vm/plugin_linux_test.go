@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -22,6 +23,7 @@ import (
 	"github.com/berth-dev/berth/core/host"
 	"github.com/berth-dev/berth/internal/vmkernel"
 	"github.com/berth-dev/berth/internal/vmkernel/vmkerneltest"
+	"github.com/berth-dev/berth/sdk/errdefs"
 	"github.com/berth-dev/berth/sdk/isolation"
 	"github.com/berth-dev/berth/sdk/isolation/conformance"
 	"github.com/berth-dev/berth/sdk/lifecycle"
@@ -574,4 +576,46 @@ func TestBootFailures(t *testing.T) {
 	}
 	noLeaks(t, stateDir, runDir)
 	noLeaks(t, stateDir2, runDir2)
+}
+
+// TestSupervisorKilled: a supervisor killed with SIGKILL takes its VM with
+// it (the hypervisor dies with its owner); the task reads as stopped with
+// an unknown exit, and Delete removes what the supervisor left (socket,
+// run dir, task dir).
+func TestSupervisorKilled(t *testing.T) {
+	requireVM(t)
+	stateDir, runDir := pluginDirs(t)
+	rt := configured(t, stateDir, runDir, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	id := "vm-killed"
+	if _, err := rt.Create(ctx, newSpec(t, id, conformance.SpecOptions{Args: []string{"sleep", "1000"}})); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	if _, err := rt.Start(ctx, id); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	var st State
+	if err := readJSON(filepath.Join(stateDir, "tasks", id, stateFile), &st); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(st.SupervisorPid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(st.SupervisorPid, time.Minute)
+	waitGone(st.VMPid, time.Minute)
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", st.VMPid)); err == nil && strings.Contains(string(b), "qemu") {
+		t.Errorf("qemu %d outlived its supervisor", st.VMPid)
+	}
+	tasks, err := rt.List(ctx)
+	if err != nil || len(tasks) != 1 || tasks[0].Status != isolation.StatusStopped || tasks[0].Exit == nil || tasks[0].Exit.Code != 255 {
+		t.Errorf("List after the supervisor died = %+v, %v; want it stopped with exit 255 (unknown)", tasks, err)
+	}
+	if _, err := rt.Wait(ctx, id, ""); !errors.Is(err, errdefs.ErrUnavailable) {
+		t.Errorf("Wait: %v, want ErrUnavailable (the exit status died with the supervisor)", err)
+	}
+	if _, err := rt.Delete(ctx, id); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	noLeaks(t, stateDir, runDir)
 }
