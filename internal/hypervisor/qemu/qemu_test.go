@@ -336,6 +336,11 @@ func TestSharedMemorySaveRestore(t *testing.T) {
 	d := testDriver(t, Options{})
 	cfg := testConfig(t, a)
 	cfg.MemoryFile = filepath.Join(cfg.RunDir, "ram")
+	disk := filepath.Join(cfg.RunDir, "disk.img")
+	if err := os.WriteFile(disk, make([]byte, 8<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Disks = []hypervisor.Disk{{Path: disk}}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
@@ -371,6 +376,13 @@ func TestSharedMemorySaveRestore(t *testing.T) {
 		t.Fatalf("restore without the memory file: %v", err)
 	}
 
+	// The restore may point the disk at another file (a clone): disks are
+	// not in the migration stream, only their device state.
+	moved := filepath.Join(cfg.RunDir, "disk-clone.img")
+	if err := os.Rename(disk, moved); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Disks[0].Path = moved
 	t2 := time.Now()
 	m2, err := d.Restore(ctx, cfg, saveDir)
 	if err != nil {
