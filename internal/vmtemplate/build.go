@@ -1,0 +1,334 @@
+package vmtemplate
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/internal/hypervisor"
+	"github.com/berth-dev/berth/internal/vmagent"
+	"github.com/berth-dev/berth/sdk/errdefs"
+)
+
+// DefaultReady is the guest agent's console line once it serves the host
+// (plugins/isolation-vm/guest); a template is saved after it appears and
+// before any host ever connected, so every restore finds the agent
+// waiting for its first host.
+const DefaultReady = "serving the host"
+
+// BuildOptions tune Build.
+type BuildOptions struct {
+	// Ready is the console text that says the guest is ready to be saved
+	// (default DefaultReady).
+	Ready string
+	// Timeout bounds the boot (default 120 s).
+	Timeout time.Duration
+}
+
+// Build boots base (kernel, initrd, cmdline, size, balloon; its Disks give
+// only the count, each becomes an empty placeholder; ConsoleLog, RunDir
+// and MemoryFile are the template's own) on drv, waits for the agent,
+// saves it with guest RAM in the template's RAM file and stores it as the
+// template for in. ErrBusy when another process is building it; an
+// existing valid template is returned as is. On error nothing is left.
+func (s *Store) Build(ctx context.Context, drv hypervisor.Driver, in Inputs, base hypervisor.Config, opts BuildOptions) (_ *Template, err error) {
+	id := in.ID()
+	if opts.Ready == "" {
+		opts.Ready = DefaultReady
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = 120 * time.Second
+	}
+	unlock, err := s.lock(id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if t, err := s.Get(in); err == nil {
+		return t, nil
+	}
+	start := time.Now()
+	tmp, err := os.MkdirTemp(s.Dir, ".build-"+id+"-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	// Unix socket paths are short: the VM's sockets go to a short dir.
+	runDir, err := os.MkdirTemp("", "berth-tpl-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(runDir)
+
+	cfg := base
+	cfg.Shares, cfg.NICs = nil, nil
+	cfg.Disks = nil
+	for i := range base.Disks {
+		p := filepath.Join(tmp, fmt.Sprintf("placeholder%d.raw", i))
+		// Empty: the guest sees a zero-capacity disk at boot, so it reads
+		// nothing from it (no partition scan) that could linger in its
+		// cache once the disk is the container's.
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			return nil, err
+		}
+		cfg.Disks = append(cfg.Disks, hypervisor.Disk{Path: p, Format: "raw"})
+	}
+	cfg.ConsoleLog = filepath.Join(tmp, ConsoleFile)
+	cfg.RunDir = runDir
+	cfg.MemoryFile = filepath.Join(tmp, RAMFile)
+
+	bctx, cancel := context.WithTimeout(ctx, opts.Timeout)
+	defer cancel()
+	m, err := drv.Start(bctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("vm template %s: boot: %w", id, err)
+	}
+	defer func() { m.Kill(); m.Wait() }()
+	ended := make(chan struct{})
+	go func() { m.Wait(); close(ended) }()
+	if err := waitConsole(bctx, cfg.ConsoleLog, opts.Ready, ended); err != nil {
+		return nil, fmt.Errorf("vm template %s: %w (console: %s)", id, err, consoleTail(cfg.ConsoleLog))
+	}
+	vmDir := filepath.Join(tmp, VMDir)
+	if err := m.Save(bctx, vmDir); err != nil {
+		return nil, fmt.Errorf("vm template %s: %w", id, err)
+	}
+	m.Kill()
+	m.Wait()
+	ck, err := hypervisor.ReadCheckpoint(vmDir)
+	if err != nil {
+		return nil, err
+	}
+	sum, err := FileSHA256(filepath.Join(vmDir, ck.State))
+	if err != nil {
+		return nil, err
+	}
+	if err := syncFile(cfg.MemoryFile); err != nil {
+		return nil, err
+	}
+	man := Manifest{ID: id, Inputs: in, Kernel: base.Kernel, Initrd: base.Initrd, Created: time.Now().UTC(),
+		BuildTook: time.Since(start), StateSHA256: sum, RAMBytes: base.MemoryBytes}
+	b, err := json.MarshalIndent(man, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := hypervisor.WriteFileAtomic(filepath.Join(tmp, ManifestFile), b); err != nil {
+		return nil, err
+	}
+	dst := filepath.Join(s.Dir, id)
+	if err := s.Remove(id); err != nil { // a corrupt one
+		return nil, err
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return nil, err
+	}
+	_ = hypervisor.SyncDir(s.Dir)
+	s.log().Info("vm template built", "id", id, "took", time.Since(start).Round(time.Millisecond))
+	return &Template{Manifest: man, Dir: dst}, nil
+}
+
+func syncFile(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+// waitConsole polls the console log for text until ctx ends or the VM
+// ends.
+func waitConsole(ctx context.Context, path, text string, ended <-chan struct{}) error {
+	for {
+		if b, err := os.ReadFile(path); err == nil && strings.Contains(string(b), text) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("guest not ready (%q not on the console): %w", text, ctx.Err())
+		case <-ended:
+			return errors.New("the VM ended while booting")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func consoleTail(path string) string {
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return strings.Join(lines[max(0, len(lines)-4):], " | ")
+}
+
+// StartStats describes a start from a template.
+type StartStats struct {
+	CloneMethod string // "reflink" or "copy"
+	Clone       time.Duration
+	Restore     time.Duration
+}
+
+// Start restores t as the VM cfg describes: cfg.Disks are the container's
+// images in the placeholders' places, cfg.MemoryFile the path of the VM's
+// own RAM file (a clone of the template's is made there; the caller
+// removes it once the VM ended). cfg must match the template's inputs
+// (same kernel, initrd, size, disk count). The VM runs when Start returns
+// and, where the machine supports it, has been told its disks changed;
+// call Personalize with its agent before creating the container.
+func (t *Template) Start(ctx context.Context, drv hypervisor.Driver, cfg hypervisor.Config) (hypervisor.Machine, StartStats, error) {
+	var st StartStats
+	if cfg.MemoryFile == "" {
+		return nil, st, errdefs.InvalidArgument("vm template %s: start: no memory file path for the clone", t.ID)
+	}
+	if len(cfg.Disks) != t.Inputs.Disks {
+		return nil, st, errdefs.InvalidArgument("vm template %s: start: %d disks, the template has %d", t.ID, len(cfg.Disks), t.Inputs.Disks)
+	}
+	c0 := time.Now()
+	method, err := Clone(t.RAM(), cfg.MemoryFile)
+	if err != nil {
+		return nil, st, fmt.Errorf("vm template %s: clone RAM: %w", t.ID, err)
+	}
+	st.CloneMethod, st.Clone = method, time.Since(c0)
+	r0 := time.Now()
+	m, err := drv.Restore(ctx, cfg, filepath.Join(t.Dir, VMDir))
+	if err != nil {
+		os.Remove(cfg.MemoryFile)
+		return nil, st, fmt.Errorf("vm template %s: %w", t.ID, err)
+	}
+	st.Restore = time.Since(r0)
+	if r, ok := m.(DiskRefresher); ok {
+		if err := r.RefreshDisks(ctx); err != nil {
+			m.Kill()
+			m.Wait()
+			os.Remove(cfg.MemoryFile)
+			return nil, st, fmt.Errorf("vm template %s: %w", t.ID, err)
+		}
+	}
+	return m, st, nil
+}
+
+// Agent is what Personalize needs of the guest agent (*vmagent.Client).
+type Agent interface {
+	AddEntropy(ctx context.Context, b []byte) error
+	SyncClock(ctx context.Context, t time.Time) error
+	SetHostname(ctx context.Context, hostname, machineID string) error
+	RefreshDisk(ctx context.Context, device string, minBytes uint64) (uint64, error)
+}
+
+var _ Agent = (*vmagent.Client)(nil)
+
+// Identity is what makes a restored guest its own.
+type Identity struct {
+	// Hostname of the VM (required).
+	Hostname string
+	// Disks are the guest devices of the container's disks ("/dev/vda")
+	// with the size each must show (bytes; 0: any non-zero).
+	Disks []GuestDisk
+}
+
+// GuestDisk is a disk as the guest names it.
+type GuestDisk struct {
+	Device string
+	Bytes  uint64
+}
+
+// Personalize makes a guest restored from a template its own before any
+// workload runs: fresh entropy (RNDADDENTROPY then RNDRESEEDCRNG: every
+// clone starts with the template's CRNG state), the host's wall clock
+// (the clone wakes at the template's save time), a hostname and a new
+// machine id, and its disks' new capacities with their caches dropped.
+func Personalize(ctx context.Context, a Agent, id Identity) error {
+	seed := make([]byte, 64)
+	if _, err := rand.Read(seed); err != nil {
+		return err
+	}
+	if err := a.AddEntropy(ctx, seed); err != nil {
+		return err
+	}
+	if err := a.SyncClock(ctx, time.Now()); err != nil {
+		return err
+	}
+	mid := make([]byte, 16)
+	_, _ = rand.Read(mid)
+	if err := a.SetHostname(ctx, id.Hostname, hex.EncodeToString(mid)); err != nil {
+		return err
+	}
+	for _, d := range id.Disks {
+		if _, err := a.RefreshDisk(ctx, d.Device, d.Bytes); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Clone makes dst a copy of src: a reflink (FICLONE) where the filesystem
+// shares extents (xfs, btrfs), else a sparse copy (only src's data
+// extents). dst is replaced. It returns "reflink" or "copy".
+func Clone(src, dst string) (string, error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return "", err
+	}
+	defer in.Close()
+	fi, err := in.Stat()
+	if err != nil {
+		return "", err
+	}
+	os.Remove(dst)
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", err
+	}
+	ok := false
+	defer func() {
+		out.Close()
+		if !ok {
+			os.Remove(dst)
+		}
+	}()
+	if err := unix.IoctlFileClone(int(out.Fd()), int(in.Fd())); err == nil {
+		ok = true
+		return "reflink", nil
+	}
+	if err := out.Truncate(fi.Size()); err != nil {
+		return "", err
+	}
+	if err := sparseCopy(in, out, fi.Size()); err != nil {
+		return "", fmt.Errorf("copy %s to %s: %w", src, dst, err)
+	}
+	ok = true
+	return "copy", nil
+}
+
+// sparseCopy copies the data extents of in (SEEK_DATA/SEEK_HOLE) into out
+// at the same offsets; out is already size bytes long (holes).
+func sparseCopy(in, out *os.File, size int64) error {
+	buf := make([]byte, 1<<20)
+	var off int64
+	for off < size {
+		data, err := unix.Seek(int(in.Fd()), off, unix.SEEK_DATA)
+		if err != nil {
+			if errors.Is(err, unix.ENXIO) { // no data after off
+				return nil
+			}
+			return err
+		}
+		hole, err := unix.Seek(int(in.Fd()), data, unix.SEEK_HOLE)
+		if err != nil {
+			return err
+		}
+		if _, err := io.CopyBuffer(io.NewOffsetWriter(out, data), io.NewSectionReader(in, data, hole-data), buf); err != nil {
+			return err
+		}
+		off = hole
+	}
+	return nil
+}
