@@ -145,19 +145,10 @@ func (m *machine) devices(c *vz.VirtualMachineConfiguration, machineID []byte) e
 
 	var shares []vz.DirectorySharingDeviceConfiguration
 	for _, s := range cfg.Shares {
-		dir, err := vz.NewSharedDirectory(s.Path, s.ReadOnly)
+		fs, err := share(s)
 		if err != nil {
 			return fmt.Errorf("share %s: %w", s.Tag, err)
 		}
-		single, err := vz.NewSingleDirectoryShare(dir)
-		if err != nil {
-			return fmt.Errorf("share %s: %w", s.Tag, err)
-		}
-		fs, err := vz.NewVirtioFileSystemDeviceConfiguration(s.Tag)
-		if err != nil {
-			return fmt.Errorf("share %s: %w", s.Tag, err)
-		}
-		fs.SetDirectoryShare(single)
 		shares = append(shares, fs)
 	}
 	c.SetDirectorySharingDevicesVirtualMachineConfiguration(shares)
@@ -214,6 +205,23 @@ func (m *machine) devices(c *vz.VirtualMachineConfiguration, machineID []byte) e
 		c.SetMemoryBalloonDevicesVirtualMachineConfiguration([]vz.MemoryBalloonDeviceConfiguration{b})
 	}
 	return nil
+}
+
+// share is a virtiofs device exporting one directory.
+func share(s hypervisor.Share) (*vz.VirtioFileSystemDeviceConfiguration, error) {
+	dir, err := vz.NewSharedDirectory(s.Path, s.ReadOnly)
+	if err != nil {
+		return nil, err
+	}
+	single, err := vz.NewSingleDirectoryShare(dir)
+	if err != nil {
+		return nil, err
+	}
+	fs, err := vz.NewVirtioFileSystemDeviceConfiguration(s.Tag)
+	if err == nil {
+		fs.SetDirectoryShare(single)
+	}
+	return fs, err
 }
 
 // machine is one in-process VM.
@@ -273,32 +281,28 @@ func (m *machine) DialAgent(ctx context.Context) (net.Conn, error) {
 	}, func(err error) bool { return errors.Is(err, hypervisor.ErrExited) })
 }
 
-func (m *machine) Pause(ctx context.Context) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.exited() {
-		return hypervisor.ErrExited
-	}
-	if m.vm.State() == vz.VirtualMachineStatePaused {
-		return nil
-	}
-	if err := m.vm.Pause(); err != nil {
-		return fmt.Errorf("pause vm: %w", err)
-	}
-	return nil
-}
+func (m *machine) Pause(ctx context.Context) error { return m.setRunning(false) }
 
-func (m *machine) Resume(ctx context.Context) error {
+func (m *machine) Resume(ctx context.Context) error { return m.setRunning(true) }
+
+// setRunning pauses or resumes the VM; already being there is success.
+func (m *machine) setRunning(run bool) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.exited() {
 		return hypervisor.ErrExited
 	}
-	if m.vm.State() == vz.VirtualMachineStateRunning {
+	switch st := m.vm.State(); {
+	case run && st == vz.VirtualMachineStateRunning, !run && st == vz.VirtualMachineStatePaused:
 		return nil
-	}
-	if err := m.vm.Resume(); err != nil {
-		return fmt.Errorf("resume vm: %w", err)
+	case run:
+		if err := m.vm.Resume(); err != nil {
+			return fmt.Errorf("resume vm: %w", err)
+		}
+	default:
+		if err := m.vm.Pause(); err != nil {
+			return fmt.Errorf("pause vm: %w", err)
+		}
 	}
 	return nil
 }
