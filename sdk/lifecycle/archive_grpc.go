@@ -1,6 +1,7 @@
 package lifecycle
 
 import (
+	"bufio"
 	"context"
 	"io"
 
@@ -9,7 +10,12 @@ import (
 )
 
 // This file carries the tar streams of CopyFrom, CopyTo and Export over
-// gRPC, in chunks of at most AttachChunkSize.
+// gRPC, in chunks of at most ArchiveChunkSize.
+
+// ArchiveChunkSize is the largest piece of a tar stream one message
+// carries: writes are gathered up to it, so a stream of small writes (tar
+// headers, 32 KiB file reads) is not a stream of small messages.
+const ArchiveChunkSize = 256 << 10
 
 // CopyFrom implements Manager.
 func (c *Client) CopyFrom(ctx context.Context, ref, path string, w io.Writer) error {
@@ -56,9 +62,12 @@ func (c *Client) CopyTo(ctx context.Context, ref, dir string, r io.Reader) error
 	}
 	start := &pb.CopyToRequest{Msg: &pb.CopyToRequest_Start{Start: &pb.CopyToStart{Ref: ref, Path: dir}}}
 	if err := stream.Send(start); err == nil {
-		buf := make([]byte, AttachChunkSize)
+		buf := make([]byte, ArchiveChunkSize)
 		for {
-			n, rerr := r.Read(buf)
+			n, rerr := io.ReadFull(r, buf)
+			if rerr == io.ErrUnexpectedEOF {
+				rerr = io.EOF
+			}
 			if n > 0 {
 				// A failed Send means the RPC ended; CloseAndRecv says why.
 				if err := stream.Send(&pb.CopyToRequest{Msg: &pb.CopyToRequest_Data{Data: append([]byte(nil), buf[:n]...)}}); err != nil {
@@ -86,7 +95,7 @@ type chunkWriter struct {
 func (w chunkWriter) Write(p []byte) (int, error) {
 	n := 0
 	for len(p) > 0 {
-		c := min(len(p), AttachChunkSize)
+		c := min(len(p), ArchiveChunkSize)
 		if err := w.send(&pb.ArchiveChunk{Data: append([]byte(nil), p[:c]...)}); err != nil {
 			return n, err
 		}
@@ -97,11 +106,19 @@ func (w chunkWriter) Write(p []byte) (int, error) {
 }
 
 func (s *server) CopyFrom(r *pb.CopyFromRequest, stream pb.Lifecycle_CopyFromServer) error {
-	return errdefs.ToGRPC(s.impl.CopyFrom(stream.Context(), r.Ref, r.Path, chunkWriter{send: stream.Send}))
+	w := bufio.NewWriterSize(chunkWriter{send: stream.Send}, ArchiveChunkSize)
+	if err := s.impl.CopyFrom(stream.Context(), r.Ref, r.Path, w); err != nil {
+		return errdefs.ToGRPC(err)
+	}
+	return w.Flush()
 }
 
 func (s *server) Export(r *pb.ExportRequest, stream pb.Lifecycle_ExportServer) error {
-	return errdefs.ToGRPC(s.impl.Export(stream.Context(), r.Ref, chunkWriter{send: stream.Send}))
+	w := bufio.NewWriterSize(chunkWriter{send: stream.Send}, ArchiveChunkSize)
+	if err := s.impl.Export(stream.Context(), r.Ref, w); err != nil {
+		return errdefs.ToGRPC(err)
+	}
+	return w.Flush()
 }
 
 // CopyTo feeds the client's chunks to the implementation through a pipe;

@@ -66,7 +66,7 @@ func (f *fake) Top(_ context.Context, ref string, psArgs []string) (TopResult, e
 // archiveOf is what the fake's CopyFrom and Export send: big enough to
 // take several chunks.
 var archiveOf = func(ref, path string) []byte {
-	return bytes.Repeat([]byte(ref+":"+path+";"), 3*AttachChunkSize/8)
+	return bytes.Repeat([]byte(ref+":"+path+";"), 3*ArchiveChunkSize/8)
 }
 
 func (f *fake) CopyFrom(_ context.Context, ref, path string, w io.Writer) error {
@@ -167,7 +167,7 @@ func TestArchivesRoundTrip(t *testing.T) {
 	// A real tar, several chunks long.
 	var in bytes.Buffer
 	tw := tar.NewWriter(&in)
-	body := bytes.Repeat([]byte("x"), 2*AttachChunkSize+5)
+	body := bytes.Repeat([]byte("x"), 2*ArchiveChunkSize+5)
 	_ = tw.WriteHeader(&tar.Header{Name: "f", Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg})
 	_, _ = tw.Write(body)
 	_ = tw.Close()
@@ -175,7 +175,7 @@ func TestArchivesRoundTrip(t *testing.T) {
 		t.Errorf("CopyTo: %v; plugin got %d bytes, want %d", err, copied.Len(), in.Len())
 	}
 	// A refusal before the whole archive was sent is the plugin's error.
-	big := bytes.Repeat([]byte("y"), 64*AttachChunkSize)
+	big := bytes.Repeat([]byte("y"), 16*ArchiveChunkSize)
 	if err := c.CopyTo(ctx, "web", "/refuse", bytes.NewReader(big)); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "would leave the container") {
 		t.Errorf("CopyTo refused: %v, want the plugin's InvalidArgument", err)
 	}

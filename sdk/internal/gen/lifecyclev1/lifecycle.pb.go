@@ -3806,7 +3806,7 @@ func (x *TopResponse) GetProcesses() []*TopProcess {
 	return nil
 }
 
-// ArchiveChunk is a piece of a tar stream (at most 64 KiB).
+// ArchiveChunk is a piece of a tar stream (at most 256 KiB).
 type ArchiveChunk struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
