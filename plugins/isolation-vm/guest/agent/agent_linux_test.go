@@ -188,6 +188,18 @@ func (h *harness) noLeaks() {
 			h.t.Errorf("cgroup left: %s", d)
 		}
 	}
+	// No zombies: every process the containers left was reaped.
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, st := range stats {
+		b, err := os.ReadFile(st)
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(f) > 1 && f[0] == "Z" && f[1] == fmt.Sprint(os.Getpid()) {
+			h.t.Errorf("zombie child left: %s", strings.TrimSpace(string(b)))
+		}
+	}
 	// The parent itself is the controller's; remove it like resources-cgroup's tests.
 	parents, _ := filepath.Glob("/sys/fs/cgroup/*/" + h.parent)
 	for _, p := range parents {
