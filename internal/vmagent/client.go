@@ -13,6 +13,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/berth-dev/berth/internal/vmagent/agentpb"
@@ -40,7 +41,7 @@ func NewClient(conn net.Conn) (*Client, error) {
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		// A TCG guest may take long to boot; the caller's context bounds
 		// the wait.
-		grpc.WithConnectParams(grpc.ConnectParams{MinConnectTimeout: 10 * time.Minute}),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.DefaultConfig, MinConnectTimeout: 10 * time.Minute}),
 	}, errdefs.DialOptions()...)
 	cc, err := grpc.NewClient("passthrough:///berth-vm-agent", opts...)
 	if err != nil {

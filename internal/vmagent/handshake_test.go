@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/sdk/errdefs"
 )
 
 // pair returns the two ends of a buffered stream (a unix socket pair), as
@@ -134,5 +136,24 @@ func TestHandshakeFailures(t *testing.T) {
 	defer cancel()
 	if _, err := Handshake(ctx, host2); !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "handshake") {
 		t.Errorf("Handshake without an agent = %v, want a deadline error", err)
+	}
+}
+
+// TestClientOnABrokenChannel: calls on a connection whose other end is
+// gone fail with ErrUnavailable (the caller dials again).
+func TestClientOnABrokenChannel(t *testing.T) {
+	host, guest := pair(t)
+	guest.Close()
+	c, err := NewClient(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for i := 0; i < 2; i++ {
+		if _, err := c.Info(ctx); !errdefs.IsUnavailable(err) {
+			t.Errorf("Info on a broken channel = %v, want ErrUnavailable", err)
+		}
 	}
 }
