@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/berth-dev/berth/sdk/lifecycle"
 	"github.com/berth-dev/berth/sdk/resources"
@@ -76,6 +77,22 @@ type updateFlags struct {
 	deviceWriteBPS        []string
 	blkioWeight           uint16
 	restart               string
+}
+
+// register adds update's flags to fs.
+func (f *updateFlags) register(fs *pflag.FlagSet) {
+	fs.Float64Var(&f.cpus, "cpus", 0, "CPU quota in CPUs (1.5 = one and a half; 0 removes it)")
+	fs.Uint64VarP(&f.cpuShares, "cpu-shares", "c", 0, "relative CPU weight (1024 is the default)")
+	fs.StringVar(&f.cpusetCPUs, "cpuset-cpus", "", "CPUs the container may use (0-1,3)")
+	fs.StringVar(&f.cpusetMem, "cpuset-mems", "", "memory nodes the container may use")
+	fs.StringVarP(&f.memory, "memory", "m", "", "memory limit (e.g. 64m, 1g)")
+	fs.StringVar(&f.memoryRes, "memory-reservation", "", "soft memory limit")
+	fs.Int64Var(&f.pidsLimit, "pids-limit", 0, "process and thread limit (-1 unlimited)")
+	fs.StringVar(&f.memorySwap, "memory-swap", "", "memory plus swap limit; -1 is unlimited swap")
+	fs.StringArrayVar(&f.deviceReadBPS, "device-read-bps", nil, "read rate limit DEVICE:RATE (e.g. /dev/sda:1mb)")
+	fs.StringArrayVar(&f.deviceWriteBPS, "device-write-bps", nil, "write rate limit DEVICE:RATE")
+	fs.Uint16Var(&f.blkioWeight, "blkio-weight", 0, "block IO weight (not supported: the resources contract has none)")
+	fs.StringVar(&f.restart, "restart", "", "restart policy: no, on-failure[:N], always, unless-stopped")
 }
 
 // apply changes the limits the user gave flags for.
@@ -206,18 +223,6 @@ func newUpdateCommand(g *globals) *cobra.Command {
 			})
 		},
 	}
-	fs := cmd.Flags()
-	fs.Float64Var(&f.cpus, "cpus", 0, "CPU quota in CPUs (1.5 = one and a half; 0 removes it)")
-	fs.Uint64VarP(&f.cpuShares, "cpu-shares", "c", 0, "relative CPU weight (1024 is the default)")
-	fs.StringVar(&f.cpusetCPUs, "cpuset-cpus", "", "CPUs the container may use (0-1,3)")
-	fs.StringVar(&f.cpusetMem, "cpuset-mems", "", "memory nodes the container may use")
-	fs.StringVarP(&f.memory, "memory", "m", "", "memory limit (e.g. 64m, 1g)")
-	fs.StringVar(&f.memoryRes, "memory-reservation", "", "soft memory limit")
-	fs.Int64Var(&f.pidsLimit, "pids-limit", 0, "process and thread limit (-1 unlimited)")
-	fs.StringVar(&f.memorySwap, "memory-swap", "", "memory plus swap limit; -1 is unlimited swap")
-	fs.StringArrayVar(&f.deviceReadBPS, "device-read-bps", nil, "read rate limit DEVICE:RATE (e.g. /dev/sda:1mb)")
-	fs.StringArrayVar(&f.deviceWriteBPS, "device-write-bps", nil, "write rate limit DEVICE:RATE")
-	fs.Uint16Var(&f.blkioWeight, "blkio-weight", 0, "block IO weight (not supported: the resources contract has none)")
-	fs.StringVar(&f.restart, "restart", "", "restart policy: no, on-failure[:N], always, unless-stopped")
+	f.register(cmd.Flags())
 	return cmd
 }
