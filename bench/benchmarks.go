@@ -174,6 +174,51 @@ var benchmarks = []runner.Benchmark{
 		Target:      4.0,
 		Iterations:  30,
 	},
+	// Network throughput (issue 9): one fixed-size TCP transfer (256 MiB,
+	// bench/netbench, every byte and the source address the server saw
+	// checked) over a berth path against the same transfer over the host's
+	// loopback, timed in the same run; scripts/bench-net.sh has the daemon
+	// (own bridge bbnet0, 10.87.2.0/24), the containers and the paths. The
+	// ratio is loopback throughput / ours. VM mode: the same entries with
+	// `scripts/bench-net.sh setup vm` (net-vm-…) once its vm_* hooks exist.
+	{
+		Name:        "net-c2c",
+		Description: "TCP throughput container → container on one berth network (sandbox mode: veth, bridge, veth; sender in the source container's netns) against the same 256 MiB transfer over the host's loopback",
+		Setup:       []runner.Command{runner.Cmd("scripts/bench-net.sh", "setup", "sandbox")},
+		Teardown:    []runner.Command{runner.Cmd("scripts/bench-net.sh", "teardown")},
+		Requires:    requireRoot,
+		Ours:        runner.Side{Run: runner.Cmd("scripts/bench-net.sh", "send", "c2c")},
+		Peer:        runner.Side{Run: runner.Cmd("scripts/bench-net.sh", "send", "loopback")},
+		// Kernel forwarding between two veths costs more per byte than
+		// loopback; at least two thirds of loopback's throughput.
+		Target:     1.5,
+		Iterations: 15,
+	},
+	{
+		Name:        "net-publish-proxy",
+		Description: "TCP throughput host → a port published on 127.0.0.1 (-p 127.0.0.1:P:P, netd's userspace proxy, then the bridge) against the same 256 MiB transfer over the host's loopback",
+		Setup:       []runner.Command{runner.Cmd("scripts/bench-net.sh", "setup", "sandbox")},
+		Teardown:    []runner.Command{runner.Cmd("scripts/bench-net.sh", "teardown")},
+		Requires:    requireRoot,
+		Ours:        runner.Side{Run: runner.Cmd("scripts/bench-net.sh", "send", "proxy")},
+		Peer:        runner.Side{Run: runner.Cmd("scripts/bench-net.sh", "send", "loopback")},
+		// A proxy moves every byte through two sockets (splice); at least
+		// half of loopback's throughput.
+		Target:     2.0,
+		Iterations: 15,
+	},
+	{
+		Name:        "net-publish-dnat",
+		Description: "TCP throughput host → a port published on a non-loopback host address (198.18.0.1 on a link the script creates; nft DNAT to the container, no proxy) against the same 256 MiB transfer over the host's loopback",
+		Setup:       []runner.Command{runner.Cmd("scripts/bench-net.sh", "setup", "sandbox")},
+		Teardown:    []runner.Command{runner.Cmd("scripts/bench-net.sh", "teardown")},
+		Requires:    requireRoot,
+		Ours:        runner.Side{Run: runner.Cmd("scripts/bench-net.sh", "send", "dnat")},
+		Peer:        runner.Side{Run: runner.Cmd("scripts/bench-net.sh", "send", "loopback")},
+		// The kernel path of net-c2c plus a DNAT lookup per connection.
+		Target:     1.5,
+		Iterations: 15,
+	},
 	{
 		Name:        "vm-run",
 		Description: "`berth run --rm --isolation vm IMG echo hi` end to end (CLI → daemon → lifecycle-local → snapshot-ext4 disk → isolation-vm: supervisor, qemu boot of the stored Debian kernel with the agent as PID 1, container created and run by the agent, output back, VM powered off, removed) against a bare boot of the same kernel, modules, qemu options (the plugin's driver) and rootfs image whose trivial init runs echo hi and powers off; TCG unless BERTH_BENCH_ACCEL=kvm",
