@@ -61,6 +61,13 @@ func testVolumesFilesTop(t *testing.T, e *env) {
 	if v := volumes()["data"]; v.Driver != "local" || v.Labels["team"] != "db" || !strings.HasSuffix(v.Mountpoint, "/volumes/data/_data") {
 		t.Fatalf("volume data listed as %+v", v)
 	}
+	var inspected []volumeView
+	if err := json.Unmarshal([]byte(e.mustBerth("volume", "inspect", "data")), &inspected); err != nil || len(inspected) != 1 ||
+		inspected[0].Mountpoint != volumes()["data"].Mountpoint || inspected[0].Labels["team"] != "db" {
+		t.Fatalf("volume inspect data: %+v, %v", inspected, err)
+	}
+	fails("no such volume", "volume", "inspect", "nope")
+	fails("invalid volume name", "volume", "create", "a/b")
 
 	// Data outlives the container that wrote it; :ro is read-only.
 	e.mustBerth("run", "--rm", "-v", "data:/data", demoImage, "sh", "-c", "echo persisted >/data/f")
