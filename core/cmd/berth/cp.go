@@ -40,6 +40,9 @@ func newCpCommand(g *globals) *cobra.Command {
 			case srcPath == "" || dstPath == "":
 				return errors.New("cp: empty path; a container's root is CONTAINER:/")
 			}
+			if srcCtr != "" && followLink {
+				return errors.New("cp -L: following a symlink is supported for a host SRC_PATH only")
+			}
 			return withAPI(c, g, func(ctx context.Context, p *publicAPI) error {
 				if srcCtr != "" {
 					return copyFromContainer(ctx, p.lc, srcCtr, srcPath, dstPath)
@@ -49,7 +52,7 @@ func newCpCommand(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVarP(&archiveMode, "archive", "a", false, "keep the files' owners (by default they belong to the container's root)")
-	cmd.Flags().BoolVarP(&followLink, "follow-link", "L", false, "copy what a symlink SRC_PATH points to")
+	cmd.Flags().BoolVarP(&followLink, "follow-link", "L", false, "copy what a symlink SRC_PATH (on the host) points to")
 	return cmd
 }
 
