@@ -35,8 +35,13 @@ func (c *Client) Export(ctx context.Context, ref string, w io.Writer) error {
 	return recvArchive(stream, w)
 }
 
+// chunkReceiver is the receiving side of a CopyFrom or Export stream.
+type chunkReceiver interface {
+	Recv() (*pb.ArchiveChunk, error)
+}
+
 // recvArchive writes the chunks of stream to w until the stream ends.
-func recvArchive(stream interface{ Recv() (*pb.ArchiveChunk, error) }, w io.Writer) error {
+func recvArchive(stream chunkReceiver, w io.Writer) error {
 	for {
 		m, err := stream.Recv()
 		if err == io.EOF {

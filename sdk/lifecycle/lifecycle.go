@@ -169,9 +169,9 @@ type Container struct {
 	// Restarting is set on a stopped container its restart policy is
 	// about to start again (Docker's State.Restarting).
 	Restarting bool
-	CreatedAt    time.Time
-	StartedAt    time.Time
-	FinishedAt   time.Time
+	CreatedAt  time.Time
+	StartedAt  time.Time
+	FinishedAt time.Time
 }
 
 // ExecConfig is a process to run in a running container.
