@@ -41,7 +41,15 @@ func TestVMGuestAgent(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(share, "greeting"), []byte("greetings over 9p\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	vm := bootVM(t, vmOptions{machine: "q35", disks: []hypervisor.Disk{{Path: rootfsDisk(t)}},
+	// The resources layer's conformance suite, run in the guest below: the
+	// cgroup v2 path this cgroup v1 host cannot exercise.
+	cgtest := filepath.Join(t.TempDir(), "cgtest")
+	build := exec.Command("go", "test", "-c", "-o", cgtest, "github.com/berth-dev/berth/plugins/resources-cgroup/cgroupctl")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the cgroupctl tests: %v\n%s", err, out)
+	}
+	vm := bootVM(t, vmOptions{machine: "q35", disks: []hypervisor.Disk{{Path: rootfsDisk(t, [2]string{"cgtest", cgtest})}},
 		shares: []hypervisor.Share{{Tag: "share0", Path: share, ReadOnly: true}}})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -208,6 +216,40 @@ func TestVMGuestAgent(t *testing.T) {
 	}
 	if _, err := c.State(ctx, "oom"); !errdefs.IsNotFound(err) {
 		t.Errorf("State after Delete = %v", err)
+	}
+
+	// cgroupctl's conformance suite on the guest's cgroup v2, from a
+	// privileged container that sees the guest's whole hierarchy.
+	conf := newVMSpec(t, "cgconf", "/cgtest", "-test.run", "^TestV2Conformance$", "-test.v", "-test.timeout", "240s")
+	conf.Process.Capabilities = &specs.LinuxCapabilities{Bounding: spec.AllCapabilities(), Effective: spec.AllCapabilities(), Permitted: spec.AllCapabilities()}
+	conf.Linux.Seccomp = nil
+	conf.Linux.Resources.Devices = nil
+	conf.Linux.Namespaces = slices.DeleteFunc(conf.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == specs.CgroupNamespace })
+	conf.Mounts = slices.DeleteFunc(conf.Mounts, func(m specs.Mount) bool { return m.Destination == "/sys/fs/cgroup" })
+	conf.Linux.MaskedPaths, conf.Linux.ReadonlyPaths = nil, nil
+	if _, err := c.CreateContainer(ctx, vmagent.CreateRequest{ID: "cgconf", Spec: conf,
+		Rootfs: vmagent.Rootfs{Source: "/dev/vda", Type: "ext4"},
+		Shares: []vmagent.Share{{Type: vmagent.ShareBind, Source: "/sys/fs/cgroup", Destination: "/sys/fs/cgroup"}}}); err != nil {
+		t.Fatalf("create the conformance container: %v", err)
+	}
+	var confOut syncBuf
+	confDone := make(chan error, 1)
+	go func() { confDone <- c.Attach(ctx, "cgconf", "", isolation.Streams{Stdout: &confOut, Stderr: &confOut}) }()
+	if _, err := c.Start(ctx, "cgconf"); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := c.Wait(ctx, "cgconf", ""); err != nil || e.Code != 0 {
+		<-confDone
+		t.Errorf("cgroupctl's TestV2Conformance in the guest: exit %+v, %v\n%s", e, err, confOut.String())
+	} else {
+		<-confDone
+		if !strings.Contains(confOut.String(), "--- PASS: TestV2Conformance") || strings.Contains(confOut.String(), "--- SKIP") {
+			t.Errorf("TestV2Conformance did not run the full suite in the guest:\n%s", confOut.String())
+		}
+		t.Logf("cgroupctl conformance in the guest:\n%s", lastLines(confOut.String(), 6))
+	}
+	if _, err := c.Delete(ctx, "cgconf"); err != nil {
+		t.Fatal(err)
 	}
 
 	// Clean power-off: qemu exits by itself.
@@ -413,13 +455,23 @@ func (vm *testVM) run(restoreDir string) {
 	})
 }
 
-// rootfsDisk makes an ext4 image of a busybox rootfs (mkfs.ext4 -d).
-func rootfsDisk(t *testing.T) string {
+// rootfsDisk makes an ext4 image of a busybox rootfs (mkfs.ext4 -d) with
+// extra files (path in the image → host file).
+func rootfsDisk(t *testing.T, extra ...[2]string) string {
 	t.Helper()
 	dir := t.TempDir()
 	rootDir := filepath.Join(dir, "rootfs")
 	if err := sandboxtest.Rootfs(rootDir); err != nil {
 		t.Fatal(err)
+	}
+	for _, e := range extra {
+		b, err := os.ReadFile(e[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(rootDir, e[0]), b, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := os.MkdirAll(filepath.Join(rootDir, "data"), 0o755); err != nil {
 		t.Fatal(err)
@@ -560,4 +612,12 @@ func TestVMRestoreReconnect(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("the restored VM did not power off")
 	}
+}
+
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
 }
