@@ -38,7 +38,10 @@ var VZModules = []string{"virtio_pci", "virtio_console", "vmw_vsock_virtio_trans
 // dependencies) a kernel store keeps from a package: QemuModules, VZModules
 // and a few filesystems later work may want. Names a kernel lacks are skipped.
 var StoreModules = uniqueSorted(append(append(slices.Clone(QemuModules), VZModules...),
-	"erofs", "squashfs", "vsock", "fuse", "vmw_vsock_virtio_transport_common"))
+	"erofs", "squashfs", "vsock", "fuse", "vmw_vsock_virtio_transport_common",
+	// The ACPI power button as an input device: the agent powers off on
+	// KEY_POWER, so qemu's system_powerdown shuts a guest down cleanly.
+	"button", "evdev"))
 
 func uniqueSorted(s []string) []string {
 	slices.Sort(s)

@@ -46,7 +46,7 @@ import (
 // KernelFormat is the version of the kernel directory layout Install
 // writes. It changes when an install would keep different files (e.g.
 // StoreModules grows); a kernel of an older format may lack modules.
-const KernelFormat = 1
+const KernelFormat = 2
 
 // Kernel is an installed kernel. Its files are read-only once installed.
 type Kernel struct {
