@@ -212,8 +212,16 @@ ENV
   # The DNAT entry is only honest if the rule exists (else netd's proxy,
   # which holds the port on $dummy_ip too, would serve it: -want-peer
   # catches that as well).
-  nft list chain inet berth publish | grep -q "$dummy_ip" ||
-    { echo "bench-net: no DNAT rule for $dummy_ip:$port_dnat in inet berth publish" >&2; return 1; }
+  local i
+  for i in $(seq 1 50); do
+    nft list chain inet berth publish 2>/dev/null | grep -q "ip daddr $dummy_ip tcp dport $port_dnat dnat ip to $dst_ip:$port_ctr" && break
+    if [ "$i" = 50 ]; then
+      echo "bench-net: no DNAT rule for $dummy_ip:$port_dnat → $dst_ip:$port_ctr in inet berth publish; the table has:" >&2
+      nft list table inet berth >&2 || true
+      return 1
+    fi
+    sleep 0.1
+  done
   # One checked transfer per path, so a broken path fails setup, not the runs.
   for what in loopback c2c proxy dnat; do
     send "$what" 2>&1 | sed "s/^/bench-net: $what: /" >&2

@@ -5,7 +5,8 @@
 # (scripts/demo-image.sh), saved by berth and imported with
 # `ctr image import`; runc runs a bundle of the same rootfs. Everything
 # lives under /tmp/berth-bench-run: a berth daemon with its own config and
-# state (the shipped plugins), and a containerd of its own.
+# state (the shipped plugins; default network on bridge bbrun0,
+# 10.87.1.0/24), and a containerd of its own.
 #
 #   scripts/bench-run.sh setup      build and start both
 #   scripts/bench-run.sh teardown   stop both, remove everything
@@ -19,6 +20,9 @@ ctr=(ctr --address "$dir/containerd/containerd.sock" --namespace bench)
 teardown() {
   if [ -f "$dir/config.hcl" ]; then
     for id in $("${berth[@]}" ps -a -q 2>/dev/null); do "${berth[@]}" rm -f "$id" >/dev/null 2>&1 || true; done
+    # The default network's bridge, nft rules and helper (which outlives
+    # the daemon) go with it.
+    "${berth[@]}" network rm bridge >/dev/null 2>&1 || true
     "${berth[@]}" system stop >/dev/null 2>&1 || true
   fi
   runc delete -f berth-bench-runc >/dev/null 2>&1 || true
@@ -29,10 +33,17 @@ teardown() {
     for _ in $(seq 1 100); do kill -0 "$(cat "$dir/containerd.pid")" 2>/dev/null || break; sleep 0.1; done
   fi
   if [ -d "$dir" ]; then
+    # A network helper left by a daemon that died (its command line names
+    # our state dir).
+    for p in /proc/[0-9]*; do
+      if tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -q -- "$dir/state/network/"; then kill "${p#/proc/}" 2>/dev/null || true; fi
+    done
     # containerd's overlay snapshots and shim mounts, if it left any.
     { grep -o " $dir/[^ ]*" /proc/mounts || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
     rm -rf "$dir"
   fi
+  # The bridge and nft rules of a default network no daemon removed.
+  if ip link show bbrun0 >/dev/null 2>&1; then go run ./bench/netbench cleanup -bridge bbrun0 -subnet 10.87.1.0/24 || true; fi
   rmdir /sys/fs/cgroup/*/berth-bench-run /sys/fs/cgroup/berth-bench-run 2>/dev/null || true
 }
 
@@ -59,6 +70,11 @@ berth {
   runtime_dir = "$dir/run"
   plugin_dirs = ["$PWD/bin/plugins"]
   log_level   = "warn"
+  # Every container joins the default network: a bridge and subnet of
+  # this daemon's own, never berth0 / 10.88.0.0/16.
+  default_bridge = "bbrun0"
+  default_subnet = "10.87.1.0/24"
+  dns_upstreams  = ["127.0.0.1:53"]
 }
 plugin "api" "grpc" {}
 plugin "resources" "cgroup" {

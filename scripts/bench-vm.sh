@@ -26,6 +26,7 @@ deb=$(ls /var/cache/berth/debs/linux-image-*-amd64_*_amd64.deb 2>/dev/null | hea
 teardown() {
   if [ -f "$dir/config.hcl" ]; then
     for id in $("${berth[@]}" ps -a -q 2>/dev/null); do "${berth[@]}" rm -f "$id" >/dev/null 2>&1 || true; done
+    "${berth[@]}" network rm bridge >/dev/null 2>&1 || true
     "${berth[@]}" system stop >/dev/null 2>&1 || true
   fi
   rm -rf "$dir"
@@ -59,6 +60,10 @@ berth {
   runtime_dir = "$dir/run"
   plugin_dirs = ["$PWD/bin/plugins"]
   log_level   = "warn"
+  # The default network of this daemon's own (never berth0 / 10.88.0.0/16).
+  default_bridge = "bbvm0"
+  default_subnet = "10.87.4.0/24"
+  dns_upstreams  = ["127.0.0.1:53"]
 }
 plugin "api" "grpc" {}
 plugin "resources" "cgroup" {
