@@ -457,6 +457,155 @@ func (x *RefreshDiskResponse) GetSizeBytes() uint64 {
 	return 0
 }
 
+type NetworkInterface struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// mac finds the NIC (the host gave the VM's NIC this address).
+	Mac string `protobuf:"bytes,1,opt,name=mac,proto3" json:"mac,omitempty"`
+	// name it gets in the guest ("eth0").
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// addresses with their prefix length ("10.88.0.5/16").
+	Addresses []string `protobuf:"bytes,3,rep,name=addresses,proto3" json:"addresses,omitempty"`
+	// gateway of the default route; empty adds none.
+	Gateway string `protobuf:"bytes,4,opt,name=gateway,proto3" json:"gateway,omitempty"`
+	// mtu, 0 leaving the NIC's.
+	Mtu           uint32 `protobuf:"varint,5,opt,name=mtu,proto3" json:"mtu,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkInterface) Reset() {
+	*x = NetworkInterface{}
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkInterface) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkInterface) ProtoMessage() {}
+
+func (x *NetworkInterface) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkInterface.ProtoReflect.Descriptor instead.
+func (*NetworkInterface) Descriptor() ([]byte, []int) {
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *NetworkInterface) GetMac() string {
+	if x != nil {
+		return x.Mac
+	}
+	return ""
+}
+
+func (x *NetworkInterface) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *NetworkInterface) GetAddresses() []string {
+	if x != nil {
+		return x.Addresses
+	}
+	return nil
+}
+
+func (x *NetworkInterface) GetGateway() string {
+	if x != nil {
+		return x.Gateway
+	}
+	return ""
+}
+
+func (x *NetworkInterface) GetMtu() uint32 {
+	if x != nil {
+		return x.Mtu
+	}
+	return 0
+}
+
+type ConfigureNetworkRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Interfaces    []*NetworkInterface    `protobuf:"bytes,1,rep,name=interfaces,proto3" json:"interfaces,omitempty"`
+	DnsServers    []string               `protobuf:"bytes,2,rep,name=dns_servers,json=dnsServers,proto3" json:"dns_servers,omitempty"`
+	DnsSearch     []string               `protobuf:"bytes,3,rep,name=dns_search,json=dnsSearch,proto3" json:"dns_search,omitempty"`
+	DnsOptions    []string               `protobuf:"bytes,4,rep,name=dns_options,json=dnsOptions,proto3" json:"dns_options,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigureNetworkRequest) Reset() {
+	*x = ConfigureNetworkRequest{}
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigureNetworkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigureNetworkRequest) ProtoMessage() {}
+
+func (x *ConfigureNetworkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigureNetworkRequest.ProtoReflect.Descriptor instead.
+func (*ConfigureNetworkRequest) Descriptor() ([]byte, []int) {
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ConfigureNetworkRequest) GetInterfaces() []*NetworkInterface {
+	if x != nil {
+		return x.Interfaces
+	}
+	return nil
+}
+
+func (x *ConfigureNetworkRequest) GetDnsServers() []string {
+	if x != nil {
+		return x.DnsServers
+	}
+	return nil
+}
+
+func (x *ConfigureNetworkRequest) GetDnsSearch() []string {
+	if x != nil {
+		return x.DnsSearch
+	}
+	return nil
+}
+
+func (x *ConfigureNetworkRequest) GetDnsOptions() []string {
+	if x != nil {
+		return x.DnsOptions
+	}
+	return nil
+}
+
 type Rootfs struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// source is a block device (/dev/vda) or, for a directory, its path.
@@ -470,7 +619,7 @@ type Rootfs struct {
 
 func (x *Rootfs) Reset() {
 	*x = Rootfs{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[8]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -482,7 +631,7 @@ func (x *Rootfs) String() string {
 func (*Rootfs) ProtoMessage() {}
 
 func (x *Rootfs) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[8]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -495,7 +644,7 @@ func (x *Rootfs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rootfs.ProtoReflect.Descriptor instead.
 func (*Rootfs) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{8}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Rootfs) GetSource() string {
@@ -534,7 +683,7 @@ type Share struct {
 
 func (x *Share) Reset() {
 	*x = Share{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[9]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -546,7 +695,7 @@ func (x *Share) String() string {
 func (*Share) ProtoMessage() {}
 
 func (x *Share) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[9]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -559,7 +708,7 @@ func (x *Share) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Share.ProtoReflect.Descriptor instead.
 func (*Share) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{9}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Share) GetType() string {
@@ -602,7 +751,7 @@ type File struct {
 
 func (x *File) Reset() {
 	*x = File{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[10]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -614,7 +763,7 @@ func (x *File) String() string {
 func (*File) ProtoMessage() {}
 
 func (x *File) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[10]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -627,7 +776,7 @@ func (x *File) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use File.ProtoReflect.Descriptor instead.
 func (*File) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{10}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *File) GetPath() string {
@@ -667,7 +816,7 @@ type CreateContainerRequest struct {
 
 func (x *CreateContainerRequest) Reset() {
 	*x = CreateContainerRequest{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[11]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -679,7 +828,7 @@ func (x *CreateContainerRequest) String() string {
 func (*CreateContainerRequest) ProtoMessage() {}
 
 func (x *CreateContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[11]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -692,7 +841,7 @@ func (x *CreateContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateContainerRequest.ProtoReflect.Descriptor instead.
 func (*CreateContainerRequest) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{11}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CreateContainerRequest) GetId() string {
@@ -746,7 +895,7 @@ type PidResponse struct {
 
 func (x *PidResponse) Reset() {
 	*x = PidResponse{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[12]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -758,7 +907,7 @@ func (x *PidResponse) String() string {
 func (*PidResponse) ProtoMessage() {}
 
 func (x *PidResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[12]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -771,7 +920,7 @@ func (x *PidResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PidResponse.ProtoReflect.Descriptor instead.
 func (*PidResponse) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{12}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PidResponse) GetPid() int64 {
@@ -790,7 +939,7 @@ type StartRequest struct {
 
 func (x *StartRequest) Reset() {
 	*x = StartRequest{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[13]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -802,7 +951,7 @@ func (x *StartRequest) String() string {
 func (*StartRequest) ProtoMessage() {}
 
 func (x *StartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[13]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -815,7 +964,7 @@ func (x *StartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRequest.ProtoReflect.Descriptor instead.
 func (*StartRequest) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *StartRequest) GetId() string {
@@ -837,7 +986,7 @@ type ExecRequest struct {
 
 func (x *ExecRequest) Reset() {
 	*x = ExecRequest{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[14]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -849,7 +998,7 @@ func (x *ExecRequest) String() string {
 func (*ExecRequest) ProtoMessage() {}
 
 func (x *ExecRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[14]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -862,7 +1011,7 @@ func (x *ExecRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecRequest.ProtoReflect.Descriptor instead.
 func (*ExecRequest) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{14}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ExecRequest) GetId() string {
@@ -898,7 +1047,7 @@ type SignalRequest struct {
 
 func (x *SignalRequest) Reset() {
 	*x = SignalRequest{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[15]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -910,7 +1059,7 @@ func (x *SignalRequest) String() string {
 func (*SignalRequest) ProtoMessage() {}
 
 func (x *SignalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[15]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -923,7 +1072,7 @@ func (x *SignalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalRequest.ProtoReflect.Descriptor instead.
 func (*SignalRequest) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{15}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SignalRequest) GetId() string {
@@ -964,7 +1113,7 @@ type WaitRequest struct {
 
 func (x *WaitRequest) Reset() {
 	*x = WaitRequest{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[16]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -976,7 +1125,7 @@ func (x *WaitRequest) String() string {
 func (*WaitRequest) ProtoMessage() {}
 
 func (x *WaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[16]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -989,7 +1138,7 @@ func (x *WaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitRequest.ProtoReflect.Descriptor instead.
 func (*WaitRequest) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WaitRequest) GetId() string {
@@ -1018,7 +1167,7 @@ type ExitStatus struct {
 
 func (x *ExitStatus) Reset() {
 	*x = ExitStatus{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[17]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1030,7 +1179,7 @@ func (x *ExitStatus) String() string {
 func (*ExitStatus) ProtoMessage() {}
 
 func (x *ExitStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[17]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1043,7 +1192,7 @@ func (x *ExitStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExitStatus.ProtoReflect.Descriptor instead.
 func (*ExitStatus) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{17}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ExitStatus) GetCode() int32 {
@@ -1083,7 +1232,7 @@ type WaitResponse struct {
 
 func (x *WaitResponse) Reset() {
 	*x = WaitResponse{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[18]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1095,7 +1244,7 @@ func (x *WaitResponse) String() string {
 func (*WaitResponse) ProtoMessage() {}
 
 func (x *WaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[18]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1108,7 +1257,7 @@ func (x *WaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitResponse.ProtoReflect.Descriptor instead.
 func (*WaitResponse) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{18}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WaitResponse) GetExit() *ExitStatus {
@@ -1131,7 +1280,7 @@ type AttachRequest struct {
 
 func (x *AttachRequest) Reset() {
 	*x = AttachRequest{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[19]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1143,7 +1292,7 @@ func (x *AttachRequest) String() string {
 func (*AttachRequest) ProtoMessage() {}
 
 func (x *AttachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[19]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1156,7 +1305,7 @@ func (x *AttachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachRequest.ProtoReflect.Descriptor instead.
 func (*AttachRequest) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{19}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AttachRequest) GetId() string {
@@ -1199,7 +1348,7 @@ type AttachResponse struct {
 
 func (x *AttachResponse) Reset() {
 	*x = AttachResponse{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[20]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1211,7 +1360,7 @@ func (x *AttachResponse) String() string {
 func (*AttachResponse) ProtoMessage() {}
 
 func (x *AttachResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[20]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1224,7 +1373,7 @@ func (x *AttachResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachResponse.ProtoReflect.Descriptor instead.
 func (*AttachResponse) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{20}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AttachResponse) GetStdout() []byte {
@@ -1260,7 +1409,7 @@ type ResizePTYRequest struct {
 
 func (x *ResizePTYRequest) Reset() {
 	*x = ResizePTYRequest{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[21]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1272,7 +1421,7 @@ func (x *ResizePTYRequest) String() string {
 func (*ResizePTYRequest) ProtoMessage() {}
 
 func (x *ResizePTYRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[21]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1285,7 +1434,7 @@ func (x *ResizePTYRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizePTYRequest.ProtoReflect.Descriptor instead.
 func (*ResizePTYRequest) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{21}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ResizePTYRequest) GetId() string {
@@ -1327,7 +1476,7 @@ type UpdateRequest struct {
 
 func (x *UpdateRequest) Reset() {
 	*x = UpdateRequest{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[22]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1339,7 +1488,7 @@ func (x *UpdateRequest) String() string {
 func (*UpdateRequest) ProtoMessage() {}
 
 func (x *UpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[22]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1352,7 +1501,7 @@ func (x *UpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRequest.ProtoReflect.Descriptor instead.
 func (*UpdateRequest) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{22}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *UpdateRequest) GetId() string {
@@ -1378,7 +1527,7 @@ type ContainerRequest struct {
 
 func (x *ContainerRequest) Reset() {
 	*x = ContainerRequest{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[23]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1390,7 +1539,7 @@ func (x *ContainerRequest) String() string {
 func (*ContainerRequest) ProtoMessage() {}
 
 func (x *ContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[23]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1403,7 +1552,7 @@ func (x *ContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRequest.ProtoReflect.Descriptor instead.
 func (*ContainerRequest) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{23}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ContainerRequest) GetId() string {
@@ -1431,7 +1580,7 @@ type StatsResponse struct {
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[24]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1443,7 +1592,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[24]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1456,7 +1605,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{24}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *StatsResponse) GetTimeUnixNanos() int64 {
@@ -1541,7 +1690,7 @@ type StateResponse struct {
 
 func (x *StateResponse) Reset() {
 	*x = StateResponse{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[25]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1553,7 +1702,7 @@ func (x *StateResponse) String() string {
 func (*StateResponse) ProtoMessage() {}
 
 func (x *StateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[25]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1566,7 +1715,7 @@ func (x *StateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateResponse.ProtoReflect.Descriptor instead.
 func (*StateResponse) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{25}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *StateResponse) GetStatus() string {
@@ -1605,7 +1754,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[26]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1617,7 +1766,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[26]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1630,7 +1779,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{26}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{28}
 }
 
 type Event struct {
@@ -1646,7 +1795,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[27]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1658,7 +1807,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[27]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1671,7 +1820,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{27}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Event) GetKind() string {
@@ -1718,7 +1867,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[28]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1730,7 +1879,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[28]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1743,7 +1892,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{28}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *DeleteResponse) GetExit() *ExitStatus {
@@ -1761,7 +1910,7 @@ type ShutdownRequest struct {
 
 func (x *ShutdownRequest) Reset() {
 	*x = ShutdownRequest{}
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[29]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1773,7 +1922,7 @@ func (x *ShutdownRequest) String() string {
 func (*ShutdownRequest) ProtoMessage() {}
 
 func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[29]
+	mi := &file_berth_vmagent_v1_agent_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1786,7 +1935,7 @@ func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownRequest.ProtoReflect.Descriptor instead.
 func (*ShutdownRequest) Descriptor() ([]byte, []int) {
-	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{29}
+	return file_berth_vmagent_v1_agent_proto_rawDescGZIP(), []int{31}
 }
 
 var File_berth_vmagent_v1_agent_proto protoreflect.FileDescriptor
@@ -1823,7 +1972,23 @@ const file_berth_vmagent_v1_agent_proto_rawDesc = "" +
 	"\tmin_bytes\x18\x02 \x01(\x04R\bminBytes\"4\n" +
 	"\x13RefreshDiskResponse\x12\x1d\n" +
 	"\n" +
-	"size_bytes\x18\x01 \x01(\x04R\tsizeBytes\"R\n" +
+	"size_bytes\x18\x01 \x01(\x04R\tsizeBytes\"\x82\x01\n" +
+	"\x10NetworkInterface\x12\x10\n" +
+	"\x03mac\x18\x01 \x01(\tR\x03mac\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
+	"\taddresses\x18\x03 \x03(\tR\taddresses\x12\x18\n" +
+	"\agateway\x18\x04 \x01(\tR\agateway\x12\x10\n" +
+	"\x03mtu\x18\x05 \x01(\rR\x03mtu\"\xbe\x01\n" +
+	"\x17ConfigureNetworkRequest\x12B\n" +
+	"\n" +
+	"interfaces\x18\x01 \x03(\v2\".berth.vmagent.v1.NetworkInterfaceR\n" +
+	"interfaces\x12\x1f\n" +
+	"\vdns_servers\x18\x02 \x03(\tR\n" +
+	"dnsServers\x12\x1d\n" +
+	"\n" +
+	"dns_search\x18\x03 \x03(\tR\tdnsSearch\x12\x1f\n" +
+	"\vdns_options\x18\x04 \x03(\tR\n" +
+	"dnsOptions\"R\n" +
 	"\x06Rootfs\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x16\n" +
 	"\x06fstype\x18\x02 \x01(\tR\x06fstype\x12\x18\n" +
@@ -1917,14 +2082,15 @@ const file_berth_vmagent_v1_agent_proto_rawDesc = "" +
 	"\x0ftime_unix_nanos\x18\x05 \x01(\x03R\rtimeUnixNanos\"B\n" +
 	"\x0eDeleteResponse\x120\n" +
 	"\x04exit\x18\x01 \x01(\v2\x1c.berth.vmagent.v1.ExitStatusR\x04exit\"\x11\n" +
-	"\x0fShutdownRequest2\xeb\v\n" +
+	"\x0fShutdownRequest2\xc3\f\n" +
 	"\x05Agent\x12E\n" +
 	"\x04Info\x12\x1d.berth.vmagent.v1.InfoRequest\x1a\x1e.berth.vmagent.v1.InfoResponse\x12H\n" +
 	"\tSyncClock\x12\".berth.vmagent.v1.SyncClockRequest\x1a\x17.berth.vmagent.v1.Empty\x12J\n" +
 	"\n" +
 	"AddEntropy\x12#.berth.vmagent.v1.AddEntropyRequest\x1a\x17.berth.vmagent.v1.Empty\x12L\n" +
 	"\vSetHostname\x12$.berth.vmagent.v1.SetHostnameRequest\x1a\x17.berth.vmagent.v1.Empty\x12Z\n" +
-	"\vRefreshDisk\x12$.berth.vmagent.v1.RefreshDiskRequest\x1a%.berth.vmagent.v1.RefreshDiskResponse\x12Z\n" +
+	"\vRefreshDisk\x12$.berth.vmagent.v1.RefreshDiskRequest\x1a%.berth.vmagent.v1.RefreshDiskResponse\x12V\n" +
+	"\x10ConfigureNetwork\x12).berth.vmagent.v1.ConfigureNetworkRequest\x1a\x17.berth.vmagent.v1.Empty\x12Z\n" +
 	"\x0fCreateContainer\x12(.berth.vmagent.v1.CreateContainerRequest\x1a\x1d.berth.vmagent.v1.PidResponse\x12F\n" +
 	"\x05Start\x12\x1e.berth.vmagent.v1.StartRequest\x1a\x1d.berth.vmagent.v1.PidResponse\x12D\n" +
 	"\x04Exec\x12\x1d.berth.vmagent.v1.ExecRequest\x1a\x1d.berth.vmagent.v1.PidResponse\x12B\n" +
@@ -1953,92 +2119,97 @@ func file_berth_vmagent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_berth_vmagent_v1_agent_proto_rawDescData
 }
 
-var file_berth_vmagent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_berth_vmagent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_berth_vmagent_v1_agent_proto_goTypes = []any{
-	(*Empty)(nil),                  // 0: berth.vmagent.v1.Empty
-	(*InfoRequest)(nil),            // 1: berth.vmagent.v1.InfoRequest
-	(*InfoResponse)(nil),           // 2: berth.vmagent.v1.InfoResponse
-	(*SyncClockRequest)(nil),       // 3: berth.vmagent.v1.SyncClockRequest
-	(*AddEntropyRequest)(nil),      // 4: berth.vmagent.v1.AddEntropyRequest
-	(*SetHostnameRequest)(nil),     // 5: berth.vmagent.v1.SetHostnameRequest
-	(*RefreshDiskRequest)(nil),     // 6: berth.vmagent.v1.RefreshDiskRequest
-	(*RefreshDiskResponse)(nil),    // 7: berth.vmagent.v1.RefreshDiskResponse
-	(*Rootfs)(nil),                 // 8: berth.vmagent.v1.Rootfs
-	(*Share)(nil),                  // 9: berth.vmagent.v1.Share
-	(*File)(nil),                   // 10: berth.vmagent.v1.File
-	(*CreateContainerRequest)(nil), // 11: berth.vmagent.v1.CreateContainerRequest
-	(*PidResponse)(nil),            // 12: berth.vmagent.v1.PidResponse
-	(*StartRequest)(nil),           // 13: berth.vmagent.v1.StartRequest
-	(*ExecRequest)(nil),            // 14: berth.vmagent.v1.ExecRequest
-	(*SignalRequest)(nil),          // 15: berth.vmagent.v1.SignalRequest
-	(*WaitRequest)(nil),            // 16: berth.vmagent.v1.WaitRequest
-	(*ExitStatus)(nil),             // 17: berth.vmagent.v1.ExitStatus
-	(*WaitResponse)(nil),           // 18: berth.vmagent.v1.WaitResponse
-	(*AttachRequest)(nil),          // 19: berth.vmagent.v1.AttachRequest
-	(*AttachResponse)(nil),         // 20: berth.vmagent.v1.AttachResponse
-	(*ResizePTYRequest)(nil),       // 21: berth.vmagent.v1.ResizePTYRequest
-	(*UpdateRequest)(nil),          // 22: berth.vmagent.v1.UpdateRequest
-	(*ContainerRequest)(nil),       // 23: berth.vmagent.v1.ContainerRequest
-	(*StatsResponse)(nil),          // 24: berth.vmagent.v1.StatsResponse
-	(*StateResponse)(nil),          // 25: berth.vmagent.v1.StateResponse
-	(*EventsRequest)(nil),          // 26: berth.vmagent.v1.EventsRequest
-	(*Event)(nil),                  // 27: berth.vmagent.v1.Event
-	(*DeleteResponse)(nil),         // 28: berth.vmagent.v1.DeleteResponse
-	(*ShutdownRequest)(nil),        // 29: berth.vmagent.v1.ShutdownRequest
+	(*Empty)(nil),                   // 0: berth.vmagent.v1.Empty
+	(*InfoRequest)(nil),             // 1: berth.vmagent.v1.InfoRequest
+	(*InfoResponse)(nil),            // 2: berth.vmagent.v1.InfoResponse
+	(*SyncClockRequest)(nil),        // 3: berth.vmagent.v1.SyncClockRequest
+	(*AddEntropyRequest)(nil),       // 4: berth.vmagent.v1.AddEntropyRequest
+	(*SetHostnameRequest)(nil),      // 5: berth.vmagent.v1.SetHostnameRequest
+	(*RefreshDiskRequest)(nil),      // 6: berth.vmagent.v1.RefreshDiskRequest
+	(*RefreshDiskResponse)(nil),     // 7: berth.vmagent.v1.RefreshDiskResponse
+	(*NetworkInterface)(nil),        // 8: berth.vmagent.v1.NetworkInterface
+	(*ConfigureNetworkRequest)(nil), // 9: berth.vmagent.v1.ConfigureNetworkRequest
+	(*Rootfs)(nil),                  // 10: berth.vmagent.v1.Rootfs
+	(*Share)(nil),                   // 11: berth.vmagent.v1.Share
+	(*File)(nil),                    // 12: berth.vmagent.v1.File
+	(*CreateContainerRequest)(nil),  // 13: berth.vmagent.v1.CreateContainerRequest
+	(*PidResponse)(nil),             // 14: berth.vmagent.v1.PidResponse
+	(*StartRequest)(nil),            // 15: berth.vmagent.v1.StartRequest
+	(*ExecRequest)(nil),             // 16: berth.vmagent.v1.ExecRequest
+	(*SignalRequest)(nil),           // 17: berth.vmagent.v1.SignalRequest
+	(*WaitRequest)(nil),             // 18: berth.vmagent.v1.WaitRequest
+	(*ExitStatus)(nil),              // 19: berth.vmagent.v1.ExitStatus
+	(*WaitResponse)(nil),            // 20: berth.vmagent.v1.WaitResponse
+	(*AttachRequest)(nil),           // 21: berth.vmagent.v1.AttachRequest
+	(*AttachResponse)(nil),          // 22: berth.vmagent.v1.AttachResponse
+	(*ResizePTYRequest)(nil),        // 23: berth.vmagent.v1.ResizePTYRequest
+	(*UpdateRequest)(nil),           // 24: berth.vmagent.v1.UpdateRequest
+	(*ContainerRequest)(nil),        // 25: berth.vmagent.v1.ContainerRequest
+	(*StatsResponse)(nil),           // 26: berth.vmagent.v1.StatsResponse
+	(*StateResponse)(nil),           // 27: berth.vmagent.v1.StateResponse
+	(*EventsRequest)(nil),           // 28: berth.vmagent.v1.EventsRequest
+	(*Event)(nil),                   // 29: berth.vmagent.v1.Event
+	(*DeleteResponse)(nil),          // 30: berth.vmagent.v1.DeleteResponse
+	(*ShutdownRequest)(nil),         // 31: berth.vmagent.v1.ShutdownRequest
 }
 var file_berth_vmagent_v1_agent_proto_depIdxs = []int32{
-	8,  // 0: berth.vmagent.v1.CreateContainerRequest.rootfs:type_name -> berth.vmagent.v1.Rootfs
-	9,  // 1: berth.vmagent.v1.CreateContainerRequest.shares:type_name -> berth.vmagent.v1.Share
-	10, // 2: berth.vmagent.v1.CreateContainerRequest.files:type_name -> berth.vmagent.v1.File
-	17, // 3: berth.vmagent.v1.WaitResponse.exit:type_name -> berth.vmagent.v1.ExitStatus
-	17, // 4: berth.vmagent.v1.StateResponse.exit:type_name -> berth.vmagent.v1.ExitStatus
-	17, // 5: berth.vmagent.v1.Event.exit:type_name -> berth.vmagent.v1.ExitStatus
-	17, // 6: berth.vmagent.v1.DeleteResponse.exit:type_name -> berth.vmagent.v1.ExitStatus
-	1,  // 7: berth.vmagent.v1.Agent.Info:input_type -> berth.vmagent.v1.InfoRequest
-	3,  // 8: berth.vmagent.v1.Agent.SyncClock:input_type -> berth.vmagent.v1.SyncClockRequest
-	4,  // 9: berth.vmagent.v1.Agent.AddEntropy:input_type -> berth.vmagent.v1.AddEntropyRequest
-	5,  // 10: berth.vmagent.v1.Agent.SetHostname:input_type -> berth.vmagent.v1.SetHostnameRequest
-	6,  // 11: berth.vmagent.v1.Agent.RefreshDisk:input_type -> berth.vmagent.v1.RefreshDiskRequest
-	11, // 12: berth.vmagent.v1.Agent.CreateContainer:input_type -> berth.vmagent.v1.CreateContainerRequest
-	13, // 13: berth.vmagent.v1.Agent.Start:input_type -> berth.vmagent.v1.StartRequest
-	14, // 14: berth.vmagent.v1.Agent.Exec:input_type -> berth.vmagent.v1.ExecRequest
-	15, // 15: berth.vmagent.v1.Agent.Signal:input_type -> berth.vmagent.v1.SignalRequest
-	16, // 16: berth.vmagent.v1.Agent.Wait:input_type -> berth.vmagent.v1.WaitRequest
-	19, // 17: berth.vmagent.v1.Agent.Attach:input_type -> berth.vmagent.v1.AttachRequest
-	21, // 18: berth.vmagent.v1.Agent.ResizePTY:input_type -> berth.vmagent.v1.ResizePTYRequest
-	22, // 19: berth.vmagent.v1.Agent.Update:input_type -> berth.vmagent.v1.UpdateRequest
-	23, // 20: berth.vmagent.v1.Agent.Pause:input_type -> berth.vmagent.v1.ContainerRequest
-	23, // 21: berth.vmagent.v1.Agent.Resume:input_type -> berth.vmagent.v1.ContainerRequest
-	23, // 22: berth.vmagent.v1.Agent.Stats:input_type -> berth.vmagent.v1.ContainerRequest
-	23, // 23: berth.vmagent.v1.Agent.State:input_type -> berth.vmagent.v1.ContainerRequest
-	26, // 24: berth.vmagent.v1.Agent.Events:input_type -> berth.vmagent.v1.EventsRequest
-	23, // 25: berth.vmagent.v1.Agent.Delete:input_type -> berth.vmagent.v1.ContainerRequest
-	29, // 26: berth.vmagent.v1.Agent.Shutdown:input_type -> berth.vmagent.v1.ShutdownRequest
-	2,  // 27: berth.vmagent.v1.Agent.Info:output_type -> berth.vmagent.v1.InfoResponse
-	0,  // 28: berth.vmagent.v1.Agent.SyncClock:output_type -> berth.vmagent.v1.Empty
-	0,  // 29: berth.vmagent.v1.Agent.AddEntropy:output_type -> berth.vmagent.v1.Empty
-	0,  // 30: berth.vmagent.v1.Agent.SetHostname:output_type -> berth.vmagent.v1.Empty
-	7,  // 31: berth.vmagent.v1.Agent.RefreshDisk:output_type -> berth.vmagent.v1.RefreshDiskResponse
-	12, // 32: berth.vmagent.v1.Agent.CreateContainer:output_type -> berth.vmagent.v1.PidResponse
-	12, // 33: berth.vmagent.v1.Agent.Start:output_type -> berth.vmagent.v1.PidResponse
-	12, // 34: berth.vmagent.v1.Agent.Exec:output_type -> berth.vmagent.v1.PidResponse
-	0,  // 35: berth.vmagent.v1.Agent.Signal:output_type -> berth.vmagent.v1.Empty
-	18, // 36: berth.vmagent.v1.Agent.Wait:output_type -> berth.vmagent.v1.WaitResponse
-	20, // 37: berth.vmagent.v1.Agent.Attach:output_type -> berth.vmagent.v1.AttachResponse
-	0,  // 38: berth.vmagent.v1.Agent.ResizePTY:output_type -> berth.vmagent.v1.Empty
-	0,  // 39: berth.vmagent.v1.Agent.Update:output_type -> berth.vmagent.v1.Empty
-	0,  // 40: berth.vmagent.v1.Agent.Pause:output_type -> berth.vmagent.v1.Empty
-	0,  // 41: berth.vmagent.v1.Agent.Resume:output_type -> berth.vmagent.v1.Empty
-	24, // 42: berth.vmagent.v1.Agent.Stats:output_type -> berth.vmagent.v1.StatsResponse
-	25, // 43: berth.vmagent.v1.Agent.State:output_type -> berth.vmagent.v1.StateResponse
-	27, // 44: berth.vmagent.v1.Agent.Events:output_type -> berth.vmagent.v1.Event
-	28, // 45: berth.vmagent.v1.Agent.Delete:output_type -> berth.vmagent.v1.DeleteResponse
-	0,  // 46: berth.vmagent.v1.Agent.Shutdown:output_type -> berth.vmagent.v1.Empty
-	27, // [27:47] is the sub-list for method output_type
-	7,  // [7:27] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	8,  // 0: berth.vmagent.v1.ConfigureNetworkRequest.interfaces:type_name -> berth.vmagent.v1.NetworkInterface
+	10, // 1: berth.vmagent.v1.CreateContainerRequest.rootfs:type_name -> berth.vmagent.v1.Rootfs
+	11, // 2: berth.vmagent.v1.CreateContainerRequest.shares:type_name -> berth.vmagent.v1.Share
+	12, // 3: berth.vmagent.v1.CreateContainerRequest.files:type_name -> berth.vmagent.v1.File
+	19, // 4: berth.vmagent.v1.WaitResponse.exit:type_name -> berth.vmagent.v1.ExitStatus
+	19, // 5: berth.vmagent.v1.StateResponse.exit:type_name -> berth.vmagent.v1.ExitStatus
+	19, // 6: berth.vmagent.v1.Event.exit:type_name -> berth.vmagent.v1.ExitStatus
+	19, // 7: berth.vmagent.v1.DeleteResponse.exit:type_name -> berth.vmagent.v1.ExitStatus
+	1,  // 8: berth.vmagent.v1.Agent.Info:input_type -> berth.vmagent.v1.InfoRequest
+	3,  // 9: berth.vmagent.v1.Agent.SyncClock:input_type -> berth.vmagent.v1.SyncClockRequest
+	4,  // 10: berth.vmagent.v1.Agent.AddEntropy:input_type -> berth.vmagent.v1.AddEntropyRequest
+	5,  // 11: berth.vmagent.v1.Agent.SetHostname:input_type -> berth.vmagent.v1.SetHostnameRequest
+	6,  // 12: berth.vmagent.v1.Agent.RefreshDisk:input_type -> berth.vmagent.v1.RefreshDiskRequest
+	9,  // 13: berth.vmagent.v1.Agent.ConfigureNetwork:input_type -> berth.vmagent.v1.ConfigureNetworkRequest
+	13, // 14: berth.vmagent.v1.Agent.CreateContainer:input_type -> berth.vmagent.v1.CreateContainerRequest
+	15, // 15: berth.vmagent.v1.Agent.Start:input_type -> berth.vmagent.v1.StartRequest
+	16, // 16: berth.vmagent.v1.Agent.Exec:input_type -> berth.vmagent.v1.ExecRequest
+	17, // 17: berth.vmagent.v1.Agent.Signal:input_type -> berth.vmagent.v1.SignalRequest
+	18, // 18: berth.vmagent.v1.Agent.Wait:input_type -> berth.vmagent.v1.WaitRequest
+	21, // 19: berth.vmagent.v1.Agent.Attach:input_type -> berth.vmagent.v1.AttachRequest
+	23, // 20: berth.vmagent.v1.Agent.ResizePTY:input_type -> berth.vmagent.v1.ResizePTYRequest
+	24, // 21: berth.vmagent.v1.Agent.Update:input_type -> berth.vmagent.v1.UpdateRequest
+	25, // 22: berth.vmagent.v1.Agent.Pause:input_type -> berth.vmagent.v1.ContainerRequest
+	25, // 23: berth.vmagent.v1.Agent.Resume:input_type -> berth.vmagent.v1.ContainerRequest
+	25, // 24: berth.vmagent.v1.Agent.Stats:input_type -> berth.vmagent.v1.ContainerRequest
+	25, // 25: berth.vmagent.v1.Agent.State:input_type -> berth.vmagent.v1.ContainerRequest
+	28, // 26: berth.vmagent.v1.Agent.Events:input_type -> berth.vmagent.v1.EventsRequest
+	25, // 27: berth.vmagent.v1.Agent.Delete:input_type -> berth.vmagent.v1.ContainerRequest
+	31, // 28: berth.vmagent.v1.Agent.Shutdown:input_type -> berth.vmagent.v1.ShutdownRequest
+	2,  // 29: berth.vmagent.v1.Agent.Info:output_type -> berth.vmagent.v1.InfoResponse
+	0,  // 30: berth.vmagent.v1.Agent.SyncClock:output_type -> berth.vmagent.v1.Empty
+	0,  // 31: berth.vmagent.v1.Agent.AddEntropy:output_type -> berth.vmagent.v1.Empty
+	0,  // 32: berth.vmagent.v1.Agent.SetHostname:output_type -> berth.vmagent.v1.Empty
+	7,  // 33: berth.vmagent.v1.Agent.RefreshDisk:output_type -> berth.vmagent.v1.RefreshDiskResponse
+	0,  // 34: berth.vmagent.v1.Agent.ConfigureNetwork:output_type -> berth.vmagent.v1.Empty
+	14, // 35: berth.vmagent.v1.Agent.CreateContainer:output_type -> berth.vmagent.v1.PidResponse
+	14, // 36: berth.vmagent.v1.Agent.Start:output_type -> berth.vmagent.v1.PidResponse
+	14, // 37: berth.vmagent.v1.Agent.Exec:output_type -> berth.vmagent.v1.PidResponse
+	0,  // 38: berth.vmagent.v1.Agent.Signal:output_type -> berth.vmagent.v1.Empty
+	20, // 39: berth.vmagent.v1.Agent.Wait:output_type -> berth.vmagent.v1.WaitResponse
+	22, // 40: berth.vmagent.v1.Agent.Attach:output_type -> berth.vmagent.v1.AttachResponse
+	0,  // 41: berth.vmagent.v1.Agent.ResizePTY:output_type -> berth.vmagent.v1.Empty
+	0,  // 42: berth.vmagent.v1.Agent.Update:output_type -> berth.vmagent.v1.Empty
+	0,  // 43: berth.vmagent.v1.Agent.Pause:output_type -> berth.vmagent.v1.Empty
+	0,  // 44: berth.vmagent.v1.Agent.Resume:output_type -> berth.vmagent.v1.Empty
+	26, // 45: berth.vmagent.v1.Agent.Stats:output_type -> berth.vmagent.v1.StatsResponse
+	27, // 46: berth.vmagent.v1.Agent.State:output_type -> berth.vmagent.v1.StateResponse
+	29, // 47: berth.vmagent.v1.Agent.Events:output_type -> berth.vmagent.v1.Event
+	30, // 48: berth.vmagent.v1.Agent.Delete:output_type -> berth.vmagent.v1.DeleteResponse
+	0,  // 49: berth.vmagent.v1.Agent.Shutdown:output_type -> berth.vmagent.v1.Empty
+	29, // [29:50] is the sub-list for method output_type
+	8,  // [8:29] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_berth_vmagent_v1_agent_proto_init() }
@@ -2052,7 +2223,7 @@ func file_berth_vmagent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_vmagent_v1_agent_proto_rawDesc), len(file_berth_vmagent_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   30,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,26 +29,27 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Agent_Info_FullMethodName            = "/berth.vmagent.v1.Agent/Info"
-	Agent_SyncClock_FullMethodName       = "/berth.vmagent.v1.Agent/SyncClock"
-	Agent_AddEntropy_FullMethodName      = "/berth.vmagent.v1.Agent/AddEntropy"
-	Agent_SetHostname_FullMethodName     = "/berth.vmagent.v1.Agent/SetHostname"
-	Agent_RefreshDisk_FullMethodName     = "/berth.vmagent.v1.Agent/RefreshDisk"
-	Agent_CreateContainer_FullMethodName = "/berth.vmagent.v1.Agent/CreateContainer"
-	Agent_Start_FullMethodName           = "/berth.vmagent.v1.Agent/Start"
-	Agent_Exec_FullMethodName            = "/berth.vmagent.v1.Agent/Exec"
-	Agent_Signal_FullMethodName          = "/berth.vmagent.v1.Agent/Signal"
-	Agent_Wait_FullMethodName            = "/berth.vmagent.v1.Agent/Wait"
-	Agent_Attach_FullMethodName          = "/berth.vmagent.v1.Agent/Attach"
-	Agent_ResizePTY_FullMethodName       = "/berth.vmagent.v1.Agent/ResizePTY"
-	Agent_Update_FullMethodName          = "/berth.vmagent.v1.Agent/Update"
-	Agent_Pause_FullMethodName           = "/berth.vmagent.v1.Agent/Pause"
-	Agent_Resume_FullMethodName          = "/berth.vmagent.v1.Agent/Resume"
-	Agent_Stats_FullMethodName           = "/berth.vmagent.v1.Agent/Stats"
-	Agent_State_FullMethodName           = "/berth.vmagent.v1.Agent/State"
-	Agent_Events_FullMethodName          = "/berth.vmagent.v1.Agent/Events"
-	Agent_Delete_FullMethodName          = "/berth.vmagent.v1.Agent/Delete"
-	Agent_Shutdown_FullMethodName        = "/berth.vmagent.v1.Agent/Shutdown"
+	Agent_Info_FullMethodName             = "/berth.vmagent.v1.Agent/Info"
+	Agent_SyncClock_FullMethodName        = "/berth.vmagent.v1.Agent/SyncClock"
+	Agent_AddEntropy_FullMethodName       = "/berth.vmagent.v1.Agent/AddEntropy"
+	Agent_SetHostname_FullMethodName      = "/berth.vmagent.v1.Agent/SetHostname"
+	Agent_RefreshDisk_FullMethodName      = "/berth.vmagent.v1.Agent/RefreshDisk"
+	Agent_ConfigureNetwork_FullMethodName = "/berth.vmagent.v1.Agent/ConfigureNetwork"
+	Agent_CreateContainer_FullMethodName  = "/berth.vmagent.v1.Agent/CreateContainer"
+	Agent_Start_FullMethodName            = "/berth.vmagent.v1.Agent/Start"
+	Agent_Exec_FullMethodName             = "/berth.vmagent.v1.Agent/Exec"
+	Agent_Signal_FullMethodName           = "/berth.vmagent.v1.Agent/Signal"
+	Agent_Wait_FullMethodName             = "/berth.vmagent.v1.Agent/Wait"
+	Agent_Attach_FullMethodName           = "/berth.vmagent.v1.Agent/Attach"
+	Agent_ResizePTY_FullMethodName        = "/berth.vmagent.v1.Agent/ResizePTY"
+	Agent_Update_FullMethodName           = "/berth.vmagent.v1.Agent/Update"
+	Agent_Pause_FullMethodName            = "/berth.vmagent.v1.Agent/Pause"
+	Agent_Resume_FullMethodName           = "/berth.vmagent.v1.Agent/Resume"
+	Agent_Stats_FullMethodName            = "/berth.vmagent.v1.Agent/Stats"
+	Agent_State_FullMethodName            = "/berth.vmagent.v1.Agent/State"
+	Agent_Events_FullMethodName           = "/berth.vmagent.v1.Agent/Events"
+	Agent_Delete_FullMethodName           = "/berth.vmagent.v1.Agent/Delete"
+	Agent_Shutdown_FullMethodName         = "/berth.vmagent.v1.Agent/Shutdown"
 )
 
 // AgentClient is the client API for Agent service.
@@ -69,6 +70,13 @@ type AgentClient interface {
 	// a VM restored from a template gets its disk's backing file swapped
 	// under the guest. Answers the capacity in bytes.
 	RefreshDisk(ctx context.Context, in *RefreshDiskRequest, opts ...grpc.CallOption) (*RefreshDiskResponse, error)
+	// ConfigureNetwork sets up the guest's own network stack (which the
+	// containers of a bridge attachment share): lo up; each interface,
+	// found by its MAC, renamed, given its MTU and addresses (others
+	// removed), set up, with a default route via its gateway; the DNS
+	// settings become the guest's /etc/resolv.conf. Repeating a request is
+	// harmless.
+	ConfigureNetwork(ctx context.Context, in *ConfigureNetworkRequest, opts ...grpc.CallOption) (*Empty, error)
 	// CreateContainer mounts the rootfs and shares and creates the
 	// container; its init waits for Start.
 	CreateContainer(ctx context.Context, in *CreateContainerRequest, opts ...grpc.CallOption) (*PidResponse, error)
@@ -150,6 +158,16 @@ func (c *agentClient) RefreshDisk(ctx context.Context, in *RefreshDiskRequest, o
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RefreshDiskResponse)
 	err := c.cc.Invoke(ctx, Agent_RefreshDisk_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentClient) ConfigureNetwork(ctx context.Context, in *ConfigureNetworkRequest, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, Agent_ConfigureNetwork_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -345,6 +363,13 @@ type AgentServer interface {
 	// a VM restored from a template gets its disk's backing file swapped
 	// under the guest. Answers the capacity in bytes.
 	RefreshDisk(context.Context, *RefreshDiskRequest) (*RefreshDiskResponse, error)
+	// ConfigureNetwork sets up the guest's own network stack (which the
+	// containers of a bridge attachment share): lo up; each interface,
+	// found by its MAC, renamed, given its MTU and addresses (others
+	// removed), set up, with a default route via its gateway; the DNS
+	// settings become the guest's /etc/resolv.conf. Repeating a request is
+	// harmless.
+	ConfigureNetwork(context.Context, *ConfigureNetworkRequest) (*Empty, error)
 	// CreateContainer mounts the rootfs and shares and creates the
 	// container; its init waits for Start.
 	CreateContainer(context.Context, *CreateContainerRequest) (*PidResponse, error)
@@ -396,6 +421,9 @@ func (UnimplementedAgentServer) SetHostname(context.Context, *SetHostnameRequest
 }
 func (UnimplementedAgentServer) RefreshDisk(context.Context, *RefreshDiskRequest) (*RefreshDiskResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RefreshDisk not implemented")
+}
+func (UnimplementedAgentServer) ConfigureNetwork(context.Context, *ConfigureNetworkRequest) (*Empty, error) {
+	return nil, status.Error(codes.Unimplemented, "method ConfigureNetwork not implemented")
 }
 func (UnimplementedAgentServer) CreateContainer(context.Context, *CreateContainerRequest) (*PidResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateContainer not implemented")
@@ -549,6 +577,24 @@ func _Agent_RefreshDisk_Handler(srv interface{}, ctx context.Context, dec func(i
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AgentServer).RefreshDisk(ctx, req.(*RefreshDiskRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Agent_ConfigureNetwork_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConfigureNetworkRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).ConfigureNetwork(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_ConfigureNetwork_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).ConfigureNetwork(ctx, req.(*ConfigureNetworkRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -824,6 +870,10 @@ var Agent_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RefreshDisk",
 			Handler:    _Agent_RefreshDisk_Handler,
+		},
+		{
+			MethodName: "ConfigureNetwork",
+			Handler:    _Agent_ConfigureNetwork_Handler,
 		},
 		{
 			MethodName: "CreateContainer",
