@@ -7,13 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/hypervisor"
 	"github.com/berth-dev/berth/internal/vmagent"
@@ -265,70 +262,6 @@ func Personalize(ctx context.Context, a Agent, id Identity) error {
 		if _, err := a.RefreshDisk(ctx, d.Device, d.Bytes); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-// Clone makes dst a copy of src: a reflink (FICLONE) where the filesystem
-// shares extents (xfs, btrfs), else a sparse copy (only src's data
-// extents). dst is replaced. It returns "reflink" or "copy".
-func Clone(src, dst string) (string, error) {
-	in, err := os.Open(src)
-	if err != nil {
-		return "", err
-	}
-	defer in.Close()
-	fi, err := in.Stat()
-	if err != nil {
-		return "", err
-	}
-	os.Remove(dst)
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return "", err
-	}
-	ok := false
-	defer func() {
-		out.Close()
-		if !ok {
-			os.Remove(dst)
-		}
-	}()
-	if err := unix.IoctlFileClone(int(out.Fd()), int(in.Fd())); err == nil {
-		ok = true
-		return "reflink", nil
-	}
-	if err := out.Truncate(fi.Size()); err != nil {
-		return "", err
-	}
-	if err := sparseCopy(in, out, fi.Size()); err != nil {
-		return "", fmt.Errorf("copy %s to %s: %w", src, dst, err)
-	}
-	ok = true
-	return "copy", nil
-}
-
-// sparseCopy copies the data extents of in (SEEK_DATA/SEEK_HOLE) into out
-// at the same offsets; out is already size bytes long (holes).
-func sparseCopy(in, out *os.File, size int64) error {
-	buf := make([]byte, 1<<20)
-	var off int64
-	for off < size {
-		data, err := unix.Seek(int(in.Fd()), off, unix.SEEK_DATA)
-		if err != nil {
-			if errors.Is(err, unix.ENXIO) { // no data after off
-				return nil
-			}
-			return err
-		}
-		hole, err := unix.Seek(int(in.Fd()), data, unix.SEEK_HOLE)
-		if err != nil {
-			return err
-		}
-		if _, err := io.CopyBuffer(io.NewOffsetWriter(out, data), io.NewSectionReader(in, data, hole-data), buf); err != nil {
-			return err
-		}
-		off = hole
 	}
 	return nil
 }

@@ -124,22 +124,21 @@ func InputsFor(drv hypervisor.Driver, cfg hypervisor.Config) (Inputs, error) {
 }
 
 type hashKey struct {
-	path       string
-	size       int64
-	mtime      int64
-	dev, inode uint64
+	path  string
+	size  int64
+	mtime int64
 }
 
 var hashMemo sync.Map // hashKey → hex sha256
 
 // FileSHA256 hashes a file's content, remembered per process while its
-// path, size, mtime and inode stay the same.
+// path, size and mtime stay the same.
 func FileSHA256(path string) (string, error) {
-	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil {
-		return "", fmt.Errorf("%s: %w", path, err)
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", err
 	}
-	k := hashKey{path, st.Size, st.Mtim.Nano(), uint64(st.Dev), st.Ino}
+	k := hashKey{path, fi.Size(), fi.ModTime().UnixNano()}
 	if v, ok := hashMemo.Load(k); ok {
 		return v.(string), nil
 	}
@@ -267,6 +266,15 @@ func equalInputs(a, b Inputs) bool {
 	return string(ja) == string(jb)
 }
 
+// Load returns the template id, checked as Get checks it (but without
+// comparing inputs: the caller computed id from them).
+func (s *Store) Load(id string) (*Template, error) {
+	if id == "" || id != filepath.Base(id) || strings.HasPrefix(id, ".") {
+		return nil, errdefs.InvalidArgument("vm template %q: not a template id", id)
+	}
+	return s.load(id)
+}
+
 // load reads and checks the template dir id.
 func (s *Store) load(id string) (*Template, error) {
 	dir := filepath.Join(s.Dir, id)
@@ -386,4 +394,23 @@ func (s *Store) lock(id string) (func(), error) {
 		return nil, err
 	}
 	return func() { f.Close() }, nil
+}
+
+// SweepClones removes RAM clones in CloneDir (files "<name>.ram") whose
+// VM is gone by the caller's account (alive(name) false): left behind
+// when a supervisor was killed with its VM.
+func (s *Store) SweepClones(alive func(name string) bool) []string {
+	dir := s.CloneDir()
+	des, _ := os.ReadDir(dir)
+	var removed []string
+	for _, de := range des {
+		name, ok := strings.CutSuffix(de.Name(), ".ram")
+		if !ok || alive(name) {
+			continue
+		}
+		if os.Remove(filepath.Join(dir, de.Name())) == nil {
+			removed = append(removed, de.Name())
+		}
+	}
+	return removed
 }

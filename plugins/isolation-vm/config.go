@@ -42,6 +42,8 @@ type settings struct {
 	KernelArgs *[]string `json:"kernel_args"`
 	// BootTimeout bounds a VM's boot up to the agent's first answer.
 	BootTimeout *string `json:"boot_timeout"`
+	// Templates starts VMs from pre-booted templates (template.go).
+	Templates *bool `json:"templates"`
 }
 
 func configSchema() *schema.Spec {
@@ -56,6 +58,7 @@ func configSchema() *schema.Spec {
 		"accel":        schema.Attr("accel", "string", false),
 		"kernel_args":  schema.Attr("kernel_args", "list(string)", false),
 		"boot_timeout": schema.Attr("boot_timeout", "string", false),
+		"templates":    schema.Attr("templates", "bool", false), // template.go
 	})
 }
 

@@ -46,6 +46,8 @@ type runtime struct {
 	// supervisorExe is the binary run as `supervise` (default: this one;
 	// in-process tests point it at the built plugin).
 	supervisorExe string
+	// templates: start VMs from pre-booted templates (template.go).
+	templates bool
 
 	hub *eventHub
 }
@@ -102,6 +104,7 @@ func (r *runtime) Configure(ctx context.Context, req plugin.ConfigureRequest) er
 	}
 	r.mu.Lock()
 	r.stateDir, r.runtimeDir, r.defaults, r.bootErr = req.StateDir, req.RuntimeDir, defaults, bootErr
+	r.templates = templatesEnabled(req.Config)
 	r.mu.Unlock()
 	r.log.Info("configured", "state_dir", req.StateDir, "kernel", defaults.Kernel, "initrd", defaults.Initrd,
 		"cpus", defaults.CPUs, "memory", defaults.MemoryBytes)
@@ -188,6 +191,7 @@ func (r *runtime) create(ctx context.Context, spec isolation.Spec, restore strin
 	if err := writeJSON(filepath.Join(dir, bootFile), boot); err != nil {
 		return isolation.TaskInfo{}, fmt.Errorf("create task %s: %w", spec.ID, err)
 	}
+	r.chooseTemplate(dir, boot, spec) // template.go
 	name := shortName(spec.ID)
 	socket := filepath.Join(runDir, name+".sock")
 	vmRun := filepath.Join(runDir, name)

@@ -52,6 +52,8 @@ type supervisor struct {
 	boot    bootConfig
 	vmCfg   hypervisor.Config
 	m       hypervisor.Machine
+	// fromTemplate: the VM was restored from a template (template.go).
+	fromTemplate bool
 	// connMu guards the agent connection, which a checkpoint replaces.
 	connMu sync.Mutex
 	cc     *grpc.ClientConn
@@ -205,9 +207,9 @@ func (s *supervisor) bootVM() error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.boot.BootTimeout)
 	defer cancel()
 	if s.boot.Restore != "" {
-		s.m, err = drv.Restore(ctx, cfg, filepath.Join(s.boot.Restore, checkpointVM))
+		s.m, err = s.restoreVM(ctx, drv, cfg, filepath.Join(s.boot.Restore, checkpointVM))
 	} else {
-		s.m, err = drv.Start(ctx, cfg)
+		s.m, err = s.startVM(ctx, drv, cfg)
 	}
 	if err != nil {
 		return fmt.Errorf("start the VM: %w%s", err, s.consoleTail())
@@ -430,6 +432,9 @@ func (s *supervisor) createContainer(ctx context.Context) error {
 		}
 	}
 	_, agent := s.conn()
+	if err := s.personalize(ctx, agent); err != nil {
+		return err
+	}
 	pid, err := agent.CreateContainer(ctx, req)
 	if err != nil {
 		return err
@@ -755,6 +760,10 @@ func (s *supervisor) checkpoint(ctx context.Context, req checkpointRequest) erro
 		}
 	}
 	if err := s.m.Save(ctx, filepath.Join(req.Dir, checkpointVM)); err != nil {
+		undo()
+		return fmt.Errorf("checkpoint %s: %w", s.spec.ID, err)
+	}
+	if err := s.saveRAM(filepath.Join(req.Dir, checkpointVM)); err != nil {
 		undo()
 		return fmt.Errorf("checkpoint %s: %w", s.spec.ID, err)
 	}

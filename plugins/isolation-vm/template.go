@@ -1,0 +1,301 @@
+//go:build linux || darwin
+
+package main
+
+// VM templates (issue 10): a container's VM starts by restoring a
+// pre-booted template (internal/vmtemplate) when one matches its boot
+// config, and boots cold otherwise, saying why in the supervisor log.
+// With the setting templates = true (config.hcl), the plugin builds
+// templates in the background: the first Create with a boot config no
+// template serves starts the build (that container boots cold); later
+// ones restore. The plugin notes its choice (or the reason for none) in
+// the task dir's template.json; the supervisor follows it. Templates live in <plugin state>/templates,
+// which `berth system templates ls|rm|rebuild` reads and edits directly.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/berth-dev/berth/internal/hypervisor"
+	"github.com/berth-dev/berth/internal/vmagent"
+	"github.com/berth-dev/berth/internal/vmtemplate"
+	"github.com/berth-dev/berth/sdk/errdefs"
+	"github.com/berth-dev/berth/sdk/isolation"
+	"github.com/berth-dev/berth/sdk/schema"
+)
+
+// AnnotationTemplate set to "off" on a container makes its VM boot cold
+// (benchmarks compare both; debugging a template).
+const AnnotationTemplate = "berth.dev/vm-template"
+
+// templatesDir is the template store of the plugin whose state dir is
+// pluginState.
+func templatesDir(pluginState string) string { return filepath.Join(pluginState, "templates") }
+
+// taskTemplates is the template store seen from a task dir
+// (<plugin state>/tasks/<id>).
+func taskTemplates(taskDir string, log hclog.Logger) *vmtemplate.Store {
+	return &vmtemplate.Store{Dir: templatesDir(filepath.Dir(filepath.Dir(taskDir))), Log: log}
+}
+
+// templateConfig is the VM config a template for boot is built from: what
+// the supervisor's bootVM sets, minus the per-container paths.
+func templateConfig(boot bootConfig, disks int) hypervisor.Config {
+	return hypervisor.Config{Kernel: boot.Kernel, Initrd: boot.Initrd, Cmdline: boot.Cmdline,
+		CPUs: boot.CPUs, MemoryBytes: boot.MemoryBytes, Balloon: true, Disks: make([]hypervisor.Disk, disks)}
+}
+
+// startVM starts the task's VM from a template when one serves cfg, else
+// boots it; on a template start s.vmCfg gets the VM's RAM file.
+func (s *supervisor) startVM(ctx context.Context, drv hypervisor.Driver, cfg hypervisor.Config) (hypervisor.Machine, error) {
+	m, err := s.startFromTemplate(ctx, drv, cfg)
+	if err == nil {
+		return m, nil
+	}
+	s.log.Info("booting cold", "reason", err)
+	return drv.Start(ctx, cfg)
+}
+
+// taskTemplateFile is the task dir's note of the template its VM
+// starts from (written by the plugin at Create).
+const taskTemplateFile = "template.json"
+
+type taskTemplate struct {
+	ID     string `json:"id,omitempty"`
+	Reason string `json:"reason,omitempty"` // why none, when ID is empty
+}
+
+// startFromTemplate restores the template the plugin chose for the task,
+// or says why it cannot. A corrupt template is removed (the plugin builds
+// it again at the next Create).
+func (s *supervisor) startFromTemplate(ctx context.Context, drv hypervisor.Driver, cfg hypervisor.Config) (hypervisor.Machine, error) {
+	var tt taskTemplate
+	if err := readJSON(filepath.Join(s.dir, taskTemplateFile), &tt); err != nil {
+		return nil, errors.New("no vm template chosen for the task")
+	}
+	if tt.ID == "" {
+		return nil, errors.New(tt.Reason)
+	}
+	store := taskTemplates(s.dir, s.log)
+	tpl, err := store.Load(tt.ID)
+	if errdefs.IsInvalidArgument(err) {
+		s.log.Error("vm template unusable; removing it (the plugin builds it again)", "template", tt.ID, "error", err)
+		_ = store.Remove(tt.ID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	dir := store.CloneDir()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	tcfg := cfg
+	tcfg.MemoryFile = filepath.Join(dir, filepath.Base(cfg.RunDir)+".ram")
+	m, st, err := tpl.Start(ctx, drv, tcfg)
+	if err != nil {
+		s.log.Error("vm template start failed; removing it (the plugin builds it again)", "template", tpl.ID, "error", err)
+		_ = store.Remove(tpl.ID)
+		return nil, err
+	}
+	go func() { _ = m.Wait(); _ = os.Remove(tcfg.MemoryFile) }()
+	s.vmCfg = tcfg
+	s.fromTemplate = true
+	s.log.Info("vm started from template", "template", tpl.ID, "ram_clone", st.CloneMethod, "clone", st.Clone.Round(time.Millisecond),
+		"restore", st.Restore.Round(time.Millisecond), "since_start", time.Since(s.started).Round(time.Millisecond))
+	return m, nil
+}
+
+// restoreVM restores a checkpoint; one saved with file-backed RAM gets a
+// clone of the checkpoint's RAM file.
+func (s *supervisor) restoreVM(ctx context.Context, drv hypervisor.Driver, cfg hypervisor.Config, dir string) (hypervisor.Machine, error) {
+	ck, err := hypervisor.ReadCheckpoint(dir)
+	if err != nil || !ck.SharedRAM {
+		return drv.Restore(ctx, cfg, dir)
+	}
+	cdir := taskTemplates(s.dir, s.log).CloneDir()
+	if err := os.MkdirAll(cdir, 0o700); err != nil {
+		return nil, err
+	}
+	cfg.MemoryFile = filepath.Join(cdir, filepath.Base(cfg.RunDir)+".ram")
+	if _, err := vmtemplate.Clone(filepath.Join(dir, checkpointRAM), cfg.MemoryFile); err != nil {
+		return nil, fmt.Errorf("restore: the checkpoint's RAM file: %w", err)
+	}
+	m, err := drv.Restore(ctx, cfg, dir)
+	if err != nil {
+		_ = os.Remove(cfg.MemoryFile)
+		return nil, err
+	}
+	go func() { _ = m.Wait(); _ = os.Remove(cfg.MemoryFile) }()
+	s.vmCfg = cfg
+	return m, nil
+}
+
+// checkpointRAM is the RAM file's name in a checkpoint's vm dir when the
+// VM ran with file-backed RAM (started from a template).
+const checkpointRAM = "ram"
+
+// saveRAM keeps the RAM file of a VM with file-backed RAM (saved and
+// paused) in the checkpoint's vm dir.
+func (s *supervisor) saveRAM(vmDir string) error {
+	if s.vmCfg.MemoryFile == "" {
+		return nil
+	}
+	if _, err := vmtemplate.Clone(s.vmCfg.MemoryFile, filepath.Join(vmDir, checkpointRAM)); err != nil {
+		return fmt.Errorf("keep the VM's RAM file: %w", err)
+	}
+	return nil
+}
+
+// personalize gives a VM restored from a template its own identity before
+// the container is created: entropy, clock, hostname and machine id, its
+// rootfs disk's size.
+func (s *supervisor) personalize(ctx context.Context, agent *vmagent.Client) error {
+	if !s.fromTemplate {
+		return nil
+	}
+	host := s.spec.ID
+	if len(host) > 12 {
+		host = host[:12]
+	}
+	if s.spec.Network != nil && s.spec.Network.Hostname != "" {
+		host = s.spec.Network.Hostname
+	} else if s.spec.OCI != nil && s.spec.OCI.Hostname != "" {
+		host = s.spec.OCI.Hostname
+	}
+	id := vmtemplate.Identity{Hostname: host}
+	for i := range min(len(s.vmCfg.Disks), 26) {
+		id.Disks = append(id.Disks, vmtemplate.GuestDisk{Device: "/dev/vd" + string(rune('a'+i))})
+	}
+	if err := vmtemplate.Personalize(ctx, agent, id); err != nil {
+		return fmt.Errorf("prepare the VM restored from a template: %w%s", err, s.consoleTail())
+	}
+	return nil
+}
+
+// templateBuilds dedups background builds in the plugin process.
+var templateBuilds sync.Map // template id → struct{}
+
+// templatesEnabled reads the plugin's "templates" setting (default off:
+// config.hcl turns it on).
+func templatesEnabled(c schema.Config) bool {
+	var v struct {
+		Templates *bool `json:"templates"`
+	}
+	_ = json.Unmarshal(c.JSON, &v)
+	return v.Templates != nil && *v.Templates
+}
+
+// chooseTemplate notes in the task dir which template the task's VM
+// starts from, or why none: templates off, a restore, bind mounts (9p
+// blocks saving), other than one disk, or none built yet — then it starts
+// building one in the background (that task boots cold).
+func (r *runtime) chooseTemplate(dir string, boot bootConfig, spec isolation.Spec) {
+	tt := taskTemplate{}
+	defer func() { _ = writeJSON(filepath.Join(dir, taskTemplateFile), tt) }()
+	r.mu.Lock()
+	on := r.templates
+	r.mu.Unlock()
+	switch {
+	case !on:
+		tt.Reason = "vm templates are off (templates = false)"
+		return
+	case boot.Restore != "":
+		tt.Reason = "a restore"
+		return
+	case spec.Annotations[AnnotationTemplate] == "off":
+		tt.Reason = "templates off for this container (" + AnnotationTemplate + "=off)"
+		return
+	case len(bindMounts(spec)) > 0:
+		tt.Reason = "bind mounts (9p shares cannot be saved)"
+		return
+	case len(spec.Rootfs) != 1:
+		tt.Reason = fmt.Sprintf("%d rootfs disks (templates have one)", len(spec.Rootfs))
+		return
+	}
+	cfg := templateConfig(boot, 1)
+	drv, err := newDriver(boot, r.log)
+	if err != nil {
+		tt.Reason = err.Error()
+		return
+	}
+	in, err := vmtemplate.InputsFor(drv, cfg)
+	if err != nil {
+		tt.Reason = err.Error()
+		return
+	}
+	stateDir, runDir, err := r.dirs()
+	if err != nil {
+		tt.Reason = err.Error()
+		return
+	}
+	store := &vmtemplate.Store{Dir: templatesDir(stateDir), Log: r.log}
+	_, err = store.Get(in)
+	if err == nil {
+		tt.ID = in.ID()
+		return
+	}
+	tt.Reason = err.Error()
+	if errdefs.IsInvalidArgument(err) {
+		r.log.Error("vm template unusable; building it again", "template", in.ID(), "error", err)
+	}
+	r.buildTemplate(store, drv, in, cfg, boot, runDir)
+}
+
+// buildTemplate builds in's template in the background unless a build of
+// it runs; then it removes the RAM clones of VMs that are gone and the
+// templates the new one supersedes (same size and machine, other kernel,
+// initramfs, command line or hypervisor).
+func (r *runtime) buildTemplate(store *vmtemplate.Store, drv hypervisor.Driver, in vmtemplate.Inputs, cfg hypervisor.Config, boot bootConfig, runDir string) {
+	id := in.ID()
+	if _, busy := templateBuilds.LoadOrStore(id, struct{}{}); busy {
+		return
+	}
+	go func() {
+		defer templateBuilds.Delete(id)
+		store.SweepClones(func(name string) bool {
+			_, err := os.Stat(filepath.Join(runDir, name+".sock"))
+			return err == nil
+		})
+		_, _ = store.Prune(listIDs(store)...) // leftovers of interrupted builds
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		r.log.Info("building vm template", "template", id, "cpus", boot.CPUs, "memory", boot.MemoryBytes)
+		tpl, err := store.Build(ctx, drv, in, cfg, vmtemplate.BuildOptions{Timeout: max(boot.BootTimeout, 60*time.Second)})
+		if err != nil {
+			if !errors.Is(err, vmtemplate.ErrBusy) {
+				r.log.Error("vm template build failed; containers boot cold", "template", id, "error", err)
+			}
+			return
+		}
+		r.log.Info("vm template built", "template", id, "took", tpl.BuildTook.Round(time.Millisecond))
+		entries, _ := store.List()
+		for _, e := range entries {
+			if e.ID == tpl.ID || e.Manifest == nil {
+				continue
+			}
+			o := e.Manifest.Inputs
+			if o.CPUs == in.CPUs && o.MemoryMiB == in.MemoryMiB && o.Disks == in.Disks && o.Platform == in.Platform {
+				r.log.Info("removing superseded vm template", "template", e.ID, "by", tpl.ID)
+				_ = store.Remove(e.ID)
+			}
+		}
+	}()
+}
+
+// listIDs is every template dir's ID (so Prune keeps them all).
+func listIDs(store *vmtemplate.Store) []string {
+	entries, _ := store.List()
+	var ids []string
+	for _, e := range entries {
+		ids = append(ids, e.ID)
+	}
+	return ids
+}
