@@ -174,7 +174,7 @@ var benchmarks = []runner.Benchmark{
 		Target:      4.0,
 		Iterations:  30,
 	},
-	// Network throughput (issue 9): one fixed-size TCP transfer (256 MiB,
+	// Network throughput (issue 9): one fixed-size TCP transfer (1 GiB,
 	// bench/netbench, every byte and the source address the server saw
 	// checked) over a berth path against the same transfer over the host's
 	// loopback, timed in the same run; scripts/bench-net.sh has the daemon
@@ -183,7 +183,7 @@ var benchmarks = []runner.Benchmark{
 	// `scripts/bench-net.sh setup vm` (net-vm-…) once its vm_* hooks exist.
 	{
 		Name:        "net-c2c",
-		Description: "TCP throughput container → container on one berth network (sandbox mode: veth, bridge, veth; sender in the source container's netns) against the same 256 MiB transfer over the host's loopback",
+		Description: "TCP throughput container → container on one berth network (sandbox mode: veth, bridge, veth; sender in the source container's netns) against the same 1 GiB transfer over the host's loopback",
 		Setup:       []runner.Command{runner.Cmd("scripts/bench-net.sh", "setup", "sandbox")},
 		Teardown:    []runner.Command{runner.Cmd("scripts/bench-net.sh", "teardown")},
 		Requires:    requireRoot,
@@ -192,11 +192,11 @@ var benchmarks = []runner.Benchmark{
 		// Kernel forwarding between two veths costs more per byte than
 		// loopback; at least two thirds of loopback's throughput.
 		Target:     1.5,
-		Iterations: 15,
+		Iterations: 10,
 	},
 	{
 		Name:        "net-publish-proxy",
-		Description: "TCP throughput host → a port published on 127.0.0.1 (-p 127.0.0.1:P:P, netd's userspace proxy, then the bridge) against the same 256 MiB transfer over the host's loopback",
+		Description: "TCP throughput host → a port published on 127.0.0.1 (-p 127.0.0.1:P:P, netd's userspace proxy, then the bridge) against the same 1 GiB transfer over the host's loopback",
 		Setup:       []runner.Command{runner.Cmd("scripts/bench-net.sh", "setup", "sandbox")},
 		Teardown:    []runner.Command{runner.Cmd("scripts/bench-net.sh", "teardown")},
 		Requires:    requireRoot,
@@ -205,11 +205,11 @@ var benchmarks = []runner.Benchmark{
 		// A proxy moves every byte through two sockets (splice); at least
 		// half of loopback's throughput.
 		Target:     2.0,
-		Iterations: 15,
+		Iterations: 10,
 	},
 	{
 		Name:        "net-publish-dnat",
-		Description: "TCP throughput host → a port published on a non-loopback host address (198.18.0.1 on a link the script creates; nft DNAT to the container, no proxy) against the same 256 MiB transfer over the host's loopback",
+		Description: "TCP throughput host → a port published on a non-loopback host address (198.18.0.1 on a link the script creates; nft DNAT to the container, no proxy) against the same 1 GiB transfer over the host's loopback",
 		Setup:       []runner.Command{runner.Cmd("scripts/bench-net.sh", "setup", "sandbox")},
 		Teardown:    []runner.Command{runner.Cmd("scripts/bench-net.sh", "teardown")},
 		Requires:    requireRoot,
@@ -217,7 +217,7 @@ var benchmarks = []runner.Benchmark{
 		Peer:        runner.Side{Run: runner.Cmd("scripts/bench-net.sh", "send", "loopback")},
 		// The kernel path of net-c2c plus a DNAT lookup per connection.
 		Target:     1.5,
-		Iterations: 15,
+		Iterations: 10,
 	},
 	{
 		Name:        "vm-run",

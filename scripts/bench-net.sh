@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Setup, transfers and teardown of the network benchmarks (the net-*
 # entries of bench/benchmarks.go): TCP throughput of a fixed-size transfer
-# (256 MiB of zeros, bench/netbench send → serve, which checks every byte
+# (1 GiB of zeros, bench/netbench send → serve, which checks every byte
 # arrived and which source address the server saw) over
 #   c2c     container → container on one berth network (the sender is
 #           bench/netbench run in the source container's network namespace,
@@ -14,7 +14,7 @@
 # its own whose default network is bridge bbnet0, 10.87.2.0/24 (never
 # berth0 / 10.88.0.0/16), its containers, and the link pair bbnet-addr0/1
 # holding that address.
-# Traffic goes only over loopback, the bench bridge and the dummy address.
+# Traffic goes only over loopback, the bench bridge and that address.
 #
 #   scripts/bench-net.sh setup [sandbox|vm]   build netbench, start the daemon,
 #                                             the two containers, the address link
@@ -24,23 +24,26 @@
 #                                             failure or with the daemon gone)
 #
 # VM mode: `setup vm` runs the containers with --isolation vm and calls the
-# vm_* hooks below, which are not filled yet (they fail saying so). The
-# sender of c2c cannot be entered from the host in a VM; vm_send_c2c must
-# run netbench inside the source VM (e.g. berth exec of the bind-mounted
-# binary) and the peer must then pay the same exec to stay comparable.
+# vm_* hooks below, which are not filled yet (they fail saying so). proxy
+# and dnat send from the host as in sandbox mode. The sender of c2c cannot
+# be entered from the host in a VM: vm_send_c2c must run netbench inside
+# the source VM (e.g. `berth exec bench-net-src /netbench send …` of the
+# binary bind-mounted there), and a VM entry's
+# peer must then pay the same exec (e.g. a loopback send inside the VM)
+# to stay comparable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=/tmp/berth-bench-net
 berth=(bin/berth --config "$dir/config.hcl")
 bridge=bbnet0
 subnet=10.87.2.0/24
-dummy=bbnet-addr0 # a veth pair (…0, …1) in the host
-dummy_ip=198.18.0.1 # RFC 2544 benchmarking range, only on our dummy link
+addr_link=bbnet-addr0 # a veth pair (…0, …1), both ends in the host
+addr_ip=198.18.0.1 # RFC 2544 benchmarking range, only on that link
 port_lo=35101       # the loopback peer's server
 port_proxy=35102    # published on 127.0.0.1 (netd proxy)
-port_dnat=35103     # published on $dummy_ip (DNAT)
+port_dnat=35103     # published on $addr_ip (DNAT)
 port_ctr=5001       # the server inside the destination container
-bytes=$((256 << 20))
+bytes=$((1 << 30)) # large enough that process starts (~10-20 ms per run here) are a few percent
 image=berth.local/demo:latest
 cgroup_parent=berth-bench-net
 
@@ -94,7 +97,7 @@ teardown() {
       go run ./bench/netbench cleanup -bridge "$bridge" -subnet "$subnet" || rc=1
     fi
   fi
-  ip link del "$dummy" 2>/dev/null || true
+  ip link del "$addr_link" 2>/dev/null || true
   for d in /sys/fs/cgroup/*/"$cgroup_parent" /sys/fs/cgroup/"$cgroup_parent"; do
     [ -d "$d" ] || continue
     find "$d" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null || true
@@ -181,10 +184,10 @@ HCL
 
   # A dummy link would do, but this kernel has no dummy driver: a veth pair
   # with both ends in the host serves as well (the address is local).
-  ip link add "$dummy" type veth peer name "${dummy%0}1"
-  ip addr add "$dummy_ip/32" dev "$dummy"
-  ip link set "${dummy%0}1" up
-  ip link set "$dummy" up
+  ip link add "$addr_link" type veth peer name "${addr_link%0}1"
+  ip addr add "$addr_ip/32" dev "$addr_link"
+  ip link set "${addr_link%0}1" up
+  ip link set "$addr_link" up
 
   # The loopback peer's server, on the host.
   setsid "$dir/netbench" serve -addr "127.0.0.1:$port_lo" >"$dir/serve.log" 2>&1 </dev/null &
@@ -193,15 +196,17 @@ HCL
   local iso=()
   if [ "$mode" = vm ]; then iso=(--isolation vm); fi
   "${berth[@]}" run -d "${iso[@]}" --name bench-net-dst -v "$dir/netbench:/netbench:ro" \
-    -p "127.0.0.1:$port_proxy:$port_ctr" -p "$dummy_ip:$port_dnat:$port_ctr" \
+    -p "127.0.0.1:$port_proxy:$port_ctr" -p "$addr_ip:$port_dnat:$port_ctr" \
     "$image" /netbench serve -addr ":$port_ctr" >/dev/null
-  "${berth[@]}" run -d "${iso[@]}" --name bench-net-src "$image" sleep 1000000 >/dev/null
+  # The source gets netbench too, for VM mode's in-guest sender.
+  "${berth[@]}" run -d "${iso[@]}" --name bench-net-src -v "$dir/netbench:/netbench:ro" "$image" sleep 1000000 >/dev/null
   if [ "$mode" = vm ]; then vm_setup_hook; fi
 
   local dst_ip src_ip src_pid gw
   dst_ip=$(inspect_field ip bench-net-dst)
   src_ip=$(inspect_field ip bench-net-src)
-  src_pid=$(inspect_field pid bench-net-src)
+  src_pid=
+  if [ "$mode" = sandbox ]; then src_pid=$(inspect_field pid bench-net-src); fi
   gw=$(python3 -c 'import ipaddress,sys; print(next(ipaddress.ip_network(sys.argv[1]).hosts()))' "$subnet")
   cat >"$dir/env" <<ENV
 dst_ip=$dst_ip
@@ -210,13 +215,13 @@ src_pid=$src_pid
 gw=$gw
 ENV
   # The DNAT entry is only honest if the rule exists (else netd's proxy,
-  # which holds the port on $dummy_ip too, would serve it: -want-peer
+  # which holds the port on $addr_ip too, would serve it: -want-peer
   # catches that as well).
   local i
   for i in $(seq 1 50); do
-    nft list chain inet berth publish 2>/dev/null | grep -q "ip daddr $dummy_ip tcp dport $port_dnat dnat ip to $dst_ip:$port_ctr" && break
+    nft list chain inet berth publish 2>/dev/null | grep -q "ip daddr $addr_ip tcp dport $port_dnat dnat ip to $dst_ip:$port_ctr" && break
     if [ "$i" = 50 ]; then
-      echo "bench-net: no DNAT rule for $dummy_ip:$port_dnat → $dst_ip:$port_ctr in inet berth publish; the table has:" >&2
+      echo "bench-net: no DNAT rule for $addr_ip:$port_dnat → $dst_ip:$port_ctr in inet berth publish; the table has:" >&2
       nft list table inet berth >&2 || true
       return 1
     fi
@@ -241,7 +246,7 @@ send() {
     "$nb" send -bytes "$bytes" -netns "/proc/$src_pid/ns/net" -addr "$dst_ip:$port_ctr" -want-peer "$src_ip"
     ;;
   proxy) "$nb" send -bytes "$bytes" -addr "127.0.0.1:$port_proxy" -want-peer "$gw" ;;
-  dnat) "$nb" send -bytes "$bytes" -addr "$dummy_ip:$port_dnat" -want-peer "$dummy_ip" ;;
+  dnat) "$nb" send -bytes "$bytes" -addr "$addr_ip:$port_dnat" -want-peer "$addr_ip" ;;
   *) echo "usage: $0 send loopback|c2c|proxy|dnat" >&2; return 2 ;;
   esac
 }
