@@ -105,11 +105,12 @@ func resolveDefaults(ctx context.Context, log hclog.Logger, s settings, stateDir
 	// Two initramfs: without the 9p modules (most containers: fewer
 	// modules to load at boot) and with them (containers with bind
 	// mounts).
+	// Each also with the NIC's driver, for tasks on a network.
 	for _, v := range []struct {
-		shares bool
-		out    *string
-	}{{false, &d.Initrd}, {true, &d.InitrdShares}} {
-		mods, err := guestModules(log, kernel, plat, v.shares)
+		shares, nic bool
+		out         *string
+	}{{false, false, &d.Initrd}, {true, false, &d.InitrdShares}, {false, true, &d.InitrdNet}, {true, true, &d.InitrdSharesNet}} {
+		mods, err := guestModulesFor(log, kernel, plat, v.shares, v.nic)
 		if err != nil {
 			return d, err
 		}
@@ -129,11 +130,11 @@ func coreStateDir(pluginState string) string {
 	return filepath.Dir(filepath.Dir(pluginState))
 }
 
-// shareModules serve bind mounts (9p, virtiofs); unneededModules are left out until
-// their feature reaches VMs (NICs come with networking).
+// shareModules serve bind mounts (9p, virtiofs); nicModules a NIC
+// (bridge attachments, network.go).
 var (
-	shareModules    = []string{"9p", "9pnet_virtio", "virtiofs"}
-	unneededModules = []string{"virtio_net"}
+	shareModules = []string{"9p", "9pnet_virtio", "virtiofs"}
+	nicModules   = []string{"virtio_net"}
 )
 
 // guestModules resolves the modules the guest loads, in load order: the
@@ -141,10 +142,15 @@ var (
 // an error naming it, an optional one a warning. shares adds the modules
 // of directory shares.
 func guestModules(log hclog.Logger, k *vmkernel.Kernel, plat hypervisor.Platform, shares bool) ([]vmkernel.Module, error) {
+	return guestModulesFor(log, k, plat, shares, false)
+}
+
+// guestModulesFor is guestModules, with the NIC's driver when nic.
+func guestModulesFor(log hclog.Logger, k *vmkernel.Kernel, plat hypervisor.Platform, shares, nic bool) ([]vmkernel.Module, error) {
 	var out []vmkernel.Module
 	seen := map[string]bool{}
 	want := slices.DeleteFunc(append(slices.Clone(plat.Modules), extraModules...), func(m string) bool {
-		return slices.Contains(unneededModules, m) || (!shares && slices.Contains(shareModules, m))
+		return (!nic && slices.Contains(nicModules, m)) || (!shares && slices.Contains(shareModules, m))
 	})
 	for _, name := range want {
 		mods, err := k.ModulesFor(name)

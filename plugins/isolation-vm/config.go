@@ -85,6 +85,10 @@ type vmDefaults struct {
 	MemoryBytes    int64
 	Machine, Accel string
 	BootTimeout    time.Duration
+
+	// InitrdNet and InitrdSharesNet add the NIC's driver (virtio_net),
+	// for tasks with a bridge attachment (network.go).
+	InitrdNet, InitrdSharesNet string
 }
 
 // decodeSizes checks the sizing settings; each error names the setting.
@@ -147,6 +151,12 @@ func (d vmDefaults) bootFor(spec isolation.Spec) bootConfig {
 	initrd := d.Initrd
 	if len(bindMounts(spec)) > 0 && d.InitrdShares != "" {
 		initrd = d.InitrdShares
+	}
+	if isBridge(spec) && d.InitrdNet != "" {
+		initrd = d.InitrdNet
+		if len(bindMounts(spec)) > 0 && d.InitrdSharesNet != "" {
+			initrd = d.InitrdSharesNet
+		}
 	}
 	b := bootConfig{Kernel: d.Kernel, Initrd: initrd, Cmdline: slices.Clone(d.Cmdline), CPUs: d.CPUs,
 		MemoryBytes: d.MemoryBytes, Machine: d.Machine, Accel: d.Accel, BootTimeout: d.BootTimeout}

@@ -67,8 +67,8 @@ func (r *runtime) Info(context.Context) (plugin.Info, error) {
 // terminals through the guest agent, pause and checkpoint of the whole VM,
 // recovery from the supervisors.
 func capabilities() []string {
-	return []string{isolation.CapRootfsBlock, isolation.CapExec, isolation.CapTTY, isolation.CapPause,
-		isolation.CapCheckpoint, isolation.CapRecover, isolation.CapVM}
+	return append([]string{isolation.CapRootfsBlock, isolation.CapExec, isolation.CapTTY, isolation.CapPause,
+		isolation.CapCheckpoint, isolation.CapRecover, isolation.CapVM}, networkCaps()...) // network.go
 }
 
 // ConfigSchema implements plugin.Base.
@@ -192,6 +192,16 @@ func (r *runtime) create(ctx context.Context, spec isolation.Spec, restore strin
 		return isolation.TaskInfo{}, fmt.Errorf("create task %s: %w", spec.ID, err)
 	}
 	r.chooseTemplate(dir, boot, spec) // template.go
+	// The host side of a bridge attachment: TAP and published ports (network.go).
+	undoNet, err := attachNetwork(ctx, spec)
+	if err != nil {
+		return isolation.TaskInfo{}, err
+	}
+	defer func() {
+		if !ok {
+			undoNet()
+		}
+	}()
 	name := shortName(spec.ID)
 	socket := filepath.Join(runDir, name+".sock")
 	vmRun := filepath.Join(runDir, name)
@@ -238,8 +248,8 @@ func checkSpec(spec isolation.Spec) error {
 			return errdefs.InvalidArgument("task %s: bind mount %s → %s: mode vm shares directories only (%v)", spec.ID, b.Source, b.Destination, err)
 		}
 	}
-	if spec.Network != nil && spec.Network.Mode != "" && spec.Network.Mode != "none" && spec.Network.Mode != "host" {
-		return errdefs.NotImplemented("task %s: network mode %q is not supported by mode vm yet (none, host = the VM's own stack)", spec.ID, spec.Network.Mode)
+	if err := checkNetwork(spec); err != nil { // network.go
+		return err
 	}
 	return nil
 }
@@ -557,6 +567,9 @@ func (r *runtime) Delete(ctx context.Context, id string) (isolation.ExitStatus, 
 	if st.Socket != "" {
 		_ = os.Remove(st.Socket)
 	}
+	if err := detachNetwork(ctx, dir); err != nil { // network.go
+		return isolation.ExitStatus{}, fmt.Errorf("delete task %s: %w", id, err)
+	}
 	if err := os.RemoveAll(dir); err != nil {
 		return isolation.ExitStatus{}, fmt.Errorf("delete task %s: %w", id, err)
 	}
@@ -629,6 +642,9 @@ func (r *runtime) Recover(ctx context.Context) ([]isolation.TaskInfo, error) {
 	for _, t := range tasks {
 		if t.Status != isolation.StatusStopped {
 			r.watch(t.ID)
+			if err := recoverNetwork(ctx, *t.Spec); err != nil { // network.go
+				r.log.Warn("network of a recovered task", "container_id", t.ID, "error", err)
+			}
 		}
 	}
 	r.log.Info("recovered tasks", "count", len(tasks))

@@ -200,6 +200,7 @@ func (s *supervisor) bootVM() error {
 	for i, b := range bindMounts(s.spec) {
 		cfg.Shares = append(cfg.Shares, hypervisor.Share{Tag: shareTag(i), Path: b.Source, ReadOnly: isReadOnly(b.Options)})
 	}
+	cfg.NICs = nicsFor(s.spec) // network.go
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -433,6 +434,9 @@ func (s *supervisor) createContainer(ctx context.Context) error {
 	}
 	_, agent := s.conn()
 	if err := s.personalize(ctx, agent); err != nil {
+		return err
+	}
+	if err := configureGuestNetwork(ctx, agent, s.spec, &req); err != nil { // network.go
 		return err
 	}
 	pid, err := agent.CreateContainer(ctx, req)
