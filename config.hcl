@@ -85,6 +85,9 @@ plugin "isolation" "vm" {
   # accel        = "auto"    # kvm when /dev/kvm is usable, else tcg
   # kernel_args  = []
   # boot_timeout = "60s"
+  # Start VMs by restoring a pre-booted template (issue 10; built in the
+  # background per kernel, initramfs and size; `berth system templates`).
+  templates     = true
 }
 plugin "isolation" "hybrid" {
   enabled     = false # platform == "linux"

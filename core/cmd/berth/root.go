@@ -27,6 +27,7 @@ func newRootCommand() *cobra.Command {
 	system := newSystemCommand(g)
 	system.AddCommand(newSystemInstallCommand(g), newSystemDfCommand(g), newSystemPruneCommand(g), newNetworkHelperCommand())
 	system.AddCommand(newSystemKernelCommand(g))
+	system.AddCommand(newSystemTemplatesCommand(g))
 	root.AddCommand(system, newPluginCommand(g), newConfigCommand(g), newVersionCommand(g))
 	addImageCommands(root, g)
 	addContainerCommands(root, g)
