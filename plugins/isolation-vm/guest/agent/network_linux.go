@@ -31,7 +31,9 @@ import (
 const nicWait = 10 * time.Second
 
 func (s *service) ConfigureNetwork(ctx context.Context, r *agentpb.ConfigureNetworkRequest) (*agentpb.Empty, error) {
-	h, err := netlink.NewHandle()
+	// Route sockets only: the guest kernel lacks the other families
+	// NewHandle opens by default (xfrm, netfilter are modules not loaded).
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, fmt.Errorf("netlink: %w", err)
 	}
