@@ -62,6 +62,11 @@ func runTask(t *testing.T, rt *runtime, stateDir, id, script string) (string, st
 		t.Fatalf("Delete %s: %v", id, err)
 	}
 	t.Logf("%s: created in %v, ran and deleted in %v", id, created.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	for _, l := range strings.Split(string(slog), "\n") {
+		if strings.Contains(l, "since_start") || strings.Contains(l, "took") {
+			t.Logf("  %s", l)
+		}
+	}
 	return out.String(), string(slog)
 }
 
