@@ -41,8 +41,9 @@ import (
 // other's page by name; the VM container sees its attachment's hosts,
 // resolv.conf and hostname. Its port published on 127.0.0.1 answers from
 // the host through netd's proxy, one published on every address through
-// DNAT; Recover puts a lost port rule back; Delete (twice) leaves no TAP
-// and no nft rule of the task. One VM boot.
+// DNAT; Recover puts a lost port rule back; after a checkpoint, delete
+// and restore it answers again; Delete (twice) leaves no TAP and no nft
+// rule of the task. One VM boot and one restore.
 func TestBridgeNetwork(t *testing.T) {
 	requireVM(t)
 	ctx := context.Background()
@@ -190,6 +191,44 @@ sleep 1000`
 	}
 	if !hasRuleOf(t, vmID) {
 		t.Errorf("Recover did not restore the publish rule of %s", vmID)
+	}
+
+	// Checkpoint (the VM ends), delete (TAP and rules go), restore: the
+	// guest keeps its configured NIC, now on a new TAP of the same name,
+	// and its port answers again.
+	ckDir := filepath.Join(t.TempDir(), "checkpoint")
+	if err := os.Mkdir(ckDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Checkpoint(ctx, vmID, isolation.CheckpointOptions{Dir: ckDir}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.Delete(ctx, vmID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := netlink.LinkByName(tapName(vmID)); err == nil || hasRuleOf(t, vmID) {
+		t.Errorf("TAP (%v) or rules left after deleting the checkpointed task", err)
+	}
+	if _, err := rt.Restore(ctx, vmSpec, ckDir); err != nil {
+		t.Fatal(err)
+	}
+	u := fmt.Sprintf("http://127.0.0.1:%d/index.html", proxyPort)
+	var got string
+	for deadline := time.Now().Add(60 * time.Second); got != "page-of-vmweb\n" && time.Now().Before(deadline); {
+		if resp, err := hc.Get(u); err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			got = string(body)
+		} else {
+			got = err.Error()
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	if got != "page-of-vmweb\n" {
+		t.Errorf("host → %s after the restore: %q", u, got)
+	}
+	if !hasRuleOf(t, vmID) {
+		t.Errorf("no publish rule of %s after the restore", vmID)
 	}
 
 	if err := rt.Signal(ctx, vmID, "", syscall.SIGKILL, true); err != nil {
