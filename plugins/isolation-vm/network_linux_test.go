@@ -292,6 +292,20 @@ func TestBridgeNetworkErrors(t *testing.T) {
 		}
 	}
 	noLeaks(t, stateDir, runDir)
+
+	// With templates on, a task with a NIC still boots cold: templates
+	// have no NIC in their device model.
+	rt.mu.Lock()
+	rt.templates = true
+	rt.mu.Unlock()
+	s := newSpec(t, "net-tpl", conformance.SpecOptions{Args: []string{"true"}})
+	s.Network = &isolation.NetworkAttachment{Mode: "bridge", Interfaces: ifc("bt-x", "10.0.0.3/24")}
+	dir := t.TempDir()
+	rt.chooseTemplate(dir, rt.defaults.bootFor(s), s)
+	var tt taskTemplate
+	if err := readJSON(filepath.Join(dir, taskTemplateFile), &tt); err != nil || tt.ID != "" || !strings.Contains(tt.Reason, "network interface") {
+		t.Errorf("template choice for a task with a NIC: %+v, %v; want none, for its network interface", tt, err)
+	}
 }
 
 func hasRuleOf(t *testing.T, id string) bool {

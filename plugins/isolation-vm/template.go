@@ -219,6 +219,9 @@ func (r *runtime) chooseTemplate(dir string, boot bootConfig, spec isolation.Spe
 	case len(spec.Rootfs) != 1:
 		tt.Reason = fmt.Sprintf("%d rootfs disks (templates have one)", len(spec.Rootfs))
 		return
+	case len(nicsFor(spec)) > 0: // network.go
+		tt.Reason = "a network interface (templates have no NIC placeholder yet)"
+		return
 	}
 	cfg := templateConfig(boot, 1)
 	drv, err := newDriver(boot, r.log)
