@@ -138,14 +138,15 @@ func attachNetwork(ctx context.Context, spec isolation.Spec) (undo func(), err e
 
 // detachNetwork removes the host side of the bridge attachment of the task
 // in dir (its spec.json): port rules and TAP. Safe to repeat; a task of
-// another mode has nothing to remove.
+// another mode has nothing to remove. An unreadable spec.json must not
+// block the Delete: what a task of that id may have is removed at best.
 func detachNetwork(ctx context.Context, dir string) error {
 	var spec isolation.Spec
 	if err := readJSON(filepath.Join(dir, specFile), &spec); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil
+		if !errors.Is(err, os.ErrNotExist) && goruntime.GOOS == "linux" {
+			_ = detachNetworkID(ctx, filepath.Base(dir))
 		}
-		return err
+		return nil
 	}
 	if !isBridge(spec) {
 		return nil
@@ -157,9 +158,10 @@ func detachNetworkID(ctx context.Context, id string) error {
 	return errors.Join(netdp.UnpublishPorts(ctx, id), netdp.DeleteTAP(ctx, tapName(id)))
 }
 
-// recoverNetwork puts a live task's TAP (on its bridge) and published-port
-// rules back as its spec says, in case they went while the plugin was
-// away; in place, nothing changes.
+// recoverNetwork puts a live task's published-port rules back as its spec
+// says, in case they went while the plugin was away (an atomic replace:
+// in place, nothing changes). The TAP is not remade: one deleted under a
+// running VM is no longer its NIC's.
 func recoverNetwork(ctx context.Context, spec isolation.Spec) error {
 	if !isBridge(spec) {
 		return nil
