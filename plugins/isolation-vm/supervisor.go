@@ -183,7 +183,7 @@ func (s *supervisor) bootVM() error {
 	cfg := hypervisor.Config{
 		Kernel: s.boot.Kernel, Initrd: s.boot.Initrd, Cmdline: s.boot.Cmdline,
 		CPUs: s.boot.CPUs, MemoryBytes: s.boot.MemoryBytes,
-		ConsoleLog: filepath.Join(s.dir, bootLog), RunDir: s.state.RunDir, Balloon: true,
+		ConsoleLog: s.consolePath(), RunDir: s.state.RunDir, Balloon: true,
 	}
 	for _, m := range s.spec.Rootfs {
 		d := hypervisor.Disk{Path: m.Source, Format: "raw"}
@@ -322,7 +322,7 @@ func (s *supervisor) detachAgent() {
 	if cc == nil {
 		return
 	}
-	console := filepath.Join(s.dir, bootLog)
+	console := s.consolePath()
 	before := fileSize(console)
 	_ = cc.Close()
 	deadline := time.Now().Add(5 * time.Second)
@@ -380,7 +380,7 @@ func (s *supervisor) dialAgent(ctx context.Context) (net.Conn, error) {
 
 // consoleTail is the end of the boot log, for error messages.
 func (s *supervisor) consoleTail() string {
-	b, err := os.ReadFile(filepath.Join(s.dir, bootLog))
+	b, err := os.ReadFile(s.consolePath())
 	if err != nil || len(strings.TrimSpace(string(b))) == 0 {
 		return ""
 	}

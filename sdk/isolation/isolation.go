@@ -53,6 +53,12 @@ const (
 	// attaches feed (docker run -i); without it stdin is empty (/dev/null).
 	// A process with a terminal always reads from it.
 	AnnotationOpenStdin = "org.berth.stdin"
+	// AnnotationBootLog is an absolute file path: a mode that boots a
+	// kernel of its own (vm) appends the guest's console there instead of
+	// into its own task state (berth logs --boot). The caller owns the
+	// file and removes it with the container; modes without a console
+	// ignore it.
+	AnnotationBootLog = "org.berth.vm.boot-log"
 )
 
 // Spec is everything a task is created from.
