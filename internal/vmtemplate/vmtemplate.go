@@ -35,6 +35,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -233,11 +234,9 @@ func duBytes(dir string) int64 {
 	var n int64
 	_ = filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
 		if err == nil && d.Type().IsRegular() {
-			var st unix.Stat_t
 			if info, _ := d.Info(); info != nil {
-				if s, ok := info.Sys().(*unix.Stat_t); ok {
-					st = *s
-					n += st.Blocks * 512
+				if st, ok := info.Sys().(*syscall.Stat_t); ok {
+					n += int64(st.Blocks) * 512
 				}
 			}
 		}

@@ -101,8 +101,10 @@ func (s *supervisor) startFromTemplate(ctx context.Context, drv hypervisor.Drive
 	tcfg.MemoryFile = filepath.Join(dir, filepath.Base(cfg.RunDir)+".ram")
 	m, st, err := tpl.Start(ctx, drv, tcfg)
 	if err != nil {
-		s.log.Error("vm template start failed; removing it (the plugin builds it again)", "template", tpl.ID, "error", err)
-		_ = store.Remove(tpl.ID)
+		// Not removed: the files passed Load's checks, and a machine that
+		// does not match (errdefs.ErrInvalidArgument) is this task's
+		// config, not the template's fault.
+		s.log.Error("vm template start failed", "template", tpl.ID, "error", err)
 		return nil, err
 	}
 	go func() { _ = m.Wait(); _ = os.Remove(tcfg.MemoryFile) }()
