@@ -64,6 +64,9 @@ func (r *logReader) Logs(ctx context.Context, ref string, opts api.LogsOptions, 
 	if err != nil {
 		return err
 	}
+	if opts.Boot {
+		return r.bootLog(ctx, c, bootLogPath(path), opts, send) // bootlog.go
+	}
 	// The kept output: rotated files (oldest first), then the live one,
 	// whose open file is then followed.
 	var backlog []api.LogEntry

@@ -25,7 +25,14 @@ type LogsOptions struct {
 	Follow bool
 	// Tail is how many of the last entries to send first; negative is all.
 	Tail int
+	// Boot sends the container's boot log (the guest console of a mode that
+	// boots a kernel) instead of its output: one entry per line, Stream
+	// StreamConsole, no time. A container without one is an error.
+	Boot bool
 }
+
+// StreamConsole is the Stream of a boot log's entries.
+const StreamConsole = "console"
 
 // Logs is the public service that reads container logs.
 type Logs interface {
@@ -46,7 +53,7 @@ type logsServer struct {
 }
 
 func (s *logsServer) Logs(r *pb.LogsRequest, stream pb.Logs_LogsServer) error {
-	opts := LogsOptions{Follow: r.Follow, Tail: -1}
+	opts := LogsOptions{Follow: r.Follow, Tail: -1, Boot: r.Boot}
 	if r.Tail != nil && *r.Tail >= 0 {
 		opts.Tail = int(*r.Tail)
 	}
@@ -72,7 +79,7 @@ func NewLogsClient(conn grpc.ClientConnInterface) *LogsClient {
 func (c *LogsClient) Logs(ctx context.Context, ref string, opts LogsOptions, send func(LogEntry) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	req := &pb.LogsRequest{Ref: ref, Follow: opts.Follow}
+	req := &pb.LogsRequest{Ref: ref, Follow: opts.Follow, Boot: opts.Boot}
 	if opts.Tail >= 0 {
 		tail := int64(opts.Tail)
 		req.Tail = &tail

@@ -203,7 +203,7 @@ func newContainerInspectCommand(g *globals) *cobra.Command {
 }
 
 func newLogsCommand(g *globals) *cobra.Command {
-	var follow, timestamps bool
+	var follow, timestamps, boot bool
 	var tail string
 	cmd := &cobra.Command{
 		Use:   "logs [OPTIONS] CONTAINER",
@@ -218,14 +218,18 @@ func newLogsCommand(g *globals) *cobra.Command {
 				}
 				n = v
 			}
+			if boot && timestamps {
+				return fmt.Errorf("--timestamps cannot be used with --boot: a boot log's lines have no times")
+			}
 			return withAPI(c, g, func(ctx context.Context, p *publicAPI) error {
-				return printLogs(ctx, p, args[0], api.LogsOptions{Follow: follow, Tail: n}, timestamps)
+				return printLogs(ctx, p, args[0], api.LogsOptions{Follow: follow, Tail: n, Boot: boot}, timestamps)
 			})
 		},
 	}
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new output until the container stops")
 	cmd.Flags().StringVarP(&tail, "tail", "n", "all", "lines to show from the end")
 	cmd.Flags().BoolVarP(&timestamps, "timestamps", "t", false, "prefix each line with its time (RFC 3339, nanoseconds)")
+	cmd.Flags().BoolVar(&boot, "boot", false, "show the guest console (kernel and agent) of a VM container instead of its output")
 	return cmd
 }
 

@@ -172,8 +172,11 @@ func (m *Manager) Create(ctx context.Context, name string, cfg lifecycle.Config)
 		undo.push("network endpoint", func(ctx context.Context) error { return detachNetwork(ctx, layers, id) })
 	}
 	task := isolation.Spec{ID: id, OCI: oci, Rootfs: rootfs, Placement: placement, VM: cfg.VM, LogPath: rec.LogPath, Network: netAtt}
+	// A mode that boots a kernel writes its console beside the output log
+	// (berth logs --boot); the others ignore the annotation.
+	task.Annotations = map[string]string{isolation.AnnotationBootLog: m.bootLogPath(id)}
 	if cfg.OpenStdin {
-		task.Annotations = map[string]string{isolation.AnnotationOpenStdin: "open"}
+		task.Annotations[isolation.AnnotationOpenStdin] = "open"
 	}
 	iso, err := layers.Isolation(mode.Name)
 	if err != nil {
@@ -183,7 +186,9 @@ func (m *Manager) Create(ctx context.Context, name string, cfg lifecycle.Config)
 		return fail(fmt.Errorf("isolation %s: %w", mode.Name, err))
 	}
 	undo.push("isolation task", func(ctx context.Context) error { _, err := iso.Delete(ctx, id); return err })
-	undo.push("log file", func(context.Context) error { return removeIfExists(rec.LogPath) })
+	undo.push("log file", func(context.Context) error {
+		return errors.Join(removeIfExists(rec.LogPath), removeIfExists(m.bootLogPath(id)))
+	})
 
 	rec, err = st.Update(id, func(r *store.Record) error {
 		r.Creating = false
@@ -333,6 +338,9 @@ func (m *Manager) teardown(ctx context.Context, layers Layers, rec store.Record)
 		if err := removeIfExists(rec.LogPath); err != nil {
 			return err
 		}
+	}
+	if err := removeIfExists(m.bootLogPath(id)); err != nil {
+		return err
 	}
 	return os.RemoveAll(m.checkpointDir(id))
 }

@@ -372,6 +372,13 @@ func (m *Manager) logPath(id string) string {
 	return filepath.Join(m.stateDir, "logs", id+".log")
 }
 
+// bootLogPath is where a mode that boots a kernel writes its console
+// (isolation.AnnotationBootLog): <state dir>/logs/<id>.boot.log, the layout
+// the api plugin's Logs(boot) reads.
+func (m *Manager) bootLogPath(id string) string {
+	return filepath.Join(m.stateDir, "logs", id+".boot.log")
+}
+
 func (m *Manager) checkpointDir(id string) string {
 	return filepath.Join(m.stateDir, "checkpoints", id)
 }

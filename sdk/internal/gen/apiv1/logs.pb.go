@@ -32,7 +32,12 @@ type LogsRequest struct {
 	Follow bool   `protobuf:"varint,2,opt,name=follow,proto3" json:"follow,omitempty"`
 	// tail is how many of the last entries to send first; absent or
 	// negative is all of them.
-	Tail          *int64 `protobuf:"varint,3,opt,name=tail,proto3,oneof" json:"tail,omitempty"`
+	Tail *int64 `protobuf:"varint,3,opt,name=tail,proto3,oneof" json:"tail,omitempty"`
+	// boot sends the guest's console (kernel and agent messages) of a
+	// container whose isolation mode boots a kernel (vm) instead of its
+	// output, line by line (tail counts lines); with follow until the
+	// container stops. A container without a boot log is an error.
+	Boot          bool `protobuf:"varint,4,opt,name=boot,proto3" json:"boot,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -88,9 +93,16 @@ func (x *LogsRequest) GetTail() int64 {
 	return 0
 }
 
+func (x *LogsRequest) GetBoot() bool {
+	if x != nil {
+		return x.Boot
+	}
+	return false
+}
+
 type LogEntry struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// stream is "stdout" or "stderr".
+	// stream is "stdout" or "stderr"; "console" for a boot log's lines.
 	Stream        string `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
 	Data          []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
 	TimeUnixNano  int64  `protobuf:"varint,3,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
@@ -153,11 +165,12 @@ var File_berth_api_v1_logs_proto protoreflect.FileDescriptor
 
 const file_berth_api_v1_logs_proto_rawDesc = "" +
 	"\n" +
-	"\x17berth/api/v1/logs.proto\x12\fberth.api.v1\"Y\n" +
+	"\x17berth/api/v1/logs.proto\x12\fberth.api.v1\"m\n" +
 	"\vLogsRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x16\n" +
 	"\x06follow\x18\x02 \x01(\bR\x06follow\x12\x17\n" +
-	"\x04tail\x18\x03 \x01(\x03H\x00R\x04tail\x88\x01\x01B\a\n" +
+	"\x04tail\x18\x03 \x01(\x03H\x00R\x04tail\x88\x01\x01\x12\x12\n" +
+	"\x04boot\x18\x04 \x01(\bR\x04bootB\a\n" +
 	"\x05_tail\"\\\n" +
 	"\bLogEntry\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x12\n" +
