@@ -219,10 +219,23 @@ func TestRunInVM(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "task.log")
 	id := "vm-e2e"
 	start := time.Now()
-	if _, err := rt.Create(ctx, newSpec(t, id, conformance.SpecOptions{Args: []string{"sh", "-c", "echo hello from the vm; uname -r; exit 3"}, LogPath: log})); err != nil {
+	spec := newSpec(t, id, conformance.SpecOptions{Args: []string{"sh", "-c", "echo hello from the vm; uname -r; exit 3"}, LogPath: log})
+	// The console goes to the file the caller names (berth logs --boot).
+	bootFile := filepath.Join(t.TempDir(), id+".boot.log")
+	if spec.Annotations == nil {
+		spec.Annotations = map[string]string{}
+	}
+	spec.Annotations[isolation.AnnotationBootLog] = bootFile
+	if _, err := rt.Create(ctx, spec); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
 	t.Logf("created (VM booted) in %s", time.Since(start))
+	if b, err := os.ReadFile(bootFile); err != nil || !strings.Contains(string(b), "serving the host") {
+		t.Errorf("boot log %s (%v) lacks the agent's %q:\n%s", bootFile, err, "serving the host", b)
+	}
+	if _, err := os.Stat(filepath.Join(stateDir, "tasks", id, bootLog)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the task dir has its own boot.log too (%v): the console must go to the annotated file only", err)
+	}
 	if testing.Verbose() {
 		b, _ := os.ReadFile(filepath.Join(stateDir, "tasks", id, supervisorLog))
 		t.Logf("supervisor log:\n%s", b)
@@ -252,6 +265,9 @@ func TestRunInVM(t *testing.T) {
 	}
 	t.Logf("whole run %s", time.Since(start))
 	noLeaks(t, stateDir, runDir)
+	if _, err := os.Stat(bootFile); err != nil {
+		t.Errorf("Delete removed the caller's boot log: %v", err)
+	}
 }
 
 type syncWriter struct {
