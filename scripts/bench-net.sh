@@ -18,19 +18,22 @@
 #
 #   scripts/bench-net.sh setup [sandbox|vm]   build netbench, start the daemon,
 #                                             the two containers, the address link
-#   scripts/bench-net.sh send loopback|c2c|proxy|dnat
-#                                             one timed transfer
+#   scripts/bench-net.sh send loopback|c2c|proxy|dnat|vm-loopback
+#                                             one timed transfer (vm-loopback:
+#                                             VM mode's c2c peer, see below)
 #   scripts/bench-net.sh teardown             remove everything (also after a
 #                                             failure or with the daemon gone)
 #
-# VM mode: `setup vm` runs the containers with --isolation vm and calls the
-# vm_* hooks below, which are not filled yet (they fail saying so). proxy
-# and dnat send from the host as in sandbox mode. The sender of c2c cannot
-# be entered from the host in a VM: vm_send_c2c must run netbench inside
-# the source VM (e.g. `berth exec bench-net-src /netbench send …` of the
-# binary bind-mounted there), and a VM entry's
-# peer must then pay the same exec (e.g. a loopback send inside the VM)
-# to stay comparable.
+# VM mode: `setup vm` adds the ext4 snapshotter and the vm isolation
+# plugin (accel $BERTH_BENCH_ACCEL, default tcg) to the daemon, installs the
+# cached Debian kernel into its store, runs both containers with
+# --isolation vm (each a VM with a TAP on bbnet0) and sends 256 MiB per
+# transfer instead of 1 GiB (a TCG guest moves ~50-100 MB/s). proxy and dnat
+# send from the host as in sandbox mode. The sender of c2c cannot be entered
+# from the host in a VM: it runs inside the source VM (`berth exec
+# bench-net-src /nb/netbench send …`), so its peer is `send vm-loopback`:
+# the same exec and transfer to a server on 127.0.0.1 inside that VM, which
+# vm_setup_hook starts (same guest CPU cost, no NIC).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=/tmp/berth-bench-net
@@ -44,6 +47,8 @@ port_proxy=35102    # published on 127.0.0.1 (netd proxy)
 port_dnat=35103     # published on $addr_ip (DNAT)
 port_ctr=5001       # the server inside the destination container
 bytes=$((1 << 30)) # large enough that process starts (~10-20 ms per run here) are a few percent
+vm_bytes=$((256 << 20)) # VM mode: ~3-5 s per transfer under TCG
+accel=${BERTH_BENCH_ACCEL:-tcg}
 image=berth.local/demo:latest
 cgroup_parent=berth-bench-net
 
@@ -136,14 +141,33 @@ print(str(v).split("/")[0])
 ' "$1"
 }
 
-vm_setup_hook() {
-  echo "bench-net: VM mode is not wired yet (fill vm_setup_hook and vm_send_c2c in $0)" >&2
+# wait_send WHAT… retries a 1-byte transfer (the command given) until it
+# succeeds: netbench serve inside a TCG VM listens seconds after run -d
+# returns.
+wait_send() {
+  local i
+  for i in $(seq 1 120); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.5
+  done
+  echo "bench-net: no server answered: $*" >&2
+  "$@" >&2 || true
   return 1
 }
 
+# vm_setup_hook runs after both VM containers started: the in-guest loopback
+# server of vm-loopback in the source VM, then waits for both servers.
+vm_setup_hook() {
+  local dst_ip
+  "${berth[@]}" exec -d bench-net-src /nb/netbench serve -addr "127.0.0.1:$port_lo" >/dev/null
+  dst_ip=$(inspect_field ip bench-net-dst)
+  wait_send "$dir/nb/netbench" send -bytes 1 -addr "$dst_ip:$port_ctr"
+  wait_send "${berth[@]}" exec bench-net-src /nb/netbench send -bytes 1 -addr "127.0.0.1:$port_lo"
+}
+
+# vm_send_c2c sends from inside the source VM to the destination VM's server.
 vm_send_c2c() {
-  echo "bench-net: VM mode is not wired yet (fill vm_send_c2c in $0)" >&2
-  return 1
+  "${berth[@]}" exec bench-net-src /nb/netbench send -bytes "$bytes" -addr "$dst_ip:$port_ctr" -want-peer "$src_ip"
 }
 
 setup() {
@@ -154,9 +178,16 @@ setup() {
   for p in $port_lo $port_proxy $port_dnat; do
     if ss -Htln "sport = :$p" | grep -q .; then echo "bench-net: port $p is in use" >&2; return 1; fi
   done
-  mkdir -p "$dir"
+  mkdir -p "$dir/nb"
   echo "$mode" >"$dir/mode"
-  CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$dir/netbench" ./bench/netbench
+  if [ "$mode" = vm ]; then bytes=$vm_bytes; fi
+  CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$dir/nb/netbench" ./bench/netbench
+  ln -sf nb/netbench "$dir/netbench"
+  local deb=
+  if [ "$mode" = vm ]; then
+    deb=$(ls /var/cache/berth/debs/linux-image-*-amd64_*_amd64.deb 2>/dev/null | head -n1 || true)
+    [ -n "$deb" ] || { echo "bench-net: no kernel package in /var/cache/berth/debs; run scripts/install-deps.sh" >&2; return 1; }
+  fi
 
   cat >"$dir/config.hcl" <<HCL
 berth {
@@ -179,6 +210,18 @@ plugin "isolation" "sandbox" {
 }
 plugin "lifecycle" "local" {}
 HCL
+  if [ "$mode" = vm ]; then
+    cat >>"$dir/config.hcl" <<HCL
+plugin "snapshot" "ext4" {}
+plugin "isolation" "vm" {
+  snapshotter   = "ext4"
+  start_timeout = "2m"
+  accel         = "$accel"
+}
+HCL
+  fi
+  # The vm plugin resolves its kernel when configured: install it first.
+  if [ "$mode" = vm ]; then "${berth[@]}" system kernel install --deb "$deb" >/dev/null; fi
   "${berth[@]}" system start >/dev/null
   BERTH=bin/berth BERTH_CONFIG="$dir/config.hcl" scripts/demo-image.sh >/dev/null
 
@@ -195,11 +238,11 @@ HCL
 
   local iso=()
   if [ "$mode" = vm ]; then iso=(--isolation vm); fi
-  "${berth[@]}" run -d "${iso[@]}" --name bench-net-dst -v "$dir/netbench:/netbench:ro" \
+  "${berth[@]}" run -d "${iso[@]}" --name bench-net-dst -v "$dir/nb:/nb:ro" \
     -p "127.0.0.1:$port_proxy:$port_ctr" -p "$addr_ip:$port_dnat:$port_ctr" \
-    "$image" /netbench serve -addr ":$port_ctr" >/dev/null
+    "$image" /nb/netbench serve -addr ":$port_ctr" >/dev/null
   # The source gets netbench too, for VM mode's in-guest sender.
-  "${berth[@]}" run -d "${iso[@]}" --name bench-net-src -v "$dir/netbench:/netbench:ro" "$image" sleep 1000000 >/dev/null
+  "${berth[@]}" run -d "${iso[@]}" --name bench-net-src -v "$dir/nb:/nb:ro" "$image" sleep 1000000 >/dev/null
   if [ "$mode" = vm ]; then vm_setup_hook; fi
 
   local dst_ip src_ip src_pid gw
@@ -228,7 +271,9 @@ ENV
     sleep 0.1
   done
   # One checked transfer per path, so a broken path fails setup, not the runs.
-  for what in loopback c2c proxy dnat; do
+  local paths=(loopback c2c proxy dnat)
+  if [ "$mode" = vm ]; then paths+=(vm-loopback); fi
+  for what in "${paths[@]}"; do
     send "$what" 2>&1 | sed "s/^/bench-net: $what: /" >&2
   done
   trap - EXIT
@@ -239,15 +284,17 @@ send() {
   # shellcheck source=/dev/null
   . "$dir/env"
   local nb="$dir/netbench"
+  if [ "$(cat "$dir/mode")" = vm ]; then bytes=$vm_bytes; fi
   case "$1" in
   loopback) "$nb" send -bytes "$bytes" -addr "127.0.0.1:$port_lo" -want-peer 127.0.0.1 ;;
+  vm-loopback) "${berth[@]}" exec bench-net-src /nb/netbench send -bytes "$bytes" -addr "127.0.0.1:$port_lo" -want-peer 127.0.0.1 ;;
   c2c)
     if [ "$(cat "$dir/mode")" = vm ]; then vm_send_c2c; return; fi
     "$nb" send -bytes "$bytes" -netns "/proc/$src_pid/ns/net" -addr "$dst_ip:$port_ctr" -want-peer "$src_ip"
     ;;
   proxy) "$nb" send -bytes "$bytes" -addr "127.0.0.1:$port_proxy" -want-peer "$gw" ;;
   dnat) "$nb" send -bytes "$bytes" -addr "$addr_ip:$port_dnat" -want-peer "$addr_ip" ;;
-  *) echo "usage: $0 send loopback|c2c|proxy|dnat" >&2; return 2 ;;
+  *) echo "usage: $0 send loopback|c2c|proxy|dnat|vm-loopback" >&2; return 2 ;;
   esac
 }
 
@@ -256,7 +303,7 @@ setup) setup "${2:-sandbox}" ;;
 send) send "${2:-}" ;;
 teardown) teardown ;;
 *)
-  echo "usage: $0 setup [sandbox|vm] | send loopback|c2c|proxy|dnat | teardown" >&2
+  echo "usage: $0 setup [sandbox|vm] | send loopback|c2c|proxy|dnat|vm-loopback | teardown" >&2
   exit 2
   ;;
 esac
