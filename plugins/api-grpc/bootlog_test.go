@@ -2,12 +2,16 @@ package main
 
 import (
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/berth-dev/berth/sdk/api"
 	"github.com/berth-dev/berth/sdk/errdefs"
@@ -141,5 +145,48 @@ func TestBootLogFollowsWhileRunning(t *testing.T) {
 	}
 	if want := []string{"early\n", "later\n", "partial\n", "tail"}; strings.Join(seen(), "|") != strings.Join(want, "|") {
 		t.Fatalf("followed %q, want %q", seen(), want)
+	}
+}
+
+// Boot crosses the public gRPC API (LogsRequest.boot): the client's option
+// reaches the reader, console entries come back, and a missing boot log's
+// error keeps its kind and text.
+func TestBootLogOverGRPC(t *testing.T) {
+	r, lc, path := newTestReader(t)
+	if err := os.WriteFile(bootLogPath(path), []byte("line one\nline two\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), "api.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	api.RegisterLogsServer(srv, r)
+	go func() { _ = srv.Serve(l) }()
+	defer srv.Stop()
+	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := api.NewLogsClient(conn)
+	var got []string
+	err = client.Logs(context.Background(), "web", api.LogsOptions{Tail: 1, Boot: true}, func(e api.LogEntry) error {
+		got = append(got, e.Stream+":"+string(e.Data))
+		return nil
+	})
+	if err != nil || strings.Join(got, "|") != "console:line two\n" {
+		t.Fatalf("Logs(boot, tail 1) over gRPC = %q, %v", got, err)
+	}
+	lc.mu.Lock()
+	lc.c.Isolation = "sandbox"
+	lc.mu.Unlock()
+	if err := os.Remove(bootLogPath(path)); err != nil {
+		t.Fatal(err)
+	}
+	err = client.Logs(context.Background(), "web", api.LogsOptions{Tail: -1, Boot: true}, func(api.LogEntry) error { return nil })
+	if !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), "container web has no boot log (isolation mode sandbox)") {
+		t.Fatalf("missing boot log over gRPC: %v", err)
 	}
 }
