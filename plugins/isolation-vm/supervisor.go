@@ -767,7 +767,7 @@ func (s *supervisor) checkpoint(ctx context.Context, req checkpointRequest) erro
 		undo()
 		return fmt.Errorf("checkpoint %s: %w", s.spec.ID, err)
 	}
-	if err := s.saveRAM(filepath.Join(req.Dir, checkpointVM)); err != nil {
+	if err := s.saveRAM(filepath.Join(req.Dir, checkpointVM), req.LeaveRunning); err != nil {
 		undo()
 		return fmt.Errorf("checkpoint %s: %w", s.spec.ID, err)
 	}

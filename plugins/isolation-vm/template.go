@@ -145,12 +145,21 @@ func (s *supervisor) restoreVM(ctx context.Context, drv hypervisor.Driver, cfg h
 const checkpointRAM = "ram"
 
 // saveRAM keeps the RAM file of a VM with file-backed RAM (saved and
-// paused) in the checkpoint's vm dir.
-func (s *supervisor) saveRAM(vmDir string) error {
+// paused) in the checkpoint's vm dir: a hard link when the VM ends now
+// (its RAM file never changes again; no copy when the checkpoint dir is on
+// the RAM file's filesystem), else a clone (reflink or copy).
+func (s *supervisor) saveRAM(vmDir string, leaveRunning bool) error {
 	if s.vmCfg.MemoryFile == "" {
 		return nil
 	}
-	if _, err := vmtemplate.Clone(s.vmCfg.MemoryFile, filepath.Join(vmDir, checkpointRAM)); err != nil {
+	dst := filepath.Join(vmDir, checkpointRAM)
+	if !leaveRunning {
+		_ = os.Remove(dst)
+		if err := os.Link(s.vmCfg.MemoryFile, dst); err == nil {
+			return nil
+		}
+	}
+	if _, err := vmtemplate.Clone(s.vmCfg.MemoryFile, dst); err != nil {
 		return fmt.Errorf("keep the VM's RAM file: %w", err)
 	}
 	return nil
@@ -245,6 +254,7 @@ func (r *runtime) chooseTemplate(dir string, boot bootConfig, spec isolation.Spe
 	_, err = store.Get(in)
 	if err == nil {
 		tt.ID = in.ID()
+		r.log.Info("task starts from vm template", "task", spec.ID, "template", tt.ID)
 		return
 	}
 	tt.Reason = err.Error()

@@ -6,13 +6,17 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/berth-dev/berth/internal/vmtemplate"
 	"github.com/berth-dev/berth/sdk/isolation"
 	"github.com/berth-dev/berth/sdk/isolation/conformance"
+	"github.com/berth-dev/berth/sdk/plugin"
 )
 
 // waitTemplate waits until the plugin's template store holds a valid
@@ -182,4 +186,49 @@ func TestTemplateStart(t *testing.T) {
 	if len(clones) > 0 {
 		t.Errorf("RAM clones left: %v", clones)
 	}
+}
+
+// TestConformanceFromTemplate runs the isolation conformance suite in
+// process against a runtime whose tasks start from a template (built by a
+// first task); Restart is a new runtime over the same dirs (the
+// supervisors, separate processes, keep running), then Recover.
+func TestConformanceFromTemplate(t *testing.T) {
+	requireVM(t)
+	stateDir, runDir := pluginDirs(t)
+	var logBuf strings.Builder
+	logw := &syncWriter{b: &logBuf}
+	newRT := func(t *testing.T) *runtime {
+		rt := newRuntime(hclog.New(&hclog.LoggerOptions{Level: hclog.Info, Output: logw}))
+		rt.supervisorExe = filepath.Join(binDir, "isolation-vm")
+		if err := rt.Configure(context.Background(), plugin.ConfigureRequest{Config: testConfig(`,"templates":true`),
+			StateDir: stateDir, RuntimeDir: runDir}); err != nil {
+			t.Fatalf("Configure: %v", err)
+		}
+		return rt
+	}
+	rt := newRT(t)
+	runTask(t, rt, stateDir, "tpl-warm", "true")
+	waitTemplate(t, stateDir)
+	var specs atomic.Int32
+	start := time.Now()
+	conformance.Run(t, func(*testing.T) isolation.Runtime { return rt }, conformance.Options{
+		NewSpec: func(t *testing.T, id string, o conformance.SpecOptions) isolation.Spec {
+			specs.Add(1)
+			return newSpec(t, id, o)
+		},
+		Capabilities: capabilities(),
+		Restart: func(t *testing.T) isolation.Runtime {
+			rt = newRT(t)
+			return rt
+		},
+	})
+	logw.mu.Lock()
+	fromTemplate := strings.Count(logBuf.String(), "task starts from vm template")
+	logw.mu.Unlock()
+	t.Logf("conformance from templates: %d task specs, %d tasks started from the template, in %s", specs.Load(), fromTemplate,
+		time.Since(start).Round(time.Second))
+	if fromTemplate == 0 {
+		t.Errorf("no task started from the template; plugin log:\n%s", logBuf.String())
+	}
+	noLeaks(t, stateDir, runDir)
 }
