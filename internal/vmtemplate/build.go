@@ -113,8 +113,13 @@ func (s *Store) Build(ctx context.Context, drv hypervisor.Driver, in Inputs, bas
 	if err := syncFile(cfg.MemoryFile); err != nil {
 		return nil, err
 	}
+	modified, sample, err := RAMFingerprint(cfg.MemoryFile)
+	if err != nil {
+		return nil, err
+	}
 	man := Manifest{ID: id, Inputs: in, Kernel: base.Kernel, Initrd: base.Initrd, Created: time.Now().UTC(),
-		BuildTook: time.Since(start), StateSHA256: sum, RAMBytes: base.MemoryBytes}
+		BuildTook: time.Since(start), StateSHA256: sum, RAMBytes: base.MemoryBytes,
+		RAMModified: modified, RAMSample: sample}
 	b, err := json.MarshalIndent(man, "", "  ")
 	if err != nil {
 		return nil, err

@@ -279,6 +279,27 @@ func TestTemplateClones(t *testing.T) {
 			t.Errorf("clone %d /marker = %q, want %q (its own disk)", i, lines[5], want)
 		}
 	}
+	// A damaged RAM file is refused with a clear error (Get), as is a
+	// corrupt state file.
+	f, err := os.OpenFile(tpl.RAM(), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("garbage over the guest's memory"), 0); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if _, err := store.Get(in); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "RAM file") {
+		t.Errorf("Get of a template with a damaged RAM file = %v, want InvalidArgument naming the RAM file", err)
+	} else {
+		t.Logf("damaged RAM: %v", err)
+	}
+	if err := os.Chtimes(tpl.RAM(), time.Time{}, time.Unix(0, tpl.RAMModified)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Get(in); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "sampled blocks") {
+		t.Errorf("Get of a damaged RAM file with its old mtime = %v, want the sample check to fail", err)
+	}
 	if outs[0][1] == outs[1][1] {
 		t.Errorf("both clones drew the same random uuid %s", outs[0][1])
 	}

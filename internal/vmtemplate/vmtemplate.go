@@ -168,6 +168,12 @@ type Manifest struct {
 	BuildTook   time.Duration `json:"build_took"`
 	StateSHA256 string        `json:"state_sha256"` // the saved device state
 	RAMBytes    int64         `json:"ram_bytes"`
+	// RAMModified is the RAM file's mtime (Unix ns) after the build, and
+	// RAMSample the sha256 of RAMSampleBlocks 4 KiB blocks spread over it:
+	// a cheap check (hashing 256 MiB per start is not) that catches a
+	// rewritten, truncated or grossly damaged RAM file, not every flipped bit.
+	RAMModified int64  `json:"ram_modified"`
+	RAMSample   string `json:"ram_sample"`
 }
 
 // Template is one usable template.
@@ -314,6 +320,12 @@ func (s *Store) load(id string) (*Template, error) {
 	if fi.Size() != t.RAMBytes || fi.Size() != t.Inputs.MemoryMiB<<20 {
 		return nil, errdefs.InvalidArgument("vm template %s: RAM file %s is %d bytes, want %d", id, t.RAM(), fi.Size(), t.Inputs.MemoryMiB<<20)
 	}
+	if fi.ModTime().UnixNano() != t.RAMModified {
+		return nil, errdefs.InvalidArgument("vm template %s: RAM file %s was modified after the build (%s)", id, t.RAM(), fi.ModTime().UTC().Format(time.RFC3339Nano))
+	}
+	if sum, err := ramSample(t.RAM(), fi.Size()); err != nil || sum != t.RAMSample {
+		return nil, errdefs.InvalidArgument("vm template %s: RAM file %s is corrupt (sampled blocks differ: %v)", id, t.RAM(), err)
+	}
 	return t, nil
 }
 
@@ -412,4 +424,39 @@ func (s *Store) SweepClones(alive func(name string) bool) []string {
 		}
 	}
 	return removed
+}
+
+// RAMSampleBlocks is how many 4 KiB blocks of a template's RAM file its
+// manifest's RAMSample covers.
+const RAMSampleBlocks = 256
+
+// ramSample hashes RAMSampleBlocks 4 KiB blocks evenly spread over the
+// file (1 MiB read, from the page cache usually).
+func ramSample(path string, size int64) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	buf := make([]byte, 4096)
+	step := max(size/RAMSampleBlocks, 4096) &^ 4095
+	for off := int64(0); off+4096 <= size; off += step {
+		if _, err := f.ReadAt(buf, off); err != nil {
+			return "", err
+		}
+		h.Write(buf)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// RAMFingerprint is what a manifest records of a RAM file: its mtime (Unix
+// ns) and the sha256 of its sampled blocks.
+func RAMFingerprint(path string) (modified int64, sample string, err error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0, "", err
+	}
+	sample, err = ramSample(path, fi.Size())
+	return fi.ModTime().UnixNano(), sample, err
 }

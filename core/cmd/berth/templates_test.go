@@ -43,7 +43,12 @@ func writeTemplate(t *testing.T, dir string, cpus int) string {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256(state)
-	b, _ := json.Marshal(vmtemplate.Manifest{ID: id, Inputs: in, Created: time.Now(), StateSHA256: hex.EncodeToString(sum[:]), RAMBytes: 64 << 20})
+	mod, sample, err := vmtemplate.RAMFingerprint(filepath.Join(tdir, vmtemplate.RAMFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(vmtemplate.Manifest{ID: id, Inputs: in, Created: time.Now(), StateSHA256: hex.EncodeToString(sum[:]),
+		RAMBytes: 64 << 20, RAMModified: mod, RAMSample: sample})
 	if err := os.WriteFile(filepath.Join(tdir, vmtemplate.ManifestFile), b, 0o600); err != nil {
 		t.Fatal(err)
 	}
