@@ -251,6 +251,7 @@ func (r *runtime) chooseTemplate(dir string, boot bootConfig, spec isolation.Spe
 		return
 	}
 	store := &vmtemplate.Store{Dir: templatesDir(stateDir), Log: r.log}
+	sweepClones(store, runDir)
 	_, err = store.Get(in)
 	if err == nil {
 		tt.ID = in.ID()
@@ -275,10 +276,6 @@ func (r *runtime) buildTemplate(store *vmtemplate.Store, drv hypervisor.Driver, 
 	}
 	go func() {
 		defer templateBuilds.Delete(id)
-		store.SweepClones(func(name string) bool {
-			_, err := os.Stat(filepath.Join(runDir, name+".sock"))
-			return err == nil
-		})
 		_, _ = store.Prune(listIDs(store)...) // leftovers of interrupted builds
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
@@ -313,4 +310,18 @@ func listIDs(store *vmtemplate.Store) []string {
 		ids = append(ids, e.ID)
 	}
 	return ids
+}
+
+// sweepClones removes the RAM clones of VMs that are gone: a clone is
+// named after its task's VM run dir (<runtime>/<name>), which the
+// supervisor makes before the clone and removes (as Delete does for a
+// dead supervisor's) after the VM ended. A supervisor killed with its VM
+// leaves its clone (on /dev/shm: RAM) until then.
+func sweepClones(store *vmtemplate.Store, runDir string) {
+	for _, f := range store.SweepClones(func(name string) bool {
+		_, err := os.Stat(filepath.Join(runDir, name))
+		return err == nil
+	}) {
+		store.Log.Info("removed the RAM clone of a VM that is gone", "file", f)
+	}
 }

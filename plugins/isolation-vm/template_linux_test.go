@@ -172,6 +172,13 @@ func TestTemplateStart(t *testing.T) {
 
 	// A corrupt template: a clear reason in the log, a cold boot, the
 	// template built again.
+	// The RAM clone of a VM whose supervisor was killed with it (no run
+	// dir any more) is swept at the next Create.
+	cloneDir := (&vmtemplate.Store{Dir: templatesDir(stateDir)}).CloneDir()
+	stale := filepath.Join(cloneDir, "0123456789ab.ram")
+	if err := os.WriteFile(stale, []byte("ram of a dead VM"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	state := filepath.Join(tpl.Dir, vmtemplate.VMDir, "state")
 	if err := os.WriteFile(state, []byte("not a migration stream"), 0o600); err != nil {
 		t.Fatal(err)
@@ -179,6 +186,9 @@ func TestTemplateStart(t *testing.T) {
 	out, slog := runTask(t, rt, stateDir, "tpl-corrupt", "echo still runs")
 	if out != "still runs\n" || !strings.Contains(slog, "is corrupt") || !strings.Contains(slog, "booting cold") {
 		t.Errorf("corrupt template: output %q; supervisor log:\n%s", out, slog)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("stale RAM clone %s not swept: %v", stale, err)
 	}
 	waitTemplate(t, stateDir)
 	noLeaks(t, stateDir, runDir)
