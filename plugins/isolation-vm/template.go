@@ -240,6 +240,12 @@ func (r *runtime) chooseTemplate(dir string, boot bootConfig, spec isolation.Spe
 		tt.Reason = err.Error()
 		return
 	}
+	if drv.Platform().Name == "vz" {
+		// vz saves and restores (macOS 14+, arm64), but its driver has no
+		// file-backed RAM or disk swap on restore yet.
+		tt.Reason = "vm templates are not wired for Virtualization.framework yet"
+		return
+	}
 	in, err := vmtemplate.InputsFor(drv, cfg)
 	if err != nil {
 		tt.Reason = err.Error()
