@@ -25,6 +25,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/berth-dev/berth/internal/sandbox/supervisor"
+	"github.com/berth-dev/berth/internal/taskevents"
 	"github.com/berth-dev/berth/internal/version"
 	"github.com/berth-dev/berth/sdk/errdefs"
 	"github.com/berth-dev/berth/sdk/isolation"
@@ -56,13 +57,13 @@ type runtime struct {
 	criuOnce   sync.Once
 	criuReason string
 
-	hub *eventHub
+	hub *taskevents.Hub
 }
 
 var _ isolation.Runtime = (*runtime)(nil)
 
 func newRuntime(log hclog.Logger) *runtime {
-	return &runtime{log: log, plat: hostPlatform{}, hub: newEventHub()}
+	return &runtime{log: log, plat: hostPlatform{}, hub: taskevents.NewHub()}
 }
 
 // Info implements plugin.Base.
@@ -627,78 +628,13 @@ func (r *runtime) Recover(ctx context.Context) ([]isolation.TaskInfo, error) {
 
 // Events implements isolation.Runtime.
 func (r *runtime) Events(ctx context.Context) (<-chan isolation.TaskEvent, error) {
-	return r.hub.subscribe(ctx), nil
+	return r.hub.Subscribe(ctx), nil
 }
 
 // watch publishes the exit of process execID of task id once, from a
 // blocking wait on its supervisor.
 func (r *runtime) watch(id, execID string) {
-	if !r.hub.startWatch(id + "/" + execID) {
-		return
-	}
-	go func() {
-		defer r.hub.endWatch(id + "/" + execID)
-		e, err := r.Wait(context.Background(), id, execID)
-		if err != nil {
-			return
-		}
-		if e.OOMKilled {
-			r.hub.publish(isolation.TaskEvent{Kind: isolation.EventOOM, ID: id, ExecID: execID, Time: e.ExitedAt})
-		}
-		r.hub.publish(isolation.TaskEvent{Kind: isolation.EventExit, ID: id, ExecID: execID, Exit: &e, Time: e.ExitedAt})
-	}()
-}
-
-// eventHub fans task events out to Events subscribers.
-type eventHub struct {
-	mu       sync.Mutex
-	subs     map[chan isolation.TaskEvent]bool
-	watching map[string]bool
-}
-
-func newEventHub() *eventHub {
-	return &eventHub{subs: map[chan isolation.TaskEvent]bool{}, watching: map[string]bool{}}
-}
-
-func (h *eventHub) subscribe(ctx context.Context) <-chan isolation.TaskEvent {
-	ch := make(chan isolation.TaskEvent, 256)
-	h.mu.Lock()
-	h.subs[ch] = true
-	h.mu.Unlock()
-	context.AfterFunc(ctx, func() {
-		h.mu.Lock()
-		delete(h.subs, ch)
-		close(ch)
-		h.mu.Unlock()
-	})
-	return ch
-}
-
-func (h *eventHub) publish(e isolation.TaskEvent) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for ch := range h.subs {
-		select {
-		case ch <- e:
-		default: // a subscriber 256 events behind misses this one
-		}
-	}
-}
-
-func (h *eventHub) startWatch(key string) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.watching[key] {
-		return false
-	}
-	h.watching[key] = true
-	return true
-}
-
-func (h *eventHub) endWatch(key string) {
-	h.mu.Lock()
-	delete(h.watching, key)
-	h.mu.Unlock()
+	r.hub.WatchExit(id, execID, func() (isolation.ExitStatus, error) { return r.Wait(context.Background(), id, execID) })
 }
 
 func exitStatus(e supervisor.ExitStatus) isolation.ExitStatus {

@@ -22,6 +22,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/grpc"
 
+	"github.com/berth-dev/berth/internal/taskevents"
 	"github.com/berth-dev/berth/internal/version"
 	"github.com/berth-dev/berth/internal/vmagent"
 	"github.com/berth-dev/berth/sdk/errdefs"
@@ -49,13 +50,13 @@ type runtime struct {
 	// templates: start VMs from pre-booted templates (template.go).
 	templates bool
 
-	hub *eventHub
+	hub *taskevents.Hub
 }
 
 var _ isolation.Runtime = (*runtime)(nil)
 
 func newRuntime(log hclog.Logger) *runtime {
-	return &runtime{log: log, hub: newEventHub()}
+	return &runtime{log: log, hub: taskevents.NewHub()}
 }
 
 // Info implements plugin.Base.
@@ -653,24 +654,11 @@ func (r *runtime) Recover(ctx context.Context) ([]isolation.TaskInfo, error) {
 
 // Events implements isolation.Runtime.
 func (r *runtime) Events(ctx context.Context) (<-chan isolation.TaskEvent, error) {
-	return r.hub.subscribe(ctx), nil
+	return r.hub.Subscribe(ctx), nil
 }
 
 // watch publishes the exit of task id's init once, from a blocking wait on
 // its supervisor.
 func (r *runtime) watch(id string) {
-	if !r.hub.startWatch(id) {
-		return
-	}
-	go func() {
-		defer r.hub.endWatch(id)
-		e, err := r.Wait(context.Background(), id, "")
-		if err != nil {
-			return
-		}
-		if e.OOMKilled {
-			r.hub.publish(isolation.TaskEvent{Kind: isolation.EventOOM, ID: id, Time: e.ExitedAt})
-		}
-		r.hub.publish(isolation.TaskEvent{Kind: isolation.EventExit, ID: id, Exit: &e, Time: e.ExitedAt})
-	}()
+	r.hub.WatchExit(id, "", func() (isolation.ExitStatus, error) { return r.Wait(context.Background(), id, "") })
 }
