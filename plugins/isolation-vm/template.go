@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -191,6 +192,10 @@ func (s *supervisor) personalize(ctx context.Context, agent *vmagent.Client) err
 	return nil
 }
 
+// maxTemplates bounds the templates kept (one per VM size in use; each
+// holds the guest RAM it touched, ~136 MB for the default VM).
+const maxTemplates = 4
+
 // templateBuilds dedups background builds in the plugin process.
 var templateBuilds sync.Map // template id → struct{}
 
@@ -294,17 +299,7 @@ func (r *runtime) buildTemplate(store *vmtemplate.Store, drv hypervisor.Driver, 
 			return
 		}
 		r.log.Info("vm template built", "template", id, "took", tpl.BuildTook.Round(time.Millisecond))
-		entries, _ := store.List()
-		for _, e := range entries {
-			if e.ID == tpl.ID || e.Manifest == nil {
-				continue
-			}
-			o := e.Manifest.Inputs
-			if o.CPUs == in.CPUs && o.MemoryMiB == in.MemoryMiB && o.Disks == in.Disks && o.Platform == in.Platform {
-				r.log.Info("removing superseded vm template", "template", e.ID, "by", tpl.ID)
-				_ = store.Remove(e.ID)
-			}
-		}
+		pruneTemplates(r.log, store, tpl.ID, in)
 	}()
 }
 
@@ -329,5 +324,31 @@ func sweepClones(store *vmtemplate.Store, runDir string) {
 		return err == nil
 	}) {
 		store.Log.Info("removed the RAM clone of a VM that is gone", "file", f)
+	}
+}
+
+// pruneTemplates drops, after keep was built for in, the templates it
+// supersedes (same size and machine, other kernel, initramfs, command line
+// or hypervisor) and the oldest beyond maxTemplates.
+func pruneTemplates(log hclog.Logger, store *vmtemplate.Store, keep string, in vmtemplate.Inputs) {
+	entries, _ := store.List()
+	var kept []vmtemplate.Entry
+	for _, e := range entries {
+		if e.ID == keep || e.Manifest == nil {
+			continue
+		}
+		o := e.Manifest.Inputs
+		if o.CPUs == in.CPUs && o.MemoryMiB == in.MemoryMiB && o.Disks == in.Disks && o.Platform == in.Platform {
+			log.Info("removing superseded vm template", "template", e.ID, "by", keep)
+			_ = store.Remove(e.ID)
+			continue
+		}
+		kept = append(kept, e)
+	}
+	// Each VM size has its own template: keep the newest few.
+	slices.SortFunc(kept, func(a, b vmtemplate.Entry) int { return b.Manifest.Created.Compare(a.Manifest.Created) })
+	for _, e := range kept[min(len(kept), maxTemplates-1):] {
+		log.Info("removing the oldest vm template", "template", e.ID, "keep", maxTemplates)
+		_ = store.Remove(e.ID)
 	}
 }
