@@ -2,16 +2,22 @@ package tasklog
 
 import "sync"
 
+// The streams of a process's output.
+const (
+	Stdout = "stdout"
+	Stderr = "stderr"
+)
+
 // Chunk is a piece of a process's output.
 type Chunk struct {
-	// Stream is "stdout" or "stderr".
+	// Stream is Stdout or Stderr.
 	Stream string
 	Data   []byte
 }
 
-// maxQueued bounds what one attach may fall behind; a Subscriber further
+// MaxQueued bounds what one attach may fall behind; a Subscriber further
 // behind is cut off (its attach ends) rather than slowing the container.
-const maxQueued = 16 << 20
+const MaxQueued = 16 << 20
 
 // Broadcaster fans a process's output out to every attach. Output written
 // while nobody is attached is kept (up to keep bytes) for the first
@@ -105,7 +111,7 @@ func (b *Broadcaster) Unsubscribe(s *Subscriber) {
 func (s *Subscriber) push(c Chunk) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.size+len(c.Data) > maxQueued {
+	if s.size+len(c.Data) > MaxQueued {
 		return false
 	}
 	s.queue = append(s.queue, c)

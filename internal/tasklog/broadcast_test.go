@@ -69,7 +69,7 @@ func TestBroadcasterCutsOffASlowAttach(t *testing.T) {
 	b := NewBroadcaster(0)
 	slow := b.Subscribe()
 	Chunk := make([]byte, 1<<20)
-	for i := 0; i < 20; i++ { // 20 MiB, never read: over maxQueued
+	for i := 0; i < 20; i++ { // 20 MiB, never read: over MaxQueued
 		b.Write("stdout", Chunk)
 	}
 	b.Close()
@@ -77,8 +77,8 @@ func TestBroadcasterCutsOffASlowAttach(t *testing.T) {
 	for c := range slow.ch {
 		n += len(c.Data)
 	}
-	if n > maxQueued {
-		t.Errorf("slow attach received %d bytes, more than the %d queued", n, maxQueued)
+	if n > MaxQueued {
+		t.Errorf("slow attach received %d bytes, more than the %d queued", n, MaxQueued)
 	}
 	if slow.Ended() {
 		t.Error("a cut-off attach reports the output's end")

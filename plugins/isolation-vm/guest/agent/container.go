@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/sandbox"
+	"github.com/berth-dev/berth/internal/tasklog"
 	"github.com/berth-dev/berth/internal/vmagent"
 	"github.com/berth-dev/berth/internal/vmagent/agentpb"
 	"github.com/berth-dev/berth/sdk/errdefs"
@@ -59,7 +60,7 @@ type proc struct {
 	// exited and its output drained.
 	console  *os.File
 	terminal bool
-	out      *fanout
+	out      *tasklog.Broadcaster
 	// outputDone closes when the output was read to its end.
 	outputDone chan struct{}
 	// exited closes when the reaper recorded exit.
@@ -71,7 +72,7 @@ type proc struct {
 }
 
 func newProc(c *container, execID string, terminal bool) *proc {
-	return &proc{c: c, execID: execID, terminal: terminal, out: newFanout(keepOutput),
+	return &proc{c: c, execID: execID, terminal: terminal, out: tasklog.NewBroadcaster(keepOutput),
 		outputDone: make(chan struct{}), exited: make(chan struct{}), finished: make(chan struct{})}
 }
 
@@ -108,8 +109,8 @@ func (p *proc) stdio(openStdin bool) (sandbox.Stdio, error) {
 	}
 	s.Stdout, s.Stderr = outW, errW
 	done := make(chan struct{})
-	go func() { p.pump(outR, false); done <- struct{}{} }()
-	go func() { p.pump(errR, true); <-done; close(p.outputDone) }()
+	go func() { p.pump(outR, tasklog.Stdout); done <- struct{}{} }()
+	go func() { p.pump(errR, tasklog.Stderr); <-done; close(p.outputDone) }()
 	return s, nil
 }
 
@@ -130,7 +131,7 @@ func (p *proc) useConsole(master *os.File) error {
 		for {
 			n, err := master.Read(buf)
 			if n > 0 {
-				p.out.write(false, buf[:n])
+				p.out.Write(tasklog.Stdout, buf[:n])
 			}
 			if err != nil { // EIO once the replica's last holder closed it
 				break
@@ -141,13 +142,13 @@ func (p *proc) useConsole(master *os.File) error {
 	return nil
 }
 
-func (p *proc) pump(r *os.File, stderr bool) {
+func (p *proc) pump(r *os.File, stream string) {
 	defer r.Close()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
-			p.out.write(stderr, buf[:n])
+			p.out.Write(stream, buf[:n])
 		}
 		if err != nil {
 			return
@@ -173,7 +174,7 @@ func (a *Agent) watch(p *proc) {
 	case <-time.After(10 * time.Second):
 		a.log.Warn("output still open 10s after the process exited", "container_id", p.c.id, "exec_id", p.execID)
 	}
-	p.out.close()
+	p.out.Close()
 	a.mu.Lock()
 	if p.console != nil {
 		p.console.Close()

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/berth-dev/berth/internal/tasklog"
 	"github.com/berth-dev/berth/internal/vmagent"
 	"github.com/berth-dev/berth/internal/vmagent/agentpb"
 	"github.com/berth-dev/berth/sdk/errdefs"
@@ -150,8 +151,8 @@ func (s *service) Attach(st grpc.BidiStreamingServer[agentpb.AttachRequest, agen
 	if err != nil {
 		return err
 	}
-	sub := p.out.subscribe()
-	defer p.out.unsubscribe(sub)
+	sub := p.out.Subscribe()
+	defer p.out.Unsubscribe(sub)
 	go func() {
 		for {
 			r, err := st.Recv()
@@ -183,16 +184,16 @@ func (s *service) Attach(st grpc.BidiStreamingServer[agentpb.AttachRequest, agen
 	}()
 	for {
 		select {
-		case c, ok := <-sub.ch:
+		case c, ok := <-sub.C():
 			if !ok {
-				if sub.ended() {
+				if sub.Ended() {
 					return st.Send(&agentpb.AttachResponse{End: true})
 				}
-				return errdefs.Unavailable("attach to %s/%q fell more than %d bytes behind and was cut off", first.Id, first.ExecId, maxQueued)
+				return errdefs.Unavailable("attach to %s/%q fell more than %d bytes behind and was cut off", first.Id, first.ExecId, tasklog.MaxQueued)
 			}
-			out := &agentpb.AttachResponse{Stdout: c.data}
-			if c.stderr {
-				out = &agentpb.AttachResponse{Stderr: c.data}
+			out := &agentpb.AttachResponse{Stdout: c.Data}
+			if c.Stream == tasklog.Stderr {
+				out = &agentpb.AttachResponse{Stderr: c.Data}
 			}
 			if err := st.Send(out); err != nil {
 				return err

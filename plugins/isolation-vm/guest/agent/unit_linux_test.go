@@ -3,9 +3,7 @@
 package agent
 
 import (
-	"strings"
 	"testing"
-	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -56,49 +54,5 @@ func TestParseOptions(t *testing.T) {
 		if f != c.flags || d != c.data {
 			t.Errorf("parseOptions(%q) = %#x %q, want %#x %q", c.in, f, d, c.flags, c.data)
 		}
-	}
-}
-
-func drain(t *testing.T, s *sub) string {
-	t.Helper()
-	var b strings.Builder
-	timeout := time.After(10 * time.Second)
-	for {
-		select {
-		case c, ok := <-s.ch:
-			if !ok {
-				return b.String()
-			}
-			b.Write(c.data)
-		case <-timeout:
-			t.Fatal("subscriber never ended")
-		}
-	}
-}
-
-// TestFanoutKeepsABoundedBacklog: output written while nobody is attached
-// is kept up to the bound for the next attach; later attaches see output
-// from when they attached.
-func TestFanoutKeepsABoundedBacklog(t *testing.T) {
-	f := newFanout(10)
-	f.write(false, []byte("01234"))
-	f.write(true, []byte("56789"))
-	f.write(false, []byte("dropped")) // over the bound
-	first := f.subscribe()
-	second := f.subscribe()
-	f.write(false, []byte("!"))
-	f.close()
-	if got := drain(t, first); got != "0123456789!" {
-		t.Errorf("first attach got %q", got)
-	}
-	if !first.ended() {
-		t.Error("first attach did not see the end")
-	}
-	if got := drain(t, second); got != "!" {
-		t.Errorf("second attach got %q", got)
-	}
-	late := f.subscribe()
-	if got := drain(t, late); got != "" || !late.ended() {
-		t.Errorf("attach after the end got %q ended=%v", got, late.ended())
 	}
 }
