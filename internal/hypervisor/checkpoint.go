@@ -31,7 +31,11 @@ type Checkpoint struct {
 	Shares    int       `json:"shares"`
 	NICs      int       `json:"nics"`
 	Balloon   bool      `json:"balloon"`
-	SharedRAM bool      `json:"shared_ram"` // saved with Config.MemoryFile
+	SharedRAM bool      `json:"shared_ram"` // saved with Config.MemoryFile mapped shared
+	// RAMBackend: the machine had a memory file (shared or private), so its
+	// RAM block is the file backend's; a restore needs one again (qemu
+	// names RAM blocks by backend).
+	RAMBackend bool `json:"ram_backend,omitempty"`
 	State     string    `json:"state"`      // state file name inside the dir
 	Saved     time.Time `json:"saved"`
 	// Hypervisor is the hypervisor's version string, for error messages.
@@ -44,7 +48,7 @@ func NewCheckpoint(p Platform, cfg Config, state, hvVersion string) Checkpoint {
 		Version: CheckpointVersion, Platform: p.Name, Arch: p.Arch, Accel: p.Accel,
 		CPUs: cfg.CPUs, MemoryMiB: cfg.MemoryBytes >> 20,
 		Disks: len(cfg.Disks), Shares: len(cfg.Shares), NICs: len(cfg.NICs),
-		Balloon: cfg.Balloon, SharedRAM: cfg.MemoryFile != "",
+		Balloon: cfg.Balloon, SharedRAM: cfg.MemoryFile != "" && !cfg.MemoryPrivate, RAMBackend: cfg.MemoryFile != "",
 		State: state, Saved: time.Now().UTC(), Hypervisor: hvVersion,
 	}
 }
@@ -53,6 +57,9 @@ func NewCheckpoint(p Platform, cfg Config, state, hvVersion string) Checkpoint {
 // difference, whether cfg on platform p rebuilds the machine ck describes.
 func (ck Checkpoint) Matches(p Platform, cfg Config) error {
 	want := NewCheckpoint(p, cfg, ck.State, ck.Hypervisor)
+	if ck.SharedRAM && cfg.MemoryFile != "" && cfg.MemoryPrivate {
+		want.SharedRAM = true // a private mapping of the saved RAM file
+	}
 	type field struct {
 		name      string
 		saved, is any

@@ -94,6 +94,14 @@ func (c Config) Validate() error {
 			return bad("run dir %q: socket path %s is %d bytes, longer than %d", c.RunDir, p, len(p), MaxSocketPath)
 		}
 	}
+	if c.MemoryPrivate {
+		if c.MemoryFile == "" {
+			return bad("memory private without a memory file")
+		}
+		if fi, err := os.Stat(c.MemoryFile); err != nil || fi.Size() != c.MemoryBytes {
+			return bad("memory file %q: a private mapping needs the saved RAM file of %d bytes (%v)", c.MemoryFile, c.MemoryBytes, err)
+		}
+	}
 	if c.MemoryFile != "" {
 		if !filepath.IsAbs(c.MemoryFile) {
 			return bad("memory file %q: want an absolute path", c.MemoryFile)

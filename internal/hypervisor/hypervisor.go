@@ -65,6 +65,12 @@ type Config struct {
 	// is then part of every checkpoint: it must not change between Save and
 	// Restore (clone it before resuming the saved VM).
 	MemoryFile string
+	// MemoryPrivate maps MemoryFile privately (copy-on-write; the file is
+	// never written): Restore starts from a save made with a shared memory
+	// file and leaves that file as it was, so many VMs restore from one
+	// file without copying it (issue 10's templates). A Save of such a VM
+	// carries its RAM in the state like one without MemoryFile.
+	MemoryPrivate bool
 	// Balloon adds a virtio memory balloon (with free-page reporting where
 	// the hypervisor has it) so memory the guest frees returns to the host.
 	Balloon bool

@@ -77,7 +77,11 @@ func (m machine) args(cfg hypervisor.Config, incoming bool) []string {
 	var a []string
 	if cfg.MemoryFile != "" {
 		mopts += ",memory-backend=mem"
-		a = append(a, "-object", "memory-backend-file,id=mem,size="+mem+",mem-path="+esc(cfg.MemoryFile)+",share=on")
+		share := "on"
+		if cfg.MemoryPrivate {
+			share = "off" // MAP_PRIVATE: copy-on-write, the file is never written
+		}
+		a = append(a, "-object", "memory-backend-file,id=mem,size="+mem+",mem-path="+esc(cfg.MemoryFile)+",share="+share)
 	}
 	accel := "kvm"
 	if m.Accel == "tcg" {

@@ -240,6 +240,17 @@ func (d *driver) Restore(ctx context.Context, cfg hypervisor.Config, dir string)
 			return nil, errdefs.InvalidArgument("restore %s: the checkpoint keeps guest RAM in the memory file: %v", dir, err)
 		}
 	}
+	if ck.RAMBackend && !ck.SharedRAM && cfg.MemoryFile == "" {
+		// Saved from a private mapping (a VM started from a template): the
+		// RAM is in the state, but its block is the file backend's. A
+		// private mapping of an empty sparse file gives it one.
+		ram, err := emptyRAMFile(cfg)
+		if err != nil {
+			return nil, err
+		}
+		defer os.Remove(ram) // mapped by qemu once it runs
+		cfg.MemoryFile, cfg.MemoryPrivate = ram, true
+	}
 	m, err := d.launch(ctx, cfg, true)
 	if err != nil {
 		return nil, err

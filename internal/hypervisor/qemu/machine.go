@@ -271,7 +271,7 @@ func (m *vm) Save(ctx context.Context, dir string) (err error) {
 	if err := m.run(ctx, "migrate-set-parameters", map[string]any{"max-bandwidth": int64(1) << 40}, nil); err != nil {
 		return err
 	}
-	if err := m.setIgnoreShared(ctx, m.cfg.MemoryFile != ""); err != nil {
+	if err := m.setIgnoreShared(ctx, m.cfg.MemoryFile != "" && !m.cfg.MemoryPrivate); err != nil {
 		return err
 	}
 	tmp := filepath.Join(dir, "."+stateFile+".tmp")

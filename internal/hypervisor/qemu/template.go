@@ -3,9 +3,13 @@ package qemu
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
+
+	"github.com/berth-dev/berth/internal/hypervisor"
 )
 
 // RefreshDisks tells the guest that its disks may have new backing files
@@ -54,4 +58,24 @@ func (d *driver) HypervisorVersion() (string, error) {
 	v, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
 	versionMemo.Store(d.bin, v)
 	return v, nil
+}
+
+// emptyRAMFile makes a sparse file of cfg's RAM size in cfg.RunDir for a
+// private memory backend.
+func emptyRAMFile(cfg hypervisor.Config) (string, error) {
+	p := filepath.Join(cfg.RunDir, "ram.restore")
+	os.Remove(p)
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", err
+	}
+	err = f.Truncate(cfg.MemoryBytes)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(p)
+		return "", err
+	}
+	return p, nil
 }
