@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/berth-dev/berth/core/host"
+	"github.com/berth-dev/berth/internal/procwait"
 	"github.com/berth-dev/berth/internal/sandbox"
 	"github.com/berth-dev/berth/internal/sandbox/sandboxtest"
 	"github.com/berth-dev/berth/internal/sandbox/supervisor"
@@ -258,7 +259,7 @@ func TestSupervisorKilled(t *testing.T) {
 	if err := syscall.Kill(st.SupervisorPid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitGone(st.SupervisorPid, 30*time.Second)
+	procwait.Gone(st.SupervisorPid, 30*time.Second)
 	if err := syscall.Kill(pid, 0); err != nil {
 		t.Fatalf("the container died with its supervisor: %v", err)
 	}

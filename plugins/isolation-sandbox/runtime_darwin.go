@@ -3,8 +3,6 @@ package main
 import (
 	"os"
 	"os/exec"
-	"syscall"
-	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -56,16 +54,5 @@ func supervisorCommand(initPath, dir, socket string) (*exec.Cmd, error) {
 func criuCheck() string { return darwinPlatform().criuCheck() }
 
 func killLeftovers(st supervisor.State) error { return darwinPlatform().killLeftovers(st) }
-
-// waitGone polls until pid no longer exists or the deadline passes.
-func waitGone(pid int, d time.Duration) {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if err := syscall.Kill(pid, 0); err == syscall.ESRCH {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 func unmountUnder(dir string) error { return darwinPlatform().unmountUnder(dir) }

@@ -141,34 +141,6 @@ func killLeftovers(st supervisor.State) error {
 	return st.Cgroup.Remove()
 }
 
-// waitGone returns once pid has exited (a pidfd becomes readable) or the
-// deadline passes; without pidfds it polls.
-func waitGone(pid int, d time.Duration) {
-	if fd, err := unix.PidfdOpen(pid, 0); err == nil {
-		defer unix.Close(fd)
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		for {
-			_, err := unix.Poll(fds, int(d.Milliseconds()))
-			if !errors.Is(err, unix.EINTR) {
-				return
-			}
-		}
-	} else if errors.Is(err, unix.ESRCH) {
-		return
-	}
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if err := unix.Kill(pid, 0); errors.Is(err, unix.ESRCH) {
-			return
-		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil || strings.Contains(string(b), ") Z ") {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // unmountUnder detaches any host mount under dir (none is expected: the
 // rootfs is mounted in the container's own mount namespace).
 func unmountUnder(dir string) error {

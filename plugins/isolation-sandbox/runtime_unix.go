@@ -14,7 +14,6 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -24,6 +23,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/berth-dev/berth/internal/procwait"
 	"github.com/berth-dev/berth/internal/sandbox/supervisor"
 	"github.com/berth-dev/berth/internal/taskevents"
 	"github.com/berth-dev/berth/internal/version"
@@ -113,11 +113,9 @@ func (r *runtime) dirs() (string, string, error) {
 	return r.stateDir, r.runtimeDir, nil
 }
 
-var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
-
 func (r *runtime) taskDir(id string) (string, error) {
-	if !validID.MatchString(id) {
-		return "", errdefs.InvalidArgument("task id %q: use 1-128 letters, digits, '_', '.', '-', starting with a letter or digit", id)
+	if err := isolation.CheckTaskID(id); err != nil {
+		return "", err
 	}
 	state, _, err := r.dirs()
 	if err != nil {
@@ -525,7 +523,7 @@ func (r *runtime) Delete(ctx context.Context, id string) (isolation.ExitStatus, 
 	}
 	// Whatever the supervisor left (it died, or it is on its way out).
 	if st.SupervisorPid > 0 {
-		waitGone(st.SupervisorPid, 30*time.Second)
+		procwait.Gone(st.SupervisorPid, 30*time.Second)
 	}
 	_ = supervisor.ReadJSON(filepath.Join(dir, supervisor.StateFile), &st)
 	if err := r.plat.killLeftovers(st); err != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/hypervisor"
 	"github.com/berth-dev/berth/internal/hypervisor/vz"
+	"github.com/berth-dev/berth/internal/procwait"
 )
 
 // newDriver is Virtualization.framework on darwin: the VM lives inside
@@ -31,20 +31,5 @@ func killVM(pid int, taskDir string) {
 		return
 	}
 	_ = syscall.Kill(pid, syscall.SIGKILL)
-	waitGone(pid, 30*time.Second)
-}
-
-// waitGone polls until pid has exited or d passes (darwin has no pidfd).
-func waitGone(pid int, d time.Duration) {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
-			return
-		}
-		out, err := exec.Command("ps", "-o", "stat=", "-p", strconv.Itoa(pid)).Output()
-		if err != nil || strings.HasPrefix(strings.TrimSpace(string(out)), "Z") {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	procwait.Gone(pid, 30*time.Second)
 }

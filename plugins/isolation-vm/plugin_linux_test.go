@@ -21,6 +21,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/berth-dev/berth/core/host"
+	"github.com/berth-dev/berth/internal/procwait"
 	"github.com/berth-dev/berth/internal/vmkernel"
 	"github.com/berth-dev/berth/internal/vmkernel/vmkerneltest"
 	"github.com/berth-dev/berth/sdk/errdefs"
@@ -618,8 +619,8 @@ func TestSupervisorKilled(t *testing.T) {
 	if err := syscall.Kill(st.SupervisorPid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitGone(st.SupervisorPid, time.Minute)
-	waitGone(st.VMPid, time.Minute)
+	procwait.Gone(st.SupervisorPid, time.Minute)
+	procwait.Gone(st.VMPid, time.Minute)
 	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", st.VMPid)); err == nil && strings.Contains(string(b), "qemu") {
 		t.Errorf("qemu %d outlived its supervisor", st.VMPid)
 	}

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,6 +21,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/grpc"
 
+	"github.com/berth-dev/berth/internal/procwait"
 	"github.com/berth-dev/berth/internal/taskevents"
 	"github.com/berth-dev/berth/internal/version"
 	"github.com/berth-dev/berth/internal/vmagent"
@@ -121,11 +121,9 @@ func (r *runtime) dirs() (string, string, error) {
 	return r.stateDir, r.runtimeDir, nil
 }
 
-var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
-
 func (r *runtime) taskDir(id string) (string, error) {
-	if !validID.MatchString(id) {
-		return "", errdefs.InvalidArgument("task id %q: use 1-128 letters, digits, '_', '.', '-', starting with a letter or digit", id)
+	if err := isolation.CheckTaskID(id); err != nil {
+		return "", err
 	}
 	state, _, err := r.dirs()
 	if err != nil {
@@ -304,7 +302,7 @@ func (r *runtime) startSupervisor(ctx context.Context, dir, socket, vmRun string
 	kill := func() {
 		// SIGTERM: the supervisor takes its VM down with it.
 		_ = cmd.Process.Signal(syscall.SIGTERM)
-		waitGone(cmd.Process.Pid, 20*time.Second)
+		procwait.Gone(cmd.Process.Pid, 20*time.Second)
 		_ = cmd.Process.Kill()
 		_ = os.RemoveAll(vmRun)
 		_ = os.Remove(socket)
@@ -319,12 +317,12 @@ func (r *runtime) startSupervisor(ctx context.Context, dir, socket, vmRun string
 	case res := <-ch:
 		line := strings.TrimSpace(res.line)
 		if msg, ok := strings.CutPrefix(line, "error "); ok {
-			waitGone(cmd.Process.Pid, 20*time.Second)
+			procwait.Gone(cmd.Process.Pid, 20*time.Second)
 			return 0, errors.New(msg)
 		}
 		var pid int
 		if _, err := fmt.Sscanf(line, "ok %d", &pid); err != nil {
-			waitGone(cmd.Process.Pid, 20*time.Second)
+			procwait.Gone(cmd.Process.Pid, 20*time.Second)
 			_ = os.RemoveAll(vmRun)
 			_ = os.Remove(socket)
 			return 0, fmt.Errorf("the supervisor ended without a report (%v): %s", res.err, tailFile(filepath.Join(dir, supervisorLog)))
@@ -551,7 +549,7 @@ func (r *runtime) Delete(ctx context.Context, id string) (isolation.ExitStatus, 
 		}
 	}
 	if st.SupervisorPid > 0 {
-		waitGone(st.SupervisorPid, 30*time.Second)
+		procwait.Gone(st.SupervisorPid, 30*time.Second)
 	}
 	_ = readJSON(filepath.Join(dir, stateFile), &st)
 	if st.VMPid > 0 {

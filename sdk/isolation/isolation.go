@@ -18,11 +18,13 @@ package isolation
 import (
 	"context"
 	"io"
+	"regexp"
 	"syscall"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/berth-dev/berth/sdk/errdefs"
 	"github.com/berth-dev/berth/sdk/mount"
 	"github.com/berth-dev/berth/sdk/plugin"
 	"github.com/berth-dev/berth/sdk/resources"
@@ -60,6 +62,19 @@ const (
 	// ignore it.
 	AnnotationBootLog = "org.berth.vm.boot-log"
 )
+
+// taskIDPattern is what CheckTaskID accepts.
+var taskIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+
+// CheckTaskID returns an InvalidArgument error unless id is a task id every
+// isolation plugin can use as a file name: 1-128 letters, digits, '_', '.'
+// and '-', starting with a letter or digit.
+func CheckTaskID(id string) error {
+	if !taskIDPattern.MatchString(id) {
+		return errdefs.InvalidArgument("task id %q: use 1-128 letters, digits, '_', '.', '-', starting with a letter or digit", id)
+	}
+	return nil
+}
 
 // Spec is everything a task is created from.
 type Spec struct {
