@@ -193,6 +193,34 @@ func (ifc Interface) Validate() error {
 	return nil
 }
 
+// CheckBridgeAttachment validates a bridge attachment of task id before an
+// isolation plugin makes anything for it: exactly one interface with an
+// address, host entries with a name and an IP, DNS servers that are IPs.
+// It returns the interface converted as InterfaceFromAttachment does.
+func CheckBridgeAttachment(id string, n *isolation.NetworkAttachment) (Interface, error) {
+	if len(n.Interfaces) != 1 {
+		return Interface{}, errdefs.InvalidArgument("task %s: a bridge attachment needs exactly one interface, got %d", id, len(n.Interfaces))
+	}
+	ifc, err := InterfaceFromAttachment(id, n.Interfaces[0])
+	if err != nil {
+		return Interface{}, err
+	}
+	if len(ifc.Addresses) == 0 {
+		return Interface{}, errdefs.InvalidArgument("task %s: interface %s has no address", id, ifc.Name)
+	}
+	for _, h := range n.Hosts {
+		if _, err := netip.ParseAddr(h.IP); err != nil || h.Name == "" {
+			return Interface{}, errdefs.InvalidArgument("task %s: host entry %q → %q: a name and an IP address are required", id, h.Name, h.IP)
+		}
+	}
+	for _, s := range n.DNS.Servers {
+		if _, err := netip.ParseAddr(s); err != nil {
+			return Interface{}, errdefs.InvalidArgument("task %s: dns server %q: %v", id, s, err)
+		}
+	}
+	return ifc, nil
+}
+
 // InterfaceFromAttachment converts the isolation contract's interface to
 // an Interface of container id, checking its fields.
 func InterfaceFromAttachment(containerID string, in isolation.Interface) (Interface, error) {

@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/berth-dev/berth/internal/netdp"
-	"github.com/berth-dev/berth/sdk/errdefs"
 	"github.com/berth-dev/berth/sdk/isolation"
 )
 
@@ -28,28 +26,8 @@ func isBridge(spec isolation.Spec) bool {
 // checkBridgeAttachment validates a bridge attachment before anything is
 // made.
 func checkBridgeAttachment(spec isolation.Spec) error {
-	n := spec.Network
-	if len(n.Interfaces) != 1 {
-		return errdefs.InvalidArgument("task %s: a bridge attachment needs exactly one interface, got %d", spec.ID, len(n.Interfaces))
-	}
-	ifc, err := netdp.InterfaceFromAttachment(spec.ID, n.Interfaces[0])
-	if err != nil {
-		return err
-	}
-	if len(ifc.Addresses) == 0 {
-		return errdefs.InvalidArgument("task %s: interface %s has no address", spec.ID, ifc.Name)
-	}
-	for _, h := range n.Hosts {
-		if _, err := netip.ParseAddr(h.IP); err != nil || h.Name == "" {
-			return errdefs.InvalidArgument("task %s: host entry %q → %q: a name and an IP address are required", spec.ID, h.Name, h.IP)
-		}
-	}
-	for _, s := range n.DNS.Servers {
-		if _, err := netip.ParseAddr(s); err != nil {
-			return errdefs.InvalidArgument("task %s: dns server %q: %v", spec.ID, s, err)
-		}
-	}
-	return nil
+	_, err := netdp.CheckBridgeAttachment(spec.ID, spec.Network)
+	return err
 }
 
 // prepareNetwork writes the bridge attachment's files into the task dir

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
@@ -89,27 +88,8 @@ func checkNetwork(spec isolation.Spec) error {
 	if goruntime.GOOS != "linux" {
 		return errdefs.NotImplemented("task %s: bridge networks of mode vm need a Linux host (TAP devices on the network's bridge)", spec.ID)
 	}
-	if len(n.Interfaces) != 1 {
-		return errdefs.InvalidArgument("task %s: a bridge attachment needs exactly one interface, got %d", spec.ID, len(n.Interfaces))
-	}
-	ifc, err := netdp.InterfaceFromAttachment(spec.ID, n.Interfaces[0])
-	if err != nil {
-		return err
-	}
-	if len(ifc.Addresses) == 0 {
-		return errdefs.InvalidArgument("task %s: interface %s has no address", spec.ID, ifc.Name)
-	}
-	for _, h := range n.Hosts {
-		if _, err := netip.ParseAddr(h.IP); err != nil || h.Name == "" {
-			return errdefs.InvalidArgument("task %s: host entry %q → %q: a name and an IP address are required", spec.ID, h.Name, h.IP)
-		}
-	}
-	for _, s := range n.DNS.Servers {
-		if _, err := netip.ParseAddr(s); err != nil {
-			return errdefs.InvalidArgument("task %s: dns server %q: %v", spec.ID, s, err)
-		}
-	}
-	return nil
+	_, err := netdp.CheckBridgeAttachment(spec.ID, n)
+	return err
 }
 
 // attachNetwork makes the host side of spec's bridge attachment: the TAP
