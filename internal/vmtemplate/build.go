@@ -171,38 +171,60 @@ func consoleTail(path string) string {
 	return strings.Join(lines[max(0, len(lines)-4):], " | ")
 }
 
-// StartStats describes a start from a template.
-type StartStats struct {
-	CloneMethod string // "reflink" or "copy"
+// StartInfo describes a start from a template.
+type StartInfo struct {
+	// Config is the config the VM runs with (MemoryFile/MemoryPrivate set).
+	Config hypervisor.Config
+	// CloneMethod is "private" (the template's RAM file mapped
+	// copy-on-write, nothing copied), "reflink" or "copy".
+	CloneMethod string
 	Clone       time.Duration
 	Restore     time.Duration
 }
 
 // Start restores t as the VM cfg describes: cfg.Disks are the container's
-// images in the placeholders' places, cfg.MemoryFile the path of the VM's
-// own RAM file (a clone of the template's is made there; the caller
-// removes it once the VM ended). cfg must match the template's inputs
-// (same kernel, initrd, size, disk count). The VM runs when Start returns
-// and, where the machine supports it, has been told its disks changed;
-// call Personalize with its agent before creating the container.
-func (t *Template) Start(ctx context.Context, drv hypervisor.Driver, cfg hypervisor.Config) (hypervisor.Machine, StartStats, error) {
-	var st StartStats
-	if cfg.MemoryFile == "" {
-		return nil, st, errdefs.InvalidArgument("vm template %s: start: no memory file path for the clone", t.ID)
+// images in the placeholders' places. With cfg.MemoryFile empty the VM maps
+// the template's RAM file privately (copy-on-write: no copy, pages shared
+// with the other VMs of the template until written; a Save of the VM then
+// carries its RAM). With cfg.MemoryFile set, the template's RAM file is
+// cloned there and mapped shared (fast Saves; the caller removes the clone
+// once the VM ended). cfg must match the template's inputs (same kernel,
+// initrd, size, disk count). The VM runs when Start returns and, where the
+// machine supports it, has been told its disks changed; call Personalize
+// with its agent before creating the container.
+func (t *Template) Start(ctx context.Context, drv hypervisor.Driver, cfg hypervisor.Config) (hypervisor.Machine, StartInfo, error) {
+	st := StartInfo{CloneMethod: "private"}
+	if cfg.MemoryFile == "" && cfg.Balloon {
+		// qemu 7.2 discards freed pages of a file-backed block with
+		// fallocate(PUNCH_HOLE) even on a private mapping (fixed in 8.1):
+		// the balloon's free-page reporting would punch holes into the
+		// template's RAM file, under every VM started from it.
+		return nil, st, errdefs.InvalidArgument("vm template %s: a private mapping of the template's RAM file with a balloon would let the hypervisor punch holes into it: give a MemoryFile to clone into, or no balloon", t.ID)
 	}
 	if len(cfg.Disks) != t.Inputs.Disks {
 		return nil, st, errdefs.InvalidArgument("vm template %s: start: %d disks, the template has %d", t.ID, len(cfg.Disks), t.Inputs.Disks)
 	}
-	c0 := time.Now()
-	method, err := Clone(t.RAM(), cfg.MemoryFile)
-	if err != nil {
-		return nil, st, fmt.Errorf("vm template %s: clone RAM: %w", t.ID, err)
+	cloned := cfg.MemoryFile != ""
+	if cloned {
+		c0 := time.Now()
+		method, err := Clone(t.RAM(), cfg.MemoryFile)
+		if err != nil {
+			return nil, st, fmt.Errorf("vm template %s: clone RAM: %w", t.ID, err)
+		}
+		st.CloneMethod, st.Clone = method, time.Since(c0)
+		cfg.MemoryPrivate = false
+	} else {
+		cfg.MemoryFile, cfg.MemoryPrivate = t.RAM(), true
 	}
-	st.CloneMethod, st.Clone = method, time.Since(c0)
+	undo := func() {
+		if cloned {
+			os.Remove(cfg.MemoryFile)
+		}
+	}
 	r0 := time.Now()
 	m, err := drv.Restore(ctx, cfg, filepath.Join(t.Dir, VMDir))
 	if err != nil {
-		os.Remove(cfg.MemoryFile)
+		undo()
 		return nil, st, fmt.Errorf("vm template %s: %w", t.ID, err)
 	}
 	st.Restore = time.Since(r0)
@@ -210,10 +232,11 @@ func (t *Template) Start(ctx context.Context, drv hypervisor.Driver, cfg hypervi
 		if err := r.RefreshDisks(ctx); err != nil {
 			m.Kill()
 			m.Wait()
-			os.Remove(cfg.MemoryFile)
+			undo()
 			return nil, st, fmt.Errorf("vm template %s: %w", t.ID, err)
 		}
 	}
+	st.Config = cfg
 	return m, st, nil
 }
 
