@@ -94,6 +94,11 @@ func (s *supervisor) startFromTemplate(ctx context.Context, drv hypervisor.Drive
 	if err != nil {
 		return nil, err
 	}
+	// A clone of the template's RAM file, mapped shared (fast
+	// checkpoints). Not a private mapping of the template's file: the VM
+	// has a balloon, and qemu 7.2's free-page reporting punches holes
+	// into a private mapping's FILE (fixed in 8.1), which would damage
+	// the template (vmtemplate.Start refuses it).
 	dir := store.CloneDir()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
@@ -109,7 +114,7 @@ func (s *supervisor) startFromTemplate(ctx context.Context, drv hypervisor.Drive
 		return nil, err
 	}
 	go func() { _ = m.Wait(); _ = os.Remove(tcfg.MemoryFile) }()
-	s.vmCfg = tcfg
+	s.vmCfg = st.Config
 	s.fromTemplate = true
 	s.log.Info("vm started from template", "template", tpl.ID, "ram_clone", st.CloneMethod, "clone", st.Clone.Round(time.Millisecond),
 		"restore", st.Restore.Round(time.Millisecond), "since_start", time.Since(s.started).Round(time.Millisecond))
@@ -150,8 +155,8 @@ const checkpointRAM = "ram"
 // (its RAM file never changes again; no copy when the checkpoint dir is on
 // the RAM file's filesystem), else a clone (reflink or copy).
 func (s *supervisor) saveRAM(vmDir string, leaveRunning bool) error {
-	if s.vmCfg.MemoryFile == "" {
-		return nil
+	if s.vmCfg.MemoryFile == "" || s.vmCfg.MemoryPrivate {
+		return nil // the RAM is in the saved state
 	}
 	dst := filepath.Join(vmDir, checkpointRAM)
 	if !leaveRunning {
