@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/berth-dev/berth/internal/atomicfile"
 	"github.com/berth-dev/berth/internal/netd"
 )
 
@@ -90,33 +91,6 @@ func (s *Service) writeState(n netRecord) ([]byte, error) {
 		return nil, err
 	}
 	return netd.WriteJSON(path, st)
-}
-
-// writeFileAtomic writes data to path through a synced temporary file
-// renamed over it.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if _, err := f.Write(data); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := f.Chmod(mode); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 // awaitStatus waits until network id's helper reports having loaded the
@@ -224,7 +198,7 @@ func (h *helpers) ensure(id, statePath string) error {
 	h.mu.Lock()
 	h.exited[id] = exited
 	h.mu.Unlock()
-	if err := writeFileAtomic(h.pidPath(id), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o600); err != nil {
+	if err := atomicfile.WriteFile(h.pidPath(id), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o600); err != nil {
 		_ = cmd.Process.Kill()
 		return err
 	}

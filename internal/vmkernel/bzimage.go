@@ -13,6 +13,8 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
 	"github.com/therootcompany/xz"
+
+	"github.com/berth-dev/berth/internal/atomicfile"
 )
 
 // Offsets in the x86 boot protocol's setup header
@@ -225,7 +227,7 @@ func ExtractVmlinux(bzPath, outPath string) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(outPath, 0o644, func(f *os.File) error {
+	return atomicfile.Write(outPath, 0o644, true, func(f *os.File) error {
 		if err := DecompressBzImage(bz, f); err != nil {
 			return fmt.Errorf("%s: %w", bzPath, err)
 		}

@@ -1,7 +1,6 @@
 package vmkernel
 
 import (
-	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
@@ -14,6 +13,8 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/therootcompany/xz"
+
+	"github.com/berth-dev/berth/internal/atomicfile"
 )
 
 // maxModule bounds one decompressed module (the largest Debian module is
@@ -55,48 +56,12 @@ func readModule(name string, r io.Reader) ([]byte, error) {
 	return data, nil
 }
 
-// writeAtomic creates path through a temp file in its directory: fill
-// writes it, then it is synced and renamed into place. On error nothing is
-// left at path.
-func writeAtomic(path string, perm os.FileMode, fill func(*os.File) error) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err = fill(f); err != nil {
-		return err
-	}
-	if err = f.Chmod(perm); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
-}
-
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	return writeAtomic(path, perm, func(f *os.File) error {
-		_, err := io.Copy(f, bytes.NewReader(data))
-		return err
-	})
-}
-
 func writeJSONAtomic(path string, v any) error {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, append(data, '\n'), 0o644)
+	return atomicfile.WriteFile(path, append(data, '\n'), 0o644)
 }
 
 func syncDir(dir string) error {

@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"github.com/u-root/u-root/pkg/cpio"
+
+	"github.com/berth-dev/berth/internal/atomicfile"
 )
 
 // InitramfsSpec says what goes into a guest initramfs (layout in VM-ARCH.md).
@@ -220,7 +222,7 @@ func BuildInitramfs(w io.Writer, spec InitramfsSpec) error {
 // sha256 (hex). Equal specs give equal digests.
 func WriteInitramfs(path string, spec InitramfsSpec) (string, error) {
 	h := sha256.New()
-	err := writeAtomic(path, 0o644, func(f *os.File) error {
+	err := atomicfile.Write(path, 0o644, true, func(f *os.File) error {
 		return BuildInitramfs(io.MultiWriter(f, h), spec)
 	})
 	if err != nil {

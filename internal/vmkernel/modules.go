@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/berth-dev/berth/internal/atomicfile"
 )
 
 // Module is one kernel module file ready for finit_module: plain ELF (never
@@ -410,7 +412,7 @@ func (ix *ModuleIndex) WriteFiles(dir string) error {
 	}
 	for name, buf := range map[string]*bytes.Buffer{fileModulesDep: &dep, fileModulesSoftdep: &soft,
 		fileModulesAlias: &alias, fileModulesBuiltin: &builtin} {
-		if err := writeFileAtomic(filepath.Join(dir, name), buf.Bytes(), 0o644); err != nil {
+		if err := atomicfile.WriteFile(filepath.Join(dir, name), buf.Bytes(), 0o644); err != nil {
 			return err
 		}
 	}

@@ -39,6 +39,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-dev/berth/internal/atomicfile"
 	"github.com/berth-dev/berth/internal/vmkernel/deb"
 	"github.com/berth-dev/berth/sdk/errdefs"
 )
@@ -421,7 +422,7 @@ func (s *Store) build(ctx context.Context, debPath, wantArch, dir string) (*Kern
 	switch arch {
 	case "amd64":
 		k.ImageFile = "vmlinux"
-		err = writeAtomic(filepath.Join(dir, k.ImageFile), 0o644, func(out *os.File) error {
+		err = atomicfile.Write(filepath.Join(dir, k.ImageFile), 0o644, true, func(out *os.File) error {
 			if err := DecompressBzImage(vmlinuz, out); err != nil {
 				return err
 			}
@@ -431,14 +432,14 @@ func (s *Store) build(ctx context.Context, debPath, wantArch, dir string) (*Kern
 		k.ImageFile = "Image"
 		var img []byte
 		if img, err = ARM64Image(vmlinuz); err == nil {
-			err = writeFileAtomic(filepath.Join(dir, k.ImageFile), img, 0o644)
+			err = atomicfile.WriteFile(filepath.Join(dir, k.ImageFile), img, 0o644)
 		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("boot/vmlinuz-%s: %w", release, err)
 	}
 	if config != nil {
-		if err := writeFileAtomic(filepath.Join(dir, "config"), config, 0o644); err != nil {
+		if err := atomicfile.WriteFile(filepath.Join(dir, "config"), config, 0o644); err != nil {
 			return nil, err
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/berth-dev/berth/internal/atomicfile"
 	"github.com/berth-dev/berth/internal/sandbox/supervisor"
 	"github.com/berth-dev/berth/sdk/isolation"
 	"github.com/berth-dev/berth/sdk/lifecycle"
@@ -88,7 +89,7 @@ func benchSetup(dir string) error {
 		return fmt.Errorf("runc spec: %v\n%s", err, out)
 	}
 	var cfg specs.Spec
-	if err := supervisor.ReadJSON(filepath.Join(plain, "config.json"), &cfg); err != nil {
+	if err := atomicfile.ReadJSON(filepath.Join(plain, "config.json"), &cfg); err != nil {
 		return err
 	}
 	cfg.Process.Terminal = false
@@ -144,7 +145,7 @@ func benchPSS(dir string) error {
 	time.Sleep(2 * time.Second) // idle
 	for _, id := range ids {
 		var st supervisor.State
-		if err := supervisor.ReadJSON(filepath.Join(dir, "state", "tasks", id, supervisor.StateFile), &st); err != nil {
+		if err := atomicfile.ReadJSON(filepath.Join(dir, "state", "tasks", id, supervisor.StateFile), &st); err != nil {
 			return err
 		}
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", st.SupervisorPid))

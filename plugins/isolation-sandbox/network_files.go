@@ -10,6 +10,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/berth-dev/berth/internal/atomicfile"
 	"github.com/berth-dev/berth/internal/netfiles"
 	"github.com/berth-dev/berth/sdk/isolation"
 )
@@ -28,34 +29,10 @@ func writeNetworkFiles(n *isolation.NetworkAttachment, oci *specs.Spec, dir stri
 			continue
 		}
 		p := filepath.Join(dir, f.Name)
-		if err := writeFileAtomic(p, []byte(f.Content), 0o644); err != nil {
+		if err := atomicfile.WriteFile(p, []byte(f.Content), 0o644); err != nil {
 			return fmt.Errorf("write %s: %w", f.Path, err)
 		}
 		oci.Mounts = append(oci.Mounts, specs.Mount{Destination: f.Path, Type: "bind", Source: p, Options: []string{"rbind", "rprivate"}})
 	}
 	return nil
-}
-
-func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/berth-dev/berth/core/host"
+	"github.com/berth-dev/berth/internal/atomicfile"
 	"github.com/berth-dev/berth/internal/procwait"
 	"github.com/berth-dev/berth/internal/sandbox"
 	"github.com/berth-dev/berth/internal/sandbox/sandboxtest"
@@ -253,7 +254,7 @@ func TestSupervisorKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	var st supervisor.State
-	if err := supervisor.ReadJSON(filepath.Join(stateDir, "tasks", id, supervisor.StateFile), &st); err != nil {
+	if err := atomicfile.ReadJSON(filepath.Join(stateDir, "tasks", id, supervisor.StateFile), &st); err != nil {
 		t.Fatal(err)
 	}
 	if err := syscall.Kill(st.SupervisorPid, syscall.SIGKILL); err != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/berth-dev/berth/internal/atomicfile"
 	"github.com/berth-dev/berth/internal/procwait"
 	"github.com/berth-dev/berth/internal/sandbox/supervisor"
 	"github.com/berth-dev/berth/internal/taskevents"
@@ -151,7 +152,7 @@ func (r *runtime) Create(ctx context.Context, spec isolation.Spec) (isolation.Ta
 	if err := r.plat.prepareNetwork(spec, oci, dir); err != nil {
 		return isolation.TaskInfo{}, fmt.Errorf("create task %s: %w", spec.ID, err)
 	}
-	if err := supervisor.WriteJSON(filepath.Join(dir, supervisor.SpecFile), spec); err != nil {
+	if err := atomicfile.WriteState(filepath.Join(dir, supervisor.SpecFile), spec); err != nil {
 		return isolation.TaskInfo{}, fmt.Errorf("create task %s: %w", spec.ID, err)
 	}
 	sum := sha256.Sum256([]byte(spec.ID))
@@ -280,7 +281,7 @@ func (r *runtime) socketOf(id string) (string, string, error) {
 		return "", "", err
 	}
 	var st supervisor.State
-	if err := supervisor.ReadJSON(filepath.Join(dir, supervisor.StateFile), &st); err != nil {
+	if err := atomicfile.ReadJSON(filepath.Join(dir, supervisor.StateFile), &st); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			if _, serr := os.Stat(dir); serr != nil {
 				return "", "", errdefs.NotFound("task %s does not exist", id)
@@ -354,13 +355,13 @@ func (r *runtime) Wait(ctx context.Context, id, execID string) (isolation.ExitSt
 func exitFromDisk(dir, id, execID string) (isolation.ExitStatus, error) {
 	if execID != "" {
 		var e supervisor.ExitStatus
-		if err := supervisor.ReadJSON(filepath.Join(dir, supervisor.ExecsDir, execID+".json"), &e); err != nil {
+		if err := atomicfile.ReadJSON(filepath.Join(dir, supervisor.ExecsDir, execID+".json"), &e); err != nil {
 			return isolation.ExitStatus{}, errdefs.NotFound("task %s: no exit status for process %s (its supervisor is gone)", id, execID)
 		}
 		return exitStatus(e), nil
 	}
 	var st supervisor.State
-	if err := supervisor.ReadJSON(filepath.Join(dir, supervisor.StateFile), &st); err != nil {
+	if err := atomicfile.ReadJSON(filepath.Join(dir, supervisor.StateFile), &st); err != nil {
 		return isolation.ExitStatus{}, err
 	}
 	if st.Exit == nil {
@@ -509,7 +510,7 @@ func (r *runtime) Delete(ctx context.Context, id string) (isolation.ExitStatus, 
 		return isolation.ExitStatus{}, nil
 	}
 	var st supervisor.State
-	_ = supervisor.ReadJSON(filepath.Join(dir, supervisor.StateFile), &st)
+	_ = atomicfile.ReadJSON(filepath.Join(dir, supervisor.StateFile), &st)
 	var exit isolation.ExitStatus
 	if st.Socket != "" {
 		resp, err := callSupervisor(ctx, st.Socket, supervisor.Request{Op: supervisor.OpShutdown})
@@ -525,7 +526,7 @@ func (r *runtime) Delete(ctx context.Context, id string) (isolation.ExitStatus, 
 	if st.SupervisorPid > 0 {
 		procwait.Gone(st.SupervisorPid, 30*time.Second)
 	}
-	_ = supervisor.ReadJSON(filepath.Join(dir, supervisor.StateFile), &st)
+	_ = atomicfile.ReadJSON(filepath.Join(dir, supervisor.StateFile), &st)
 	if err := r.plat.killLeftovers(st); err != nil {
 		return isolation.ExitStatus{}, fmt.Errorf("delete task %s: %w", id, err)
 	}
@@ -533,7 +534,7 @@ func (r *runtime) Delete(ctx context.Context, id string) (isolation.ExitStatus, 
 		exit = exitStatus(*st.Exit)
 	}
 	var spec isolation.Spec
-	if err := supervisor.ReadJSON(filepath.Join(dir, supervisor.SpecFile), &spec); err == nil {
+	if err := atomicfile.ReadJSON(filepath.Join(dir, supervisor.SpecFile), &spec); err == nil {
 		if err := r.plat.detachNetwork(ctx, spec); err != nil {
 			return isolation.ExitStatus{}, fmt.Errorf("delete task %s: network: %w", id, err)
 		}
@@ -559,11 +560,11 @@ func (r *runtime) info(ctx context.Context, id string) (isolation.TaskInfo, erro
 		return isolation.TaskInfo{}, err
 	}
 	var spec isolation.Spec
-	if err := supervisor.ReadJSON(filepath.Join(dir, supervisor.SpecFile), &spec); err != nil {
+	if err := atomicfile.ReadJSON(filepath.Join(dir, supervisor.SpecFile), &spec); err != nil {
 		return isolation.TaskInfo{}, fmt.Errorf("task %s: %w", id, err)
 	}
 	var st supervisor.State
-	if err := supervisor.ReadJSON(filepath.Join(dir, supervisor.StateFile), &st); err != nil {
+	if err := atomicfile.ReadJSON(filepath.Join(dir, supervisor.StateFile), &st); err != nil {
 		return isolation.TaskInfo{}, fmt.Errorf("task %s: %w", id, err)
 	}
 	if resp, err := callSupervisor(ctx, st.Socket, supervisor.Request{Op: supervisor.OpState}); err == nil {

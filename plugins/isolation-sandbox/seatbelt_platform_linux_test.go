@@ -17,6 +17,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/berth-dev/berth/core/host"
+	"github.com/berth-dev/berth/internal/atomicfile"
 	"github.com/berth-dev/berth/internal/rpolicy"
 	"github.com/berth-dev/berth/internal/sandbox/seatbelt"
 	"github.com/berth-dev/berth/internal/sandbox/supervisor"
@@ -189,7 +190,7 @@ func TestSeatbeltPauseStopsEveryGroup(t *testing.T) {
 		eventually(t, fmt.Sprintf("pid %d continued", pid), func() bool { return procState(pid) == "S" })
 	}
 	var state supervisor.State
-	if err := supervisor.ReadJSON(filepath.Join(stateDir, "tasks", id, supervisor.StateFile), &state); err != nil {
+	if err := atomicfile.ReadJSON(filepath.Join(stateDir, "tasks", id, supervisor.StateFile), &state); err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(state.Pgids, pids) || state.Pgid != initPid {

@@ -3,12 +3,9 @@
 package main
 
 import (
-	"encoding/json"
-	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
+	"github.com/berth-dev/berth/internal/atomicfile"
 	"github.com/berth-dev/berth/sdk/isolation"
 )
 
@@ -79,39 +76,10 @@ type checkpointInfo struct {
 	Saved     time.Time `json:"saved"`
 }
 
-// writeJSON writes v to path atomically (temp file, rename), so a reader
-// never sees half a file, even if the writer is killed. It does not fsync
-// (as the sandbox supervisor's state): task state describes processes and
-// VMs, which a power loss ends anyway, and an fsync per state change cost
-// seconds under disk load on a VM's start path.
-func writeJSON(path string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
-}
+// writeJSON writes task state atomically, not durably (see
+// atomicfile.WriteState: an fsync per state change cost seconds under disk
+// load on a VM's start path).
+func writeJSON(path string, v any) error { return atomicfile.WriteState(path, v) }
 
 // readJSON reads a file writeJSON wrote.
-func readJSON(path string, v any) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return nil
-}
+func readJSON(path string, v any) error { return atomicfile.ReadJSON(path, v) }

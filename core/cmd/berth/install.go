@@ -12,6 +12,8 @@ import (
 	"text/template"
 
 	"github.com/spf13/cobra"
+
+	"github.com/berth-dev/berth/internal/atomicfile"
 )
 
 // serviceSpec is what the boot-time service runs: berth system start
@@ -143,7 +145,7 @@ func newSystemInstallCommand(g *globals) *cobra.Command {
 			if dest != "" {
 				path = dest
 			}
-			if err := writeFileAtomic(path, []byte(text), 0o644); err != nil {
+			if err := atomicfile.WriteFile(path, []byte(text), 0o644); err != nil {
 				return err
 			}
 			fmt.Println("wrote", path)
@@ -177,29 +179,4 @@ func enableService(goos, path string) error {
 	}
 	fmt.Println("enabled: the daemon starts at boot")
 	return nil
-}
-
-// writeFileAtomic writes data to path through a temp file and a rename.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

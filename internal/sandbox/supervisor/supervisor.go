@@ -24,6 +24,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-dev/berth/internal/atomicfile"
 	"github.com/berth-dev/berth/internal/tasklog"
 )
 
@@ -184,7 +185,7 @@ func serve(args []string, newBackend func(initPath, seccompCache string) (backen
 func startSupervisor(log hclog.Logger, dir, socket string, be backend) (*supervisor, error) {
 	s := &supervisor{log: log, dir: dir, be: be, execs: map[string]*proc{}, byPid: map[int]*proc{},
 		unclaimed: map[int]unix.WaitStatus{}, done: make(chan struct{})}
-	if err := ReadJSON(filepath.Join(dir, SpecFile), &s.spec); err != nil {
+	if err := atomicfile.ReadJSON(filepath.Join(dir, SpecFile), &s.spec); err != nil {
 		return nil, err
 	}
 	s.log = log.With("container_id", s.spec.ID)
@@ -439,7 +440,7 @@ func (s *supervisor) exitedLocked(p *proc, ws unix.WaitStatus) {
 	delete(s.byPid, p.pid)
 	close(p.exited)
 	if p.execID != "" {
-		if err := WriteJSON(filepath.Join(s.dir, ExecsDir, p.execID+".json"), e); err != nil {
+		if err := atomicfile.WriteState(filepath.Join(s.dir, ExecsDir, p.execID+".json"), e); err != nil {
 			s.log.Warn("record exec exit", "exec_id", p.execID, "error", err)
 		}
 	}
@@ -472,7 +473,7 @@ func (s *supervisor) finishInit() {
 }
 
 func (s *supervisor) saveLocked() error {
-	return WriteJSON(filepath.Join(s.dir, StateFile), s.state)
+	return atomicfile.WriteState(filepath.Join(s.dir, StateFile), s.state)
 }
 
 func (s *supervisor) serve() {
