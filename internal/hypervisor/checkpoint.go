@@ -21,23 +21,23 @@ const CheckpointVersion = 1
 // Checkpoint describes a saved machine: what Restore needs to rebuild the
 // same device model. Paths are not part of it (a restore may use clones).
 type Checkpoint struct {
-	Version   int       `json:"version"`
-	Platform  string    `json:"platform"` // Platform.Name
-	Arch      string    `json:"arch"`
-	Accel     string    `json:"accel"`
-	CPUs      int       `json:"cpus"`
-	MemoryMiB int64     `json:"memory_mib"`
-	Disks     int       `json:"disks"`
-	Shares    int       `json:"shares"`
-	NICs      int       `json:"nics"`
-	Balloon   bool      `json:"balloon"`
-	SharedRAM bool      `json:"shared_ram"` // saved with Config.MemoryFile mapped shared
+	Version   int    `json:"version"`
+	Platform  string `json:"platform"` // Platform.Name
+	Arch      string `json:"arch"`
+	Accel     string `json:"accel"`
+	CPUs      int    `json:"cpus"`
+	MemoryMiB int64  `json:"memory_mib"`
+	Disks     int    `json:"disks"`
+	Shares    int    `json:"shares"`
+	NICs      int    `json:"nics"`
+	Balloon   bool   `json:"balloon"`
+	SharedRAM bool   `json:"shared_ram"` // saved with Config.MemoryFile mapped shared
 	// RAMBackend: the machine had a memory file (shared or private), so its
 	// RAM block is the file backend's; a restore needs one again (qemu
 	// names RAM blocks by backend).
-	RAMBackend bool `json:"ram_backend,omitempty"`
-	State     string    `json:"state"`      // state file name inside the dir
-	Saved     time.Time `json:"saved"`
+	RAMBackend bool      `json:"ram_backend,omitempty"`
+	State      string    `json:"state"` // state file name inside the dir
+	Saved      time.Time `json:"saved"`
 	// Hypervisor is the hypervisor's version string, for error messages.
 	Hypervisor string `json:"hypervisor,omitempty"`
 }
