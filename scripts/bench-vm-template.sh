@@ -27,6 +27,8 @@ teardown() {
   for side in tpl cold; do
     if [ -f "$top/$side/config.hcl" ]; then
       for id in $(berth "$side" ps -a -q 2>/dev/null); do berth "$side" rm -f "$id" >/dev/null 2>&1 || true; done
+      # The default network's bridge, rules and helper outlive the daemon.
+      berth "$side" network rm bridge >/dev/null 2>&1 || true
       berth "$side" system stop >/dev/null 2>&1 || true
     fi
     rmdir /sys/fs/cgroup/*/berth-bench-vmt-$side /sys/fs/cgroup/berth-bench-vmt-$side 2>/dev/null || true

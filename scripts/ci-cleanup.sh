@@ -33,8 +33,9 @@ done
 # Network namespaces and links named berth*.
 if command -v ip >/dev/null; then
   for ns in $(ip netns list 2>/dev/null | awk '/^berth/{print $1}'); do log "deleting netns $ns"; ip netns delete "$ns"; done
-  # berth* (bridges, test links), vb<id> (container veths), br-<id> (network bridges).
-  for l in $(ip -o link show 2>/dev/null | awk -F': ' '$2 ~ /^(berth|vb[0-9a-f]|br-[0-9a-f]{12})/{print $2}' | cut -d@ -f1); do log "deleting link $l"; ip link delete "$l" 2>/dev/null; done
+  # berth* (bridges, test links), vb<id> (container veths), tb<id> (VM TAPs),
+  # br-<id> (network bridges), bt* (test daemons' default bridges), bb* (bench).
+  for l in $(ip -o link show 2>/dev/null | awk -F': ' '$2 ~ /^(berth|vb[0-9a-f]|tb[0-9a-f]|br-[0-9a-f]{12}|bt[-a-z0-9]|bbnet|bbrun|bbvm)/{print $2}' | cut -d@ -f1); do log "deleting link $l"; ip link delete "$l" 2>/dev/null; done
 fi
 # Berth's nftables table (networking); recreated by the daemon at start.
 if command -v nft >/dev/null && nft list table inet berth >/dev/null 2>&1; then
