@@ -61,7 +61,18 @@ const (
 	// file and removes it with the container; modes without a console
 	// ignore it.
 	AnnotationBootLog = "org.berth.vm.boot-log"
+	// AnnotationInit is an absolute path in the container (InitPath): the
+	// process's first argument is Berth's init (docker run --init), which
+	// the isolation mode binds read-only at that path before the container
+	// starts; the init runs the rest of the arguments after "--". A mode
+	// that has no init to bind refuses the spec with NotImplemented.
+	AnnotationInit = "org.berth.init"
 )
+
+// InitPath is where sdk/spec puts Berth's init in a container (Docker uses
+// /sbin/docker-init). Its base name, "berth-init", is what makes the
+// sandbox init binary run as the reaping init.
+const InitPath = "/sbin/berth-init"
 
 // taskIDPattern is what CheckTaskID accepts.
 var taskIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)

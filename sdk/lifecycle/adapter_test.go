@@ -56,6 +56,7 @@ var testConfig = Config{
 	Ulimits:     []Ulimit{{Name: "nofile", Soft: 1024, Hard: 2048}, {Name: "core", Soft: -1, Hard: -1}},
 	Devices:     []DeviceMapping{{PathOnHost: "/dev/fuse", PathInContainer: "/dev/fuse", Permissions: "rw"}},
 	SecurityOpt: []string{"no-new-privileges", `seccomp={"defaultAction":"SCMP_ACT_ALLOW"}`},
+	Init:        true,
 }
 
 func testContainer(ref string, state State) Container {

@@ -133,6 +133,10 @@ type Config struct {
 	// "seccomp=<profile JSON>" (the content, not a path: the daemon reads
 	// no client files), "apparmor=…" and "label=…" (accepted, ignored).
 	SecurityOpt []string
+	// Init runs Berth's own small init as the container's PID 1 (docker
+	// run --init): it runs the command as its child, forwards signals to
+	// it, reaps every zombie and exits with the command's status.
+	Init bool
 }
 
 // Ulimit is one resource limit: Name is the lower-case rlimit name without

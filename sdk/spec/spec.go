@@ -19,6 +19,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/berth-dev/berth/sdk/isolation"
 	"github.com/berth-dev/berth/sdk/lifecycle"
 	"github.com/berth-dev/berth/sdk/resources"
 )
@@ -211,6 +212,11 @@ func Build(img ImageConfig, cfg lifecycle.Config, extra Extra) (*specs.Spec, err
 	}
 	if err := setUser(s, user); err != nil {
 		return nil, err
+	}
+	if cfg.Init {
+		// docker run --init: the init is PID 1 and runs the command.
+		s.Process.Args = append([]string{isolation.InitPath, "--"}, s.Process.Args...)
+		s.Annotations[isolation.AnnotationInit] = isolation.InitPath
 	}
 	if sig := firstNonEmpty(cfg.StopSignal, img.StopSignal); sig != "" {
 		if _, err := ParseSignal(sig); err != nil {

@@ -682,7 +682,10 @@ type Config struct {
 	Devices        []*DeviceMapping `protobuf:"bytes,24,rep,name=devices,proto3" json:"devices,omitempty"`
 	// security_opt carries Docker's --security-opt values; a seccomp profile
 	// is sent as its JSON content ("seccomp=<json>").
-	SecurityOpt   []string `protobuf:"bytes,25,rep,name=security_opt,json=securityOpt,proto3" json:"security_opt,omitempty"`
+	SecurityOpt []string `protobuf:"bytes,25,rep,name=security_opt,json=securityOpt,proto3" json:"security_opt,omitempty"`
+	// init runs Berth's small init as the container's PID 1 (docker run
+	// --init): it forwards signals to the command and reaps zombies.
+	Init          bool `protobuf:"varint,26,opt,name=init,proto3" json:"init,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -890,6 +893,13 @@ func (x *Config) GetSecurityOpt() []string {
 		return x.SecurityOpt
 	}
 	return nil
+}
+
+func (x *Config) GetInit() bool {
+	if x != nil {
+		return x.Init
+	}
+	return false
 }
 
 type Ulimit struct {
@@ -4731,7 +4741,7 @@ const file_berth_lifecycle_v1_lifecycle_proto_rawDesc = "" +
 	"\tio_device\x18\n" +
 	" \x01(\tR\bioDevice\x12\x12\n" +
 	"\x04pids\x18\v \x01(\x03R\x04pids\x128\n" +
-	"\adevices\x18\f \x03(\v2\x1e.berth.lifecycle.v1.DeviceRuleR\adevices\"\xf0\a\n" +
+	"\adevices\x18\f \x03(\v2\x1e.berth.lifecycle.v1.DeviceRuleR\adevices\"\x84\b\n" +
 	"\x06Config\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12\x1c\n" +
 	"\tisolation\x18\x02 \x01(\tR\tisolation\x12\x1e\n" +
@@ -4765,7 +4775,8 @@ const file_berth_lifecycle_v1_lifecycle_proto_rawDesc = "" +
 	"\bcap_drop\x18\x16 \x03(\tR\acapDrop\x124\n" +
 	"\aulimits\x18\x17 \x03(\v2\x1a.berth.lifecycle.v1.UlimitR\aulimits\x12;\n" +
 	"\adevices\x18\x18 \x03(\v2!.berth.lifecycle.v1.DeviceMappingR\adevices\x12!\n" +
-	"\fsecurity_opt\x18\x19 \x03(\tR\vsecurityOpt\x1a9\n" +
+	"\fsecurity_opt\x18\x19 \x03(\tR\vsecurityOpt\x12\x12\n" +
+	"\x04init\x18\x1a \x01(\bR\x04init\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"D\n" +
