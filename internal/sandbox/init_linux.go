@@ -298,10 +298,6 @@ var rlimitResources = map[string]int{
 	"RLIMIT_SIGPENDING": 11, "RLIMIT_STACK": unix.RLIMIT_STACK,
 }
 
-// AnnotationUser is sdk/spec.AnnotationUser (not imported: the init binary
-// links nothing of the SDK's gRPC side).
-const AnnotationUser = "org.berth.user"
-
 // User is who the workload runs as.
 type User struct {
 	UID, GID int

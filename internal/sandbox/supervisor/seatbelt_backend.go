@@ -19,6 +19,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-dev/berth/internal/sandbox"
 	"github.com/berth-dev/berth/internal/sandbox/seatbelt"
 )
 
@@ -452,7 +453,7 @@ func (b *seatbeltBackend) holdCommand(p *specs.Process, argv []string) ([]string
 func (b *seatbeltBackend) user(p *specs.Process) (*user.ExecUser, error) {
 	name := p.User.Username
 	if name == "" && b.spec != nil && p == b.spec.Process {
-		name = b.spec.Annotations[annotationUser]
+		name = b.spec.Annotations[sandbox.AnnotationUser]
 	}
 	defaults := &user.ExecUser{Uid: int(p.User.UID), Gid: int(p.User.GID), Home: "/"}
 	u := defaults

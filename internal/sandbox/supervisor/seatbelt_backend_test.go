@@ -15,6 +15,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-dev/berth/internal/sandbox"
 	"github.com/berth-dev/berth/sdk/mount"
 )
 
@@ -289,7 +290,7 @@ func TestUserApplied(t *testing.T) {
 	}
 	env := []string{"PATH=/usr/bin:/bin"}
 	spec := TaskSpec{ID: "user", Rootfs: []mount.Mount{{Type: "bind", Source: root}},
-		OCI: &specs.Spec{Annotations: map[string]string{annotationUser: "web"},
+		OCI: &specs.Spec{Annotations: map[string]string{sandbox.AnnotationUser: "web"},
 			Process: &specs.Process{Args: []string{"sh", "-c", "id -u; id -g; id -G"}, Cwd: "/", Env: env}}}
 	pid, err := b.createHeld(spec, t.TempDir(), Stdio{Stdout: outW, Stderr: outW})
 	outW.Close()

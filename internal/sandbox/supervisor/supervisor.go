@@ -25,6 +25,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/atomicfile"
+	"github.com/berth-dev/berth/internal/sandbox"
 	"github.com/berth-dev/berth/internal/tasklog"
 )
 
@@ -668,7 +669,7 @@ func (s *supervisor) exec(req Request) (Response, error) {
 	}
 	initPid := s.init.pid
 	s.mu.Unlock()
-	req.Process = execDefaults(req.Process, s.spec.OCI)
+	req.Process = sandbox.ExecDefaults(req.Process, s.spec.OCI)
 	if err := os.MkdirAll(filepath.Join(s.dir, ExecsDir), 0o755); err != nil {
 		return Response{}, err
 	}
@@ -828,35 +829,4 @@ func (s *supervisor) shutdown() {
 	}
 	_ = s.logw.Close()
 	close(s.done)
-}
-
-// annotationUser is sdk/spec.AnnotationUser.
-const annotationUser = "org.berth.user"
-
-// execDefaults fills what an exec leaves unset from the container's
-// process, as docker exec does: capabilities, environment, working dir,
-// user, rlimits and no_new_privs.
-func execDefaults(p *specs.Process, c *specs.Spec) *specs.Process {
-	out := *p
-	base := c.Process
-	if out.Capabilities == nil {
-		out.Capabilities = base.Capabilities
-	}
-	if len(out.Env) == 0 {
-		out.Env = base.Env
-	}
-	if out.Cwd == "" {
-		out.Cwd = base.Cwd
-	}
-	if out.User.UID == 0 && out.User.GID == 0 && out.User.Username == "" && len(out.User.AdditionalGids) == 0 {
-		out.User = base.User
-		out.User.Username = c.Annotations[annotationUser]
-	}
-	if out.Rlimits == nil {
-		out.Rlimits = base.Rlimits
-	}
-	if base.NoNewPrivileges {
-		out.NoNewPrivileges = true
-	}
-	return &out
 }

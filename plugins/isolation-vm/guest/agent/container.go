@@ -421,7 +421,7 @@ func (a *Agent) exec(id, execID string, process *specs.Process) (int, error) {
 		}
 		return 0, fmt.Errorf("exec %s in container %s: %w", execID, id, err)
 	}
-	process = execDefaults(process, c.spec)
+	process = sandbox.ExecDefaults(process, c.spec)
 	stdio, err := p.stdio(true)
 	if err != nil {
 		return fail(err)
@@ -441,37 +441,6 @@ func (a *Agent) exec(id, execID string, process *specs.Process) (int, error) {
 	go a.watch(p)
 	return pid, nil
 }
-
-// execDefaults fills what an exec leaves unset from the container's
-// process, as docker exec does.
-func execDefaults(p *specs.Process, c *specs.Spec) *specs.Process {
-	out := *p
-	base := c.Process
-	if out.Capabilities == nil {
-		out.Capabilities = base.Capabilities
-	}
-	if len(out.Env) == 0 {
-		out.Env = base.Env
-	}
-	if out.Cwd == "" {
-		out.Cwd = base.Cwd
-	}
-	if out.User.UID == 0 && out.User.GID == 0 && out.User.Username == "" && len(out.User.AdditionalGids) == 0 {
-		out.User = base.User
-		out.User.Username = c.Annotations[annotationUser]
-	}
-	if out.Rlimits == nil {
-		out.Rlimits = base.Rlimits
-	}
-	if base.NoNewPrivileges {
-		out.NoNewPrivileges = true
-	}
-	return &out
-}
-
-// annotationUser is sdk/spec.AnnotationUser (the user name, resolved in
-// the rootfs by the init).
-const annotationUser = "org.berth.user"
 
 func (a *Agent) lookupLocked(id string) (*container, error) {
 	c, ok := a.containers[id]
