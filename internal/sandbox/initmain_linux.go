@@ -10,8 +10,12 @@ import (
 // InitMain is the main of the sandbox init binary: it reads its config from
 // the init socket, runs RunInit with sys, and on failure reports the error
 // to the parent and exits 1. The caller must have locked the main goroutine
-// to its thread in an init function.
+// to its thread in an init function. Run as ReaperName (argv[0]'s base
+// name, the container's --init), it is ReaperMain instead.
 func InitMain(sys Syscalls) {
+	if IsReaper(os.Args[0]) {
+		os.Exit(ReaperMain(os.Args[1:]))
+	}
 	fd, err := strconv.Atoi(os.Getenv(EnvInitSock))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "berth-sandbox-init is started by Berth's sandbox runtime, not by hand")
