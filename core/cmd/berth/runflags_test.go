@@ -37,7 +37,7 @@ func TestRunFlagsBuildTheConfig(t *testing.T) {
 		"--cpus", "1.5", "--cpuset-cpus", "0", "--cpu-shares", "512", "-m", "64m", "--memory-reservation", "32m",
 		"--memory-swap", "128m", "--pids-limit", "50", "--device-read-bps", "/dev/vda:1mb",
 		"--device-write-bps", "/dev/vda:2m", "--cap-add", "NET_ADMIN", "--cap-drop", "MKNOD",
-		"--restart", "on-failure:3", "-l", "tier=web", "--isolation", "sandbox",
+		"--restart", "on-failure:3", "-l", "tier=web", "--isolation", "sandbox", "--init",
 		"IMG", "-c", "echo hi")
 	if err != nil {
 		t.Fatal(err)
@@ -47,6 +47,7 @@ func TestRunFlagsBuildTheConfig(t *testing.T) {
 		Env:  []string{"A=1", "B=two words", "C=3", "FROM_SHELL=yes"},
 		User: "1000:1000", WorkingDir: "/work", Hostname: "box", Labels: map[string]string{"tier": "web"},
 		Tty: true, OpenStdin: true, ReadOnlyRootfs: true, CapAdd: []string{"NET_ADMIN"}, CapDrop: []string{"MKNOD"},
+		Init: true,
 		Mounts: []lifecycle.Mount{
 			{Type: "bind", Source: "/srv", Destination: "/data", ReadOnly: true},
 			{Type: "tmpfs", Destination: "/cache"},
