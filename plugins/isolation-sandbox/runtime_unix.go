@@ -136,6 +136,12 @@ func (r *runtime) Create(ctx context.Context, spec isolation.Spec) (isolation.Ta
 	if err != nil {
 		return isolation.TaskInfo{}, err
 	}
+	r.mu.Lock()
+	initPath := r.initPath
+	r.mu.Unlock()
+	if err := addInitMount(r.plat, initPath, oci); err != nil {
+		return isolation.TaskInfo{}, fmt.Errorf("create task %s: %w", spec.ID, err)
+	}
 	spec.OCI = oci
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		if errors.Is(err, os.ErrExist) {

@@ -227,6 +227,9 @@ func checkSpec(spec isolation.Spec) error {
 	if spec.OCI == nil || spec.OCI.Process == nil || len(spec.OCI.Process.Args) == 0 {
 		return errdefs.InvalidArgument("task %s: the spec has no process to run", spec.ID)
 	}
+	if _, ok := spec.OCI.Annotations[isolation.AnnotationInit]; ok {
+		return errdefs.NotImplemented("task %s: --init is not supported by mode vm yet (the guest has no init binary to bind at %s); use --isolation sandbox", spec.ID, isolation.InitPath)
+	}
 	if len(spec.Rootfs) != 1 {
 		return errdefs.InvalidArgument("task %s: %d rootfs mounts; mode vm takes one block image (snapshotter ext4)", spec.ID, len(spec.Rootfs))
 	}

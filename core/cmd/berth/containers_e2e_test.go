@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -270,6 +271,31 @@ func TestContainerCommands(t *testing.T) {
 		if _, errOut, code = e.berth("run", "--rm", "--security-opt", "systempaths=unconfined", demoImage, "true"); code == 0 || !strings.Contains(errOut, "systempaths=unconfined") {
 			t.Fatalf("unknown security-opt: exit %d, stderr %q", code, errOut)
 		}
+	})
+
+	t.Run("init", func(t *testing.T) {
+		e.t = t
+		// --init: Berth's init is PID 1 and the command its child.
+		out, errOut, code := e.berth("run", "--rm", "--init", demoImage, "ps", "-o", "pid,comm")
+		if code != 0 || !regexp.MustCompile(`(?m)^\s*1\s+berth-init$`).MatchString(out) ||
+			!regexp.MustCompile(`(?m)^\s*\d+\s+ps$`).MatchString(out) {
+			t.Fatalf("run --init ps: exit %d, stdout %q, stderr %q; want pid 1 berth-init", code, out, errOut)
+		}
+		if _, errOut, code = e.berth("run", "--rm", "--init", demoImage, "sh", "-c", "exit 7"); code != 7 {
+			t.Fatalf("run --init sh -c 'exit 7': exit %d, stderr %q", code, errOut)
+		}
+		// sleep as PID 1 ignores TERM (stop ends it with SIGKILL: 137);
+		// under the init it is not PID 1, so the forwarded TERM ends it.
+		e.mustBerth("run", "-d", "--init", "--name", "with-init", demoImage, "sleep", "1000")
+		e.mustBerth("stop", "-t", "60", "with-init")
+		if c := e.container("with-init"); c.State != "stopped" || c.ExitCode != 128+15 {
+			t.Fatalf("with-init after stop: %s with %d; want stopped by SIGTERM (143)", c.State, c.ExitCode)
+		}
+		var got []struct{ Config struct{ Init bool } }
+		if err := json.Unmarshal([]byte(e.mustBerth("inspect", "with-init")), &got); err != nil || len(got) != 1 || !got[0].Config.Init {
+			t.Fatalf("inspect with-init: %+v, %v; want Config.Init true", got, err)
+		}
+		e.mustBerth("rm", "with-init")
 	})
 
 	t.Run("events and inspect", func(t *testing.T) {
