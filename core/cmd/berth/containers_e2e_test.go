@@ -284,6 +284,13 @@ func TestContainerCommands(t *testing.T) {
 		if _, errOut, code = e.berth("run", "--rm", "--init", demoImage, "sh", "-c", "exit 7"); code != 7 {
 			t.Fatalf("run --init sh -c 'exit 7': exit %d, stderr %q", code, errOut)
 		}
+		// The init is bound read-only, also into a read-only rootfs, and
+		// runs as the container's user.
+		out, errOut, code = e.berth("run", "--rm", "--init", "--read-only", "-u", "65534", demoImage, "sh", "-c",
+			"id -u; echo x > /sbin/berth-init || echo refused")
+		if code != 0 || out != "65534\nrefused\n" {
+			t.Fatalf("run --init --read-only -u 65534: exit %d, stdout %q, stderr %q", code, out, errOut)
+		}
 		// sleep as PID 1 ignores TERM (stop ends it with SIGKILL: 137);
 		// under the init it is not PID 1, so the forwarded TERM ends it.
 		e.mustBerth("run", "-d", "--init", "--name", "with-init", demoImage, "sleep", "1000")
