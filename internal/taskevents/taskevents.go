@@ -63,6 +63,18 @@ func (h *Hub) Publish(e isolation.TaskEvent) {
 // may watch from Create, Exec and Recover without double events. A wait
 // that fails (the task was deleted meanwhile) publishes nothing.
 func (h *Hub) WatchExit(id, execID string, wait func() (isolation.ExitStatus, error)) {
+	h.watchExit(id, execID, wait, true)
+}
+
+// WatchExitOnly is WatchExit without the EventOOM: for a plugin whose OOM
+// events come from a stream of their own (mode vm: the guest's memory
+// cgroup monitor), so an OOM-killed process is not reported twice. The
+// EventExit still carries the status's OOMKilled.
+func (h *Hub) WatchExitOnly(id, execID string, wait func() (isolation.ExitStatus, error)) {
+	h.watchExit(id, execID, wait, false)
+}
+
+func (h *Hub) watchExit(id, execID string, wait func() (isolation.ExitStatus, error), oom bool) {
 	key := id + "/" + execID
 	h.mu.Lock()
 	if _, ok := h.watching[key]; ok {
@@ -81,7 +93,7 @@ func (h *Hub) WatchExit(id, execID string, wait func() (isolation.ExitStatus, er
 		if err != nil {
 			return
 		}
-		if e.OOMKilled {
+		if oom && e.OOMKilled {
 			h.Publish(isolation.TaskEvent{Kind: isolation.EventOOM, ID: id, ExecID: execID, Time: e.ExitedAt})
 		}
 		h.Publish(isolation.TaskEvent{Kind: isolation.EventExit, ID: id, ExecID: execID, Exit: &e, Time: e.ExitedAt})

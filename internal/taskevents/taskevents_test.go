@@ -111,3 +111,24 @@ func TestSubscribeClosesWithContextAndSlowSubscriberNeverBlocks(t *testing.T) {
 		t.Fatalf("drained %d events, want the %d buffered before the channel closed", n, subscriberBuffer)
 	}
 }
+
+// TestWatchExitOnlyPublishesNoOOM: the exit of an OOM-killed process is one
+// EventExit that keeps OOMKilled, and no EventOOM.
+func TestWatchExitOnlyPublishesNoOOM(t *testing.T) {
+	h := NewHub()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := h.Subscribe(ctx)
+	h.WatchExitOnly("t1", "", func() (isolation.ExitStatus, error) {
+		return isolation.ExitStatus{Code: 137, OOMKilled: true, ExitedAt: time.Unix(5, 0)}, nil
+	})
+	e := next(t, ch)
+	if e.Kind != isolation.EventExit || e.ID != "t1" || e.Exit == nil || !e.Exit.OOMKilled {
+		t.Fatalf("event = %+v, want the exit of t1 with OOMKilled", e)
+	}
+	select {
+	case e := <-ch:
+		t.Fatalf("unexpected second event %+v", e)
+	case <-time.After(100 * time.Millisecond):
+	}
+}

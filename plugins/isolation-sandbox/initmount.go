@@ -3,7 +3,6 @@
 package main
 
 import (
-	"path/filepath"
 	goruntime "runtime"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -26,9 +25,8 @@ func addInitMount(plat platform, initPath string, oci *specs.Spec) error {
 	if _, host := plat.(hostPlatform); !host || goruntime.GOOS != "linux" {
 		return errdefs.NotImplemented("isolation sandbox: --init is Linux-only (the Seatbelt backend has no mount namespace to put an init in)")
 	}
-	if !filepath.IsAbs(dest) || filepath.Clean(dest) != dest || filepath.Base(dest) != filepath.Base(isolation.InitPath) {
-		return errdefs.InvalidArgument("annotation %s = %q: want a clean absolute path named like %s",
-			isolation.AnnotationInit, dest, isolation.InitPath)
+	if err := isolation.CheckInitPath(dest); err != nil {
+		return err
 	}
 	if initPath == "" {
 		return errdefs.Unavailable("isolation sandbox: no init binary configured")

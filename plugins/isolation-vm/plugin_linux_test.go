@@ -220,7 +220,18 @@ func TestRunInVM(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "task.log")
 	id := "vm-e2e"
 	start := time.Now()
-	spec := newSpec(t, id, conformance.SpecOptions{Args: []string{"sh", "-c", "echo hello from the vm; uname -r; exit 3"}, LogPath: log})
+	// The init waits for /done so that an exec can hit the memory limit
+	// while it runs; it runs under --init (berth-init is PID 1 and passes
+	// the exit code through).
+	spec := newSpec(t, id, conformance.SpecOptions{Args: []string{"sh", "-c",
+		"echo hello from the vm; uname -r; cat /proc/1/comm; while [ ! -e /done ]; do sleep 0.2; done; exit 3"}, LogPath: log})
+	spec.OCI.Process.Args = append([]string{isolation.InitPath, "--"}, spec.OCI.Process.Args...)
+	spec.OCI.Annotations[isolation.AnnotationInit] = isolation.InitPath
+	if spec.OCI.Linux.Resources == nil {
+		spec.OCI.Linux.Resources = &specs.LinuxResources{}
+	}
+	memLimit := int64(32 << 20)
+	spec.OCI.Linux.Resources.Memory = &specs.LinuxMemory{Limit: &memLimit}
 	// The console goes to the file the caller names (berth logs --boot).
 	bootFile := filepath.Join(t.TempDir(), id+".boot.log")
 	if spec.Annotations == nil {
@@ -243,13 +254,70 @@ func TestRunInVM(t *testing.T) {
 	}
 	var out strings.Builder
 	done := make(chan error, 1)
-	go func() { done <- rt.Attach(ctx, id, "", isolation.Streams{Stdout: &syncWriter{b: &out}}) }()
+	sw := &syncWriter{b: &out}
+	go func() { done <- rt.Attach(ctx, id, "", isolation.Streams{Stdout: sw}) }()
+	events, err := rt.Events(ctx)
+	if err != nil {
+		t.Fatalf("Events: %v", err)
+	}
 	if _, err := rt.Start(ctx, id); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
+	eventually(t, "the init prints its PID 1's name", func() bool { return strings.Count(sw.String(), "\n") >= 3 })
+	if !strings.Contains(sw.String(), "\nberth-init\n") {
+		t.Errorf("PID 1 of the --init task is not berth-init; output %q", sw.String())
+	}
+	// An exec allocating past the 32 MiB limit is OOM-killed in the guest:
+	// one EventOOM of the task (from the agent's events) arrives.
+	run := func(execID string, args ...string) isolation.ExitStatus {
+		t.Helper()
+		if _, err := rt.Exec(ctx, id, execID, &specs.Process{Args: args, Cwd: "/", Env: []string{"PATH=/bin"}}); err != nil {
+			t.Fatalf("Exec %v: %v", args, err)
+		}
+		e, err := rt.Wait(ctx, id, execID)
+		if err != nil {
+			t.Fatalf("Wait exec %v: %v", args, err)
+		}
+		return e
+	}
+	if e := run("hog", "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"); e.Signal != syscall.SIGKILL && e.Code != 137 {
+		t.Errorf("the memory hog exited %+v; want killed by the OOM killer", e)
+	}
+	next := func() isolation.TaskEvent {
+		t.Helper()
+		select {
+		case ev := <-events:
+			return ev
+		case <-time.After(2 * time.Minute):
+			t.Fatal("no task event for 2m")
+		}
+		return isolation.TaskEvent{}
+	}
+	ooms := 0
+	for ev := next(); ; ev = next() {
+		if ev.Kind == isolation.EventOOM && ev.ID == id {
+			t.Logf("oom event %+v", ev)
+			if ev.Time.IsZero() {
+				t.Errorf("EventOOM without a time: %+v", ev)
+			}
+			ooms++
+			break
+		}
+	}
+	run("done", "touch", "/done")
 	e, err := rt.Wait(ctx, id, "")
 	if err != nil || e.Code != 3 {
-		t.Fatalf("Wait = %+v, %v; want exit 3", e, err)
+		t.Fatalf("Wait = %+v, %v; want exit 3 (through berth-init)", e, err)
+	}
+	// The init's exit (its cgroup saw the kill, OOMKilled) adds no second
+	// EventOOM: mode vm's OOM events come from the agent only.
+	for ev := next(); !(ev.Kind == isolation.EventExit && ev.ID == id && ev.ExecID == ""); ev = next() {
+		if ev.Kind == isolation.EventOOM && ev.ID == id {
+			ooms++
+		}
+	}
+	if ooms != 1 {
+		t.Errorf("%d EventOOMs for one OOM kill; want 1", ooms)
 	}
 	if err := <-done; err != nil {
 		t.Errorf("Attach: %v", err)
@@ -265,6 +333,9 @@ func TestRunInVM(t *testing.T) {
 		t.Fatalf("Delete: %v", err)
 	}
 	t.Logf("whole run %s", time.Since(start))
+	if n := rt.oomWatching(); n != 0 {
+		t.Errorf("%d agent-events subscriptions left after Delete", n)
+	}
 	noLeaks(t, stateDir, runDir)
 	if _, err := os.Stat(bootFile); err != nil {
 		t.Errorf("Delete removed the caller's boot log: %v", err)
@@ -274,6 +345,12 @@ func TestRunInVM(t *testing.T) {
 type syncWriter struct {
 	mu sync.Mutex
 	b  *strings.Builder
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }
 
 func (w *syncWriter) Write(p []byte) (int, error) {

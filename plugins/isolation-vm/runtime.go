@@ -51,6 +51,9 @@ type runtime struct {
 	templates bool
 
 	hub *taskevents.Hub
+	// oomWatches are the live agent-events subscriptions (oomwatch.go).
+	oomMu      sync.Mutex
+	oomWatches map[string]*oomWatch
 }
 
 var _ isolation.Runtime = (*runtime)(nil)
@@ -227,8 +230,10 @@ func checkSpec(spec isolation.Spec) error {
 	if spec.OCI == nil || spec.OCI.Process == nil || len(spec.OCI.Process.Args) == 0 {
 		return errdefs.InvalidArgument("task %s: the spec has no process to run", spec.ID)
 	}
-	if _, ok := spec.OCI.Annotations[isolation.AnnotationInit]; ok {
-		return errdefs.NotImplemented("task %s: --init is not supported by mode vm yet (the guest has no init binary to bind at %s); use --isolation sandbox", spec.ID, isolation.InitPath)
+	if dest, ok := spec.OCI.Annotations[isolation.AnnotationInit]; ok {
+		if err := isolation.CheckInitPath(dest); err != nil {
+			return fmt.Errorf("task %s: %w", spec.ID, err)
+		}
 	}
 	if len(spec.Rootfs) != 1 {
 		return errdefs.InvalidArgument("task %s: %d rootfs mounts; mode vm takes one block image (snapshotter ext4)", spec.ID, len(spec.Rootfs))
@@ -551,6 +556,7 @@ func (r *runtime) Delete(ctx context.Context, id string) (isolation.ExitStatus, 
 			return isolation.ExitStatus{}, err
 		}
 	}
+	r.stopOOM(id) // oomwatch.go
 	if st.SupervisorPid > 0 {
 		procwait.Gone(st.SupervisorPid, 30*time.Second)
 	}
@@ -659,7 +665,9 @@ func (r *runtime) Events(ctx context.Context) (<-chan isolation.TaskEvent, error
 }
 
 // watch publishes the exit of task id's init once, from a blocking wait on
-// its supervisor.
+// its supervisor (without an EventOOM: those come from the agent's events,
+// which watchOOM follows until Delete).
 func (r *runtime) watch(id string) {
-	r.hub.WatchExit(id, "", func() (isolation.ExitStatus, error) { return r.Wait(context.Background(), id, "") })
+	r.hub.WatchExitOnly(id, "", func() (isolation.ExitStatus, error) { return r.Wait(context.Background(), id, "") })
+	r.watchOOM(id) // oomwatch.go: OOM events come from the agent only
 }

@@ -18,6 +18,7 @@ package isolation
 import (
 	"context"
 	"io"
+	"path"
 	"regexp"
 	"syscall"
 	"time"
@@ -73,6 +74,17 @@ const (
 // /sbin/docker-init). Its base name, "berth-init", is what makes the
 // sandbox init binary run as the reaping init.
 const InitPath = "/sbin/berth-init"
+
+// CheckInitPath returns an InvalidArgument error unless dest, the value of
+// AnnotationInit, is a clean absolute container path whose base name is
+// InitPath's (the base name is what makes the init binary reap).
+func CheckInitPath(dest string) error {
+	if !path.IsAbs(dest) || path.Clean(dest) != dest || path.Base(dest) != path.Base(InitPath) {
+		return errdefs.InvalidArgument("annotation %s = %q: want a clean absolute path named like %s",
+			AnnotationInit, dest, InitPath)
+	}
+	return nil
+}
 
 // taskIDPattern is what CheckTaskID accepts.
 var taskIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)

@@ -314,6 +314,19 @@ func (a *Agent) create(ctx context.Context, req *agentpb.CreateContainerRequest,
 		spec.Mounts = append(spec.Mounts, specs.Mount{Destination: f.Path, Type: "bind", Source: src, Options: []string{"rbind"}})
 	}
 
+	if dest, ok := spec.Annotations[isolation.AnnotationInit]; ok {
+		// --init: the guest's sandbox init, bound read-only at the
+		// annotated path; it runs as the reaping init by that base name.
+		if err := isolation.CheckInitPath(dest); err != nil {
+			return 0, fmt.Errorf("container %s: %w", id, err)
+		}
+		if a.cfg.InitPath == "" {
+			return 0, errdefs.Unavailable("container %s: --init: the agent has no init binary configured", id)
+		}
+		spec.Mounts = append(spec.Mounts, specs.Mount{Destination: dest, Type: "bind", Source: a.cfg.InitPath,
+			Options: []string{"bind", "ro", "nosuid", "nodev"}})
+	}
+
 	limits, err := limitsFromSpec(spec)
 	if err != nil {
 		return 0, fmt.Errorf("container %s: %w", id, err)
