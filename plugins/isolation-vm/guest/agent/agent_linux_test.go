@@ -360,6 +360,12 @@ func TestErrorsKeepTheirKind(t *testing.T) {
 		Rootfs: vmagent.Rootfs{Source: "/dev/berth-no-such-disk", Type: "ext4"}}); err == nil || !strings.Contains(err.Error(), "berth-no-such-disk") {
 		t.Errorf("Create with a missing device = %v, want an error naming it", err)
 	}
+	badInit := newSpec(t, "badinit", lifecycle.Config{Init: true}, "true")
+	badInit.Annotations[isolation.AnnotationInit] = "/sbin/tini"
+	if _, err := c.CreateContainer(ctx, vmagent.CreateRequest{ID: "badinit", Spec: badInit,
+		Rootfs: vmagent.Rootfs{Source: rootfs, Type: "bind"}}); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "/sbin/tini") {
+		t.Errorf("Create with --init at /sbin/tini = %v, want InvalidArgument naming it", err)
+	}
 	if _, err := c.Start(ctx, "dup"); err != nil {
 		t.Fatal(err)
 	}
