@@ -130,7 +130,9 @@ func (c *Client) Attach(ctx context.Context, id, execID string, streams Streams)
 }
 
 // sendStdin copies in to the stream in frames of at most maxChunk bytes,
-// then closes the process's stdin. It is the stream's only sender.
+// then, at io.EOF, closes the process's stdin. Any other read error (in a
+// chain of attaches: the caller went away, as on a detach) ends the copy
+// and leaves the process's stdin open. It is the stream's only sender.
 func sendStdin(stream pb.Isolation_AttachClient, in io.Reader) {
 	buf := make([]byte, maxChunk)
 	for {
@@ -141,7 +143,10 @@ func sendStdin(stream pb.Isolation_AttachClient, in io.Reader) {
 				return // the attach ended
 			}
 		}
-		if err != nil { // io.EOF, or a broken reader: either way stdin ends here
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				return
+			}
 			_ = stream.Send(&pb.AttachRequest{Msg: &pb.AttachRequest_StdinClose{StdinClose: &pb.StdinClose{}}})
 			_ = stream.CloseSend()
 			return

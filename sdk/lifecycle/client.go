@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"syscall"
@@ -273,9 +274,11 @@ func (c *Client) Attach(ctx context.Context, ref, execID string, streams isolati
 	}
 }
 
-// sendStdin sends stdin in chunks until it ends, then stdin_close and the
-// end of the send side. It stops when a Send fails (the RPC ended). A read
-// error other than io.EOF also closes the process's stdin.
+// sendStdin sends stdin in chunks until it ends (io.EOF), then stdin_close
+// and the end of the send side. It stops when a Send fails (the RPC ended).
+// Any other read error leaves the process's stdin open: in a chain of
+// attaches it means the caller went away (a detach), and a shell reading a
+// terminal must not see ^D for that.
 func sendStdin(stream pb.Lifecycle_AttachClient, stdin io.Reader) {
 	for {
 		buf := make([]byte, AttachChunkSize)
@@ -286,6 +289,9 @@ func sendStdin(stream pb.Lifecycle_AttachClient, stdin io.Reader) {
 			}
 		}
 		if rerr != nil {
+			if !errors.Is(rerr, io.EOF) {
+				return
+			}
 			if err := stream.Send(&pb.AttachRequest{Msg: &pb.AttachRequest_StdinClose{StdinClose: true}}); err != nil {
 				return
 			}
