@@ -38,6 +38,14 @@ func RunInit(sys Syscalls, ch Channel, cfg *InitConfig, users UserResolver) erro
 		return err
 	}
 	s, p := cfg.Spec, cfg.Process
+	// process.oomScoreAdj first, as runc does from its parent: the setup
+	// below already counts as the workload for the OOM killer, and lowering
+	// the score needs CAP_SYS_RESOURCE, which the workload may not keep.
+	if p.OOMScoreAdj != nil {
+		if err := sys.SetOOMScoreAdj(*p.OOMScoreAdj); err != nil {
+			return fmt.Errorf("set oom_score_adj to %d: %w", *p.OOMScoreAdj, err)
+		}
+	}
 	if cfg.Mode == ModeCreate {
 		if cfg.CgroupNS {
 			if err := sys.Unshare(unix.CLONE_NEWCGROUP); err != nil {

@@ -69,6 +69,7 @@ func (r *recorder) SetNoNewPrivs() error          { return r.rec("no_new_privs")
 func (r *recorder) Setrlimit(res int, l *unix.Rlimit) error {
 	return r.rec("setrlimit %d %d", res, l.Cur)
 }
+func (r *recorder) SetOOMScoreAdj(adj int) error { return r.rec("oom_score_adj %d", adj) }
 func (r *recorder) LoadSeccomp(*specs.LinuxSeccomp) error { return r.rec("seccomp") }
 func (r *recorder) LoadSeccompBPF(p []byte) error         { return r.rec("seccomp bpf %d", len(p)) }
 func (r *recorder) DropBoundingSet(keep []string) error   { return r.rec("bounding %d", len(keep)) }
@@ -138,6 +139,8 @@ func assertOrder(t *testing.T, calls []string, prefixes ...string) {
 func TestRunInitOrderCreate(t *testing.T) {
 	s := buildSpec(t, lifecycle.Config{})
 	s.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 1024, Hard: 1024}}
+	adj := -500
+	s.Process.OOMScoreAdj = &adj
 	r := &recorder{existing: map[string]bool{"/proc/kcore": true, "/proc/sys/": true, "/proc/acpi/": true, "/sys/firmware/": true}}
 	cfg := &InitConfig{Mode: ModeCreate, Spec: s, Process: s.Process, RootDir: "/run/c1/rootfs", CgroupNS: true,
 		Rootfs: []mount.Mount{{Type: "overlay", Source: "overlay", Options: []string{"lowerdir=/l", "upperdir=/u", "workdir=/w"}}}}
@@ -148,6 +151,7 @@ func TestRunInitOrderCreate(t *testing.T) {
 	// runc's standard_init order.
 	assertOrder(t, r.calls,
 		"wait go", // the parent has joined our cgroup
+		"oom_score_adj -500",
 		"unshare 0x2000000",
 		"lo up",
 		"mount propagation /",

@@ -32,6 +32,9 @@ type Syscalls interface {
 	Unshare(flags int) error
 	SetNoNewPrivs() error
 	Setrlimit(resource int, lim *unix.Rlimit) error
+	// SetOOMScoreAdj writes the calling process's /proc/self/oom_score_adj
+	// (-1000 never chosen by the OOM killer … 1000 chosen first).
+	SetOOMScoreAdj(adj int) error
 	// LoadSeccomp installs the filter for this thread and its descendants.
 	LoadSeccomp(filter *specs.LinuxSeccomp) error
 	// LoadSeccompBPF installs a compiled filter (see LoadBPF).

@@ -222,10 +222,15 @@ func TestRunInVM(t *testing.T) {
 	start := time.Now()
 	// The init waits for /done so that an exec can hit the memory limit
 	// while it runs; it runs under --init (berth-init is PID 1 and passes
-	// the exit code through).
+	// the exit code through). Its oomScoreAdj of -1000 (inherited by its
+	// shell) keeps the OOM killer on the hog: with 32 MiB, a second kill
+	// while the hog's memory is still being freed would otherwise take
+	// whichever process is next largest.
 	spec := newSpec(t, id, conformance.SpecOptions{Args: []string{"sh", "-c",
-		"echo hello from the vm; uname -r; cat /proc/1/comm; while [ ! -e /done ]; do sleep 0.2; done; exit 3"}, LogPath: log})
+		"echo hello from the vm; uname -r; cat /proc/1/comm; cat /proc/self/oom_score_adj; while [ ! -e /done ]; do sleep 0.2; done; exit 3"}, LogPath: log})
 	spec.OCI.Process.Args = append([]string{isolation.InitPath, "--"}, spec.OCI.Process.Args...)
+	unkillable := -1000
+	spec.OCI.Process.OOMScoreAdj = &unkillable
 	spec.OCI.Annotations[isolation.AnnotationInit] = isolation.InitPath
 	if spec.OCI.Linux.Resources == nil {
 		spec.OCI.Linux.Resources = &specs.LinuxResources{}
@@ -263,16 +268,20 @@ func TestRunInVM(t *testing.T) {
 	if _, err := rt.Start(ctx, id); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
-	eventually(t, "the init prints its PID 1's name", func() bool { return strings.Count(sw.String(), "\n") >= 3 })
+	eventually(t, "the init prints its PID 1's name and OOM score", func() bool { return strings.Count(sw.String(), "\n") >= 4 })
 	if !strings.Contains(sw.String(), "\nberth-init\n") {
 		t.Errorf("PID 1 of the --init task is not berth-init; output %q", sw.String())
+	}
+	if !strings.HasSuffix(sw.String(), "\n-1000\n") {
+		t.Errorf("the init's process.oomScoreAdj -1000 did not reach its shell; output %q", sw.String())
 	}
 	// An exec allocating past the 32 MiB limit is OOM-killed in the guest:
 	// one EventOOM of the task (from the agent's events) arrives.
 	run := func(execID string, args ...string) isolation.ExitStatus {
 		t.Helper()
 		if _, err := rt.Exec(ctx, id, execID, &specs.Process{Args: args, Cwd: "/", Env: []string{"PATH=/bin"}}); err != nil {
-			t.Fatalf("Exec %v: %v", args, err)
+			b, _ := os.ReadFile(bootFile)
+			t.Fatalf("Exec %v: %v\nboot log:\n%s", args, err, b)
 		}
 		e, err := rt.Wait(ctx, id, execID)
 		if err != nil {

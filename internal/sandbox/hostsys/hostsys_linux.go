@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -73,6 +74,9 @@ func (Sys) SetNoNewPrivs() error {
 }
 func (Sys) Setrlimit(resource int, lim *unix.Rlimit) error {
 	return os.NewSyscallError("prlimit", unix.Prlimit(0, resource, lim, nil))
+}
+func (Sys) SetOOMScoreAdj(adj int) error {
+	return os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(adj)), 0)
 }
 func (Sys) LoadSeccomp(filter *specs.LinuxSeccomp) error { return seccomp.Load(filter) }
 func (Sys) LoadSeccompBPF(prog []byte) error             { return sandbox.LoadBPF(prog) }
