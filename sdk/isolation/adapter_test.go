@@ -504,6 +504,33 @@ func TestAttachStdinCloseIsEOF(t *testing.T) {
 	}
 }
 
+// A stdin that fails (in a chain of attaches: the caller's attach was
+// canceled, as on a Ctrl-P Ctrl-Q detach) must not close the process's
+// stdin: a shell on a terminal would read ^D and exit.
+func TestAttachStdinErrorLeavesStdinOpen(t *testing.T) {
+	f := newFake()
+	c := dial(t, f)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	pr, pw := io.Pipe()
+	var stdout bytes.Buffer
+	done := make(chan error, 1)
+	go func() { done <- c.Attach(ctx, "echo", "", Streams{Stdin: pr, Stdout: &stdout, Stderr: io.Discard}) }()
+	<-f.attached
+	_ = pw.CloseWithError(context.Canceled)
+	select {
+	case err := <-done:
+		t.Fatalf("the runtime saw stdin end after a stdin read error (attach returned %v)", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("attach did not return after cancel")
+	}
+}
+
 func TestAttachCancel(t *testing.T) {
 	f := newFake()
 	c := dial(t, f)
