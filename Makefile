@@ -16,6 +16,7 @@ build:
 	@mkdir -p $(BIN)/plugins
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/berth ./core/cmd/berth
 	$(GO) build -tags netgo,osusergo -ldflags '-s -w -linkmode external -extldflags "-static"' -o $(BIN)/berth-sandbox-init ./cmd/berth-sandbox-init
+	$(MAKE) --no-print-directory $(BIN)/berth-sandbox-init-arm64
 	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/berth-vm-agent ./plugins/isolation-vm/guest
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/berth-vm-agent-arm64 ./plugins/isolation-vm/guest
 	@for p in $(PLUGINS); do \
@@ -24,6 +25,18 @@ build:
 	done
 	@# The VM supervisor (isolation-vm supervise) owns its Virtualization.framework VM: it needs the entitlement.
 	@if [ "$$(uname -s)" = Darwin ]; then codesign --force --entitlements plugins/isolation-vm/vm.entitlements -s - $(BIN)/plugins/isolation-vm; fi
+
+# The arm64 guest's (Virtualization.framework, qemu-system-aarch64) sandbox init:
+# cgo + static libseccomp, cross-built with Debian's gcc-aarch64-linux-gnu,
+# libc6-dev-arm64-cross and libseccomp-dev:arm64 (scripts/install-deps.sh).
+# Skipped with a message where that cross toolchain is missing (macOS).
+.PHONY: $(BIN)/berth-sandbox-init-arm64
+$(BIN)/berth-sandbox-init-arm64:
+	@if [ "$$(uname -s)" = Linux ] && command -v aarch64-linux-gnu-gcc >/dev/null; then \
+		echo "build $@"; \
+		CGO_ENABLED=1 GOOS=linux GOARCH=arm64 CC=aarch64-linux-gnu-gcc PKG_CONFIG_LIBDIR=/usr/lib/aarch64-linux-gnu/pkgconfig \
+		$(GO) build -tags netgo,osusergo -ldflags '-s -w -linkmode external -extldflags "-static"' -o $@ ./cmd/berth-sandbox-init; \
+	else echo "skip $@: no aarch64-linux-gnu-gcc (Linux: make deps)"; fi
 
 # System packages the project needs (protoc, …), installed by its own script.
 deps:

@@ -24,6 +24,10 @@ packages=(
   nftables            # nft: networking tests assert the rules Berth writes
   kmod cpio xz-utils  # vmkernel tests cross-check with depmod, cpio -t/-i and xz -d
   qemu-system-arm     # vmkernel: boots the arm64 (Virtualization.framework) guest kernel under TCG
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross  # cross cgo: bin/berth-sandbox-init-arm64
+)
+arm64_packages=(
+  libseccomp-dev:arm64  # static libseccomp for bin/berth-sandbox-init-arm64 (needs dpkg arch arm64)
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -61,4 +65,15 @@ if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq
   fi
   kernel_deb linux-image-cloud-arm64:arm64 'linux-image-[0-9]*-cloud-arm64_*_arm64.deb'
+  missing=()
+  for p in "${arm64_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    echo "install-deps: installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  # The arm64 guest test's container rootfs (qemu TCG boot of the cloud-arm64 kernel).
+  ls /var/cache/berth/debs/busybox-static_*_arm64.deb >/dev/null 2>&1 ||
+    (cd /var/cache/berth/debs && apt-get download -q busybox-static:arm64 >/dev/null)
 fi
