@@ -9,8 +9,14 @@ import (
 
 // NetworkInterface is one NIC of the guest as ConfigureNetwork sets it up.
 type NetworkInterface struct {
-	// MAC finds the NIC: the host gave the VM's NIC this address.
+	// MAC is the NIC's address: the host gave the VM's NIC this address,
+	// or the agent sets it (see FormerMAC).
 	MAC string
+	// FormerMAC, when set, is another address the NIC may have now: a VM
+	// restored from a template keeps the template's NIC address (the
+	// device state, MAC included, comes from the saved VM). The agent
+	// finds the NIC by MAC or FormerMAC and gives it MAC.
+	FormerMAC string
 	// Name the NIC gets in the guest ("eth0").
 	Name string
 	// Addresses with their prefix length ("10.88.0.5/16").
@@ -32,7 +38,7 @@ type NetworkConfig struct {
 
 // ConfigureNetwork sets up the guest's own network stack, which the
 // containers of a bridge attachment share: lo up, each interface (found by
-// MAC) renamed, addressed, up and routed, and the guest's
+// MAC or FormerMAC) given MAC, renamed, addressed, up and routed, and the guest's
 // /etc/resolv.conf. Repeating it is harmless.
 func (c *Client) ConfigureNetwork(ctx context.Context, cfg NetworkConfig) error {
 	req := &agentpb.ConfigureNetworkRequest{DnsServers: cfg.DNSServers, DnsSearch: cfg.DNSSearch, DnsOptions: cfg.DNSOptions}
@@ -40,7 +46,7 @@ func (c *Client) ConfigureNetwork(ctx context.Context, cfg NetworkConfig) error 
 		if ifc.MTU < 0 {
 			return fmt.Errorf("configure the guest network: interface %s: mtu %d", ifc.Name, ifc.MTU)
 		}
-		req.Interfaces = append(req.Interfaces, &agentpb.NetworkInterface{Mac: ifc.MAC, Name: ifc.Name,
+		req.Interfaces = append(req.Interfaces, &agentpb.NetworkInterface{Mac: ifc.MAC, FormerMac: ifc.FormerMAC, Name: ifc.Name,
 			Addresses: ifc.Addresses, Gateway: ifc.Gateway, Mtu: uint32(ifc.MTU)})
 	}
 	if _, err := c.api.ConfigureNetwork(ctx, req); err != nil {

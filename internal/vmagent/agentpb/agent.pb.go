@@ -459,7 +459,8 @@ func (x *RefreshDiskResponse) GetSizeBytes() uint64 {
 
 type NetworkInterface struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// mac finds the NIC (the host gave the VM's NIC this address).
+	// mac is the NIC's address: the host gave the VM's NIC this address,
+	// or the agent sets it (see former_mac).
 	Mac string `protobuf:"bytes,1,opt,name=mac,proto3" json:"mac,omitempty"`
 	// name it gets in the guest ("eth0").
 	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
@@ -468,7 +469,12 @@ type NetworkInterface struct {
 	// gateway of the default route; empty adds none.
 	Gateway string `protobuf:"bytes,4,opt,name=gateway,proto3" json:"gateway,omitempty"`
 	// mtu, 0 leaving the NIC's.
-	Mtu           uint32 `protobuf:"varint,5,opt,name=mtu,proto3" json:"mtu,omitempty"`
+	Mtu uint32 `protobuf:"varint,5,opt,name=mtu,proto3" json:"mtu,omitempty"`
+	// former_mac, when set, is another address the NIC may have now: a VM
+	// restored from a template keeps the template's NIC address (the device
+	// state comes from the saved VM). The agent finds the NIC by mac or
+	// former_mac and gives it mac.
+	FormerMac     string `protobuf:"bytes,6,opt,name=former_mac,json=formerMac,proto3" json:"former_mac,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -536,6 +542,13 @@ func (x *NetworkInterface) GetMtu() uint32 {
 		return x.Mtu
 	}
 	return 0
+}
+
+func (x *NetworkInterface) GetFormerMac() string {
+	if x != nil {
+		return x.FormerMac
+	}
+	return ""
 }
 
 type ConfigureNetworkRequest struct {
@@ -1972,13 +1985,15 @@ const file_berth_vmagent_v1_agent_proto_rawDesc = "" +
 	"\tmin_bytes\x18\x02 \x01(\x04R\bminBytes\"4\n" +
 	"\x13RefreshDiskResponse\x12\x1d\n" +
 	"\n" +
-	"size_bytes\x18\x01 \x01(\x04R\tsizeBytes\"\x82\x01\n" +
+	"size_bytes\x18\x01 \x01(\x04R\tsizeBytes\"\xa1\x01\n" +
 	"\x10NetworkInterface\x12\x10\n" +
 	"\x03mac\x18\x01 \x01(\tR\x03mac\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
 	"\taddresses\x18\x03 \x03(\tR\taddresses\x12\x18\n" +
 	"\agateway\x18\x04 \x01(\tR\agateway\x12\x10\n" +
-	"\x03mtu\x18\x05 \x01(\rR\x03mtu\"\xbe\x01\n" +
+	"\x03mtu\x18\x05 \x01(\rR\x03mtu\x12\x1d\n" +
+	"\n" +
+	"former_mac\x18\x06 \x01(\tR\tformerMac\"\xbe\x01\n" +
 	"\x17ConfigureNetworkRequest\x12B\n" +
 	"\n" +
 	"interfaces\x18\x01 \x03(\v2\".berth.vmagent.v1.NetworkInterfaceR\n" +

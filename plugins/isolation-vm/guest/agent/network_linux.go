@@ -55,9 +55,10 @@ func (s *service) ConfigureNetwork(ctx context.Context, r *agentpb.ConfigureNetw
 // found by MAC within wait.
 func configureNetwork(ctx context.Context, h *netlink.Handle, r *agentpb.ConfigureNetworkRequest, wait time.Duration) error {
 	type nic struct {
-		in    *agentpb.NetworkInterface
-		mac   net.HardwareAddr
-		addrs []netip.Prefix
+		in     *agentpb.NetworkInterface
+		mac    net.HardwareAddr
+		former net.HardwareAddr // nil: none
+		addrs  []netip.Prefix
 		gw    netip.Addr
 	}
 	for _, s := range r.DnsServers {
@@ -71,6 +72,11 @@ func configureNetwork(ctx context.Context, h *netlink.Handle, r *agentpb.Configu
 		var err error
 		if n.mac, err = net.ParseMAC(in.Mac); err != nil || len(n.mac) != 6 {
 			return errdefs.InvalidArgument("interface %q: mac %q is not an Ethernet address", in.Name, in.Mac)
+		}
+		if in.FormerMac != "" {
+			if n.former, err = net.ParseMAC(in.FormerMac); err != nil || len(n.former) != 6 {
+				return errdefs.InvalidArgument("interface %q: former mac %q is not an Ethernet address", in.Name, in.FormerMac)
+			}
 		}
 		if in.Name == "" || len(in.Name) > 15 || strings.ContainsAny(in.Name, "/ :\x00") {
 			return errdefs.InvalidArgument("interface %s: name %q is not an interface name", in.Mac, in.Name)
@@ -100,9 +106,22 @@ func configureNetwork(ctx context.Context, h *netlink.Handle, r *agentpb.Configu
 		return fmt.Errorf("loopback up: %w", err)
 	}
 	for _, n := range nics {
-		l, err := linkByMAC(ctx, h, n.mac, wait)
+		l, err := linkByMAC(ctx, h, wait, n.mac, n.former)
 		if err != nil {
 			return err
+		}
+		if !bytes.Equal(l.Attrs().HardwareAddr, n.mac) {
+			// A VM restored from a template: its NIC has the template's
+			// address. Down first (a virtio-net without the control
+			// queue's MAC command refuses a change while up); virtio-net
+			// tells the device (VIRTIO_NET_CTRL_MAC_ADDR_SET), whose
+			// receive filter then takes frames for the new address.
+			if err := h.LinkSetDown(l); err != nil {
+				return fmt.Errorf("interface %s: down: %w", n.in.Mac, err)
+			}
+			if err := h.LinkSetHardwareAddr(l, n.mac); err != nil {
+				return fmt.Errorf("interface %s: set mac %s (was %s): %w", n.in.Name, n.mac, l.Attrs().HardwareAddr, err)
+			}
 		}
 		if l.Attrs().Name != n.in.Name {
 			if other, err := h.LinkByName(n.in.Name); err == nil && other.Attrs().Index != l.Attrs().Index {
@@ -137,9 +156,9 @@ func configureNetwork(ctx context.Context, h *netlink.Handle, r *agentpb.Configu
 	return nil
 }
 
-// linkByMAC finds the link with address mac, waiting up to wait for the
-// driver to register it.
-func linkByMAC(ctx context.Context, h *netlink.Handle, mac net.HardwareAddr, wait time.Duration) (netlink.Link, error) {
+// linkByMAC finds the link with address mac, else one with address
+// former (when not nil), waiting up to wait for the driver to register it.
+func linkByMAC(ctx context.Context, h *netlink.Handle, wait time.Duration, mac, former net.HardwareAddr) (netlink.Link, error) {
 	deadline := time.Now().Add(wait)
 	for {
 		links, err := h.LinkList()
@@ -147,14 +166,25 @@ func linkByMAC(ctx context.Context, h *netlink.Handle, mac net.HardwareAddr, wai
 			return nil, fmt.Errorf("list interfaces: %w", err)
 		}
 		var have []string
+		var byFormer netlink.Link
 		for _, l := range links {
 			if bytes.Equal(l.Attrs().HardwareAddr, mac) {
 				return l, nil
 			}
+			if former != nil && byFormer == nil && bytes.Equal(l.Attrs().HardwareAddr, former) {
+				byFormer = l
+			}
 			have = append(have, l.Attrs().Name+"="+l.Attrs().HardwareAddr.String())
 		}
+		if byFormer != nil {
+			return byFormer, nil
+		}
 		if time.Now().After(deadline) {
-			return nil, errdefs.NotFound("no guest interface has mac %s (have %s; is virtio_net in the initramfs?)", mac, strings.Join(have, ", "))
+			want := mac.String()
+			if former != nil {
+				want += " or " + former.String()
+			}
+			return nil, errdefs.NotFound("no guest interface has mac %s (have %s; is virtio_net in the initramfs?)", want, strings.Join(have, ", "))
 		}
 		select {
 		case <-ctx.Done():

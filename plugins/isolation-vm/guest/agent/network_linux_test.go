@@ -21,6 +21,7 @@ import (
 // TestConfigureNetwork configures a NIC in a network namespace the test
 // makes (a veth end standing in for the guest's virtio-net NIC): found by
 // MAC, renamed eth0, MTU, address (a stale one removed), up, default route;
+// one found by its former (template) MAC gets the new one;
 // a second run changes nothing; bad requests and a missing MAC fail
 // naming what is wrong.
 func TestConfigureNetwork(t *testing.T) {
@@ -93,6 +94,29 @@ func TestConfigureNetwork(t *testing.T) {
 		t.Errorf("no default route via 10.214.1.1: %v", routes)
 	}
 
+	// A NIC restored from a template has the template's MAC: found by the
+	// former one, it gets the container's; a repeat finds it by the new one.
+	tplMAC, _ := net.ParseMAC("02:b5:ff:00:00:00")
+	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "nicy", HardwareAddr: tplMAC}, PeerName: "peery"}); err != nil {
+		t.Fatal(err)
+	}
+	tplLink, _ := h.LinkByName("nicy")
+	moved := &agentpb.ConfigureNetworkRequest{Interfaces: []*agentpb.NetworkInterface{{Mac: "02:be:0a:d6:01:06", FormerMac: "02:b5:ff:00:00:00",
+		Name: "eth1", Addresses: []string{"10.214.2.6/24"}}}}
+	for range 2 {
+		if err := configureNetwork(ctx, h, moved, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eth1, err := h.LinkByName("eth1")
+	if err != nil {
+		t.Fatalf("no eth1 after configure: %v", err)
+	}
+	if eth1.Attrs().Index != tplLink.Attrs().Index || eth1.Attrs().HardwareAddr.String() != "02:be:0a:d6:01:06" || eth1.Attrs().Flags&net.FlagUp == 0 {
+		t.Errorf("eth1: index %d (nic %d) mac %s flags %v, want the former-MAC NIC up with 02:be:0a:d6:01:06",
+			eth1.Attrs().Index, tplLink.Attrs().Index, eth1.Attrs().HardwareAddr, eth1.Attrs().Flags)
+	}
+
 	bad := []struct {
 		name string
 		ifc  *agentpb.NetworkInterface
@@ -104,6 +128,8 @@ func TestConfigureNetwork(t *testing.T) {
 		{"bad gateway", &agentpb.NetworkInterface{Mac: "02:be:00:00:00:01", Name: "eth1", Gateway: "x"}, `"x"`},
 		{"bad mtu", &agentpb.NetworkInterface{Mac: "02:be:00:00:00:01", Name: "eth1", Mtu: 20}, "mtu 20"},
 		{"missing nic", &agentpb.NetworkInterface{Mac: "02:be:00:00:00:01", Name: "eth1"}, "02:be:00:00:00:01"},
+		{"bad former mac", &agentpb.NetworkInterface{Mac: "02:be:00:00:00:01", FormerMac: "q", Name: "eth1"}, `"q"`},
+		{"missing nic by either", &agentpb.NetworkInterface{Mac: "02:be:00:00:00:01", FormerMac: "02:be:00:00:00:02", Name: "eth2"}, "02:be:00:00:00:02"},
 	}
 	for _, c := range bad {
 		err := configureNetwork(ctx, h, &agentpb.ConfigureNetworkRequest{Interfaces: []*agentpb.NetworkInterface{c.ifc}}, 0)
