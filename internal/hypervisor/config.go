@@ -79,6 +79,14 @@ func (c Config) Validate() error {
 				return bad("nic %d: mac %q: %v", i, n.MAC, err)
 			}
 		}
+		if n.Socket != "" {
+			if n.TAP != "" {
+				return bad("nic %d: tap %q and socket %q: want one of them", i, n.TAP, n.Socket)
+			}
+			if !filepath.IsAbs(n.Socket) || len(n.Socket) > MaxSocketPath {
+				return bad("nic %d: socket %q: want an absolute path of at most %d bytes", i, n.Socket, MaxSocketPath)
+			}
+		}
 	}
 	if c.ConsoleLog == "" || !filepath.IsAbs(c.ConsoleLog) {
 		return bad("console log %q: want an absolute path", c.ConsoleLog)

@@ -57,6 +57,8 @@ func TestValidate(t *testing.T) {
 		{"share not dir", "not a directory", func(c *Config) { c.Shares[0].Path = c.Kernel }},
 		{"bad mac", "mac", func(c *Config) { c.NICs[0].MAC = "02:00:00:00:00" }},
 		{"multicast mac", "multicast", func(c *Config) { c.NICs[0].MAC = "01:00:00:00:00:01" }},
+		{"tap and socket", "want one of them", func(c *Config) { c.NICs[0].Socket = "/run/u.sock" }},
+		{"relative socket", "absolute path", func(c *Config) { c.NICs[0].TAP = ""; c.NICs[0].Socket = "u.sock" }},
 		{"no console", "console log", func(c *Config) { c.ConsoleLog = "" }},
 		{"console dir missing", "console log directory", func(c *Config) { c.ConsoleLog = "/nonexistent/dir/log" }},
 		{"no run dir", "run dir", func(c *Config) { c.RunDir = "" }},

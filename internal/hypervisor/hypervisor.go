@@ -90,11 +90,21 @@ type Share struct {
 	ReadOnly  bool
 }
 
-// NIC is one virtio-net device. On qemu TAP names an existing tap interface
-// (required); on vz TAP must be empty and the NIC is NAT. MAC is optional
-// ("02:…" style); the hypervisor picks one when empty.
+// NIC is one virtio-net device, of one of two kinds:
+//   - TAP names an existing tap interface (qemu only);
+//   - Socket is the path of a user-mode network's unix socket
+//     (internal/usernet): qemu connects a stream socket to it and sends
+//     frames with a 4-byte big-endian length prefix (-netdev stream); vz
+//     binds a datagram socket at RunDir/nic<N>.sock, connects it to Socket,
+//     sends the 4-byte "VFKT" handshake and gives it to the guest through a
+//     FileHandleNetworkDeviceAttachment (one frame per datagram).
+//
+// On vz a NIC with neither is NAT (Virtualization.framework's own); qemu
+// needs one of them. MAC is optional ("02:…" style); the hypervisor picks
+// one when empty.
 type NIC struct {
 	TAP, MAC string
+	Socket   string
 }
 
 // Driver boots VMs on one hypervisor. Implementations are safe for

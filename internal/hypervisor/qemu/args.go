@@ -146,7 +146,7 @@ func (m machine) args(cfg hypervisor.Config, incoming bool) []string {
 		if n.MAC != "" {
 			dev += ",mac=" + n.MAC
 		}
-		a = append(a, "-netdev", fmt.Sprintf("tap,id=net%d,ifname=%s,script=no,downscript=no", i, esc(n.TAP)), "-device", dev)
+		a = append(a, "-netdev", netdev(i, n), "-device", dev)
 	}
 	if cfg.Balloon {
 		a = append(a, "-device", "virtio-balloon-"+b+",id=balloon0,free-page-reporting=on,deflate-on-oom=on")
@@ -155,6 +155,16 @@ func (m machine) args(cfg hypervisor.Config, incoming bool) []string {
 		a = append(a, "-incoming", "defer")
 	}
 	return a
+}
+
+// netdev is the -netdev of NIC i: a tap interface, or a stream socket
+// qemu connects to a user-mode network's unix socket (qemu ≥ 7.2; frames
+// with a 4-byte big-endian length prefix).
+func netdev(i int, n hypervisor.NIC) string {
+	if n.Socket != "" {
+		return fmt.Sprintf("stream,id=net%d,server=off,addr.type=unix,addr.path=%s", i, esc(n.Socket))
+	}
+	return fmt.Sprintf("tap,id=net%d,ifname=%s,script=no,downscript=no", i, esc(n.TAP))
 }
 
 // esc escapes a value for qemu's comma-separated option syntax.

@@ -25,7 +25,7 @@ func TestArgs(t *testing.T) {
 		CPUs: 2, MemoryBytes: 512 << 20,
 		Disks:      []hypervisor.Disk{{Path: "/d/root,1.img", ReadOnly: true}, {Path: "/d/rw.qcow2", Format: "qcow2"}},
 		Shares:     []hypervisor.Share{{Tag: "vol", Path: "/srv/vol", ReadOnly: true}},
-		NICs:       []hypervisor.NIC{{TAP: "tap0", MAC: "02:00:00:00:00:01"}},
+		NICs:       []hypervisor.NIC{{TAP: "tap0", MAC: "02:00:00:00:00:01"}, {Socket: "/r/user,net.sock"}},
 		ConsoleLog: "/r/console.log", RunDir: "/r", MemoryFile: "/r/ram", Balloon: true,
 	}
 	micro := machine{Type: "microvm", Arch: "amd64", Accel: "tcg", TBSizeMiB: 16, TSCkHz: 2596132}
@@ -40,7 +40,8 @@ func TestArgs(t *testing.T) {
 		"-drive": {"file=/d/root,,1.img,if=none,id=disk0,format=raw,cache=writeback,aio=threads,discard=unmap,readonly=on",
 			"file=/d/rw.qcow2,if=none,id=disk1,format=qcow2,cache=writeback,aio=threads,discard=unmap"},
 		"-fsdev":    {"local,id=fs0,path=/srv/vol,security_model=none,multidevs=remap,readonly=on"},
-		"-netdev":   {"tap,id=net0,ifname=tap0,script=no,downscript=no"},
+		"-netdev": {"tap,id=net0,ifname=tap0,script=no,downscript=no",
+			"stream,id=net1,server=off,addr.type=unix,addr.path=/r/user,,net.sock"},
 		"-incoming": {"defer"},
 	} {
 		if got := argAfter(a, flag); !slices.Equal(got, want) {

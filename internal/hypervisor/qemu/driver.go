@@ -206,8 +206,8 @@ func (d *driver) check(cfg hypervisor.Config) error {
 		return err
 	}
 	for i, n := range cfg.NICs {
-		if !ifnameRE.MatchString(n.TAP) {
-			return errdefs.InvalidArgument("vm config: nic %d: tap name %q: want an interface name of 1-15 characters", i, n.TAP)
+		if n.Socket == "" && !ifnameRE.MatchString(n.TAP) {
+			return errdefs.InvalidArgument("vm config: nic %d: tap name %q: want an interface name of 1-15 characters (or a user-mode network socket)", i, n.TAP)
 		}
 	}
 	return nil

@@ -155,11 +155,17 @@ func (m *machine) devices(c *vz.VirtualMachineConfiguration, machineID []byte) e
 
 	var nics []*vz.VirtioNetworkDeviceConfiguration
 	for i, n := range cfg.NICs {
-		nat, err := vz.NewNATNetworkDeviceAttachment()
+		var att vz.NetworkDeviceAttachment
+		var err error
+		if n.Socket != "" {
+			att, err = m.userNetAttachment(i, n.Socket)
+		} else {
+			att, err = vz.NewNATNetworkDeviceAttachment()
+		}
 		if err != nil {
 			return fmt.Errorf("nic %d: %w", i, err)
 		}
-		dev, err := vz.NewVirtioNetworkDeviceConfiguration(nat)
+		dev, err := vz.NewVirtioNetworkDeviceConfiguration(att)
 		if err != nil {
 			return fmt.Errorf("nic %d: %w", i, err)
 		}
@@ -235,6 +241,8 @@ type machine struct {
 	done    chan struct{}
 	exitErr error
 	stopped bool // Kill or Shutdown asked for the end
+
+	nicFiles []*os.File // user-mode network sockets, closed when the VM ends
 }
 
 var _ hypervisor.Machine = (*machine)(nil)
