@@ -39,7 +39,7 @@ func TestArgs(t *testing.T) {
 		"-append":  {"quiet console=hvc0 berth.agent=vport tsc_early_khz=2596132"},
 		"-drive": {"file=/d/root,,1.img,if=none,id=disk0,format=raw,cache=writeback,aio=threads,discard=unmap,readonly=on",
 			"file=/d/rw.qcow2,if=none,id=disk1,format=qcow2,cache=writeback,aio=threads,discard=unmap"},
-		"-fsdev":    {"local,id=fs0,path=/srv/vol,security_model=none,multidevs=remap,readonly=on"},
+		"-fsdev": {"local,id=fs0,path=/srv/vol,security_model=none,multidevs=remap,readonly=on"},
 		"-netdev": {"tap,id=net0,ifname=tap0,script=no,downscript=no",
 			"stream,id=net1,server=off,addr.type=unix,addr.path=/r/user,,net.sock"},
 		"-incoming": {"defer"},
