@@ -1,11 +1,14 @@
 package qemu
 
 import (
+	"os/exec"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/berth-dev/berth/internal/hypervisor"
+	"github.com/berth-dev/berth/sdk/errdefs"
 )
 
 // argAfter returns every value following flag in args.
@@ -88,5 +91,69 @@ func TestArgs(t *testing.T) {
 func TestShellQuote(t *testing.T) {
 	if got := shellQuote("/a b/it's"); got != `'/a b/it'\''s'` {
 		t.Fatalf("got %s", got)
+	}
+}
+
+// TestArgsARM64 is the arm64 guest's device model (the macOS guest, run
+// under qemu-system-aarch64): virt with virtio-pci, the PL011 console, a
+// cheap pointer-auth under TCG, no x86 timer arguments or power button.
+func TestArgsARM64(t *testing.T) {
+	virt := machine{Type: "virt", Arch: "arm64", Accel: "tcg", TBSizeMiB: 16}
+	cfg := hypervisor.Config{Kernel: "/k/Image", Initrd: "/k/initrd", CPUs: 1, MemoryBytes: 256 << 20,
+		Disks: []hypervisor.Disk{{Path: "/d/root.img"}}, ConsoleLog: "/r/console.log", RunDir: "/r", Balloon: true}
+	a := virt.args(cfg, false)
+	for flag, want := range map[string][]string{
+		"-machine": {"virt,gic-version=max"},
+		"-cpu":     {"max,pauth-impdef=on"},
+		"-kernel":  {"/k/Image"},
+		"-append":  {"console=ttyAMA0 berth.agent=vport"},
+	} {
+		if got := argAfter(a, flag); !slices.Equal(got, want) {
+			t.Errorf("%s: got %q, want %q", flag, got, want)
+		}
+	}
+	devs := strings.Join(argAfter(a, "-device"), " ")
+	for _, d := range []string{"virtio-serial-pci,id=vser", "virtio-blk-pci,drive=disk0", "virtio-balloon-pci"} {
+		if !strings.Contains(devs, d) {
+			t.Errorf("devices %q lack %q", devs, d)
+		}
+	}
+	if slices.Contains(a, "-global") {
+		t.Errorf("virt has microvm's virtio-mmio global: %q", a)
+	}
+	p := virt.platform()
+	if p.Name != "qemu-virt" || p.Arch != "arm64" || p.Modules[0] != "virtio_pci" || slices.Contains(p.Modules, "button") {
+		t.Errorf("virt platform %+v", p)
+	}
+	kvm := machine{Type: "virt", Arch: "arm64", Accel: "kvm"}
+	if got := argAfter(kvm.args(cfg, false), "-cpu"); !slices.Equal(got, []string{"max"}) {
+		t.Errorf("virt on kvm: -cpu %q (pauth-impdef is a TCG property)", got)
+	}
+}
+
+// TestNewGuestArch: a guest of another architecture than the host's runs
+// under TCG (kvm is refused with a clear error), an unknown one is refused.
+func TestNewGuestArch(t *testing.T) {
+	foreign := "arm64"
+	if runtime.GOARCH == "arm64" {
+		foreign = "amd64"
+	}
+	_, err := New(Options{Arch: foreign, Accel: "kvm"})
+	if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), foreign) {
+		t.Errorf("kvm for a foreign %s guest: %v, want InvalidArgument naming it", foreign, err)
+	}
+	if _, err := New(Options{Arch: "riscv64"}); !errdefs.IsNotImplemented(err) || !strings.Contains(err.Error(), "riscv64") {
+		t.Errorf("riscv64 guest: %v, want NotImplemented naming it", err)
+	}
+	bin := map[string]string{"arm64": "qemu-system-aarch64", "amd64": "qemu-system-x86_64"}[foreign]
+	if _, err := exec.LookPath(bin); err != nil {
+		t.Skipf("%s missing (scripts/install-deps.sh installs it)", bin)
+	}
+	d, err := New(Options{Arch: foreign})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := d.Platform(); p.Arch != foreign || p.Accel != "tcg" {
+		t.Errorf("foreign guest platform %+v: want %s under tcg", p, foreign)
 	}
 }

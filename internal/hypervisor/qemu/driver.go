@@ -4,7 +4,10 @@
 //
 // The machine is microvm on x86_64 (virtio-mmio, PVH boot of an ELF
 // vmlinux; measured faster to boot than q35 here, see NOTES) and virt on
-// arm64. KVM is used when /dev/kvm opens read-write, TCG otherwise.
+// arm64 (virtio-pci, an uncompressed arm64 Image, console ttyAMA0). KVM is
+// used when /dev/kvm opens read-write, TCG otherwise; a guest of another
+// architecture than the host's (Options.Arch: the arm64 guest of macOS,
+// proven on an x86_64 host) always runs under TCG.
 package qemu
 
 import (
@@ -36,8 +39,12 @@ const DefaultTBSizeMiB = 16
 // Options configure a driver. The zero value picks everything.
 type Options struct {
 	// Binary is the qemu-system executable (default: qemu-system-x86_64 or
-	// qemu-system-aarch64 for the host's architecture, from PATH).
+	// qemu-system-aarch64 for the guest's architecture, from PATH).
 	Binary string
+	// Arch is the guest's architecture as GOARCH, "amd64" or "arm64"
+	// (default: the host's). A foreign guest runs under TCG: Accel "kvm"
+	// is refused for it.
+	Arch string
 	// Machine is "microvm" or "q35" on x86_64, "virt" on arm64 (default:
 	// microvm / virt).
 	Machine string
@@ -67,7 +74,11 @@ func New(opts Options) (hypervisor.Driver, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	m := machine{Arch: runtime.GOARCH, Type: opts.Machine, Accel: opts.Accel, TBSizeMiB: opts.TBSizeMiB}
+	m := machine{Arch: opts.Arch, Type: opts.Machine, Accel: opts.Accel, TBSizeMiB: opts.TBSizeMiB}
+	if m.Arch == "" {
+		m.Arch = runtime.GOARCH
+	}
+	foreign := m.Arch != runtime.GOARCH
 	bin := opts.Binary
 	switch m.Arch {
 	case "amd64":
@@ -91,7 +102,7 @@ func New(opts Options) (hypervisor.Driver, error) {
 			return nil, errdefs.InvalidArgument("qemu: machine %q: want virt on arm64", m.Type)
 		}
 	default:
-		return nil, errdefs.NotImplemented("qemu: host architecture %s is not supported", m.Arch)
+		return nil, errdefs.NotImplemented("qemu: guest architecture %q is not supported (want amd64 or arm64)", m.Arch)
 	}
 	path, err := exec.LookPath(bin)
 	if err != nil {
@@ -100,14 +111,18 @@ func New(opts Options) (hypervisor.Driver, error) {
 	switch m.Accel {
 	case "":
 		m.Accel = "tcg"
-		if kvmUsable() {
+		if !foreign && kvmUsable() {
 			if err := probeKVM(path, m.Type); err != nil {
 				log.Warn("/dev/kvm is there but qemu cannot run a vCPU on it; using TCG", "error", err)
 			} else {
 				m.Accel = "kvm"
 			}
 		}
-	case "kvm", "tcg":
+	case "kvm":
+		if foreign {
+			return nil, errdefs.InvalidArgument("qemu: accel kvm cannot run an %s guest on this %s host (use tcg)", m.Arch, runtime.GOARCH)
+		}
+	case "tcg":
 	default:
 		return nil, errdefs.InvalidArgument("qemu: accel %q: want kvm or tcg", m.Accel)
 	}
