@@ -3,6 +3,7 @@ package vmkernel
 import (
 	"bytes"
 	"crypto/sha256"
+	"debug/elf"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
@@ -29,6 +30,11 @@ type InitramfsSpec struct {
 	Modules []Module
 	// Files are extra files.
 	Files []InitramfsFile
+	// Arch, when set ("amd64", "arm64"), is the guest's architecture:
+	// Agent and SandboxInit must then be ELF executables for it (an agent
+	// of the host's architecture in an arm64 guest would end in a kernel
+	// panic with no word about why).
+	Arch string
 	// StripModuleSignatures removes the appended PKCS#7 signature from
 	// each module. Loading then skips signature checks (25-30% faster under
 	// TCG) but taints the kernel; Debian's kernels do not force signatures.
@@ -56,6 +62,16 @@ var InitramfsDirs = []string{"dev", "mnt", "modules", "newroot", "proc", "run", 
 func BuildInitramfs(w io.Writer, spec InitramfsSpec) error {
 	if spec.Agent == "" {
 		return fmt.Errorf("initramfs: no agent")
+	}
+	if spec.Arch != "" {
+		for _, p := range []string{spec.Agent, spec.SandboxInit} {
+			if p == "" {
+				continue
+			}
+			if err := CheckELFArch(p, spec.Arch); err != nil {
+				return fmt.Errorf("initramfs: %w", err)
+			}
+		}
 	}
 	type entry struct {
 		rec  cpio.Record
@@ -270,4 +286,26 @@ func guestName(p string) (string, error) {
 		return "", fmt.Errorf("initramfs: file path %q names the root", p)
 	}
 	return c, nil
+}
+
+// elfMachines maps a GOARCH to its ELF machine.
+var elfMachines = map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}
+
+// CheckELFArch reports whether the file at path is an ELF executable for
+// arch (GOARCH: "amd64" or "arm64"); the error names the file, what it is
+// and what was wanted.
+func CheckELFArch(path, arch string) error {
+	want, ok := elfMachines[arch]
+	if !ok {
+		return fmt.Errorf("%s: architecture %q: want amd64 or arm64", path, arch)
+	}
+	f, err := elf.Open(path)
+	if err != nil {
+		return fmt.Errorf("%s: not an ELF executable for %s: %w", path, arch, err)
+	}
+	defer f.Close()
+	if f.Machine != want || f.Class != elf.ELFCLASS64 {
+		return fmt.Errorf("%s: an ELF executable for %v, want %s (%v)", path, f.Machine, arch, want)
+	}
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -273,5 +274,36 @@ func TestWriteInitramfs(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(filepath.Dir(p)); len(ents) != 1 {
 		t.Errorf("left behind: %v", ents)
+	}
+}
+
+// TestBuildInitramfsArch: with Arch set, the agent and the sandbox init
+// must be ELF executables of the guest's architecture (this test binary is
+// one of the host's).
+func TestBuildInitramfsArch(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := map[string]string{"amd64": "arm64", "arm64": "amd64"}[runtime.GOARCH]
+	if other == "" {
+		t.Skipf("host architecture %s", runtime.GOARCH)
+	}
+	s := initramfsFixture(t)
+	s.Agent, s.SandboxInit, s.Arch = self, self, runtime.GOARCH
+	if err := vmkernel.BuildInitramfs(io.Discard, s); err != nil {
+		t.Fatalf("%s binaries for an %s guest: %v", runtime.GOARCH, runtime.GOARCH, err)
+	}
+	s.Arch = other
+	if err := vmkernel.BuildInitramfs(io.Discard, s); err == nil || !strings.Contains(err.Error(), self) || !strings.Contains(err.Error(), other) {
+		t.Errorf("%s agent for an %s guest: %v, want an error naming the file and %s", runtime.GOARCH, other, err, other)
+	}
+	s = initramfsFixture(t) // "AGENT-BINARY" is no ELF file
+	s.Arch = runtime.GOARCH
+	if err := vmkernel.BuildInitramfs(io.Discard, s); err == nil || !strings.Contains(err.Error(), s.Agent) {
+		t.Errorf("a non-ELF agent: %v, want an error naming it", err)
+	}
+	if err := vmkernel.CheckELFArch(self, "riscv64"); err == nil || !strings.Contains(err.Error(), "riscv64") {
+		t.Errorf("CheckELFArch riscv64: %v", err)
 	}
 }
