@@ -94,11 +94,16 @@ func resolveDefaults(ctx context.Context, log hclog.Logger, s settings, stateDir
 	if kernel == nil {
 		return d, errdefs.InvalidArgument("isolation vm: kernel = %q is not from the kernel store, so its modules are unknown: set initrd too, or install the kernel (berth system kernel install)", deref(s.Kernel))
 	}
-	agent, err := findBinary("agent", deref(s.Agent), "berth-vm-agent")
+	// The guest's binaries: make build names the arm64 ones -arm64.
+	suffix := ""
+	if plat.Arch == "arm64" {
+		suffix = "-arm64"
+	}
+	agent, err := findBinary("agent", deref(s.Agent), "berth-vm-agent"+suffix)
 	if err != nil {
 		return d, err
 	}
-	sandboxInit, err := findBinary("sandbox_init", deref(s.SandboxInit), "berth-sandbox-init")
+	sandboxInit, err := findBinary("sandbox_init", deref(s.SandboxInit), "berth-sandbox-init"+suffix)
 	if err != nil {
 		return d, err
 	}
@@ -115,7 +120,7 @@ func resolveDefaults(ctx context.Context, log hclog.Logger, s settings, stateDir
 			return d, err
 		}
 		*v.out, err = buildInitramfs(filepath.Join(stateDir, "initramfs"), vmkernel.InitramfsSpec{
-			Agent: agent, SandboxInit: sandboxInit, Modules: mods})
+			Agent: agent, SandboxInit: sandboxInit, Modules: mods, Arch: plat.Arch})
 		if err != nil {
 			return d, fmt.Errorf("isolation vm: initramfs: %w", err)
 		}
