@@ -222,7 +222,7 @@ func (r *runtime) create(ctx context.Context, spec isolation.Spec, restore strin
 		status = isolation.StatusRunning
 	}
 	r.log.Info("task created", "container_id", spec.ID, "pid", pid, "restored", restore != "", "took", time.Since(began).Round(time.Millisecond))
-	return isolation.TaskInfo{ID: spec.ID, Pid: pid, Status: status, Spec: &spec, CreatedAt: time.Now().UTC()}, nil
+	return isolation.TaskInfo{ID: spec.ID, Pid: pid, Status: status, Spec: reportedSpec(spec, boot), CreatedAt: time.Now().UTC()}, nil
 }
 
 // checkSpec refuses what mode vm cannot run.

@@ -121,6 +121,11 @@ func startSupervisor(log hclog.Logger, dir, socket, runDir string) (_ *superviso
 	s.log = log.With("container_id", s.spec.ID)
 	s.state = State{ID: s.spec.ID, SupervisorPid: os.Getpid(), Socket: socket, RunDir: runDir,
 		Status: isolation.StatusCreated, CreatedAt: time.Now().UTC()}
+	// Into the host resource group before the hypervisor starts, so it
+	// is charged there from its first page (hostgroup.go).
+	if err := joinPlacement(s.log, s.spec.Placement); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(runDir, 0o700); err != nil {
 		return nil, err
 	}

@@ -137,10 +137,17 @@ func (m *Manager) Create(ctx context.Context, name string, cfg lifecycle.Config)
 
 	var placement resources.Placement
 	group := ""
+	// A VM container's group holds its VM (vmgroup.go): sized once the
+	// isolation plugin says how big the VM is.
+	inVM := runsInVM(layers, mode.Name)
+	groupLimits := cfg.Limits
+	if inVM {
+		groupLimits = VMHostLimits(cfg.Limits, 0)
+	}
 	res, err := layers.Resources()
 	switch {
 	case err == nil:
-		placement, err = res.CreateGroup(ctx, id, cfg.Limits)
+		placement, err = res.CreateGroup(ctx, id, groupLimits)
 		if err != nil {
 			return fail(fmt.Errorf("resource group: %w", err))
 		}
@@ -161,6 +168,9 @@ func (m *Manager) Create(ctx context.Context, name string, cfg lifecycle.Config)
 		return fail(errdefs.InvalidArgument("%v", err))
 	}
 	oci.Linux.CgroupsPath = placement.CgroupPath
+	if inVM {
+		oci.Linux.Resources = VMGuestResources(oci.Linux.Resources, cfg.Limits)
+	}
 	if err := os.MkdirAll(filepath.Dir(rec.LogPath), 0o700); err != nil {
 		return fail(err)
 	}
@@ -182,10 +192,22 @@ func (m *Manager) Create(ctx context.Context, name string, cfg lifecycle.Config)
 	if err != nil {
 		return fail(err)
 	}
-	if _, err := iso.Create(ctx, task); err != nil {
+	info, err := iso.Create(ctx, task)
+	if err != nil {
 		return fail(fmt.Errorf("isolation %s: %w", mode.Name, err))
 	}
 	undo.push("isolation task", func(ctx context.Context) error { _, err := iso.Delete(ctx, id); return err })
+	if inVM {
+		// The recorded sizing makes restarts and restores boot the same VM.
+		if task.VM, err = vmSizeOf(mode.Name, info); err != nil {
+			return fail(err)
+		}
+		if group != "" {
+			if err := res.Update(ctx, id, VMHostLimits(cfg.Limits, task.VM.MemoryBytes)); err != nil {
+				return fail(fmt.Errorf("size the VM's host resource group: %w", err))
+			}
+		}
+	}
 	undo.push("log file", func(context.Context) error {
 		return errors.Join(removeIfExists(rec.LogPath), removeIfExists(m.bootLogPath(id)))
 	})

@@ -72,7 +72,11 @@ func (m *Manager) start(ctx context.Context, rec store.Record) (store.Record, er
 		if _, err := iso.Delete(ctx, id); err != nil && !errdefs.IsNotFound(err) {
 			return rec, fmt.Errorf("start %s: delete the previous task: %w", rec.Container.Name, err)
 		}
-		if _, err := iso.Create(ctx, *rec.Task); err != nil {
+		info, err := iso.Create(ctx, *rec.Task)
+		if err != nil {
+			return m.startFailed(rec, err)
+		}
+		if rec, err = m.resizeVMGroup(ctx, rec, layers, info); err != nil {
 			return m.startFailed(rec, err)
 		}
 	}
@@ -82,7 +86,11 @@ func (m *Manager) start(ctx context.Context, rec store.Record) (store.Record, er
 	pid, err := iso.Start(ctx, id)
 	if errdefs.IsNotFound(err) {
 		// The task is gone (the host rebooted, say): create it again.
-		if _, cerr := iso.Create(ctx, *rec.Task); cerr != nil {
+		info, cerr := iso.Create(ctx, *rec.Task)
+		if cerr != nil {
+			return m.startFailed(rec, cerr)
+		}
+		if rec, cerr = m.resizeVMGroup(ctx, rec, layers, info); cerr != nil {
 			return m.startFailed(rec, cerr)
 		}
 		pid, err = iso.Start(ctx, id)
@@ -961,6 +969,9 @@ func (m *Manager) Update(ctx context.Context, ref string, limits resources.Limit
 	res, err := layers.Resources()
 	if err != nil {
 		return rec.Container, fmt.Errorf("update %s: %w", name, err)
+	}
+	if runsInVM(layers, rec.Container.Isolation) {
+		return m.updateVM(ctx, rec, res, limits)
 	}
 	if err := res.Update(ctx, rec.Group, limits); err != nil {
 		return rec.Container, fmt.Errorf("update %s: %w", name, err)
