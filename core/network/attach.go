@@ -111,7 +111,7 @@ func (s *Service) Attach(ctx context.Context, req sdknet.AttachRequest) (isolati
 		if existing.NetworkID != n.ID {
 			return isolation.NetworkAttachment{}, errdefs.AlreadyExists("container %.12s is already attached to another network (id %.12s)", req.ContainerID, existing.NetworkID)
 		}
-		return attachmentOf(n, existing), nil
+		return s.attachmentOf(n, existing), nil
 	}
 	if err := portConflicts(ports, others); err != nil {
 		return isolation.NetworkAttachment{}, err
@@ -151,7 +151,7 @@ func (s *Service) Attach(ctx context.Context, req sdknet.AttachRequest) (isolati
 		return isolation.NetworkAttachment{}, fmt.Errorf("attach %.12s to %s: %w", req.ContainerID, n.Name, err)
 	}
 	s.log.Info("container attached", "container_id", req.ContainerID, "network", n.Name, "ip", e.IP, "ports", len(ports))
-	return attachmentOf(n, e), nil
+	return s.attachmentOf(n, e), nil
 }
 
 // Detach implements sdknet.Service.

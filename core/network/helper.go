@@ -50,6 +50,9 @@ func stateOf(tx *bolt.Tx, n netRecord, upstreams []string) (HelperState, error) 
 		if e.NetworkID != n.ID {
 			continue
 		}
+		if len(e.DNS) > 0 {
+			st.Clients = append(st.Clients, netd.Client{IP: e.IP.String(), Upstreams: e.DNS})
+		}
 		add(e.Name, e.IP)
 		add(e.Hostname, e.IP)
 		for _, a := range e.Aliases {
@@ -73,6 +76,7 @@ func stateOf(tx *bolt.Tx, n netRecord, upstreams []string) (HelperState, error) 
 		st.Records = append(st.Records, netd.Record{Name: name, IPs: ips})
 	}
 	slices.SortFunc(st.Records, func(a, b netd.Record) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(st.Clients, func(a, b netd.Client) int { return strings.Compare(a.IP, b.IP) })
 	slices.SortFunc(st.Ports, func(a, b netd.Port) int {
 		return strings.Compare(fmt.Sprintf("%s/%s/%05d", a.Protocol, a.HostIP, a.HostPort), fmt.Sprintf("%s/%s/%05d", b.Protocol, b.HostIP, b.HostPort))
 	})

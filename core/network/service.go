@@ -750,8 +750,12 @@ func signalAlive(pid int) bool {
 	return pid > 0 && syscall.Kill(pid, 0) == nil
 }
 
-// attachmentOf builds what the isolation plugin wires for e on n.
-func attachmentOf(n netRecord, e epRecord) isolation.NetworkAttachment {
+// attachmentOf builds what the isolation plugin wires for e on n. The
+// container's resolver is the network's (its gateway), which answers the
+// network's names and forwards the rest to the container's own --dns
+// servers (HelperState.Clients); only when no helper serves the gateway
+// (no datapath) do the --dns servers go into resolv.conf themselves.
+func (s *Service) attachmentOf(n netRecord, e epRecord) isolation.NetworkAttachment {
 	a := isolation.NetworkAttachment{
 		Mode: sdknet.ModeBridge,
 		Interfaces: []isolation.Interface{{
@@ -763,7 +767,7 @@ func attachmentOf(n netRecord, e epRecord) isolation.NetworkAttachment {
 		Hostname: e.Hostname,
 		Ports:    e.Ports,
 	}
-	if len(e.DNS) > 0 {
+	if len(e.DNS) > 0 && s.helpers == nil {
 		a.DNS.Servers = e.DNS
 	}
 	a.Hosts = append(a.Hosts, isolation.HostEntry{Name: sdknet.HostGatewayName, IP: n.Gateway.String()})

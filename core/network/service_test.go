@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/berth-dev/berth/internal/netd"
 	"github.com/berth-dev/berth/sdk/errdefs"
 	"github.com/berth-dev/berth/sdk/isolation"
 	sdknet "github.com/berth-dev/berth/sdk/network"
@@ -222,7 +223,8 @@ func TestStateFile(t *testing.T) {
 		Ports: []isolation.PortMapping{{HostIP: "127.0.0.1", ContainerPort: 80}, {ContainerPort: 53, Protocol: "udp"}}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Attach(ctx, sdknet.AttachRequest{ContainerID: id2, Name: "db", Aliases: []string{"shared"}, Network: "svc", IP: "10.214.0.11"}); err != nil {
+	if _, err := s.Attach(ctx, sdknet.AttachRequest{ContainerID: id2, Name: "db", Aliases: []string{"shared"}, Network: "svc", IP: "10.214.0.11",
+		DNS: []string{"192.0.2.53"}}); err != nil {
 		t.Fatal(err)
 	}
 	read := func() HelperState {
@@ -240,6 +242,9 @@ func TestStateFile(t *testing.T) {
 	st := read()
 	if st.Network != "svc" || st.Gateway != "10.214.0.1" || !slices.Equal(st.Upstreams, []string{"127.0.0.1:5353"}) {
 		t.Errorf("state head %+v", st)
+	}
+	if fmt.Sprint(st.Clients) != fmt.Sprint([]netd.Client{{IP: "10.214.0.11", Upstreams: []string{"192.0.2.53"}}}) {
+		t.Errorf("clients %+v, want db's --dns server for its address", st.Clients)
 	}
 	recs := map[string][]string{}
 	for _, r := range st.Records {

@@ -32,6 +32,8 @@ type zone struct {
 	domains   []string                // lower-case, no dots at either end
 	gateway   netip.Addr
 	upstreams []string
+	// clients maps a container's address to its own upstreams (--dns).
+	clients map[netip.Addr][]string
 }
 
 func newZone(s State) *zone {
@@ -57,6 +59,20 @@ func newZone(s State) *zone {
 	}
 	if len(s.Upstreams) == 0 {
 		z.upstreams = hostResolvers()
+	}
+	for _, c := range s.Clients {
+		a, err := netip.ParseAddr(c.IP)
+		if err != nil {
+			continue
+		}
+		if z.clients == nil {
+			z.clients = map[netip.Addr][]string{}
+		}
+		for _, u := range c.Upstreams {
+			if ua, err := upstreamAddr(u); err == nil {
+				z.clients[a] = append(z.clients[a], ua)
+			}
+		}
 	}
 	return z
 }
@@ -146,7 +162,25 @@ func (r *resolver) ServeDNS(w dns.ResponseWriter, q *dns.Msg) {
 			return
 		}
 	}
-	r.forward(w, q, z.upstreams)
+	r.forward(w, q, z.upstreamsFor(w.RemoteAddr()))
+}
+
+// upstreamsFor picks the resolvers for a query from remote: the client's
+// own (--dns) when it has some, else the network's.
+func (z *zone) upstreamsFor(remote net.Addr) []string {
+	var ip net.IP
+	switch a := remote.(type) {
+	case *net.UDPAddr:
+		ip = a.IP
+	case *net.TCPAddr:
+		ip = a.IP
+	}
+	if addr, ok := netip.AddrFromSlice(ip); ok {
+		if u, found := z.clients[addr.Unmap()]; found {
+			return u
+		}
+	}
+	return z.upstreams
 }
 
 // forward asks each upstream in turn over the query's own transport and

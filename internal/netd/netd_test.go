@@ -21,6 +21,12 @@ import (
 // answers example.test. with 192.0.2.99 and NXDOMAIN otherwise.
 func upstream(t *testing.T) string {
 	t.Helper()
+	return upstreamAnswering(t, "192.0.2.99")
+}
+
+// upstreamAnswering is upstream answering example.test. with ip.
+func upstreamAnswering(t *testing.T, ip string) string {
+	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +39,7 @@ func upstream(t *testing.T) string {
 		m := new(dns.Msg)
 		m.SetReply(q)
 		if strings.EqualFold(q.Question[0].Name, "example.test.") {
-			rr, _ := dns.NewRR("example.test. 60 IN A 192.0.2.99")
+			rr, _ := dns.NewRR("example.test. 60 IN A " + ip)
 			m.Answer = append(m.Answer, rr)
 		} else {
 			m.Rcode = dns.RcodeNameError
@@ -190,6 +196,54 @@ func TestDNS(t *testing.T) {
 	}
 	if r := query(t, srv, "udp", "example.test.", dns.TypeA); r.Rcode != dns.RcodeServerFailure {
 		t.Errorf("no upstream answers: rcode %s, want SERVFAIL", dns.RcodeToString[r.Rcode])
+	}
+}
+
+// TestDNSClientUpstreams: a container with resolvers of its own (--dns)
+// has its unknown names forwarded to them, by the source address of its
+// queries, while the network's names still answer; other sources use the
+// network's upstreams.
+func TestDNSClientUpstreams(t *testing.T) {
+	netUp, ownUp := upstream(t), upstreamAnswering(t, "192.0.2.77")
+	_, st := runHelper(t, State{Network: "n1", Gateway: "10.88.0.1", DNSAddr: "127.0.0.1:0", Upstreams: []string{netUp},
+		Clients: []Client{{IP: "127.0.0.2", Upstreams: []string{ownUp}}},
+		Records: []Record{{Name: "web", IPs: []string{"10.88.0.5"}}}})
+	srv := st.DNS.Address
+	from := func(src, proto, name string) *dns.Msg {
+		t.Helper()
+		m := new(dns.Msg)
+		m.SetQuestion(name, dns.TypeA)
+		c := &dns.Client{Net: proto, Timeout: 20 * time.Second, Dialer: &net.Dialer{Timeout: 20 * time.Second}}
+		if proto == "udp" {
+			c.Dialer.LocalAddr = &net.UDPAddr{IP: net.ParseIP(src)}
+		} else {
+			c.Dialer.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+		}
+		r, _, err := c.Exchange(m, srv)
+		if err != nil {
+			t.Fatalf("%s from %s over %s: %v", name, src, proto, err)
+		}
+		return r
+	}
+	for _, proto := range []string{"udp", "tcp"} {
+		for _, c := range []struct{ src, name, want string }{
+			{"127.0.0.2", "example.test.", "192.0.2.77"}, // the client's own resolver
+			{"127.0.0.1", "example.test.", "192.0.2.99"}, // the network's
+			{"127.0.0.2", "web.", "10.88.0.5"},           // the network's names still answer
+		} {
+			if got := answers(from(c.src, proto, c.name)); !slices.Equal(got, []string{c.want}) {
+				t.Errorf("%s A %s from %s: %v, want %s", proto, c.name, c.src, got, c.want)
+			}
+		}
+	}
+	for _, bad := range []State{
+		{Gateway: "10.88.0.1", Clients: []Client{{IP: "nope", Upstreams: []string{"1.2.3.4"}}}},
+		{Gateway: "10.88.0.1", Clients: []Client{{IP: "10.88.0.5"}}},
+		{Gateway: "10.88.0.1", Clients: []Client{{IP: "10.88.0.5", Upstreams: []string{"x"}}}},
+	} {
+		if err := bad.Validate(); err == nil {
+			t.Errorf("Validate accepted clients %+v", bad.Clients)
+		}
 	}
 }
 

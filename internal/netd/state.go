@@ -43,6 +43,11 @@ type State struct {
 	// (e.g. the containers' search domain): "web.<domain>" answers as
 	// "web", unknown names in them are NXDOMAIN rather than forwarded.
 	Domains []string `json:"domains,omitempty"`
+	// Clients are containers with resolvers of their own (docker run
+	// --dns): names outside the network's zone asked from Client.IP are
+	// forwarded to Client.Upstreams instead of Upstreams, as Docker's
+	// embedded resolver does; the network's own names still answer.
+	Clients []Client `json:"clients,omitempty"`
 	// Records are the names (container names and aliases) and their IPv4
 	// addresses.
 	Records []Record `json:"records"`
@@ -54,6 +59,15 @@ type State struct {
 type Record struct {
 	Name string   `json:"name"`
 	IPs  []string `json:"ips"`
+}
+
+// Client is one container's own upstream resolvers, by its address on the
+// network (the source address of its queries).
+type Client struct {
+	IP string `json:"ip"`
+	// Upstreams are "ip" (port 53) or "ip:port"; forwarding runs in the
+	// host's network namespace.
+	Upstreams []string `json:"upstreams"`
 }
 
 // Port is one published port: the helper listens on HostIP:HostPort and
@@ -110,6 +124,19 @@ func (s State) Validate() error {
 	for _, u := range s.Upstreams {
 		if _, err := upstreamAddr(u); err != nil {
 			return err
+		}
+	}
+	for _, c := range s.Clients {
+		if a, err := netip.ParseAddr(c.IP); err != nil || !a.Is4() {
+			return fmt.Errorf("client ip %q: IPv4 addresses only", c.IP)
+		}
+		if len(c.Upstreams) == 0 {
+			return fmt.Errorf("client %s: no upstreams", c.IP)
+		}
+		for _, u := range c.Upstreams {
+			if _, err := upstreamAddr(u); err != nil {
+				return fmt.Errorf("client %s: %w", c.IP, err)
+			}
 		}
 	}
 	for _, r := range s.Records {

@@ -114,7 +114,9 @@ type AttachRequest struct {
 	// Ports to publish; a HostPort of 0 picks a free port, an empty
 	// HostIP means every address (0.0.0.0), an empty Protocol "tcp".
 	Ports []isolation.PortMapping
-	// DNS servers replacing the network's resolver, and search domains.
+	// DNS servers the network's resolver forwards the container's
+	// queries for names outside the network to (Docker's --dns; resolv.conf
+	// keeps the network's resolver), and search domains.
 	DNS       []string
 	DNSSearch []string
 	// ExtraHosts become /etc/hosts lines; an IP of HostGateway is the

@@ -165,6 +165,48 @@ func upstreamDNS(t *testing.T) string {
 	return addr
 }
 
+// ownResolver serves name → ip on a loopback address of its own, port 53
+// (udp and tcp), standing in for a container's --dns server; it returns the
+// address (no port: --dns takes an IP).
+func ownResolver(t *testing.T, name, ip string) string {
+	t.Helper()
+	var pc net.PacketConn
+	var l net.Listener
+	var addr string
+	for i := range 20 {
+		addr = fmt.Sprintf("127.98.%d.%d", os.Getpid()%250, 1+i)
+		var err error
+		if pc, err = net.ListenPacket("udp", addr+":53"); err != nil {
+			continue
+		}
+		if l, err = net.Listen("tcp", addr+":53"); err != nil {
+			_ = pc.Close()
+			continue
+		}
+		break
+	}
+	if l == nil {
+		t.Fatalf("no free 127.98.%d.x:53 for the container's own resolver", os.Getpid()%250)
+	}
+	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		switch {
+		case len(r.Question) != 1 || !strings.EqualFold(r.Question[0].Name, name):
+			m.Rcode = dns.RcodeNameError
+		case r.Question[0].Qtype == dns.TypeA:
+			rr, _ := dns.NewRR(name + " 60 IN A " + ip)
+			m.Answer = append(m.Answer, rr)
+		}
+		_ = w.WriteMsg(m)
+	})
+	us, ts := &dns.Server{PacketConn: pc, Handler: h}, &dns.Server{Listener: l, Handler: h}
+	go func() { _ = us.ActivateAndServe() }()
+	go func() { _ = ts.ActivateAndServe() }()
+	t.Cleanup(func() { _ = us.Shutdown(); _ = ts.Shutdown() })
+	return addr
+}
+
 // stubInternet makes the stand-in internet: a netns on a veth pair with the
 // host (host end inetHostAddr) running a TCP server on inetServerIP:port
 // that answers each connection with "peer <remote address>" and closes.
@@ -515,6 +557,24 @@ func TestNetworking(t *testing.T) {
 		out, stderr, code = e.berth("run", "--rm", demoImage, "nslookup", strings.TrimSuffix(inetName, "."))
 		if code != 0 || !strings.Contains(out, inetServerIP) {
 			t.Errorf("nslookup %s through the upstream: exit %d\n%s%s", inetName, code, out, stderr)
+		}
+		// --dns: the network's resolver stays in resolv.conf (container
+		// names resolve) and forwards other names to the container's own
+		// resolver, not to the network's upstream.
+		own := ownResolver(t, "private.test.", "198.51.100.7")
+		srvIP := e.inspectContainer("srv").NetworkSettings.IPAddress
+		conf, stderr, code := e.berth("run", "--rm", "--network", "app", "--dns", own, "--dns-search", "example.test", demoImage, "cat", "/etc/resolv.conf")
+		if code != 0 || !strings.Contains(conf, "nameserver 10.231.0.1") || strings.Contains(conf, own) || !strings.Contains(conf, "search example.test") {
+			t.Errorf("--dns %s --dns-search example.test: exit %d; want resolv.conf naming the network's resolver and the search domain\n%s%s", own, code, conf, stderr)
+		}
+		out, stderr, code = e.berth("run", "--rm", "--network", "app", "--dns", own, demoImage, "sh", "-c", "nslookup srv; echo ---; nslookup private.test")
+		byName, byOwn, _ := strings.Cut(out, "---")
+		if code != 0 || !strings.Contains(byName, srvIP) || !strings.Contains(byOwn, "198.51.100.7") {
+			t.Errorf("--dns %s: exit %d; want srv → %s (the network's name), private.test → 198.51.100.7 (own resolver)\n%s%s", own, code, srvIP, out, stderr)
+		}
+		out, _, _ = e.berth("run", "--rm", "--network", "app", demoImage, "nslookup", "private.test")
+		if strings.Contains(out, "198.51.100.7") {
+			t.Errorf("a container without --dns reached the other container's resolver:\n%s", out)
 		}
 	})
 
