@@ -327,6 +327,7 @@ func (a *Agent) create(ctx context.Context, req *agentpb.CreateContainerRequest,
 			Options: []string{"bind", "ro", "nosuid", "nodev"}})
 	}
 
+	mounted := time.Now()
 	limits, err := limitsFromSpec(spec)
 	if err != nil {
 		return 0, fmt.Errorf("container %s: %w", id, err)
@@ -340,6 +341,7 @@ func (a *Agent) create(ctx context.Context, req *agentpb.CreateContainerRequest,
 		return 0, fmt.Errorf("container %s: guest cgroup %s: %w", id, pl.CgroupPath, err)
 	}
 
+	grouped := time.Now()
 	p := newProc(c, "", spec.Process.Terminal)
 	stdio, err := p.stdio(req.OpenStdin)
 	if err != nil {
@@ -366,7 +368,8 @@ func (a *Agent) create(ctx context.Context, req *agentpb.CreateContainerRequest,
 	a.register(p, pid)
 	go a.watch(p)
 	a.log.Info("container created", "container_id", id, "pid", pid, "rootfs", req.Rootfs.Source,
-		"took", time.Since(began).Round(time.Millisecond))
+		"took", time.Since(began).Round(time.Millisecond), "mounts", mounted.Sub(began).Round(time.Millisecond),
+		"cgroup", grouped.Sub(mounted).Round(time.Millisecond), "init", time.Since(grouped).Round(time.Millisecond))
 	return pid, nil
 }
 
