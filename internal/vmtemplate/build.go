@@ -32,8 +32,10 @@ type BuildOptions struct {
 	Timeout time.Duration
 }
 
-// Build boots base (kernel, initrd, cmdline, size, balloon; its Disks give
-// only the count, each becomes an empty placeholder; ConsoleLog, RunDir
+// Build boots base (kernel, initrd, cmdline, size, balloon; its Disks and
+// NICs give only the counts: each disk becomes an empty placeholder, each
+// NIC a virtio-net with PlaceholderMAC(i) on a TAP the hypervisor creates
+// for the build and removes when it ends — Linux, root; ConsoleLog, RunDir
 // and MemoryFile are the template's own) on drv, waits for the agent,
 // saves it with guest RAM in the template's RAM file and stores it as the
 // template for in. ErrBusy when another process is building it; an
@@ -79,6 +81,13 @@ func (s *Store) Build(ctx context.Context, drv hypervisor.Driver, in Inputs, bas
 			return nil, err
 		}
 		cfg.Disks = append(cfg.Disks, hypervisor.Disk{Path: p, Format: "raw"})
+	}
+	for i := range base.NICs {
+		// Not on any bridge, and not persistent: qemu creates it (with a
+		// vnet header, as the containers' TAPs have: the offloads the guest
+		// negotiates are in the saved state and must be there on restore)
+		// and the kernel removes it when qemu's fd closes.
+		cfg.NICs = append(cfg.NICs, hypervisor.NIC{TAP: buildTAP(id, i), MAC: PlaceholderMAC(i)})
 	}
 	cfg.ConsoleLog = filepath.Join(tmp, ConsoleFile)
 	cfg.RunDir = runDir
@@ -139,6 +148,12 @@ func (s *Store) Build(ctx context.Context, drv hypervisor.Driver, in Inputs, bas
 	return &Template{Manifest: man, Dir: dst}, nil
 }
 
+// buildTAP names the TAP of placeholder NIC i while template id builds
+// (at most 15 characters; the build holds id's lock).
+func buildTAP(id string, i int) string {
+	return fmt.Sprintf("btpl%.8s%d", id, i)
+}
+
 func syncFile(p string) error {
 	f, err := os.Open(p)
 	if err != nil {
@@ -183,7 +198,9 @@ type StartInfo struct {
 }
 
 // Start restores t as the VM cfg describes: cfg.Disks are the container's
-// images in the placeholders' places. With cfg.MemoryFile empty the VM maps
+// images in the placeholders' places, cfg.NICs the container's TAPs in the
+// placeholder NICs' (the guest's NIC keeps PlaceholderMAC(i) until the
+// agent sets cfg.NICs[i].MAC: vmagent.NetworkInterface.FormerMAC). With cfg.MemoryFile empty the VM maps
 // the template's RAM file privately (copy-on-write: no copy, pages shared
 // with the other VMs of the template until written; a Save of the VM then
 // carries its RAM). With cfg.MemoryFile set, the template's RAM file is
@@ -203,6 +220,9 @@ func (t *Template) Start(ctx context.Context, drv hypervisor.Driver, cfg hypervi
 	}
 	if len(cfg.Disks) != t.Inputs.Disks {
 		return nil, st, errdefs.InvalidArgument("vm template %s: start: %d disks, the template has %d", t.ID, len(cfg.Disks), t.Inputs.Disks)
+	}
+	if len(cfg.NICs) != t.Inputs.NICs {
+		return nil, st, errdefs.InvalidArgument("vm template %s: start: %d NICs, the template has %d", t.ID, len(cfg.NICs), t.Inputs.NICs)
 	}
 	cloned := cfg.MemoryFile != ""
 	if cloned {

@@ -14,7 +14,7 @@ import (
 )
 
 // TestInputsInvalidate: changing the kernel, the initramfs, the size or
-// the command line gives another template ID, so an existing template is
+// the command line or the NIC count gives another template ID, so an existing template is
 // never used for other inputs; the same inputs give the same ID.
 func TestInputsInvalidate(t *testing.T) {
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
@@ -76,6 +76,9 @@ func TestInputsInvalidate(t *testing.T) {
 	c = cfg
 	c.Cmdline = []string{"quiet", "loglevel=7"}
 	check("cmdline", c)
+	c = cfg
+	c.NICs = []hypervisor.NIC{{TAP: "tbx", MAC: "02:be:00:00:00:01"}}
+	check("a NIC", c)
 
 	// A store with a template for other inputs has none for these.
 	store := &vmtemplate.Store{Dir: filepath.Join(dir, "templates")}
@@ -93,7 +96,7 @@ func TestInputsInvalidate(t *testing.T) {
 	if removed, err := store.Prune(); err != nil || len(removed) != 1 {
 		t.Errorf("Prune = %v, %v", removed, err)
 	}
-	// Shares and NICs cannot be served by a template.
+	// Shares cannot be served by a template.
 	c = cfg
 	c.Shares = []hypervisor.Share{{Tag: "x", Path: dir}}
 	if _, err := vmtemplate.InputsFor(drv, c); !errdefs.IsNotImplemented(err) {

@@ -16,6 +16,13 @@
 //	<id>/console.log     the template boot's serial console
 //	<id>/placeholder<N>.raw  empty placeholder disks the template booted with
 //
+// NICs work like disks: a template with Inputs.NICs placeholder virtio-net
+// devices (PlaceholderMAC(i), on a TAP qemu made for the build and removed
+// with it) is restored with each netdev pointed at the container's TAP;
+// the device state, MAC included, comes from the saved VM, so the guest's
+// NIC has the template's MAC until the agent gives it the container's
+// (vmagent.NetworkInterface.FormerMAC).
+//
 // Templates are built in a temporary dir and renamed into place; a
 // per-ID lock file (flock) keeps two builders apart. Everything here is
 // platform-neutral; hypervisor specifics sit behind hypervisor.Driver and
@@ -30,6 +37,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -57,6 +65,13 @@ const (
 	ConsoleFile  = "console.log"
 )
 
+// PlaceholderMAC is the MAC of a template's placeholder NIC i (locally
+// administered, unicast; the same in every template): a VM restored from
+// a template has it until the agent sets the container's.
+func PlaceholderMAC(i int) string {
+	return net.HardwareAddr{0x02, 0xb5, 0xff, 0x00, byte(i >> 8), byte(i)}.String()
+}
+
 // Inputs identify a template: everything that shapes the saved guest.
 type Inputs struct {
 	Format       int      `json:"format"`
@@ -66,11 +81,14 @@ type Inputs struct {
 	CPUs         int      `json:"cpus"`
 	MemoryMiB    int64    `json:"memory_mib"`
 	Disks        int      `json:"disks"`
-	Balloon      bool     `json:"balloon"`
-	Platform     string   `json:"platform"` // hypervisor.Platform.Name
-	Arch         string   `json:"arch"`
-	Accel        string   `json:"accel"`
-	Hypervisor   string   `json:"hypervisor"` // version string
+	// NICs is the number of placeholder virtio-net devices (omitted when
+	// 0, so templates without NICs keep their IDs).
+	NICs       int    `json:"nics,omitempty"`
+	Balloon    bool   `json:"balloon"`
+	Platform   string `json:"platform"` // hypervisor.Platform.Name
+	Arch       string `json:"arch"`
+	Accel      string `json:"accel"`
+	Hypervisor string `json:"hypervisor"` // version string
 }
 
 // ID is the template's name: a hash of the inputs.
@@ -93,19 +111,16 @@ type DiskRefresher interface {
 }
 
 // InputsFor describes the template that can serve cfg on drv: cfg's kernel
-// and initramfs (hashed), command line, size, disk count and balloon.
-// Configs with shares or NICs cannot be served (ErrNotImplemented): 9p
-// blocks migration, and NIC placeholders are not built yet.
+// and initramfs (hashed), command line, size, disk and NIC counts and
+// balloon. Configs with shares cannot be served (ErrNotImplemented): 9p
+// blocks migration.
 func InputsFor(drv hypervisor.Driver, cfg hypervisor.Config) (Inputs, error) {
 	if len(cfg.Shares) > 0 {
 		return Inputs{}, errdefs.NotImplemented("vm template: %d directory share(s): a VM with 9p shares cannot be saved", len(cfg.Shares))
 	}
-	if len(cfg.NICs) > 0 {
-		return Inputs{}, errdefs.NotImplemented("vm template: NICs have no template placeholders yet")
-	}
 	p := drv.Platform()
 	in := Inputs{Format: FormatVersion, Cmdline: slices.Clone(cfg.Cmdline), CPUs: cfg.CPUs,
-		MemoryMiB: cfg.MemoryBytes >> 20, Disks: len(cfg.Disks), Balloon: cfg.Balloon,
+		MemoryMiB: cfg.MemoryBytes >> 20, Disks: len(cfg.Disks), NICs: len(cfg.NICs), Balloon: cfg.Balloon,
 		Platform: p.Name, Arch: p.Arch, Accel: p.Accel}
 	var err error
 	if in.KernelSHA256, err = FileSHA256(cfg.Kernel); err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/berth-dev/berth/internal/netdp"
 	"github.com/berth-dev/berth/internal/netfiles"
 	"github.com/berth-dev/berth/internal/vmagent"
+	"github.com/berth-dev/berth/internal/vmtemplate"
 	"github.com/berth-dev/berth/sdk/errdefs"
 	"github.com/berth-dev/berth/sdk/isolation"
 )
@@ -35,7 +36,9 @@ import (
 //     attachment's MAC (the initramfs with virtio_net), and before creating
 //     the container asks the agent to configure the guest's stack
 //     (ConfigureNetwork: the NIC found by MAC becomes eth0 with the
-//     container's address, MTU and default route). The container shares
+//     container's address, MTU and default route; a VM restored from a
+//     template has the template's NIC MAC, which the agent replaces by the
+//     container's: vmtemplate.PlaceholderMAC). The container shares
 //     the guest's network namespace (the VM is its namespace, as in mode
 //     host) and gets /etc/hosts, /etc/resolv.conf and /etc/hostname
 //     (internal/netfiles) as files the agent writes and bind-mounts.
@@ -179,7 +182,11 @@ func configureGuestNetwork(ctx context.Context, agent *vmagent.Client, spec isol
 		name = "eth0"
 	}
 	cfg := vmagent.NetworkConfig{
-		Interfaces: []vmagent.NetworkInterface{{MAC: guestMAC(spec), Name: name, Addresses: in.Addresses, Gateway: in.Gateway, MTU: in.MTU}},
+		// FormerMAC: a VM restored from a template has the template's NIC
+		// address until the agent sets the container's (a cold-booted one
+		// has the container's already, found first).
+		Interfaces: []vmagent.NetworkInterface{{MAC: guestMAC(spec), FormerMAC: vmtemplate.PlaceholderMAC(0), Name: name,
+			Addresses: in.Addresses, Gateway: in.Gateway, MTU: in.MTU}},
 		DNSServers: n.DNS.Servers, DNSSearch: n.DNS.Search, DNSOptions: n.DNS.Options,
 	}
 	if err := agent.ConfigureNetwork(ctx, cfg); err != nil {

@@ -25,6 +25,7 @@ import (
 	"github.com/berth-dev/berth/core/host"
 	"github.com/berth-dev/berth/internal/netd"
 	"github.com/berth-dev/berth/internal/netdp"
+	"github.com/berth-dev/berth/internal/vmtemplate"
 	"github.com/berth-dev/berth/sdk/isolation"
 	"github.com/berth-dev/berth/sdk/isolation/conformance"
 	"github.com/berth-dev/berth/sdk/lifecycle"
@@ -47,47 +48,10 @@ import (
 func TestBridgeNetwork(t *testing.T) {
 	requireVM(t)
 	ctx := context.Background()
-	b := make([]byte, 32)
-	_, _ = rand.Read(b)
-	nid := hex.EncodeToString(b)
-	n := netdp.Network{ID: nid, Bridge: "bt-" + nid[:12], Subnet: netip.MustParsePrefix("10.213.152.0/24"),
-		Gateway: netip.MustParseAddr("10.213.152.1")}
-	if err := netdp.EnsureNetwork(ctx, n); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := netdp.RemoveNetwork(ctx, n); err != nil {
-			t.Error(err)
-		}
-	}()
 	const vmIP, sbIP = "10.213.152.2", "10.213.152.3"
 	proxyPort, dnatPort := freePort(t), freePort(t)
-
-	statePath := filepath.Join(t.TempDir(), "netd.json")
-	raw, err := netd.WriteJSON(statePath, netd.State{Network: "vmnet", Gateway: n.Gateway.String(), Domains: []string{"test.berth"},
-		Upstreams: []string{"127.0.0.1:9"}, // nothing there: no query leaves the machine
-		Records:   []netd.Record{{Name: "vmweb", IPs: []string{vmIP}}, {Name: "sbpeer", IPs: []string{sbIP}}},
-		Ports:     []netd.Port{{HostIP: "127.0.0.1", HostPort: proxyPort, Protocol: "tcp", TargetIP: vmIP, TargetPort: 80}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dctx, stopNetd := context.WithCancel(ctx)
-	netdDone := make(chan error, 1)
-	go func() { netdDone <- netd.Run(dctx, statePath, hclog.New(&hclog.LoggerOptions{Level: hclog.Warn})) }()
-	defer func() { stopNetd(); <-netdDone }()
-	for deadline := time.Now().Add(60 * time.Second); ; {
-		st, err := netd.ReadStatus(statePath)
-		if err == nil && st.StateSHA256 == netd.HashState(raw) {
-			if st.DNS.Error != "" {
-				t.Fatalf("netd dns: %s", st.DNS.Error)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("netd never reported")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	nid, n := testNetwork(t, "10.213.152", []netd.Record{{Name: "vmweb", IPs: []string{vmIP}}, {Name: "sbpeer", IPs: []string{sbIP}}},
+		[]netd.Port{{HostIP: "127.0.0.1", HostPort: proxyPort, Protocol: "tcp", TargetIP: vmIP, TargetPort: 80}})
 
 	attachment := func(name, ip, peer, peerIP string, ports []isolation.PortMapping) *isolation.NetworkAttachment {
 		a, _ := netip.ParseAddr(ip)
@@ -293,19 +257,71 @@ func TestBridgeNetworkErrors(t *testing.T) {
 	}
 	noLeaks(t, stateDir, runDir)
 
-	// With templates on, a task with a NIC still boots cold: templates
-	// have no NIC in their device model.
-	rt.mu.Lock()
-	rt.templates = true
-	rt.mu.Unlock()
-	s := newSpec(t, "net-tpl", conformance.SpecOptions{Args: []string{"true"}})
-	s.Network = &isolation.NetworkAttachment{Mode: "bridge", Interfaces: ifc("bt-x", "10.0.0.3/24")}
-	dir := t.TempDir()
-	rt.chooseTemplate(dir, rt.defaults.bootFor(s), s)
-	var tt taskTemplate
-	if err := readJSON(filepath.Join(dir, taskTemplateFile), &tt); err != nil || tt.ID != "" || !strings.Contains(tt.Reason, "network interface") {
-		t.Errorf("template choice for a task with a NIC: %+v, %v; want none, for its network interface", tt, err)
+	// A task with a NIC needs a template with a NIC placeholder: not the
+	// one of a task without (checked without building either).
+	boot := rt.defaults.bootFor(newSpec(t, "net-tpl", conformance.SpecOptions{Args: []string{"true"}}))
+	drv, err := newDriver(boot, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
 	}
+	with, err := vmtemplate.InputsFor(drv, templateConfig(boot, 1, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	without, err := vmtemplate.InputsFor(drv, templateConfig(boot, 1, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if with.NICs != 1 || without.NICs != 0 || with.ID() == without.ID() {
+		t.Errorf("template inputs with a NIC %+v (id %s), without %+v (id %s): want separate templates", with, with.ID(), without, without.ID())
+	}
+}
+
+// testNetwork makes a network as the daemon's network service does: netdp
+// bridge and rules for subnet <net3>.0/24 (gateway .1) and netd on the
+// gateway with records and ports (its DNS upstream is a closed 127.0.0.1
+// port: no query leaves the machine). Cleanup stops netd and removes the
+// network (deferred container cleanups run before it).
+func testNetwork(t *testing.T, net3 string, records []netd.Record, ports []netd.Port) (string, netdp.Network) {
+	t.Helper()
+	ctx := context.Background()
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	nid := hex.EncodeToString(b)
+	n := netdp.Network{ID: nid, Bridge: "bt-" + nid[:12], Subnet: netip.MustParsePrefix(net3 + ".0/24"),
+		Gateway: netip.MustParseAddr(net3 + ".1")}
+	if err := netdp.EnsureNetwork(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := netdp.RemoveNetwork(ctx, n); err != nil {
+			t.Error(err)
+		}
+	})
+	statePath := filepath.Join(t.TempDir(), "netd.json")
+	raw, err := netd.WriteJSON(statePath, netd.State{Network: "vmnet", Gateway: n.Gateway.String(), Domains: []string{"test.berth"},
+		Upstreams: []string{"127.0.0.1:9"}, Records: records, Ports: ports})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dctx, stopNetd := context.WithCancel(ctx)
+	netdDone := make(chan error, 1)
+	go func() { netdDone <- netd.Run(dctx, statePath, hclog.New(&hclog.LoggerOptions{Level: hclog.Warn})) }()
+	t.Cleanup(func() { stopNetd(); <-netdDone })
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		st, err := netd.ReadStatus(statePath)
+		if err == nil && st.StateSHA256 == netd.HashState(raw) {
+			if st.DNS.Error != "" {
+				t.Fatalf("netd dns: %s", st.DNS.Error)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("netd never reported")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nid, n
 }
 
 func hasRuleOf(t *testing.T, id string) bool {

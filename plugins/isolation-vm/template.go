@@ -48,10 +48,12 @@ func taskTemplates(taskDir string, log hclog.Logger) *vmtemplate.Store {
 }
 
 // templateConfig is the VM config a template for boot is built from: what
-// the supervisor's bootVM sets, minus the per-container paths.
-func templateConfig(boot bootConfig, disks int) hypervisor.Config {
+// the supervisor's bootVM sets, minus the per-container paths and TAPs
+// (only the disk and NIC counts matter).
+func templateConfig(boot bootConfig, disks, nics int) hypervisor.Config {
 	return hypervisor.Config{Kernel: boot.Kernel, Initrd: boot.Initrd, Cmdline: boot.Cmdline,
-		CPUs: boot.CPUs, MemoryBytes: boot.MemoryBytes, Balloon: true, Disks: make([]hypervisor.Disk, disks)}
+		CPUs: boot.CPUs, MemoryBytes: boot.MemoryBytes, Balloon: true, Disks: make([]hypervisor.Disk, disks),
+		NICs: make([]hypervisor.NIC, nics)}
 }
 
 // startVM starts the task's VM from a template when one serves cfg, else
@@ -216,7 +218,8 @@ func templatesEnabled(c schema.Config) bool {
 
 // chooseTemplate notes in the task dir which template the task's VM
 // starts from, or why none: templates off, a restore, bind mounts (9p
-// blocks saving), other than one disk, or none built yet — then it starts
+// blocks saving), other than one disk, or none built yet (templates with
+// and without a NIC are separate) — then it starts
 // building one in the background (that task boots cold).
 func (r *runtime) chooseTemplate(dir string, boot bootConfig, spec isolation.Spec) {
 	tt := taskTemplate{}
@@ -240,11 +243,12 @@ func (r *runtime) chooseTemplate(dir string, boot bootConfig, spec isolation.Spe
 	case len(spec.Rootfs) != 1:
 		tt.Reason = fmt.Sprintf("%d rootfs disks (templates have one)", len(spec.Rootfs))
 		return
-	case len(nicsFor(spec)) > 0: // network.go
-		tt.Reason = "a network interface (templates have no NIC placeholder yet)"
-		return
 	}
-	cfg := templateConfig(boot, 1)
+	// A task with a bridge attachment starts from a template with one
+	// placeholder NIC, one without from a template without: a placeholder
+	// needs a backend with the same offloads on restore (a TAP), which a
+	// task without a network does not have.
+	cfg := templateConfig(boot, 1, len(nicsFor(spec))) // network.go
 	drv, err := newDriver(boot, r.log)
 	if err != nil {
 		tt.Reason = err.Error()
@@ -283,7 +287,7 @@ func (r *runtime) chooseTemplate(dir string, boot bootConfig, spec isolation.Spe
 
 // buildTemplate builds in's template in the background unless a build of
 // it runs; then it removes the RAM clones of VMs that are gone and the
-// templates the new one supersedes (same size and machine, other kernel,
+// templates the new one supersedes (same size, devices and machine, other kernel,
 // initramfs, command line or hypervisor).
 func (r *runtime) buildTemplate(store *vmtemplate.Store, drv hypervisor.Driver, in vmtemplate.Inputs, cfg hypervisor.Config, boot bootConfig, runDir string) {
 	id := in.ID()
@@ -333,7 +337,7 @@ func sweepClones(store *vmtemplate.Store, runDir string) {
 }
 
 // pruneTemplates drops, after keep was built for in, the templates it
-// supersedes (same size and machine, other kernel, initramfs, command line
+// supersedes (same size, devices and machine, other kernel, initramfs, command line
 // or hypervisor) and the oldest beyond maxTemplates.
 func pruneTemplates(log hclog.Logger, store *vmtemplate.Store, keep string, in vmtemplate.Inputs) {
 	entries, _ := store.List()
@@ -343,7 +347,7 @@ func pruneTemplates(log hclog.Logger, store *vmtemplate.Store, keep string, in v
 			continue
 		}
 		o := e.Manifest.Inputs
-		if o.CPUs == in.CPUs && o.MemoryMiB == in.MemoryMiB && o.Disks == in.Disks && o.Platform == in.Platform {
+		if o.CPUs == in.CPUs && o.MemoryMiB == in.MemoryMiB && o.Disks == in.Disks && o.NICs == in.NICs && o.Platform == in.Platform {
 			log.Info("removing superseded vm template", "template", e.ID, "by", keep)
 			_ = store.Remove(e.ID)
 			continue

@@ -2,8 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/md5"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -12,7 +17,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/vishvananda/netlink"
 
+	"github.com/berth-dev/berth/internal/netd"
 	"github.com/berth-dev/berth/internal/vmtemplate"
 	"github.com/berth-dev/berth/sdk/isolation"
 	"github.com/berth-dev/berth/sdk/isolation/conformance"
@@ -36,6 +43,12 @@ func waitTemplate(t *testing.T, stateDir string) vmtemplate.Entry {
 		return false
 	})
 	return got
+}
+
+// removeCloneDir removes, at the test's end, the (then empty) RAM clone
+// dir of the plugin's template store, which may be on /dev/shm.
+func removeCloneDir(t *testing.T, stateDir string) {
+	t.Cleanup(func() { _ = os.Remove((&vmtemplate.Store{Dir: templatesDir(stateDir)}).CloneDir()) })
 }
 
 // runTask creates, starts and waits for a task running script, and
@@ -82,6 +95,7 @@ func runTask(t *testing.T, rt *runtime, stateDir, id, script string) (string, st
 func TestTemplateStart(t *testing.T) {
 	requireVM(t)
 	stateDir, runDir := pluginDirs(t)
+	removeCloneDir(t, stateDir)
 	rt := configured(t, stateDir, runDir, `,"templates":true`)
 	script := "hostname; cat /proc/sys/kernel/random/uuid; head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n'; echo; date +%s"
 
@@ -241,4 +255,171 @@ func TestConformanceFromTemplate(t *testing.T) {
 		t.Errorf("no task started from the template; plugin log:\n%s", logBuf.String())
 	}
 	noLeaks(t, stateDir, runDir)
+}
+
+// TestTemplateBridgeNetwork: tasks with a bridge attachment start from a
+// template with a placeholder NIC (built once, its build TAP gone after).
+// Two such tasks on one real network (netdp bridge and rules, netd's
+// resolver and port proxy) each show their own MAC (not the template's),
+// are in the bridge's FDB with it, reach each other by name and fetch
+// each other's 4 MiB file intact (offloads negotiated at the template's
+// build work on the containers' TAPs); a port published on 127.0.0.1
+// answers from the host; Delete leaves no TAP, no nft rule, no clone.
+// One template build, two restores.
+func TestTemplateBridgeNetwork(t *testing.T) {
+	requireVM(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	names := [2]string{"tplweb-a", "tplweb-b"}
+	ips := [2]string{"10.213.154.2", "10.213.154.3"}
+	proxyPort := freePort(t)
+	nid, n := testNetwork(t, "10.213.154",
+		[]netd.Record{{Name: names[0], IPs: []string{ips[0]}}, {Name: names[1], IPs: []string{ips[1]}}},
+		[]netd.Port{{HostIP: "127.0.0.1", HostPort: proxyPort, Protocol: "tcp", TargetIP: ips[0], TargetPort: 80}})
+	stateDir, runDir := pluginDirs(t)
+	removeCloneDir(t, stateDir)
+	rt := configured(t, stateDir, runDir, `,"templates":true`)
+	macs := [2]string{"02:be:0a:d5:9a:02", "02:be:0a:d5:9a:03"}
+	ids := [2]string{"tna-" + nid[:8], "tnb-" + nid[:8]}
+	attachment := func(i int) *isolation.NetworkAttachment {
+		a := &isolation.NetworkAttachment{Mode: "bridge", Hostname: names[i],
+			Interfaces: []isolation.Interface{{Name: "eth0", Bridge: n.Bridge, MAC: macs[i], Addresses: []string{ips[i] + "/24"}, Gateway: n.Gateway.String()}},
+			DNS:        isolation.DNS{Servers: []string{n.Gateway.String()}, Search: []string{"test.berth"}, Options: []string{"ndots:0"}}}
+		if i == 0 {
+			a.Ports = []isolation.PortMapping{{HostIP: "127.0.0.1", HostPort: proxyPort, ContainerPort: 80, Protocol: "tcp"}}
+		}
+		return a
+	}
+
+	// The template with a NIC, built as a first Create with a NIC would
+	// (without booting that task).
+	probe := newSpec(t, "tn-probe", conformance.SpecOptions{Args: []string{"true"}})
+	probe.Network = attachment(0)
+	rt.chooseTemplate(t.TempDir(), rt.defaults.bootFor(probe), probe)
+	tpl := waitTemplate(t, stateDir)
+	if tpl.Manifest.Inputs.NICs != 1 {
+		t.Fatalf("template inputs %+v: want 1 NIC", tpl.Manifest.Inputs)
+	}
+	t.Logf("template %s (1 NIC) built in %v", tpl.ID, tpl.Manifest.BuildTook.Round(time.Millisecond))
+	if links, err := netlink.LinkList(); err == nil {
+		for _, l := range links {
+			if strings.HasPrefix(l.Attrs().Name, "btpl"+tpl.ID[:8]) {
+				t.Errorf("the template build's TAP %s is left", l.Attrs().Name)
+			}
+		}
+	}
+
+	// (No wget -T: Debian 12's static busybox 1.35 segfaults with it.)
+	script := `mkdir -p /tmp/www && echo "page-of-$(hostname)" > /tmp/www/index.html
+dd if=/dev/urandom of=/tmp/www/big bs=64k count=64 2>/dev/null; echo "bigsum=$(md5sum < /tmp/www/big)"
+httpd -p 80 -h /tmp/www
+echo "mac=$(cat /sys/class/net/eth0/address)"
+i=0; while [ $i -lt 600 ]; do if wget -q -O - http://PEER/index.html; then echo FETCHED; break; fi; i=$((i+1)); sleep 0.2; done
+wget -q -O /tmp/peerbig http://PEER/big; echo "peersum=$(md5sum < /tmp/peerbig)"; echo DONE
+sleep 1000`
+	logs := [2]string{filepath.Join(t.TempDir(), "a.log"), filepath.Join(t.TempDir(), "b.log")}
+	for i := range ids {
+		s := newSpec(t, ids[i], conformance.SpecOptions{Args: []string{"sh", "-c", strings.ReplaceAll(script, "PEER", names[1-i])}, LogPath: logs[i]})
+		s.Network = attachment(i)
+		if _, err := rt.Create(ctx, s); err != nil {
+			t.Fatalf("Create %s: %v", ids[i], err)
+		}
+		id := ids[i]
+		defer func() {
+			_ = rt.Signal(context.Background(), id, "", syscall.SIGKILL, true)
+			_, _ = rt.Wait(context.Background(), id, "")
+			_, _ = rt.Delete(context.Background(), id)
+		}()
+	}
+	for _, id := range ids {
+		if _, err := rt.Start(ctx, id); err != nil {
+			t.Fatalf("Start %s: %v", id, err)
+		}
+	}
+	sums := [2]string{}
+	for i, id := range ids {
+		deadline := time.Now().Add(150 * time.Second)
+		for !strings.Contains(logText(logs[i]), "DONE") && time.Now().Before(deadline) {
+			time.Sleep(200 * time.Millisecond)
+		}
+		slog, _ := os.ReadFile(filepath.Join(stateDir, "tasks", id, supervisorLog))
+		if !strings.Contains(string(slog), "vm started from template") {
+			t.Errorf("%s did not start from the template; supervisor log:\n%s", id, slog)
+		}
+		out := logText(logs[i])
+		for _, want := range []string{"mac=" + macs[i] + "\n", "page-of-" + names[1-i] + "\nFETCHED\n"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s: output lacks %q:\n%s", names[i], want, out)
+			}
+		}
+		if _, after, ok := strings.Cut(out, "bigsum="); ok {
+			sums[i], _, _ = strings.Cut(after, "\n")
+		}
+	}
+	for i := range ids {
+		if out := logText(logs[i]); sums[1-i] == "" || !strings.Contains(out, "peersum="+sums[1-i]+"\n") {
+			t.Errorf("%s fetched %s's 4 MiB file (sum %q) damaged or not at all:\n%s", names[i], names[1-i], sums[1-i], out)
+		}
+		// The host's bridge learnt the container's MAC on its TAP.
+		tap, err := netlink.LinkByName(tapName(ids[i]))
+		if err != nil {
+			t.Fatalf("TAP of %s: %v", ids[i], err)
+		}
+		fdb, err := netlink.NeighList(tap.Attrs().Index, syscall.AF_BRIDGE)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(fdb, func(e netlink.Neigh) bool { return e.HardwareAddr.String() == macs[i] }) {
+			var have []string
+			for _, e := range fdb {
+				have = append(have, e.HardwareAddr.String())
+			}
+			t.Errorf("bridge FDB on %s lacks %s's MAC %s: %v", tapName(ids[i]), names[i], macs[i], have)
+		}
+	}
+
+	// The published port, from the host (netd's proxy on 127.0.0.1).
+	hc := &http.Client{Timeout: 30 * time.Second}
+	for _, c := range []struct{ path, want string }{{"/index.html", "page-of-" + names[0] + "\n"}, {"/big", sums[0]}} {
+		u := fmt.Sprintf("http://127.0.0.1:%d%s", proxyPort, c.path)
+		resp, err := hc.Get(u)
+		if err != nil {
+			t.Errorf("host → %s: %v", u, err)
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got := string(body)
+		if c.path == "/big" {
+			got = fmt.Sprintf("%x  -", md5.Sum(body))
+		}
+		if got != c.want {
+			t.Errorf("host → %s: %q (%d bytes), want %q", u, got[:min(len(got), 64)], len(body), c.want)
+		}
+	}
+
+	for _, id := range ids {
+		if err := rt.Signal(ctx, id, "", syscall.SIGKILL, true); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rt.Wait(ctx, id, ""); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			if _, err := rt.Delete(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := netlink.LinkByName(tapName(id)); err == nil {
+			t.Errorf("TAP %s left after Delete", tapName(id))
+		}
+		if hasRuleOf(t, id) {
+			t.Errorf("nft rules of %s left after Delete", id)
+		}
+	}
+	noLeaks(t, stateDir, runDir)
+	eventually(t, "the RAM clones are removed", func() bool {
+		clones, _ := os.ReadDir((&vmtemplate.Store{Dir: templatesDir(stateDir)}).CloneDir())
+		return len(clones) == 0
+	})
 }

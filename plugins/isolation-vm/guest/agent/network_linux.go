@@ -59,7 +59,7 @@ func configureNetwork(ctx context.Context, h *netlink.Handle, r *agentpb.Configu
 		mac    net.HardwareAddr
 		former net.HardwareAddr // nil: none
 		addrs  []netip.Prefix
-		gw    netip.Addr
+		gw     netip.Addr
 	}
 	for _, s := range r.DnsServers {
 		if _, err := netip.ParseAddr(s); err != nil {
