@@ -26,3 +26,8 @@ func (Kernel) EnsureNetwork(ctx context.Context, n DatapathNetwork) error {
 func (Kernel) RemoveNetwork(ctx context.Context, n DatapathNetwork) error {
 	return netdp.RemoveNetwork(ctx, kernelNetwork(n))
 }
+
+// ForwardBlockers implements ForwardBlockerLister.
+func (Kernel) ForwardBlockers(ctx context.Context) ([]string, error) {
+	return netdp.ForwardBlockers(ctx)
+}

@@ -126,6 +126,9 @@ type Service struct {
 	// same port may briefly fail and is retried.
 	released map[string]time.Time
 
+	// blockers are the forward-drop chains found at start.
+	blockers []string
+
 	stop chan struct{}
 	done chan struct{}
 }
@@ -164,6 +167,7 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		s.helpers = newHelpers(opts.Root, opts.HelperArgv, opts.Logger.Named("helper"))
 	}
 	s.reconcile(ctx)
+	s.warnForwardBlockers(ctx)
 	go s.supervise()
 	return s, nil
 }
