@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Setup and teardown of the VM template benchmark (bench/vmtemplate.go,
-# issue 10): `berth run --rm --isolation vm IMG true` on a daemon whose
+# Setup and teardown of the VM template benchmarks (bench/vmtemplate.go,
+# issue 10): `berth run --rm --isolation vm [--network none] IMG true` on a daemon whose
 # isolation-vm starts VMs from a pre-booted template, against the same on a
 # daemon that boots every VM cold — the same binaries, kernel, image and
 # sizes; only `templates` differs. Everything lives under
 # /tmp/berth-bench-vmt/{tpl,cold}.
 #
 #   scripts/bench-vm-template.sh setup      build and start both daemons,
-#                                           wait for the template
+#                                           wait for the templates (without
+#                                           and with a NIC)
 #   scripts/bench-vm-template.sh teardown   stop, remove everything
 #   scripts/bench-vm-template.sh rss        start an idle template-started VM
 #                                           container, print qemu's and the
@@ -66,9 +67,11 @@ HCL
   berth "$side" system kernel install --deb "$deb" >/dev/null
   berth "$side" system start >/dev/null
   BERTH=bin/berth BERTH_CONFIG="$dir/config.hcl" scripts/demo-image.sh >/dev/null
-  # A first run: the lazy handle dial (NOTES) and, with templates, the
-  # template's background build.
+  # First runs: the lazy handle dial (NOTES) and, with templates, the
+  # background builds of both templates (without a NIC, and with one for
+  # the default bridge network).
   berth "$side" run --rm --isolation vm --network none berth.local/demo:latest true
+  berth "$side" run --rm --isolation vm berth.local/demo:latest true
 }
 
 rss() {
@@ -92,9 +95,9 @@ setup)
   [ -n "$deb" ] || { echo "bench-vm-template: no kernel package in /var/cache/berth/debs; run scripts/install-deps.sh" >&2; exit 1; }
   setup_side tpl true 1
   setup_side cold false 0
-  # Wait (bounded) for the template the first run started building.
+  # Wait (bounded) for the two templates the first runs started building.
   for _ in $(seq 1 240); do
-    if bin/berth --config "$top/tpl/config.hcl" system templates ls 2>/dev/null | grep -q ' ok$'; then break; fi
+    if [ "$(bin/berth --config "$top/tpl/config.hcl" system templates ls 2>/dev/null | grep -c ' ok$')" -ge 2 ]; then break; fi
     sleep 0.5
   done
   bin/berth --config "$top/tpl/config.hcl" system templates ls
