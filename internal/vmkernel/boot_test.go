@@ -138,26 +138,6 @@ func TestBootQemuPVH(t *testing.T) {
 	})
 }
 
-// TestBootQemuARM64 boots the cloud-arm64 Image (what
-// Virtualization.framework boots on macOS) under qemu-system-aarch64 (TCG,
-// -M virt) with the VZ module set: the Image and its modules work.
-func TestBootQemuARM64(t *testing.T) {
-	qemu, err := exec.LookPath("qemu-system-aarch64")
-	if err != nil {
-		t.Skip("qemu-system-aarch64 is not installed (scripts/install-deps.sh installs qemu-system-arm)")
-	}
-	if _, err := exec.LookPath("go"); err != nil {
-		t.Skip("no go tool to build the test init")
-	}
-	k := vmkerneltest.KernelArch(t, "arm64")
-	mods, err := k.ModulesFor(vmkernel.VZModules...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	initrd := vmkerneltest.Initramfs(t, vmkernel.InitramfsSpec{Agent: buildBootInit(t, "arm64"), Modules: mods, StripModuleSignatures: true})
-	bootAndCheck(t, qemu, []string{"-machine", "virt,accel=tcg", "-cpu", "max,pauth-impdef=on"}, k.Image(), initrd, "console=ttyAMA0", mods)
-}
-
 // hostTSCkHz reads the host's TSC frequency from /proc/cpuinfo (0 if absent).
 func hostTSCkHz() int {
 	data, err := os.ReadFile("/proc/cpuinfo")

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -77,10 +78,12 @@ func TestVMGuestARM64(t *testing.T) {
 		}
 	}
 
-	// The initramfs: the machine's modules the store keeps (ext4 is built
-	// into cloud-arm64), the arm64 binaries (checked by Arch).
+	// The initramfs: the machine's modules the store keeps and those a vz
+	// guest loads (vsock, virtiofs; ext4 is built into cloud-arm64), the
+	// arm64 binaries (checked by Arch). This is the only arm64 boot in the
+	// tests: it also proves every VZModules module loads.
 	var want []string
-	for _, name := range d.Platform().Modules {
+	for _, name := range append(slices.Clone(d.Platform().Modules), vmkernel.VZModules...) {
 		if _, err := k.ModulesFor(name); err != nil {
 			t.Logf("not in the kernel store, left out: %v", err)
 			continue
@@ -121,6 +124,16 @@ func TestVMGuestARM64(t *testing.T) {
 	t.Logf("arm64 guest: qemu start to agent answer %v; %+v", boot.Round(time.Millisecond), info)
 	if !info.PID1 || !strings.HasSuffix(info.KernelRelease, "-cloud-arm64") || info.CgroupMode != "v2" {
 		t.Errorf("Info = %+v: want PID 1 on the cloud-arm64 kernel with cgroup v2", info)
+	}
+	for _, m := range mods {
+		if !slices.Contains(info.Modules, m.Name) {
+			t.Errorf("module %s did not load (loaded: %v)", m.Name, info.Modules)
+		}
+	}
+	for _, name := range []string{"virtio_pci", "vmw_vsock_virtio_transport", "virtiofs", "virtio_blk"} {
+		if !slices.Contains(info.Modules, name) {
+			t.Errorf("%s is not among the loaded modules %v", name, info.Modules)
+		}
 	}
 
 	// A container: arm64 busybox under the default seccomp profile (the
