@@ -22,8 +22,9 @@ packages=(
   qemu-utils          # qemu-img: qcow2 overlays for snapshot-ext4 where reflink is missing
   e2fsprogs           # mkfs.ext4 -d: block snapshots for VMs (snapshot-ext4)
   nftables            # nft: networking tests assert the rules Berth writes
+  iptables            # iptables-legacy: netdp's iptables backend is tested through it
   kmod cpio xz-utils  # vmkernel tests cross-check with depmod, cpio -t/-i and xz -d
-  qemu-system-arm     # vmkernel: boots the arm64 (Virtualization.framework) guest kernel under TCG
+  qemu-system-arm     # TestVMGuestARM64: the arm64 (Virtualization.framework) guest under TCG
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross  # cross cgo: bin/berth-sandbox-init-arm64
 )
 arm64_packages=(
