@@ -41,7 +41,7 @@ import (
 // maps and the host page cache of the disk image that the group is
 // charged for. Measured here (TestVMHostGroup, TCG, 256 MiB VM): see
 // NOTES.md "Resources".
-const VMHostOverhead = 256 << 20
+const VMHostOverhead = 128 << 20
 
 // hypervisorDevices are the device nodes a VM's host processes open; a
 // VM container's device rules are the guest's, so the host group allows
