@@ -6,6 +6,7 @@ require (
 	github.com/Code-Hex/vz/v3 v3.7.1
 	github.com/agext/levenshtein v1.2.1
 	github.com/containerd/cgroups/v3 v3.1.3
+	github.com/coreos/go-iptables v0.8.0
 	github.com/creack/pty v1.1.24
 	github.com/cyphar/filepath-securejoin v0.4.1
 	github.com/docker/cli v29.7.2+incompatible

@@ -16,6 +16,8 @@
 //	                                         # servers forward to; empty: the host's resolv.conf
 //	  default_bridge      = "berth0"         # the default network's bridge (≤ 15 characters)
 //	  default_subnet      = "10.88.0.0/16"   # and its IPv4 subnet
+//	  firewall            = "auto"           # auto, nftables, iptables (iptables-legacy, iptables-nft):
+//	                                         # the backend of network rules; auto: nftables if usable
 //	}
 //
 //	plugin "<layer>" "<name>" {              # layer: resources, isolation, snapshot, lifecycle, api
@@ -147,6 +149,10 @@ type Berth struct {
 	// one host need different ones.
 	DefaultBridge string
 	DefaultSubnet string
+	// Firewall is the network rules' backend (netdp.Firewall*: "auto",
+	// "nftables", "iptables", "iptables-legacy", "iptables-nft"); empty
+	// is auto.
+	Firewall string
 	DefRange      hcl.Range // the berth block, or the file start when absent
 }
 

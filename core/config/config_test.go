@@ -113,6 +113,14 @@ func TestDefaultNetworkSettings(t *testing.T) {
 	}
 }
 
+func TestFirewallSetting(t *testing.T) {
+	for _, v := range []string{"auto", "nftables", "iptables", "iptables-legacy", "iptables-nft"} {
+		if got := mustParse(t, "berth {\n  firewall = \""+v+"\"\n}\n", Options{}).Berth.Firewall; got != v {
+			t.Errorf("firewall %q parsed as %q", v, got)
+		}
+	}
+}
+
 func TestDNSUpstreams(t *testing.T) {
 	cfg := mustParse(t, "berth {\n  dns_upstreams = [\"10.0.0.2\", \"127.0.0.1:5353\", \"[::1]:53\", \"::1\"]\n}\n", Options{})
 	want := []string{"10.0.0.2:53", "127.0.0.1:5353", "[::1]:53", "[::1]:53"}
@@ -187,6 +195,8 @@ func TestErrors(t *testing.T) {
 			`config.hcl:2,19-31: dns_upstreams entry "resolver" is not an IP address or IP:PORT`},
 		{"default_bridge name", "berth {\n  default_bridge = \"much-too-long-name\"\n}\n",
 			`config.hcl:2,20-40: default_bridge "much-too-long-name" is not an interface name`},
+		{"firewall", "berth {\n  firewall = \"ipchains\"\n}\n",
+			`config.hcl:2,14-24: firewall "ipchains": want auto, nftables, iptables`},
 		{"default_subnet host bits", "berth {\n  default_subnet = \"10.88.0.1/16\"\n}\n",
 			`config.hcl:2,20-34: default_subnet "10.88.0.1/16" is not an IPv4 CIDR prefix`},
 		{"duplicate berth", "berth {}\nberth {}\n",

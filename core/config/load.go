@@ -17,6 +17,8 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/zclconf/go-cty/cty"
+
+	"github.com/berth-dev/berth/internal/netdp"
 )
 
 // Options change what a Loader sees of its environment; the zero value uses
@@ -237,6 +239,13 @@ func (d *decoder) berth(b *hcl.Block, filename string) Berth {
 					"default_subnet %q is not an IPv4 CIDR prefix from /8 to /30 without host bits (like 10.88.0.0/16).", v)
 			} else {
 				out.DefaultSubnet = v
+			}
+		}
+		if v, ok := d.str(attrs["firewall"], false); ok {
+			if err := netdp.CheckFirewall(v); err != nil {
+				d.errorf(attrs["firewall"].Expr.Range(), "Invalid firewall", "%v.", err)
+			} else {
+				out.Firewall = v
 			}
 		}
 		if a := attrs["pull_parallelism"]; a != nil {

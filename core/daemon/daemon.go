@@ -41,6 +41,7 @@ import (
 	"github.com/berth-dev/berth/core/host"
 	"github.com/berth-dev/berth/core/images"
 	"github.com/berth-dev/berth/core/network"
+	"github.com/berth-dev/berth/internal/netdp"
 	"github.com/berth-dev/berth/internal/version"
 	"github.com/berth-dev/berth/sdk"
 	"github.com/berth-dev/berth/sdk/api"
@@ -123,6 +124,13 @@ func Run(ctx context.Context, opts Options) error {
 	if cfg.Berth.DefaultSubnet != "" {
 		// Checked when the config was loaded.
 		netOpts.DefaultSubnet = netip.MustParsePrefix(cfg.Berth.DefaultSubnet)
+	}
+	if cfg.Berth.Firewall != "" {
+		// Plugins and network helpers inherit it: every process's netdp
+		// uses the same firewall backend.
+		if err := os.Setenv(netdp.FirewallEnv, cfg.Berth.Firewall); err != nil {
+			return err
+		}
 	}
 	if len(opts.NetworkHelper) > 0 && runtime.GOOS == "linux" && os.Geteuid() == 0 {
 		netOpts.Datapath = network.Kernel{}

@@ -20,6 +20,13 @@ const ForwardBlockersHint = "another firewall table drops forwarded traffic (e.g
 // warnForwardBlockers logs, once, the datapath's forward blockers. It
 // returns the chains found (nil when the datapath cannot tell).
 func (s *Service) warnForwardBlockers(ctx context.Context) []string {
+	if f, ok := s.opts.Datapath.(interface{ Firewall() (string, error) }); ok {
+		if name, err := f.Firewall(); err != nil {
+			s.log.Error("no usable firewall backend: networks cannot be wired", "error", err)
+		} else {
+			s.log.Info("network firewall backend", "firewall", name)
+		}
+	}
 	l, ok := s.opts.Datapath.(ForwardBlockerLister)
 	if !ok {
 		return nil

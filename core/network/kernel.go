@@ -27,6 +27,9 @@ func (Kernel) RemoveNetwork(ctx context.Context, n DatapathNetwork) error {
 	return netdp.RemoveNetwork(ctx, kernelNetwork(n))
 }
 
+// Firewall names the firewall backend the datapath's rules use.
+func (Kernel) Firewall() (string, error) { return netdp.Firewall() }
+
 // ForwardBlockers implements ForwardBlockerLister.
 func (Kernel) ForwardBlockers(ctx context.Context) ([]string, error) {
 	return netdp.ForwardBlockers(ctx)

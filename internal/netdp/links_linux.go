@@ -71,17 +71,21 @@ func EnsureNetwork(ctx context.Context, n Network) error {
 	if err := enableForwarding(); err != nil {
 		return fmt.Errorf("network %s: %w", n.ID, err)
 	}
+	fw, err := backend()
+	if err != nil {
+		return fmt.Errorf("network %s: %w", n.ID, err)
+	}
 	created, err := ensureBridge(n)
 	if err != nil {
 		return fmt.Errorf("network %s: bridge %s: %w", n.ID, n.Bridge, err)
 	}
-	if err := ensureNetworkRules(n); err != nil {
+	if err := fw.ensureNetwork(n); err != nil {
 		if created {
 			if l, lerr := netlink.LinkByName(n.Bridge); lerr == nil {
 				_ = netlink.LinkDel(l)
 			}
 		}
-		return fmt.Errorf("network %s: nftables: %w", n.ID, err)
+		return fmt.Errorf("network %s: %s: %w", n.ID, fw.Name(), err)
 	}
 	return nil
 }
@@ -98,8 +102,12 @@ func RemoveNetwork(ctx context.Context, n Network) error {
 		return err
 	}
 	defer unlock()
-	if err := removeNetworkRules(n); err != nil {
-		return fmt.Errorf("network %s: nftables: %w", n.ID, err)
+	fw, err := backend()
+	if err != nil {
+		return fmt.Errorf("network %s: %w", n.ID, err)
+	}
+	if err := fw.removeNetwork(n); err != nil {
+		return fmt.Errorf("network %s: %s: %w", n.ID, fw.Name(), err)
 	}
 	l, err := netlink.LinkByName(n.Bridge)
 	if err != nil {

@@ -283,3 +283,37 @@ func portString(p isolation.PortMapping) string {
 	}
 	return fmt.Sprintf("%s%d:%d/%s", h, p.HostPort, p.ContainerPort, proto)
 }
+
+// Firewall backends: the packet-filter implementation holding the rules
+// (same tags and semantics in each; see the package doc for nftables and
+// iptables_linux.go for the iptables layout).
+const (
+	// FirewallAuto picks nftables when the kernel's nf_tables answers,
+	// else iptables.
+	FirewallAuto = "auto"
+	// FirewallNftables is the `inet berth` table through netlink.
+	FirewallNftables = "nftables"
+	// FirewallIptables is iptables (the `iptables` command on PATH,
+	// through github.com/coreos/go-iptables); FirewallIptablesLegacy and
+	// FirewallIptablesNft name the binary.
+	FirewallIptables       = "iptables"
+	FirewallIptablesLegacy = "iptables-legacy"
+	FirewallIptablesNft    = "iptables-nft"
+)
+
+// FirewallEnv selects the backend in every process using netdp (the
+// daemon sets it from `berth { firewall = ... }` before it starts plugins
+// and network helpers, which inherit it); unset or empty is FirewallAuto.
+// All processes of one host must agree: rules of one backend are
+// invisible to the other.
+const FirewallEnv = "BERTH_FIREWALL"
+
+// CheckFirewall validates a firewall setting, naming it when bad.
+func CheckFirewall(s string) error {
+	switch s {
+	case "", FirewallAuto, FirewallNftables, FirewallIptables, FirewallIptablesLegacy, FirewallIptablesNft:
+		return nil
+	}
+	return errdefs.InvalidArgument("firewall %q: want %s, %s, %s (or %s, %s)", s, FirewallAuto, FirewallNftables, FirewallIptables,
+		FirewallIptablesLegacy, FirewallIptablesNft)
+}

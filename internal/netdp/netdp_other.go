@@ -39,3 +39,4 @@ func PublishPorts(context.Context, string, netip.Addr, []isolation.PortMapping) 
 }
 
 func ForwardBlockers(context.Context) ([]string, error) { return nil, unsupported("ForwardBlockers") }
+func Firewall() (string, error)                         { return "", unsupported("Firewall") }

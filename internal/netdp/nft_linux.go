@@ -1,7 +1,6 @@
 package netdp
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -14,7 +13,6 @@ import (
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/sdk/isolation"
@@ -69,14 +67,13 @@ func newConn() (*nftables.Conn, error) {
 	return c, nil
 }
 
-// Rules lists every rule in the berth table with its chain and comment tag
-// (nothing when the table does not exist).
-func Rules(ctx context.Context) ([]Rule, error) {
-	unlock, err := lock(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
+// nftFirewall is the nftables backend: the `inet berth` table (package
+// doc). Callers hold the datapath lock.
+type nftFirewall struct{}
+
+func (nftFirewall) Name() string { return FirewallNftables }
+
+func (nftFirewall) rules() ([]Rule, error) {
 	c, err := newConn()
 	if err != nil {
 		return nil, err
@@ -92,19 +89,16 @@ func Rules(ctx context.Context) ([]Rule, error) {
 	return out, nil
 }
 
-// BridgesInTable lists the bridge names in the table's bridges set.
-func BridgesInTable(ctx context.Context) ([]string, error) {
-	unlock, err := lock(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
+func (nftFirewall) bridges() ([]string, error) {
 	c, err := newConn()
 	if err != nil {
 		return nil, err
 	}
 	return listBridges(c)
 }
+
+func (nftFirewall) ensureNetwork(n Network) error { return ensureNetworkRules(n) }
+func (nftFirewall) removeNetwork(n Network) error { return removeNetworkRules(n) }
 
 func tableExists(c *nftables.Conn) (bool, error) {
 	_, err := c.ListTableOfFamily(TableName, nftables.TableFamilyINet)
@@ -364,21 +358,7 @@ func parseCtrTag(c string) (string, netip.Addr, bool) {
 	return id, a, err == nil
 }
 
-// PublishPorts makes the DNAT rules of container id's published ports to
-// target exactly ports: earlier rules of the container are replaced in the
-// same atomic batch. Mappings on a loopback host IP get no rule (the
-// userspace proxy serves them); a host IP of 0.0.0.0, :: or "" matches
-// every local non-loopback address; IPv6 host IPs other than :: are
-// skipped (IPv4 datapath only).
-func PublishPorts(ctx context.Context, containerID string, target netip.Addr, ports []isolation.PortMapping) error {
-	if err := validPorts(containerID, target, ports); err != nil {
-		return err
-	}
-	unlock, err := lock(ctx)
-	if err != nil {
-		return err
-	}
-	defer unlock()
+func (nftFirewall) publish(containerID string, target netip.Addr, ports []isolation.PortMapping) error {
 	c, err := newConn()
 	if err != nil {
 		return err
@@ -429,35 +409,23 @@ func PublishPorts(ctx context.Context, containerID string, target netip.Addr, po
 				&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2, Specified: true},
 			})})
 	}
-	if err := c.Flush(); err != nil {
-		return fmt.Errorf("container %s: publish ports: %w", containerID, err)
-	}
-	return nil
+	return c.Flush()
 }
 
-// UnpublishPorts deletes every DNAT rule of container id; none is fine.
-func UnpublishPorts(ctx context.Context, containerID string) error {
-	if err := validID("container id", containerID); err != nil {
-		return err
-	}
-	unlock, err := lock(ctx)
-	if err != nil {
-		return err
-	}
-	defer unlock()
+func (nftFirewall) unpublish(containerID string) ([]netip.Addr, error) {
 	c, err := newConn()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	existing, err := listRules(c)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var targets []netip.Addr
 	for _, r := range existing {
 		if id, target, ok := parseCtrTag(comment(r)); ok && id == containerID {
 			if err := c.DelRule(r); err != nil {
-				return err
+				return nil, err
 			}
 			if !slices.Contains(targets, target) {
 				targets = append(targets, target)
@@ -465,21 +433,12 @@ func UnpublishPorts(ctx context.Context, containerID string) error {
 		}
 	}
 	if len(targets) == 0 {
-		return nil
+		return nil, nil
 	}
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("container %s: unpublish ports: %w", containerID, err)
+		return nil, fmt.Errorf("container %s: unpublish ports: %w", containerID, err)
 	}
-	// Connection tracking keeps NATing flows it already knows (a UDP
-	// client that keeps sending would reach the old target forever):
-	// forget the flows answered by the container.
-	for _, t := range targets {
-		f := &netlink.ConntrackFilter{}
-		if err := f.AddIP(netlink.ConntrackReplySrcIP, t.AsSlice()); err == nil {
-			_, _ = netlink.ConntrackDeleteFilters(netlink.ConntrackTable, unix.AF_INET, f)
-		}
-	}
-	return nil
+	return targets, nil
 }
 
 // Expression helpers.
@@ -560,12 +519,10 @@ func ctMask(key expr.CtKey, bits uint32) []expr.Any {
 	}
 }
 
-// ForwardBlockers names the other tables' base chains on the forward hook
-// whose policy is drop ("ip filter FORWARD", as Docker leaves iptables-nft):
-// their drop is final whatever the berth table accepts, so container
-// traffic through the host stops there unless they accept it. Legacy
-// (x_tables) iptables rules are not visible here.
-func ForwardBlockers(ctx context.Context) ([]string, error) {
+// forwardBlockers names the other tables' base chains on the forward hook
+// whose policy is drop ("ip filter FORWARD", as Docker leaves
+// iptables-nft). Legacy (x_tables) iptables rules are not visible here.
+func (nftFirewall) forwardBlockers() ([]string, error) {
 	c, err := newConn()
 	if err != nil {
 		return nil, err
