@@ -149,11 +149,11 @@ type Berth struct {
 	// one host need different ones.
 	DefaultBridge string
 	DefaultSubnet string
+	DefRange      hcl.Range // the berth block, or the file start when absent
 	// Firewall is the network rules' backend (netdp.Firewall*: "auto",
 	// "nftables", "iptables", "iptables-legacy", "iptables-nft"); empty
 	// is auto.
 	Firewall string
-	DefRange      hcl.Range // the berth block, or the file start when absent
 }
 
 // Plugin is one plugin block: its envelope decoded, its own settings kept
