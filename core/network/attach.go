@@ -97,7 +97,9 @@ func (s *Service) Attach(ctx context.Context, req sdknet.AttachRequest) (isolati
 		eps, err := endpointsIn(tx)
 		for _, e := range eps {
 			if e.ContainerID == req.ContainerID {
-				existing = e
+				if !e.Connected {
+					existing = e
+				}
 			} else {
 				others = append(others, e)
 			}
@@ -164,55 +166,81 @@ func (s *Service) Detach(_ context.Context, containerID string) error {
 	return s.detachLocked(containerID)
 }
 
-// Rename implements sdknet.Service.
+// Rename implements sdknet.Service: every endpoint of the container
+// (Attach's and Connect's) answers to the new name.
 func (s *Service) Rename(_ context.Context, containerID, name string) error {
 	if containerID == "" || name == "" {
 		return errdefs.InvalidArgument("rename endpoint: container ID and name are required")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var n netRecord
-	var found bool
+	var changed []netRecord
 	err := s.store.db.Update(func(tx *bolt.Tx) error {
-		var e epRecord
-		ok, err := getJSON(tx.Bucket(bucketEndpoints), containerID, &e)
-		if err != nil || !ok || e.Name == name {
+		eps, err := endpointsIn(tx)
+		if err != nil {
 			return err
 		}
-		found = true
-		if _, err := getJSON(tx.Bucket(bucketNetworks), e.NetworkID, &n); err != nil {
-			return err
+		for _, e := range eps {
+			if e.ContainerID != containerID || e.Name == name {
+				continue
+			}
+			var n netRecord
+			if _, err := getJSON(tx.Bucket(bucketNetworks), e.NetworkID, &n); err != nil {
+				return err
+			}
+			e.Name = name
+			if err := putJSON(tx.Bucket(bucketEndpoints), e.key(), e); err != nil {
+				return err
+			}
+			if n.ID != "" {
+				changed = append(changed, n)
+			}
 		}
-		e.Name = name
-		return putJSON(tx.Bucket(bucketEndpoints), containerID, e)
+		return nil
 	})
-	if err != nil || !found || n.ID == "" {
+	if err != nil {
 		return err
 	}
-	s.log.Info("endpoint renamed", "container_id", containerID, "network", n.Name, "name", name)
-	_, err = s.publishState(n, false)
-	return err
+	var errs []error
+	for _, n := range changed {
+		s.log.Info("endpoint renamed", "container_id", containerID, "network", n.Name, "name", name)
+		if _, err := s.publishState(n, false); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (s *Service) detachLocked(containerID string) error {
-	var e epRecord
-	var n netRecord
-	var found bool
+	var gone []epRecord
+	nets := map[string]netRecord{}
 	err := s.store.db.Update(func(tx *bolt.Tx) error {
-		ok, err := getJSON(tx.Bucket(bucketEndpoints), containerID, &e)
-		if err != nil || !ok {
+		eps, err := endpointsIn(tx)
+		if err != nil {
 			return err
 		}
-		found = true
-		if _, err := getJSON(tx.Bucket(bucketNetworks), e.NetworkID, &n); err != nil {
-			return err
+		for _, e := range eps {
+			if e.ContainerID != containerID {
+				continue
+			}
+			var n netRecord
+			if _, err := getJSON(tx.Bucket(bucketNetworks), e.NetworkID, &n); err != nil {
+				return err
+			}
+			if err := release(tx, e.NetworkID, e.IP, containerID); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketEndpoints).Delete([]byte(e.key())); err != nil {
+				return err
+			}
+			gone = append(gone, e)
+			if n.ID != "" {
+				nets[n.ID] = n
+			}
 		}
-		if err := release(tx, e.NetworkID, e.IP, containerID); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketEndpoints).Delete([]byte(containerID))
+		return nil
 	})
-	if err != nil || !found {
+	if err != nil || len(gone) == 0 {
 		return err
 	}
 	now := time.Now()
@@ -221,15 +249,19 @@ func (s *Service) detachLocked(containerID string) error {
 			delete(s.released, k)
 		}
 	}
-	for _, p := range e.Ports {
-		s.released[portKey(p)] = now
+	var errs []error
+	for _, e := range gone {
+		for _, p := range e.Ports {
+			s.released[portKey(p)] = now
+		}
+		s.log.Info("container detached", "container_id", containerID, "network", nets[e.NetworkID].Name, "ip", e.IP, "connected", e.Connected)
 	}
-	s.log.Info("container detached", "container_id", containerID, "network", n.Name, "ip", e.IP)
-	if n.ID == "" {
-		return nil
+	for _, n := range nets {
+		if _, err := s.publishState(n, false); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	_, err = s.publishState(n, false)
-	return err
+	return errors.Join(errs...)
 }
 
 // portErrors reports the published ports of e the helper could not serve.

@@ -62,7 +62,21 @@ type epRecord struct {
 	DNSSearch   []string                `json:"dnsSearch,omitempty"`
 	ExtraHosts  []isolation.HostEntry   `json:"extraHosts,omitempty"`
 	CreatedAt   time.Time               `json:"createdAt"`
+	// Connected marks an endpoint Connect added (key
+	// connectedKey(container, network)); the Attach endpoint is keyed by
+	// the container ID alone.
+	Connected bool `json:"connected,omitempty"`
 }
+
+// key is e's key in the endpoints bucket.
+func (e epRecord) key() string {
+	if e.Connected {
+		return connectedKey(e.ContainerID, e.NetworkID)
+	}
+	return e.ContainerID
+}
+
+func connectedKey(containerID, networkID string) string { return containerID + "/" + networkID }
 
 // store is networks.db.
 type store struct {

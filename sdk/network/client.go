@@ -94,6 +94,21 @@ func (c *Client) Detach(ctx context.Context, containerID string) error {
 	return errdefs.FromGRPC(err)
 }
 
+// Connect implements Service.
+func (c *Client) Connect(ctx context.Context, req AttachRequest) (isolation.NetworkAttachment, error) {
+	a, err := c.c.Connect(ctx, attachRequestToPB(req))
+	if err != nil {
+		return isolation.NetworkAttachment{}, errdefs.FromGRPC(err)
+	}
+	return attachmentFromPB(a), nil
+}
+
+// Disconnect implements Service.
+func (c *Client) Disconnect(ctx context.Context, containerID, ref string) error {
+	_, err := c.c.Disconnect(ctx, &pb.DisconnectRequest{ContainerId: containerID, Network: ref})
+	return errdefs.FromGRPC(err)
+}
+
 // Rename implements Service.
 func (c *Client) Rename(ctx context.Context, containerID, name string) error {
 	_, err := c.c.Rename(ctx, &pb.RenameRequest{ContainerId: containerID, Name: name})

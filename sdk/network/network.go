@@ -169,6 +169,21 @@ type Service interface {
 	// Rename changes the container name the endpoint answers to in DNS
 	// (a renamed container). A container without an endpoint succeeds.
 	Rename(ctx context.Context, containerID, name string) error
+	// Connect gives container req.ContainerID, which has an endpoint
+	// (Attach) already, a further one on network req.Network (docker
+	// network connect): its own address (req.IP or allocated), DNS names
+	// (container name, hostname, ID[:12], req.Aliases) and no published
+	// ports (req.Ports must be empty). The attachment's one interface has
+	// no name (the isolation plugin picks the next ethN) and no gateway
+	// (the container keeps its default route). Connecting again to the
+	// same network is idempotent; to its Attach network InvalidArgument; a
+	// container without an endpoint InvalidState.
+	Connect(ctx context.Context, req AttachRequest) (isolation.NetworkAttachment, error)
+	// Disconnect releases container containerID's endpoint on network
+	// ref that Connect made (address, records). NotFound when there is
+	// none; InvalidArgument for the container's Attach network (it goes
+	// with Detach). Detach releases Connect's endpoints too.
+	Disconnect(ctx context.Context, containerID, ref string) error
 	// Endpoints lists the endpoints of the network ref names, or of every
 	// network when ref is empty, sorted by network then container name.
 	Endpoints(ctx context.Context, ref string) ([]Endpoint, error)

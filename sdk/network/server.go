@@ -77,6 +77,21 @@ func (s *server) Detach(ctx context.Context, req *pb.DetachRequest) (*pb.DetachR
 	return &pb.DetachResponse{}, nil
 }
 
+func (s *server) Connect(ctx context.Context, req *pb.AttachRequest) (*pb.Attachment, error) {
+	a, err := s.impl.Connect(ctx, attachRequestFromPB(req))
+	if err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	return attachmentToPB(a), nil
+}
+
+func (s *server) Disconnect(ctx context.Context, req *pb.DisconnectRequest) (*pb.DisconnectResponse, error) {
+	if err := s.impl.Disconnect(ctx, req.GetContainerId(), req.GetNetwork()); err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	return &pb.DisconnectResponse{}, nil
+}
+
 func (s *server) Rename(ctx context.Context, req *pb.RenameRequest) (*pb.RenameResponse, error) {
 	if err := s.impl.Rename(ctx, req.GetContainerId(), req.GetName()); err != nil {
 		return nil, errdefs.ToGRPC(err)

@@ -314,6 +314,84 @@ func Run(t *testing.T, newService func(t *testing.T) network.Service) {
 			t.Errorf("endpoints %+v; want only p with its ports", eps)
 		}
 	})
+
+	t.Run("connect disconnect", func(t *testing.T) {
+		s := newService(t)
+		if _, err := s.Create(ctx, network.CreateSpec{Name: "front", Subnet: "10.205.0.0/24"}); err != nil {
+			t.Fatal(err)
+		}
+		back, err := s.Create(ctx, network.CreateSpec{Name: "back", Subnet: "10.206.0.0/24"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Attach(ctx, network.AttachRequest{ContainerID: ctrID(1), Name: "app", Network: "front"}); err != nil {
+			t.Fatal(err)
+		}
+		a, err := s.Connect(ctx, network.AttachRequest{ContainerID: ctrID(1), Name: "app", Network: "back", IP: "10.206.0.9", Aliases: []string{"api"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Mode != network.ModeBridge || len(a.Interfaces) != 1 || a.Interfaces[0].Bridge != back.Bridge ||
+			a.Interfaces[0].Addresses[0] != "10.206.0.9/24" || a.Interfaces[0].Gateway != "" || a.Interfaces[0].MAC == "" {
+			t.Errorf("Connect attachment %+v; want one interface on %s, 10.206.0.9/24, no gateway", a, back.Bridge)
+		}
+		if again, err := s.Connect(ctx, network.AttachRequest{ContainerID: ctrID(1), Name: "app", Network: "back"}); err != nil ||
+			again.Interfaces[0].Addresses[0] != "10.206.0.9/24" {
+			t.Errorf("second Connect = %+v, %v; want the same endpoint", again, err)
+		}
+		eps, _ := s.Endpoints(ctx, "back")
+		if len(eps) != 1 || eps[0].ContainerID != ctrID(1) || eps[0].IP != "10.206.0.9" || !slices.Equal(eps[0].Aliases, []string{"api"}) {
+			t.Errorf("Endpoints(back) = %+v", eps)
+		}
+		for _, c := range []struct {
+			req  network.AttachRequest
+			kind func(error) bool
+			want string
+		}{
+			{network.AttachRequest{ContainerID: ctrID(2), Network: "back"}, errdefs.IsInvalidState, "no network endpoint"},
+			{network.AttachRequest{ContainerID: ctrID(1), Network: "front"}, errdefs.IsInvalidArgument, "already on network front"},
+			{network.AttachRequest{ContainerID: ctrID(1), Network: "missing"}, errdefs.IsNotFound, `"missing"`},
+			{network.AttachRequest{ContainerID: ctrID(1), Network: "back", Ports: []isolation.PortMapping{{ContainerPort: 80}}}, errdefs.IsInvalidArgument, "ports"},
+			{network.AttachRequest{ContainerID: ctrID(1), Network: network.None}, errdefs.IsInvalidArgument, "none"},
+		} {
+			if _, err := s.Connect(ctx, c.req); err == nil || !c.kind(err) || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("Connect(%+v) = %v, want an error with %q of the right kind", c.req, err, c.want)
+			}
+		}
+		if err := s.Disconnect(ctx, ctrID(1), "front"); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("Disconnect of the first network = %v, want InvalidArgument", err)
+		}
+		if err := s.Rename(ctx, ctrID(1), "app2"); err != nil {
+			t.Fatal(err)
+		}
+		if eps, _ := s.Endpoints(ctx, "back"); len(eps) != 1 || eps[0].ContainerName != "app2" {
+			t.Errorf("a renamed container's connected endpoint: %+v", eps)
+		}
+		if err := s.Disconnect(ctx, ctrID(1), "back"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Disconnect(ctx, ctrID(1), "back"); !errdefs.IsNotFound(err) {
+			t.Errorf("second Disconnect = %v, want NotFound", err)
+		}
+		if eps, _ := s.Endpoints(ctx, "back"); len(eps) != 0 {
+			t.Errorf("endpoints left on back: %+v", eps)
+		}
+		// Detach releases connected endpoints too.
+		if _, err := s.Connect(ctx, network.AttachRequest{ContainerID: ctrID(1), Network: "back"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Detach(ctx, ctrID(1)); err != nil {
+			t.Fatal(err)
+		}
+		if eps, _ := s.Endpoints(ctx, ""); len(eps) != 0 {
+			t.Errorf("endpoints left after Detach: %+v", eps)
+		}
+		for _, name := range []string{"front", "back"} {
+			if err := s.Remove(ctx, name); err != nil {
+				t.Errorf("Remove %s: %v", name, err)
+			}
+		}
+	})
 }
 
 func errOf[T any](_ T, err error) error { return err }

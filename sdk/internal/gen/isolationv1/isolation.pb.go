@@ -77,6 +77,184 @@ func (Stream) EnumDescriptor() ([]byte, []int) {
 	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{0}
 }
 
+type ConnectNetworkRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// network has mode bridge and one interface.
+	Network       *NetworkAttachment `protobuf:"bytes,2,opt,name=network,proto3" json:"network,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConnectNetworkRequest) Reset() {
+	*x = ConnectNetworkRequest{}
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConnectNetworkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConnectNetworkRequest) ProtoMessage() {}
+
+func (x *ConnectNetworkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConnectNetworkRequest.ProtoReflect.Descriptor instead.
+func (*ConnectNetworkRequest) Descriptor() ([]byte, []int) {
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ConnectNetworkRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ConnectNetworkRequest) GetNetwork() *NetworkAttachment {
+	if x != nil {
+		return x.Network
+	}
+	return nil
+}
+
+type ConnectNetworkResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConnectNetworkResponse) Reset() {
+	*x = ConnectNetworkResponse{}
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConnectNetworkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConnectNetworkResponse) ProtoMessage() {}
+
+func (x *ConnectNetworkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConnectNetworkResponse.ProtoReflect.Descriptor instead.
+func (*ConnectNetworkResponse) Descriptor() ([]byte, []int) {
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{1}
+}
+
+type DisconnectNetworkRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// bridge is the network's bridge the interface is on.
+	Bridge        string `protobuf:"bytes,2,opt,name=bridge,proto3" json:"bridge,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisconnectNetworkRequest) Reset() {
+	*x = DisconnectNetworkRequest{}
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisconnectNetworkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisconnectNetworkRequest) ProtoMessage() {}
+
+func (x *DisconnectNetworkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisconnectNetworkRequest.ProtoReflect.Descriptor instead.
+func (*DisconnectNetworkRequest) Descriptor() ([]byte, []int) {
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *DisconnectNetworkRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DisconnectNetworkRequest) GetBridge() string {
+	if x != nil {
+		return x.Bridge
+	}
+	return ""
+}
+
+type DisconnectNetworkResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisconnectNetworkResponse) Reset() {
+	*x = DisconnectNetworkResponse{}
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisconnectNetworkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisconnectNetworkResponse) ProtoMessage() {}
+
+func (x *DisconnectNetworkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisconnectNetworkResponse.ProtoReflect.Descriptor instead.
+func (*DisconnectNetworkResponse) Descriptor() ([]byte, []int) {
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{3}
+}
+
 type Mount struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Type          string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
@@ -89,7 +267,7 @@ type Mount struct {
 
 func (x *Mount) Reset() {
 	*x = Mount{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[0]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -101,7 +279,7 @@ func (x *Mount) String() string {
 func (*Mount) ProtoMessage() {}
 
 func (x *Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[0]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -114,7 +292,7 @@ func (x *Mount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mount.ProtoReflect.Descriptor instead.
 func (*Mount) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{0}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Mount) GetType() string {
@@ -159,7 +337,7 @@ type Interface struct {
 
 func (x *Interface) Reset() {
 	*x = Interface{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[1]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -171,7 +349,7 @@ func (x *Interface) String() string {
 func (*Interface) ProtoMessage() {}
 
 func (x *Interface) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[1]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -184,7 +362,7 @@ func (x *Interface) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Interface.ProtoReflect.Descriptor instead.
 func (*Interface) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{1}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Interface) GetName() string {
@@ -240,7 +418,7 @@ type DNS struct {
 
 func (x *DNS) Reset() {
 	*x = DNS{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[2]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -252,7 +430,7 @@ func (x *DNS) String() string {
 func (*DNS) ProtoMessage() {}
 
 func (x *DNS) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[2]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -265,7 +443,7 @@ func (x *DNS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DNS.ProtoReflect.Descriptor instead.
 func (*DNS) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{2}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DNS) GetServers() []string {
@@ -299,7 +477,7 @@ type HostEntry struct {
 
 func (x *HostEntry) Reset() {
 	*x = HostEntry{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[3]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -311,7 +489,7 @@ func (x *HostEntry) String() string {
 func (*HostEntry) ProtoMessage() {}
 
 func (x *HostEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[3]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -324,7 +502,7 @@ func (x *HostEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostEntry.ProtoReflect.Descriptor instead.
 func (*HostEntry) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{3}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *HostEntry) GetName() string {
@@ -353,7 +531,7 @@ type PortMapping struct {
 
 func (x *PortMapping) Reset() {
 	*x = PortMapping{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[4]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -365,7 +543,7 @@ func (x *PortMapping) String() string {
 func (*PortMapping) ProtoMessage() {}
 
 func (x *PortMapping) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[4]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -378,7 +556,7 @@ func (x *PortMapping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortMapping.ProtoReflect.Descriptor instead.
 func (*PortMapping) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{4}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PortMapping) GetHostIp() string {
@@ -423,7 +601,7 @@ type NetworkAttachment struct {
 
 func (x *NetworkAttachment) Reset() {
 	*x = NetworkAttachment{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[5]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -435,7 +613,7 @@ func (x *NetworkAttachment) String() string {
 func (*NetworkAttachment) ProtoMessage() {}
 
 func (x *NetworkAttachment) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[5]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -448,7 +626,7 @@ func (x *NetworkAttachment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkAttachment.ProtoReflect.Descriptor instead.
 func (*NetworkAttachment) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{5}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *NetworkAttachment) GetMode() string {
@@ -506,7 +684,7 @@ type VMSizing struct {
 
 func (x *VMSizing) Reset() {
 	*x = VMSizing{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[6]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -518,7 +696,7 @@ func (x *VMSizing) String() string {
 func (*VMSizing) ProtoMessage() {}
 
 func (x *VMSizing) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[6]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -531,7 +709,7 @@ func (x *VMSizing) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VMSizing.ProtoReflect.Descriptor instead.
 func (*VMSizing) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{6}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *VMSizing) GetCpus() int64 {
@@ -588,7 +766,7 @@ type Spec struct {
 
 func (x *Spec) Reset() {
 	*x = Spec{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[7]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -600,7 +778,7 @@ func (x *Spec) String() string {
 func (*Spec) ProtoMessage() {}
 
 func (x *Spec) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[7]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -613,7 +791,7 @@ func (x *Spec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Spec.ProtoReflect.Descriptor instead.
 func (*Spec) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{7}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Spec) GetId() string {
@@ -684,7 +862,7 @@ type ExitStatus struct {
 
 func (x *ExitStatus) Reset() {
 	*x = ExitStatus{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[8]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -696,7 +874,7 @@ func (x *ExitStatus) String() string {
 func (*ExitStatus) ProtoMessage() {}
 
 func (x *ExitStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[8]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -709,7 +887,7 @@ func (x *ExitStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExitStatus.ProtoReflect.Descriptor instead.
 func (*ExitStatus) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{8}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ExitStatus) GetCode() int64 {
@@ -756,7 +934,7 @@ type TaskInfo struct {
 
 func (x *TaskInfo) Reset() {
 	*x = TaskInfo{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[9]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -768,7 +946,7 @@ func (x *TaskInfo) String() string {
 func (*TaskInfo) ProtoMessage() {}
 
 func (x *TaskInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[9]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -781,7 +959,7 @@ func (x *TaskInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskInfo.ProtoReflect.Descriptor instead.
 func (*TaskInfo) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{9}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TaskInfo) GetId() string {
@@ -839,7 +1017,7 @@ type TaskEvent struct {
 
 func (x *TaskEvent) Reset() {
 	*x = TaskEvent{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[10]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -851,7 +1029,7 @@ func (x *TaskEvent) String() string {
 func (*TaskEvent) ProtoMessage() {}
 
 func (x *TaskEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[10]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -864,7 +1042,7 @@ func (x *TaskEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEvent.ProtoReflect.Descriptor instead.
 func (*TaskEvent) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{10}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TaskEvent) GetKind() string {
@@ -911,7 +1089,7 @@ type CreateRequest struct {
 
 func (x *CreateRequest) Reset() {
 	*x = CreateRequest{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[11]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -923,7 +1101,7 @@ func (x *CreateRequest) String() string {
 func (*CreateRequest) ProtoMessage() {}
 
 func (x *CreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[11]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -936,7 +1114,7 @@ func (x *CreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRequest.ProtoReflect.Descriptor instead.
 func (*CreateRequest) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{11}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CreateRequest) GetSpec() *Spec {
@@ -955,7 +1133,7 @@ type CreateResponse struct {
 
 func (x *CreateResponse) Reset() {
 	*x = CreateResponse{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[12]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -967,7 +1145,7 @@ func (x *CreateResponse) String() string {
 func (*CreateResponse) ProtoMessage() {}
 
 func (x *CreateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[12]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -980,7 +1158,7 @@ func (x *CreateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateResponse.ProtoReflect.Descriptor instead.
 func (*CreateResponse) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{12}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CreateResponse) GetTask() *TaskInfo {
@@ -999,7 +1177,7 @@ type StartRequest struct {
 
 func (x *StartRequest) Reset() {
 	*x = StartRequest{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[13]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1011,7 +1189,7 @@ func (x *StartRequest) String() string {
 func (*StartRequest) ProtoMessage() {}
 
 func (x *StartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[13]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1024,7 +1202,7 @@ func (x *StartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRequest.ProtoReflect.Descriptor instead.
 func (*StartRequest) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{13}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *StartRequest) GetId() string {
@@ -1043,7 +1221,7 @@ type StartResponse struct {
 
 func (x *StartResponse) Reset() {
 	*x = StartResponse{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[14]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1055,7 +1233,7 @@ func (x *StartResponse) String() string {
 func (*StartResponse) ProtoMessage() {}
 
 func (x *StartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[14]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1068,7 +1246,7 @@ func (x *StartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartResponse.ProtoReflect.Descriptor instead.
 func (*StartResponse) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{14}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *StartResponse) GetPid() int64 {
@@ -1090,7 +1268,7 @@ type ExecRequest struct {
 
 func (x *ExecRequest) Reset() {
 	*x = ExecRequest{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[15]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1102,7 +1280,7 @@ func (x *ExecRequest) String() string {
 func (*ExecRequest) ProtoMessage() {}
 
 func (x *ExecRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[15]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1115,7 +1293,7 @@ func (x *ExecRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecRequest.ProtoReflect.Descriptor instead.
 func (*ExecRequest) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{15}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ExecRequest) GetId() string {
@@ -1148,7 +1326,7 @@ type ExecResponse struct {
 
 func (x *ExecResponse) Reset() {
 	*x = ExecResponse{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[16]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1160,7 +1338,7 @@ func (x *ExecResponse) String() string {
 func (*ExecResponse) ProtoMessage() {}
 
 func (x *ExecResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[16]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1173,7 +1351,7 @@ func (x *ExecResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecResponse.ProtoReflect.Descriptor instead.
 func (*ExecResponse) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{16}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ExecResponse) GetPid() int64 {
@@ -1195,7 +1373,7 @@ type SignalRequest struct {
 
 func (x *SignalRequest) Reset() {
 	*x = SignalRequest{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[17]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1207,7 +1385,7 @@ func (x *SignalRequest) String() string {
 func (*SignalRequest) ProtoMessage() {}
 
 func (x *SignalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[17]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1220,7 +1398,7 @@ func (x *SignalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalRequest.ProtoReflect.Descriptor instead.
 func (*SignalRequest) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{17}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SignalRequest) GetId() string {
@@ -1259,7 +1437,7 @@ type SignalResponse struct {
 
 func (x *SignalResponse) Reset() {
 	*x = SignalResponse{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[18]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1271,7 +1449,7 @@ func (x *SignalResponse) String() string {
 func (*SignalResponse) ProtoMessage() {}
 
 func (x *SignalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[18]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1284,7 +1462,7 @@ func (x *SignalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalResponse.ProtoReflect.Descriptor instead.
 func (*SignalResponse) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{18}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{22}
 }
 
 type WaitRequest struct {
@@ -1297,7 +1475,7 @@ type WaitRequest struct {
 
 func (x *WaitRequest) Reset() {
 	*x = WaitRequest{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[19]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1309,7 +1487,7 @@ func (x *WaitRequest) String() string {
 func (*WaitRequest) ProtoMessage() {}
 
 func (x *WaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[19]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1322,7 +1500,7 @@ func (x *WaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitRequest.ProtoReflect.Descriptor instead.
 func (*WaitRequest) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{19}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *WaitRequest) GetId() string {
@@ -1348,7 +1526,7 @@ type WaitResponse struct {
 
 func (x *WaitResponse) Reset() {
 	*x = WaitResponse{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[20]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1360,7 +1538,7 @@ func (x *WaitResponse) String() string {
 func (*WaitResponse) ProtoMessage() {}
 
 func (x *WaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[20]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1373,7 +1551,7 @@ func (x *WaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitResponse.ProtoReflect.Descriptor instead.
 func (*WaitResponse) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{20}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *WaitResponse) GetExit() *ExitStatus {
@@ -1397,7 +1575,7 @@ type AttachOpen struct {
 
 func (x *AttachOpen) Reset() {
 	*x = AttachOpen{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[21]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1409,7 +1587,7 @@ func (x *AttachOpen) String() string {
 func (*AttachOpen) ProtoMessage() {}
 
 func (x *AttachOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[21]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1422,7 +1600,7 @@ func (x *AttachOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachOpen.ProtoReflect.Descriptor instead.
 func (*AttachOpen) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{21}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AttachOpen) GetId() string {
@@ -1468,7 +1646,7 @@ type StdinClose struct {
 
 func (x *StdinClose) Reset() {
 	*x = StdinClose{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[22]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1480,7 +1658,7 @@ func (x *StdinClose) String() string {
 func (*StdinClose) ProtoMessage() {}
 
 func (x *StdinClose) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[22]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1493,7 +1671,7 @@ func (x *StdinClose) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StdinClose.ProtoReflect.Descriptor instead.
 func (*StdinClose) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{22}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{26}
 }
 
 type AttachRequest struct {
@@ -1510,7 +1688,7 @@ type AttachRequest struct {
 
 func (x *AttachRequest) Reset() {
 	*x = AttachRequest{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[23]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1522,7 +1700,7 @@ func (x *AttachRequest) String() string {
 func (*AttachRequest) ProtoMessage() {}
 
 func (x *AttachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[23]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1535,7 +1713,7 @@ func (x *AttachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachRequest.ProtoReflect.Descriptor instead.
 func (*AttachRequest) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{23}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AttachRequest) GetMsg() isAttachRequest_Msg {
@@ -1604,7 +1782,7 @@ type AttachResponse struct {
 
 func (x *AttachResponse) Reset() {
 	*x = AttachResponse{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[24]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1616,7 +1794,7 @@ func (x *AttachResponse) String() string {
 func (*AttachResponse) ProtoMessage() {}
 
 func (x *AttachResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[24]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1629,7 +1807,7 @@ func (x *AttachResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachResponse.ProtoReflect.Descriptor instead.
 func (*AttachResponse) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{24}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AttachResponse) GetStream() Stream {
@@ -1658,7 +1836,7 @@ type ResizePTYRequest struct {
 
 func (x *ResizePTYRequest) Reset() {
 	*x = ResizePTYRequest{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[25]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1670,7 +1848,7 @@ func (x *ResizePTYRequest) String() string {
 func (*ResizePTYRequest) ProtoMessage() {}
 
 func (x *ResizePTYRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[25]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1683,7 +1861,7 @@ func (x *ResizePTYRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizePTYRequest.ProtoReflect.Descriptor instead.
 func (*ResizePTYRequest) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{25}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ResizePTYRequest) GetId() string {
@@ -1722,7 +1900,7 @@ type ResizePTYResponse struct {
 
 func (x *ResizePTYResponse) Reset() {
 	*x = ResizePTYResponse{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[26]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1734,7 +1912,7 @@ func (x *ResizePTYResponse) String() string {
 func (*ResizePTYResponse) ProtoMessage() {}
 
 func (x *ResizePTYResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[26]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1747,7 +1925,7 @@ func (x *ResizePTYResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizePTYResponse.ProtoReflect.Descriptor instead.
 func (*ResizePTYResponse) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{26}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{30}
 }
 
 type PauseRequest struct {
@@ -1759,7 +1937,7 @@ type PauseRequest struct {
 
 func (x *PauseRequest) Reset() {
 	*x = PauseRequest{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[27]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1771,7 +1949,7 @@ func (x *PauseRequest) String() string {
 func (*PauseRequest) ProtoMessage() {}
 
 func (x *PauseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[27]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1784,7 +1962,7 @@ func (x *PauseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseRequest.ProtoReflect.Descriptor instead.
 func (*PauseRequest) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{27}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PauseRequest) GetId() string {
@@ -1802,7 +1980,7 @@ type PauseResponse struct {
 
 func (x *PauseResponse) Reset() {
 	*x = PauseResponse{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[28]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1814,7 +1992,7 @@ func (x *PauseResponse) String() string {
 func (*PauseResponse) ProtoMessage() {}
 
 func (x *PauseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[28]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1827,7 +2005,7 @@ func (x *PauseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseResponse.ProtoReflect.Descriptor instead.
 func (*PauseResponse) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{28}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{32}
 }
 
 type ResumeRequest struct {
@@ -1839,7 +2017,7 @@ type ResumeRequest struct {
 
 func (x *ResumeRequest) Reset() {
 	*x = ResumeRequest{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[29]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1851,7 +2029,7 @@ func (x *ResumeRequest) String() string {
 func (*ResumeRequest) ProtoMessage() {}
 
 func (x *ResumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[29]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1864,7 +2042,7 @@ func (x *ResumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeRequest.ProtoReflect.Descriptor instead.
 func (*ResumeRequest) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{29}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ResumeRequest) GetId() string {
@@ -1882,7 +2060,7 @@ type ResumeResponse struct {
 
 func (x *ResumeResponse) Reset() {
 	*x = ResumeResponse{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[30]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1894,7 +2072,7 @@ func (x *ResumeResponse) String() string {
 func (*ResumeResponse) ProtoMessage() {}
 
 func (x *ResumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[30]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1907,7 +2085,7 @@ func (x *ResumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeResponse.ProtoReflect.Descriptor instead.
 func (*ResumeResponse) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{30}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{34}
 }
 
 type CheckpointRequest struct {
@@ -1921,7 +2099,7 @@ type CheckpointRequest struct {
 
 func (x *CheckpointRequest) Reset() {
 	*x = CheckpointRequest{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[31]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1933,7 +2111,7 @@ func (x *CheckpointRequest) String() string {
 func (*CheckpointRequest) ProtoMessage() {}
 
 func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[31]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1946,7 +2124,7 @@ func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointRequest.ProtoReflect.Descriptor instead.
 func (*CheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{31}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CheckpointRequest) GetId() string {
@@ -1978,7 +2156,7 @@ type CheckpointResponse struct {
 
 func (x *CheckpointResponse) Reset() {
 	*x = CheckpointResponse{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[32]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1990,7 +2168,7 @@ func (x *CheckpointResponse) String() string {
 func (*CheckpointResponse) ProtoMessage() {}
 
 func (x *CheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[32]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2003,7 +2181,7 @@ func (x *CheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointResponse.ProtoReflect.Descriptor instead.
 func (*CheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{32}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{36}
 }
 
 type RestoreRequest struct {
@@ -2016,7 +2194,7 @@ type RestoreRequest struct {
 
 func (x *RestoreRequest) Reset() {
 	*x = RestoreRequest{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[33]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2028,7 +2206,7 @@ func (x *RestoreRequest) String() string {
 func (*RestoreRequest) ProtoMessage() {}
 
 func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[33]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2041,7 +2219,7 @@ func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreRequest.ProtoReflect.Descriptor instead.
 func (*RestoreRequest) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{33}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RestoreRequest) GetSpec() *Spec {
@@ -2067,7 +2245,7 @@ type RestoreResponse struct {
 
 func (x *RestoreResponse) Reset() {
 	*x = RestoreResponse{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[34]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2079,7 +2257,7 @@ func (x *RestoreResponse) String() string {
 func (*RestoreResponse) ProtoMessage() {}
 
 func (x *RestoreResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[34]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2092,7 +2270,7 @@ func (x *RestoreResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreResponse.ProtoReflect.Descriptor instead.
 func (*RestoreResponse) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{34}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RestoreResponse) GetTask() *TaskInfo {
@@ -2111,7 +2289,7 @@ type StatsRequest struct {
 
 func (x *StatsRequest) Reset() {
 	*x = StatsRequest{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[35]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2123,7 +2301,7 @@ func (x *StatsRequest) String() string {
 func (*StatsRequest) ProtoMessage() {}
 
 func (x *StatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[35]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2136,7 +2314,7 @@ func (x *StatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
 func (*StatsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{35}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *StatsRequest) GetId() string {
@@ -2155,7 +2333,7 @@ type StatsResponse struct {
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[36]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2167,7 +2345,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[36]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2180,7 +2358,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{36}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *StatsResponse) GetStats() *resourcesv1.Usage {
@@ -2199,7 +2377,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[37]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2211,7 +2389,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[37]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2224,7 +2402,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{37}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *DeleteRequest) GetId() string {
@@ -2243,7 +2421,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[38]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2255,7 +2433,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[38]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2268,7 +2446,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{38}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *DeleteResponse) GetExit() *ExitStatus {
@@ -2286,7 +2464,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[39]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2298,7 +2476,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[39]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2311,7 +2489,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{39}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{43}
 }
 
 type ListResponse struct {
@@ -2323,7 +2501,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[40]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2335,7 +2513,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[40]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2348,7 +2526,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{40}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListResponse) GetTasks() []*TaskInfo {
@@ -2366,7 +2544,7 @@ type RecoverRequest struct {
 
 func (x *RecoverRequest) Reset() {
 	*x = RecoverRequest{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[41]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2378,7 +2556,7 @@ func (x *RecoverRequest) String() string {
 func (*RecoverRequest) ProtoMessage() {}
 
 func (x *RecoverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[41]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2391,7 +2569,7 @@ func (x *RecoverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoverRequest.ProtoReflect.Descriptor instead.
 func (*RecoverRequest) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{41}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{45}
 }
 
 type RecoverResponse struct {
@@ -2403,7 +2581,7 @@ type RecoverResponse struct {
 
 func (x *RecoverResponse) Reset() {
 	*x = RecoverResponse{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[42]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2415,7 +2593,7 @@ func (x *RecoverResponse) String() string {
 func (*RecoverResponse) ProtoMessage() {}
 
 func (x *RecoverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[42]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2428,7 +2606,7 @@ func (x *RecoverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoverResponse.ProtoReflect.Descriptor instead.
 func (*RecoverResponse) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{42}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RecoverResponse) GetTasks() []*TaskInfo {
@@ -2446,7 +2624,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[43]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2458,7 +2636,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[43]
+	mi := &file_berth_isolation_v1_isolation_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2471,14 +2649,22 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{43}
+	return file_berth_isolation_v1_isolation_proto_rawDescGZIP(), []int{47}
 }
 
 var File_berth_isolation_v1_isolation_proto protoreflect.FileDescriptor
 
 const file_berth_isolation_v1_isolation_proto_rawDesc = "" +
 	"\n" +
-	"\"berth/isolation/v1/isolation.proto\x12\x12berth.isolation.v1\x1a\"berth/resources/v1/resources.proto\"e\n" +
+	"\"berth/isolation/v1/isolation.proto\x12\x12berth.isolation.v1\x1a\"berth/resources/v1/resources.proto\"h\n" +
+	"\x15ConnectNetworkRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12?\n" +
+	"\anetwork\x18\x02 \x01(\v2%.berth.isolation.v1.NetworkAttachmentR\anetwork\"\x18\n" +
+	"\x16ConnectNetworkResponse\"B\n" +
+	"\x18DisconnectNetworkRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06bridge\x18\x02 \x01(\tR\x06bridge\"\x1b\n" +
+	"\x19DisconnectNetworkResponse\"e\n" +
 	"\x05Mount\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x16\n" +
@@ -2634,8 +2820,7 @@ const file_berth_isolation_v1_isolation_proto_rawDesc = "" +
 	"\x06Stream\x12\x16\n" +
 	"\x12STREAM_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTREAM_STDOUT\x10\x01\x12\x11\n" +
-	"\rSTREAM_STDERR\x10\x022\x9c\n" +
-	"\n" +
+	"\rSTREAM_STDERR\x10\x022\xf7\v\n" +
 	"\tIsolation\x12O\n" +
 	"\x06Create\x12!.berth.isolation.v1.CreateRequest\x1a\".berth.isolation.v1.CreateResponse\x12L\n" +
 	"\x05Start\x12 .berth.isolation.v1.StartRequest\x1a!.berth.isolation.v1.StartResponse\x12I\n" +
@@ -2653,7 +2838,9 @@ const file_berth_isolation_v1_isolation_proto_rawDesc = "" +
 	"\x06Delete\x12!.berth.isolation.v1.DeleteRequest\x1a\".berth.isolation.v1.DeleteResponse\x12I\n" +
 	"\x04List\x12\x1f.berth.isolation.v1.ListRequest\x1a .berth.isolation.v1.ListResponse\x12R\n" +
 	"\aRecover\x12\".berth.isolation.v1.RecoverRequest\x1a#.berth.isolation.v1.RecoverResponse\x12L\n" +
-	"\x06Events\x12!.berth.isolation.v1.EventsRequest\x1a\x1d.berth.isolation.v1.TaskEvent0\x01BEZCgithub.com/berth-dev/berth/sdk/internal/gen/isolationv1;isolationv1b\x06proto3"
+	"\x06Events\x12!.berth.isolation.v1.EventsRequest\x1a\x1d.berth.isolation.v1.TaskEvent0\x01\x12g\n" +
+	"\x0eConnectNetwork\x12).berth.isolation.v1.ConnectNetworkRequest\x1a*.berth.isolation.v1.ConnectNetworkResponse\x12p\n" +
+	"\x11DisconnectNetwork\x12,.berth.isolation.v1.DisconnectNetworkRequest\x1a-.berth.isolation.v1.DisconnectNetworkResponseBEZCgithub.com/berth-dev/berth/sdk/internal/gen/isolationv1;isolationv1b\x06proto3"
 
 var (
 	file_berth_isolation_v1_isolation_proto_rawDescOnce sync.Once
@@ -2668,119 +2855,128 @@ func file_berth_isolation_v1_isolation_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_isolation_v1_isolation_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_berth_isolation_v1_isolation_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_berth_isolation_v1_isolation_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_berth_isolation_v1_isolation_proto_goTypes = []any{
-	(Stream)(0),                   // 0: berth.isolation.v1.Stream
-	(*Mount)(nil),                 // 1: berth.isolation.v1.Mount
-	(*Interface)(nil),             // 2: berth.isolation.v1.Interface
-	(*DNS)(nil),                   // 3: berth.isolation.v1.DNS
-	(*HostEntry)(nil),             // 4: berth.isolation.v1.HostEntry
-	(*PortMapping)(nil),           // 5: berth.isolation.v1.PortMapping
-	(*NetworkAttachment)(nil),     // 6: berth.isolation.v1.NetworkAttachment
-	(*VMSizing)(nil),              // 7: berth.isolation.v1.VMSizing
-	(*Spec)(nil),                  // 8: berth.isolation.v1.Spec
-	(*ExitStatus)(nil),            // 9: berth.isolation.v1.ExitStatus
-	(*TaskInfo)(nil),              // 10: berth.isolation.v1.TaskInfo
-	(*TaskEvent)(nil),             // 11: berth.isolation.v1.TaskEvent
-	(*CreateRequest)(nil),         // 12: berth.isolation.v1.CreateRequest
-	(*CreateResponse)(nil),        // 13: berth.isolation.v1.CreateResponse
-	(*StartRequest)(nil),          // 14: berth.isolation.v1.StartRequest
-	(*StartResponse)(nil),         // 15: berth.isolation.v1.StartResponse
-	(*ExecRequest)(nil),           // 16: berth.isolation.v1.ExecRequest
-	(*ExecResponse)(nil),          // 17: berth.isolation.v1.ExecResponse
-	(*SignalRequest)(nil),         // 18: berth.isolation.v1.SignalRequest
-	(*SignalResponse)(nil),        // 19: berth.isolation.v1.SignalResponse
-	(*WaitRequest)(nil),           // 20: berth.isolation.v1.WaitRequest
-	(*WaitResponse)(nil),          // 21: berth.isolation.v1.WaitResponse
-	(*AttachOpen)(nil),            // 22: berth.isolation.v1.AttachOpen
-	(*StdinClose)(nil),            // 23: berth.isolation.v1.StdinClose
-	(*AttachRequest)(nil),         // 24: berth.isolation.v1.AttachRequest
-	(*AttachResponse)(nil),        // 25: berth.isolation.v1.AttachResponse
-	(*ResizePTYRequest)(nil),      // 26: berth.isolation.v1.ResizePTYRequest
-	(*ResizePTYResponse)(nil),     // 27: berth.isolation.v1.ResizePTYResponse
-	(*PauseRequest)(nil),          // 28: berth.isolation.v1.PauseRequest
-	(*PauseResponse)(nil),         // 29: berth.isolation.v1.PauseResponse
-	(*ResumeRequest)(nil),         // 30: berth.isolation.v1.ResumeRequest
-	(*ResumeResponse)(nil),        // 31: berth.isolation.v1.ResumeResponse
-	(*CheckpointRequest)(nil),     // 32: berth.isolation.v1.CheckpointRequest
-	(*CheckpointResponse)(nil),    // 33: berth.isolation.v1.CheckpointResponse
-	(*RestoreRequest)(nil),        // 34: berth.isolation.v1.RestoreRequest
-	(*RestoreResponse)(nil),       // 35: berth.isolation.v1.RestoreResponse
-	(*StatsRequest)(nil),          // 36: berth.isolation.v1.StatsRequest
-	(*StatsResponse)(nil),         // 37: berth.isolation.v1.StatsResponse
-	(*DeleteRequest)(nil),         // 38: berth.isolation.v1.DeleteRequest
-	(*DeleteResponse)(nil),        // 39: berth.isolation.v1.DeleteResponse
-	(*ListRequest)(nil),           // 40: berth.isolation.v1.ListRequest
-	(*ListResponse)(nil),          // 41: berth.isolation.v1.ListResponse
-	(*RecoverRequest)(nil),        // 42: berth.isolation.v1.RecoverRequest
-	(*RecoverResponse)(nil),       // 43: berth.isolation.v1.RecoverResponse
-	(*EventsRequest)(nil),         // 44: berth.isolation.v1.EventsRequest
-	nil,                           // 45: berth.isolation.v1.Spec.AnnotationsEntry
-	(*resourcesv1.Placement)(nil), // 46: berth.resources.v1.Placement
-	(*resourcesv1.Usage)(nil),     // 47: berth.resources.v1.Usage
+	(Stream)(0),                       // 0: berth.isolation.v1.Stream
+	(*ConnectNetworkRequest)(nil),     // 1: berth.isolation.v1.ConnectNetworkRequest
+	(*ConnectNetworkResponse)(nil),    // 2: berth.isolation.v1.ConnectNetworkResponse
+	(*DisconnectNetworkRequest)(nil),  // 3: berth.isolation.v1.DisconnectNetworkRequest
+	(*DisconnectNetworkResponse)(nil), // 4: berth.isolation.v1.DisconnectNetworkResponse
+	(*Mount)(nil),                     // 5: berth.isolation.v1.Mount
+	(*Interface)(nil),                 // 6: berth.isolation.v1.Interface
+	(*DNS)(nil),                       // 7: berth.isolation.v1.DNS
+	(*HostEntry)(nil),                 // 8: berth.isolation.v1.HostEntry
+	(*PortMapping)(nil),               // 9: berth.isolation.v1.PortMapping
+	(*NetworkAttachment)(nil),         // 10: berth.isolation.v1.NetworkAttachment
+	(*VMSizing)(nil),                  // 11: berth.isolation.v1.VMSizing
+	(*Spec)(nil),                      // 12: berth.isolation.v1.Spec
+	(*ExitStatus)(nil),                // 13: berth.isolation.v1.ExitStatus
+	(*TaskInfo)(nil),                  // 14: berth.isolation.v1.TaskInfo
+	(*TaskEvent)(nil),                 // 15: berth.isolation.v1.TaskEvent
+	(*CreateRequest)(nil),             // 16: berth.isolation.v1.CreateRequest
+	(*CreateResponse)(nil),            // 17: berth.isolation.v1.CreateResponse
+	(*StartRequest)(nil),              // 18: berth.isolation.v1.StartRequest
+	(*StartResponse)(nil),             // 19: berth.isolation.v1.StartResponse
+	(*ExecRequest)(nil),               // 20: berth.isolation.v1.ExecRequest
+	(*ExecResponse)(nil),              // 21: berth.isolation.v1.ExecResponse
+	(*SignalRequest)(nil),             // 22: berth.isolation.v1.SignalRequest
+	(*SignalResponse)(nil),            // 23: berth.isolation.v1.SignalResponse
+	(*WaitRequest)(nil),               // 24: berth.isolation.v1.WaitRequest
+	(*WaitResponse)(nil),              // 25: berth.isolation.v1.WaitResponse
+	(*AttachOpen)(nil),                // 26: berth.isolation.v1.AttachOpen
+	(*StdinClose)(nil),                // 27: berth.isolation.v1.StdinClose
+	(*AttachRequest)(nil),             // 28: berth.isolation.v1.AttachRequest
+	(*AttachResponse)(nil),            // 29: berth.isolation.v1.AttachResponse
+	(*ResizePTYRequest)(nil),          // 30: berth.isolation.v1.ResizePTYRequest
+	(*ResizePTYResponse)(nil),         // 31: berth.isolation.v1.ResizePTYResponse
+	(*PauseRequest)(nil),              // 32: berth.isolation.v1.PauseRequest
+	(*PauseResponse)(nil),             // 33: berth.isolation.v1.PauseResponse
+	(*ResumeRequest)(nil),             // 34: berth.isolation.v1.ResumeRequest
+	(*ResumeResponse)(nil),            // 35: berth.isolation.v1.ResumeResponse
+	(*CheckpointRequest)(nil),         // 36: berth.isolation.v1.CheckpointRequest
+	(*CheckpointResponse)(nil),        // 37: berth.isolation.v1.CheckpointResponse
+	(*RestoreRequest)(nil),            // 38: berth.isolation.v1.RestoreRequest
+	(*RestoreResponse)(nil),           // 39: berth.isolation.v1.RestoreResponse
+	(*StatsRequest)(nil),              // 40: berth.isolation.v1.StatsRequest
+	(*StatsResponse)(nil),             // 41: berth.isolation.v1.StatsResponse
+	(*DeleteRequest)(nil),             // 42: berth.isolation.v1.DeleteRequest
+	(*DeleteResponse)(nil),            // 43: berth.isolation.v1.DeleteResponse
+	(*ListRequest)(nil),               // 44: berth.isolation.v1.ListRequest
+	(*ListResponse)(nil),              // 45: berth.isolation.v1.ListResponse
+	(*RecoverRequest)(nil),            // 46: berth.isolation.v1.RecoverRequest
+	(*RecoverResponse)(nil),           // 47: berth.isolation.v1.RecoverResponse
+	(*EventsRequest)(nil),             // 48: berth.isolation.v1.EventsRequest
+	nil,                               // 49: berth.isolation.v1.Spec.AnnotationsEntry
+	(*resourcesv1.Placement)(nil),     // 50: berth.resources.v1.Placement
+	(*resourcesv1.Usage)(nil),         // 51: berth.resources.v1.Usage
 }
 var file_berth_isolation_v1_isolation_proto_depIdxs = []int32{
-	2,  // 0: berth.isolation.v1.NetworkAttachment.interfaces:type_name -> berth.isolation.v1.Interface
-	3,  // 1: berth.isolation.v1.NetworkAttachment.dns:type_name -> berth.isolation.v1.DNS
-	4,  // 2: berth.isolation.v1.NetworkAttachment.hosts:type_name -> berth.isolation.v1.HostEntry
-	5,  // 3: berth.isolation.v1.NetworkAttachment.ports:type_name -> berth.isolation.v1.PortMapping
-	1,  // 4: berth.isolation.v1.Spec.rootfs:type_name -> berth.isolation.v1.Mount
-	46, // 5: berth.isolation.v1.Spec.placement:type_name -> berth.resources.v1.Placement
-	6,  // 6: berth.isolation.v1.Spec.network:type_name -> berth.isolation.v1.NetworkAttachment
-	7,  // 7: berth.isolation.v1.Spec.vm:type_name -> berth.isolation.v1.VMSizing
-	45, // 8: berth.isolation.v1.Spec.annotations:type_name -> berth.isolation.v1.Spec.AnnotationsEntry
-	9,  // 9: berth.isolation.v1.TaskInfo.exit:type_name -> berth.isolation.v1.ExitStatus
-	8,  // 10: berth.isolation.v1.TaskInfo.spec:type_name -> berth.isolation.v1.Spec
-	9,  // 11: berth.isolation.v1.TaskEvent.exit:type_name -> berth.isolation.v1.ExitStatus
-	8,  // 12: berth.isolation.v1.CreateRequest.spec:type_name -> berth.isolation.v1.Spec
-	10, // 13: berth.isolation.v1.CreateResponse.task:type_name -> berth.isolation.v1.TaskInfo
-	9,  // 14: berth.isolation.v1.WaitResponse.exit:type_name -> berth.isolation.v1.ExitStatus
-	22, // 15: berth.isolation.v1.AttachRequest.open:type_name -> berth.isolation.v1.AttachOpen
-	23, // 16: berth.isolation.v1.AttachRequest.stdin_close:type_name -> berth.isolation.v1.StdinClose
-	0,  // 17: berth.isolation.v1.AttachResponse.stream:type_name -> berth.isolation.v1.Stream
-	8,  // 18: berth.isolation.v1.RestoreRequest.spec:type_name -> berth.isolation.v1.Spec
-	10, // 19: berth.isolation.v1.RestoreResponse.task:type_name -> berth.isolation.v1.TaskInfo
-	47, // 20: berth.isolation.v1.StatsResponse.stats:type_name -> berth.resources.v1.Usage
-	9,  // 21: berth.isolation.v1.DeleteResponse.exit:type_name -> berth.isolation.v1.ExitStatus
-	10, // 22: berth.isolation.v1.ListResponse.tasks:type_name -> berth.isolation.v1.TaskInfo
-	10, // 23: berth.isolation.v1.RecoverResponse.tasks:type_name -> berth.isolation.v1.TaskInfo
-	12, // 24: berth.isolation.v1.Isolation.Create:input_type -> berth.isolation.v1.CreateRequest
-	14, // 25: berth.isolation.v1.Isolation.Start:input_type -> berth.isolation.v1.StartRequest
-	16, // 26: berth.isolation.v1.Isolation.Exec:input_type -> berth.isolation.v1.ExecRequest
-	18, // 27: berth.isolation.v1.Isolation.Signal:input_type -> berth.isolation.v1.SignalRequest
-	20, // 28: berth.isolation.v1.Isolation.Wait:input_type -> berth.isolation.v1.WaitRequest
-	24, // 29: berth.isolation.v1.Isolation.Attach:input_type -> berth.isolation.v1.AttachRequest
-	26, // 30: berth.isolation.v1.Isolation.ResizePTY:input_type -> berth.isolation.v1.ResizePTYRequest
-	28, // 31: berth.isolation.v1.Isolation.Pause:input_type -> berth.isolation.v1.PauseRequest
-	30, // 32: berth.isolation.v1.Isolation.Resume:input_type -> berth.isolation.v1.ResumeRequest
-	32, // 33: berth.isolation.v1.Isolation.Checkpoint:input_type -> berth.isolation.v1.CheckpointRequest
-	34, // 34: berth.isolation.v1.Isolation.Restore:input_type -> berth.isolation.v1.RestoreRequest
-	36, // 35: berth.isolation.v1.Isolation.Stats:input_type -> berth.isolation.v1.StatsRequest
-	38, // 36: berth.isolation.v1.Isolation.Delete:input_type -> berth.isolation.v1.DeleteRequest
-	40, // 37: berth.isolation.v1.Isolation.List:input_type -> berth.isolation.v1.ListRequest
-	42, // 38: berth.isolation.v1.Isolation.Recover:input_type -> berth.isolation.v1.RecoverRequest
-	44, // 39: berth.isolation.v1.Isolation.Events:input_type -> berth.isolation.v1.EventsRequest
-	13, // 40: berth.isolation.v1.Isolation.Create:output_type -> berth.isolation.v1.CreateResponse
-	15, // 41: berth.isolation.v1.Isolation.Start:output_type -> berth.isolation.v1.StartResponse
-	17, // 42: berth.isolation.v1.Isolation.Exec:output_type -> berth.isolation.v1.ExecResponse
-	19, // 43: berth.isolation.v1.Isolation.Signal:output_type -> berth.isolation.v1.SignalResponse
-	21, // 44: berth.isolation.v1.Isolation.Wait:output_type -> berth.isolation.v1.WaitResponse
-	25, // 45: berth.isolation.v1.Isolation.Attach:output_type -> berth.isolation.v1.AttachResponse
-	27, // 46: berth.isolation.v1.Isolation.ResizePTY:output_type -> berth.isolation.v1.ResizePTYResponse
-	29, // 47: berth.isolation.v1.Isolation.Pause:output_type -> berth.isolation.v1.PauseResponse
-	31, // 48: berth.isolation.v1.Isolation.Resume:output_type -> berth.isolation.v1.ResumeResponse
-	33, // 49: berth.isolation.v1.Isolation.Checkpoint:output_type -> berth.isolation.v1.CheckpointResponse
-	35, // 50: berth.isolation.v1.Isolation.Restore:output_type -> berth.isolation.v1.RestoreResponse
-	37, // 51: berth.isolation.v1.Isolation.Stats:output_type -> berth.isolation.v1.StatsResponse
-	39, // 52: berth.isolation.v1.Isolation.Delete:output_type -> berth.isolation.v1.DeleteResponse
-	41, // 53: berth.isolation.v1.Isolation.List:output_type -> berth.isolation.v1.ListResponse
-	43, // 54: berth.isolation.v1.Isolation.Recover:output_type -> berth.isolation.v1.RecoverResponse
-	11, // 55: berth.isolation.v1.Isolation.Events:output_type -> berth.isolation.v1.TaskEvent
-	40, // [40:56] is the sub-list for method output_type
-	24, // [24:40] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	10, // 0: berth.isolation.v1.ConnectNetworkRequest.network:type_name -> berth.isolation.v1.NetworkAttachment
+	6,  // 1: berth.isolation.v1.NetworkAttachment.interfaces:type_name -> berth.isolation.v1.Interface
+	7,  // 2: berth.isolation.v1.NetworkAttachment.dns:type_name -> berth.isolation.v1.DNS
+	8,  // 3: berth.isolation.v1.NetworkAttachment.hosts:type_name -> berth.isolation.v1.HostEntry
+	9,  // 4: berth.isolation.v1.NetworkAttachment.ports:type_name -> berth.isolation.v1.PortMapping
+	5,  // 5: berth.isolation.v1.Spec.rootfs:type_name -> berth.isolation.v1.Mount
+	50, // 6: berth.isolation.v1.Spec.placement:type_name -> berth.resources.v1.Placement
+	10, // 7: berth.isolation.v1.Spec.network:type_name -> berth.isolation.v1.NetworkAttachment
+	11, // 8: berth.isolation.v1.Spec.vm:type_name -> berth.isolation.v1.VMSizing
+	49, // 9: berth.isolation.v1.Spec.annotations:type_name -> berth.isolation.v1.Spec.AnnotationsEntry
+	13, // 10: berth.isolation.v1.TaskInfo.exit:type_name -> berth.isolation.v1.ExitStatus
+	12, // 11: berth.isolation.v1.TaskInfo.spec:type_name -> berth.isolation.v1.Spec
+	13, // 12: berth.isolation.v1.TaskEvent.exit:type_name -> berth.isolation.v1.ExitStatus
+	12, // 13: berth.isolation.v1.CreateRequest.spec:type_name -> berth.isolation.v1.Spec
+	14, // 14: berth.isolation.v1.CreateResponse.task:type_name -> berth.isolation.v1.TaskInfo
+	13, // 15: berth.isolation.v1.WaitResponse.exit:type_name -> berth.isolation.v1.ExitStatus
+	26, // 16: berth.isolation.v1.AttachRequest.open:type_name -> berth.isolation.v1.AttachOpen
+	27, // 17: berth.isolation.v1.AttachRequest.stdin_close:type_name -> berth.isolation.v1.StdinClose
+	0,  // 18: berth.isolation.v1.AttachResponse.stream:type_name -> berth.isolation.v1.Stream
+	12, // 19: berth.isolation.v1.RestoreRequest.spec:type_name -> berth.isolation.v1.Spec
+	14, // 20: berth.isolation.v1.RestoreResponse.task:type_name -> berth.isolation.v1.TaskInfo
+	51, // 21: berth.isolation.v1.StatsResponse.stats:type_name -> berth.resources.v1.Usage
+	13, // 22: berth.isolation.v1.DeleteResponse.exit:type_name -> berth.isolation.v1.ExitStatus
+	14, // 23: berth.isolation.v1.ListResponse.tasks:type_name -> berth.isolation.v1.TaskInfo
+	14, // 24: berth.isolation.v1.RecoverResponse.tasks:type_name -> berth.isolation.v1.TaskInfo
+	16, // 25: berth.isolation.v1.Isolation.Create:input_type -> berth.isolation.v1.CreateRequest
+	18, // 26: berth.isolation.v1.Isolation.Start:input_type -> berth.isolation.v1.StartRequest
+	20, // 27: berth.isolation.v1.Isolation.Exec:input_type -> berth.isolation.v1.ExecRequest
+	22, // 28: berth.isolation.v1.Isolation.Signal:input_type -> berth.isolation.v1.SignalRequest
+	24, // 29: berth.isolation.v1.Isolation.Wait:input_type -> berth.isolation.v1.WaitRequest
+	28, // 30: berth.isolation.v1.Isolation.Attach:input_type -> berth.isolation.v1.AttachRequest
+	30, // 31: berth.isolation.v1.Isolation.ResizePTY:input_type -> berth.isolation.v1.ResizePTYRequest
+	32, // 32: berth.isolation.v1.Isolation.Pause:input_type -> berth.isolation.v1.PauseRequest
+	34, // 33: berth.isolation.v1.Isolation.Resume:input_type -> berth.isolation.v1.ResumeRequest
+	36, // 34: berth.isolation.v1.Isolation.Checkpoint:input_type -> berth.isolation.v1.CheckpointRequest
+	38, // 35: berth.isolation.v1.Isolation.Restore:input_type -> berth.isolation.v1.RestoreRequest
+	40, // 36: berth.isolation.v1.Isolation.Stats:input_type -> berth.isolation.v1.StatsRequest
+	42, // 37: berth.isolation.v1.Isolation.Delete:input_type -> berth.isolation.v1.DeleteRequest
+	44, // 38: berth.isolation.v1.Isolation.List:input_type -> berth.isolation.v1.ListRequest
+	46, // 39: berth.isolation.v1.Isolation.Recover:input_type -> berth.isolation.v1.RecoverRequest
+	48, // 40: berth.isolation.v1.Isolation.Events:input_type -> berth.isolation.v1.EventsRequest
+	1,  // 41: berth.isolation.v1.Isolation.ConnectNetwork:input_type -> berth.isolation.v1.ConnectNetworkRequest
+	3,  // 42: berth.isolation.v1.Isolation.DisconnectNetwork:input_type -> berth.isolation.v1.DisconnectNetworkRequest
+	17, // 43: berth.isolation.v1.Isolation.Create:output_type -> berth.isolation.v1.CreateResponse
+	19, // 44: berth.isolation.v1.Isolation.Start:output_type -> berth.isolation.v1.StartResponse
+	21, // 45: berth.isolation.v1.Isolation.Exec:output_type -> berth.isolation.v1.ExecResponse
+	23, // 46: berth.isolation.v1.Isolation.Signal:output_type -> berth.isolation.v1.SignalResponse
+	25, // 47: berth.isolation.v1.Isolation.Wait:output_type -> berth.isolation.v1.WaitResponse
+	29, // 48: berth.isolation.v1.Isolation.Attach:output_type -> berth.isolation.v1.AttachResponse
+	31, // 49: berth.isolation.v1.Isolation.ResizePTY:output_type -> berth.isolation.v1.ResizePTYResponse
+	33, // 50: berth.isolation.v1.Isolation.Pause:output_type -> berth.isolation.v1.PauseResponse
+	35, // 51: berth.isolation.v1.Isolation.Resume:output_type -> berth.isolation.v1.ResumeResponse
+	37, // 52: berth.isolation.v1.Isolation.Checkpoint:output_type -> berth.isolation.v1.CheckpointResponse
+	39, // 53: berth.isolation.v1.Isolation.Restore:output_type -> berth.isolation.v1.RestoreResponse
+	41, // 54: berth.isolation.v1.Isolation.Stats:output_type -> berth.isolation.v1.StatsResponse
+	43, // 55: berth.isolation.v1.Isolation.Delete:output_type -> berth.isolation.v1.DeleteResponse
+	45, // 56: berth.isolation.v1.Isolation.List:output_type -> berth.isolation.v1.ListResponse
+	47, // 57: berth.isolation.v1.Isolation.Recover:output_type -> berth.isolation.v1.RecoverResponse
+	15, // 58: berth.isolation.v1.Isolation.Events:output_type -> berth.isolation.v1.TaskEvent
+	2,  // 59: berth.isolation.v1.Isolation.ConnectNetwork:output_type -> berth.isolation.v1.ConnectNetworkResponse
+	4,  // 60: berth.isolation.v1.Isolation.DisconnectNetwork:output_type -> berth.isolation.v1.DisconnectNetworkResponse
+	43, // [43:61] is the sub-list for method output_type
+	25, // [25:43] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_berth_isolation_v1_isolation_proto_init() }
@@ -2788,7 +2984,7 @@ func file_berth_isolation_v1_isolation_proto_init() {
 	if File_berth_isolation_v1_isolation_proto != nil {
 		return
 	}
-	file_berth_isolation_v1_isolation_proto_msgTypes[23].OneofWrappers = []any{
+	file_berth_isolation_v1_isolation_proto_msgTypes[27].OneofWrappers = []any{
 		(*AttachRequest_Open)(nil),
 		(*AttachRequest_Stdin)(nil),
 		(*AttachRequest_StdinClose)(nil),
@@ -2799,7 +2995,7 @@ func file_berth_isolation_v1_isolation_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_isolation_v1_isolation_proto_rawDesc), len(file_berth_isolation_v1_isolation_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   45,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

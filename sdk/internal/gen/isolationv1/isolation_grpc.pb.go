@@ -25,22 +25,24 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Isolation_Create_FullMethodName     = "/berth.isolation.v1.Isolation/Create"
-	Isolation_Start_FullMethodName      = "/berth.isolation.v1.Isolation/Start"
-	Isolation_Exec_FullMethodName       = "/berth.isolation.v1.Isolation/Exec"
-	Isolation_Signal_FullMethodName     = "/berth.isolation.v1.Isolation/Signal"
-	Isolation_Wait_FullMethodName       = "/berth.isolation.v1.Isolation/Wait"
-	Isolation_Attach_FullMethodName     = "/berth.isolation.v1.Isolation/Attach"
-	Isolation_ResizePTY_FullMethodName  = "/berth.isolation.v1.Isolation/ResizePTY"
-	Isolation_Pause_FullMethodName      = "/berth.isolation.v1.Isolation/Pause"
-	Isolation_Resume_FullMethodName     = "/berth.isolation.v1.Isolation/Resume"
-	Isolation_Checkpoint_FullMethodName = "/berth.isolation.v1.Isolation/Checkpoint"
-	Isolation_Restore_FullMethodName    = "/berth.isolation.v1.Isolation/Restore"
-	Isolation_Stats_FullMethodName      = "/berth.isolation.v1.Isolation/Stats"
-	Isolation_Delete_FullMethodName     = "/berth.isolation.v1.Isolation/Delete"
-	Isolation_List_FullMethodName       = "/berth.isolation.v1.Isolation/List"
-	Isolation_Recover_FullMethodName    = "/berth.isolation.v1.Isolation/Recover"
-	Isolation_Events_FullMethodName     = "/berth.isolation.v1.Isolation/Events"
+	Isolation_Create_FullMethodName            = "/berth.isolation.v1.Isolation/Create"
+	Isolation_Start_FullMethodName             = "/berth.isolation.v1.Isolation/Start"
+	Isolation_Exec_FullMethodName              = "/berth.isolation.v1.Isolation/Exec"
+	Isolation_Signal_FullMethodName            = "/berth.isolation.v1.Isolation/Signal"
+	Isolation_Wait_FullMethodName              = "/berth.isolation.v1.Isolation/Wait"
+	Isolation_Attach_FullMethodName            = "/berth.isolation.v1.Isolation/Attach"
+	Isolation_ResizePTY_FullMethodName         = "/berth.isolation.v1.Isolation/ResizePTY"
+	Isolation_Pause_FullMethodName             = "/berth.isolation.v1.Isolation/Pause"
+	Isolation_Resume_FullMethodName            = "/berth.isolation.v1.Isolation/Resume"
+	Isolation_Checkpoint_FullMethodName        = "/berth.isolation.v1.Isolation/Checkpoint"
+	Isolation_Restore_FullMethodName           = "/berth.isolation.v1.Isolation/Restore"
+	Isolation_Stats_FullMethodName             = "/berth.isolation.v1.Isolation/Stats"
+	Isolation_Delete_FullMethodName            = "/berth.isolation.v1.Isolation/Delete"
+	Isolation_List_FullMethodName              = "/berth.isolation.v1.Isolation/List"
+	Isolation_Recover_FullMethodName           = "/berth.isolation.v1.Isolation/Recover"
+	Isolation_Events_FullMethodName            = "/berth.isolation.v1.Isolation/Events"
+	Isolation_ConnectNetwork_FullMethodName    = "/berth.isolation.v1.Isolation/ConnectNetwork"
+	Isolation_DisconnectNetwork_FullMethodName = "/berth.isolation.v1.Isolation/DisconnectNetwork"
 )
 
 // IsolationClient is the client API for Isolation service.
@@ -72,6 +74,10 @@ type IsolationClient interface {
 	// its headers once subscribed, so a failure to subscribe ends the RPC
 	// before any event.
 	Events(ctx context.Context, in *EventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[TaskEvent], error)
+	// ConnectNetwork adds a bridge network's interface to a running task;
+	// DisconnectNetwork removes it (capability "network.connect").
+	ConnectNetwork(ctx context.Context, in *ConnectNetworkRequest, opts ...grpc.CallOption) (*ConnectNetworkResponse, error)
+	DisconnectNetwork(ctx context.Context, in *DisconnectNetworkRequest, opts ...grpc.CallOption) (*DisconnectNetworkResponse, error)
 }
 
 type isolationClient struct {
@@ -254,6 +260,26 @@ func (c *isolationClient) Events(ctx context.Context, in *EventsRequest, opts ..
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Isolation_EventsClient = grpc.ServerStreamingClient[TaskEvent]
 
+func (c *isolationClient) ConnectNetwork(ctx context.Context, in *ConnectNetworkRequest, opts ...grpc.CallOption) (*ConnectNetworkResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConnectNetworkResponse)
+	err := c.cc.Invoke(ctx, Isolation_ConnectNetwork_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *isolationClient) DisconnectNetwork(ctx context.Context, in *DisconnectNetworkRequest, opts ...grpc.CallOption) (*DisconnectNetworkResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DisconnectNetworkResponse)
+	err := c.cc.Invoke(ctx, Isolation_DisconnectNetwork_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // IsolationServer is the server API for Isolation service.
 // All implementations must embed UnimplementedIsolationServer
 // for forward compatibility.
@@ -283,6 +309,10 @@ type IsolationServer interface {
 	// its headers once subscribed, so a failure to subscribe ends the RPC
 	// before any event.
 	Events(*EventsRequest, grpc.ServerStreamingServer[TaskEvent]) error
+	// ConnectNetwork adds a bridge network's interface to a running task;
+	// DisconnectNetwork removes it (capability "network.connect").
+	ConnectNetwork(context.Context, *ConnectNetworkRequest) (*ConnectNetworkResponse, error)
+	DisconnectNetwork(context.Context, *DisconnectNetworkRequest) (*DisconnectNetworkResponse, error)
 	mustEmbedUnimplementedIsolationServer()
 }
 
@@ -340,6 +370,12 @@ func (UnimplementedIsolationServer) Recover(context.Context, *RecoverRequest) (*
 }
 func (UnimplementedIsolationServer) Events(*EventsRequest, grpc.ServerStreamingServer[TaskEvent]) error {
 	return status.Error(codes.Unimplemented, "method Events not implemented")
+}
+func (UnimplementedIsolationServer) ConnectNetwork(context.Context, *ConnectNetworkRequest) (*ConnectNetworkResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ConnectNetwork not implemented")
+}
+func (UnimplementedIsolationServer) DisconnectNetwork(context.Context, *DisconnectNetworkRequest) (*DisconnectNetworkResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DisconnectNetwork not implemented")
 }
 func (UnimplementedIsolationServer) mustEmbedUnimplementedIsolationServer() {}
 func (UnimplementedIsolationServer) testEmbeddedByValue()                   {}
@@ -632,6 +668,42 @@ func _Isolation_Events_Handler(srv interface{}, stream grpc.ServerStream) error 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Isolation_EventsServer = grpc.ServerStreamingServer[TaskEvent]
 
+func _Isolation_ConnectNetwork_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConnectNetworkRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IsolationServer).ConnectNetwork(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Isolation_ConnectNetwork_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IsolationServer).ConnectNetwork(ctx, req.(*ConnectNetworkRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Isolation_DisconnectNetwork_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DisconnectNetworkRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IsolationServer).DisconnectNetwork(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Isolation_DisconnectNetwork_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IsolationServer).DisconnectNetwork(ctx, req.(*DisconnectNetworkRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Isolation_ServiceDesc is the grpc.ServiceDesc for Isolation service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -694,6 +766,14 @@ var Isolation_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Recover",
 			Handler:    _Isolation_Recover_Handler,
+		},
+		{
+			MethodName: "ConnectNetwork",
+			Handler:    _Isolation_ConnectNetwork_Handler,
+		},
+		{
+			MethodName: "DisconnectNetwork",
+			Handler:    _Isolation_DisconnectNetwork_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

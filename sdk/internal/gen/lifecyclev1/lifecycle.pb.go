@@ -28,6 +28,199 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ConnectNetworkRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Ref   string                 `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	// network is a network's name, ID or ID prefix.
+	Network       string   `protobuf:"bytes,2,opt,name=network,proto3" json:"network,omitempty"`
+	Ip            string   `protobuf:"bytes,3,opt,name=ip,proto3" json:"ip,omitempty"`
+	Aliases       []string `protobuf:"bytes,4,rep,name=aliases,proto3" json:"aliases,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConnectNetworkRequest) Reset() {
+	*x = ConnectNetworkRequest{}
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConnectNetworkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConnectNetworkRequest) ProtoMessage() {}
+
+func (x *ConnectNetworkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConnectNetworkRequest.ProtoReflect.Descriptor instead.
+func (*ConnectNetworkRequest) Descriptor() ([]byte, []int) {
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ConnectNetworkRequest) GetRef() string {
+	if x != nil {
+		return x.Ref
+	}
+	return ""
+}
+
+func (x *ConnectNetworkRequest) GetNetwork() string {
+	if x != nil {
+		return x.Network
+	}
+	return ""
+}
+
+func (x *ConnectNetworkRequest) GetIp() string {
+	if x != nil {
+		return x.Ip
+	}
+	return ""
+}
+
+func (x *ConnectNetworkRequest) GetAliases() []string {
+	if x != nil {
+		return x.Aliases
+	}
+	return nil
+}
+
+type ConnectNetworkResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConnectNetworkResponse) Reset() {
+	*x = ConnectNetworkResponse{}
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConnectNetworkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConnectNetworkResponse) ProtoMessage() {}
+
+func (x *ConnectNetworkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConnectNetworkResponse.ProtoReflect.Descriptor instead.
+func (*ConnectNetworkResponse) Descriptor() ([]byte, []int) {
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{1}
+}
+
+type DisconnectNetworkRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ref           string                 `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	Network       string                 `protobuf:"bytes,2,opt,name=network,proto3" json:"network,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisconnectNetworkRequest) Reset() {
+	*x = DisconnectNetworkRequest{}
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisconnectNetworkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisconnectNetworkRequest) ProtoMessage() {}
+
+func (x *DisconnectNetworkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisconnectNetworkRequest.ProtoReflect.Descriptor instead.
+func (*DisconnectNetworkRequest) Descriptor() ([]byte, []int) {
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *DisconnectNetworkRequest) GetRef() string {
+	if x != nil {
+		return x.Ref
+	}
+	return ""
+}
+
+func (x *DisconnectNetworkRequest) GetNetwork() string {
+	if x != nil {
+		return x.Network
+	}
+	return ""
+}
+
+type DisconnectNetworkResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisconnectNetworkResponse) Reset() {
+	*x = DisconnectNetworkResponse{}
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisconnectNetworkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisconnectNetworkResponse) ProtoMessage() {}
+
+func (x *DisconnectNetworkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisconnectNetworkResponse.ProtoReflect.Descriptor instead.
+func (*DisconnectNetworkResponse) Descriptor() ([]byte, []int) {
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{3}
+}
+
 type RestartPolicy struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -38,7 +231,7 @@ type RestartPolicy struct {
 
 func (x *RestartPolicy) Reset() {
 	*x = RestartPolicy{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[0]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -50,7 +243,7 @@ func (x *RestartPolicy) String() string {
 func (*RestartPolicy) ProtoMessage() {}
 
 func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[0]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -63,7 +256,7 @@ func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartPolicy.ProtoReflect.Descriptor instead.
 func (*RestartPolicy) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{0}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RestartPolicy) GetName() string {
@@ -93,7 +286,7 @@ type Mount struct {
 
 func (x *Mount) Reset() {
 	*x = Mount{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[1]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -105,7 +298,7 @@ func (x *Mount) String() string {
 func (*Mount) ProtoMessage() {}
 
 func (x *Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[1]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -118,7 +311,7 @@ func (x *Mount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mount.ProtoReflect.Descriptor instead.
 func (*Mount) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{1}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Mount) GetType() string {
@@ -168,7 +361,7 @@ type PortMapping struct {
 
 func (x *PortMapping) Reset() {
 	*x = PortMapping{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[2]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -180,7 +373,7 @@ func (x *PortMapping) String() string {
 func (*PortMapping) ProtoMessage() {}
 
 func (x *PortMapping) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[2]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -193,7 +386,7 @@ func (x *PortMapping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortMapping.ProtoReflect.Descriptor instead.
 func (*PortMapping) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{2}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PortMapping) GetHostIp() string {
@@ -234,7 +427,7 @@ type HostEntry struct {
 
 func (x *HostEntry) Reset() {
 	*x = HostEntry{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[3]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -246,7 +439,7 @@ func (x *HostEntry) String() string {
 func (*HostEntry) ProtoMessage() {}
 
 func (x *HostEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[3]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -259,7 +452,7 @@ func (x *HostEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostEntry.ProtoReflect.Descriptor instead.
 func (*HostEntry) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{3}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *HostEntry) GetName() string {
@@ -291,7 +484,7 @@ type NetworkOptions struct {
 
 func (x *NetworkOptions) Reset() {
 	*x = NetworkOptions{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[4]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -303,7 +496,7 @@ func (x *NetworkOptions) String() string {
 func (*NetworkOptions) ProtoMessage() {}
 
 func (x *NetworkOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[4]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -316,7 +509,7 @@ func (x *NetworkOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkOptions.ProtoReflect.Descriptor instead.
 func (*NetworkOptions) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{4}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *NetworkOptions) GetNetwork() string {
@@ -381,7 +574,7 @@ type VMSizing struct {
 
 func (x *VMSizing) Reset() {
 	*x = VMSizing{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[5]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -393,7 +586,7 @@ func (x *VMSizing) String() string {
 func (*VMSizing) ProtoMessage() {}
 
 func (x *VMSizing) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[5]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -406,7 +599,7 @@ func (x *VMSizing) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VMSizing.ProtoReflect.Descriptor instead.
 func (*VMSizing) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{5}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *VMSizing) GetCpus() int64 {
@@ -457,7 +650,7 @@ type DeviceRule struct {
 
 func (x *DeviceRule) Reset() {
 	*x = DeviceRule{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[6]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -469,7 +662,7 @@ func (x *DeviceRule) String() string {
 func (*DeviceRule) ProtoMessage() {}
 
 func (x *DeviceRule) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[6]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -482,7 +675,7 @@ func (x *DeviceRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceRule.ProtoReflect.Descriptor instead.
 func (*DeviceRule) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{6}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DeviceRule) GetAllow() bool {
@@ -541,7 +734,7 @@ type Limits struct {
 
 func (x *Limits) Reset() {
 	*x = Limits{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[7]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -553,7 +746,7 @@ func (x *Limits) String() string {
 func (*Limits) ProtoMessage() {}
 
 func (x *Limits) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[7]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -566,7 +759,7 @@ func (x *Limits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Limits.ProtoReflect.Descriptor instead.
 func (*Limits) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{7}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Limits) GetCpuShares() uint64 {
@@ -692,7 +885,7 @@ type Config struct {
 
 func (x *Config) Reset() {
 	*x = Config{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[8]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -704,7 +897,7 @@ func (x *Config) String() string {
 func (*Config) ProtoMessage() {}
 
 func (x *Config) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[8]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -717,7 +910,7 @@ func (x *Config) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Config.ProtoReflect.Descriptor instead.
 func (*Config) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{8}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Config) GetImage() string {
@@ -913,7 +1106,7 @@ type Ulimit struct {
 
 func (x *Ulimit) Reset() {
 	*x = Ulimit{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[9]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -925,7 +1118,7 @@ func (x *Ulimit) String() string {
 func (*Ulimit) ProtoMessage() {}
 
 func (x *Ulimit) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[9]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -938,7 +1131,7 @@ func (x *Ulimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ulimit.ProtoReflect.Descriptor instead.
 func (*Ulimit) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{9}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Ulimit) GetName() string {
@@ -973,7 +1166,7 @@ type DeviceMapping struct {
 
 func (x *DeviceMapping) Reset() {
 	*x = DeviceMapping{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[10]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -985,7 +1178,7 @@ func (x *DeviceMapping) String() string {
 func (*DeviceMapping) ProtoMessage() {}
 
 func (x *DeviceMapping) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[10]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -998,7 +1191,7 @@ func (x *DeviceMapping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceMapping.ProtoReflect.Descriptor instead.
 func (*DeviceMapping) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{10}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeviceMapping) GetPathOnHost() string {
@@ -1048,7 +1241,7 @@ type Container struct {
 
 func (x *Container) Reset() {
 	*x = Container{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[11]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1060,7 +1253,7 @@ func (x *Container) String() string {
 func (*Container) ProtoMessage() {}
 
 func (x *Container) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[11]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1073,7 +1266,7 @@ func (x *Container) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Container.ProtoReflect.Descriptor instead.
 func (*Container) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{11}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Container) GetId() string {
@@ -1205,7 +1398,7 @@ type ExecConfig struct {
 
 func (x *ExecConfig) Reset() {
 	*x = ExecConfig{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[12]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1217,7 +1410,7 @@ func (x *ExecConfig) String() string {
 func (*ExecConfig) ProtoMessage() {}
 
 func (x *ExecConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[12]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1230,7 +1423,7 @@ func (x *ExecConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecConfig.ProtoReflect.Descriptor instead.
 func (*ExecConfig) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{12}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ExecConfig) GetCmd() []string {
@@ -1303,7 +1496,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[13]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1315,7 +1508,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[13]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1328,7 +1521,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{13}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Event) GetKind() string {
@@ -1385,7 +1578,7 @@ type Filter struct {
 
 func (x *Filter) Reset() {
 	*x = Filter{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[14]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1397,7 +1590,7 @@ func (x *Filter) String() string {
 func (*Filter) ProtoMessage() {}
 
 func (x *Filter) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[14]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1410,7 +1603,7 @@ func (x *Filter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Filter.ProtoReflect.Descriptor instead.
 func (*Filter) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{14}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Filter) GetAll() bool {
@@ -1453,7 +1646,7 @@ type ExitStatus struct {
 
 func (x *ExitStatus) Reset() {
 	*x = ExitStatus{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[15]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1465,7 +1658,7 @@ func (x *ExitStatus) String() string {
 func (*ExitStatus) ProtoMessage() {}
 
 func (x *ExitStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[15]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1478,7 +1671,7 @@ func (x *ExitStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExitStatus.ProtoReflect.Descriptor instead.
 func (*ExitStatus) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{15}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ExitStatus) GetCode() int64 {
@@ -1528,7 +1721,7 @@ type Stats struct {
 
 func (x *Stats) Reset() {
 	*x = Stats{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[16]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1540,7 +1733,7 @@ func (x *Stats) String() string {
 func (*Stats) ProtoMessage() {}
 
 func (x *Stats) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[16]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1553,7 +1746,7 @@ func (x *Stats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Stats.ProtoReflect.Descriptor instead.
 func (*Stats) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{16}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Stats) GetTimeUnixNano() int64 {
@@ -1636,7 +1829,7 @@ type CreateRequest struct {
 
 func (x *CreateRequest) Reset() {
 	*x = CreateRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[17]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1648,7 +1841,7 @@ func (x *CreateRequest) String() string {
 func (*CreateRequest) ProtoMessage() {}
 
 func (x *CreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[17]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1661,7 +1854,7 @@ func (x *CreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRequest.ProtoReflect.Descriptor instead.
 func (*CreateRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{17}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CreateRequest) GetName() string {
@@ -1687,7 +1880,7 @@ type CreateResponse struct {
 
 func (x *CreateResponse) Reset() {
 	*x = CreateResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[18]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1699,7 +1892,7 @@ func (x *CreateResponse) String() string {
 func (*CreateResponse) ProtoMessage() {}
 
 func (x *CreateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[18]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1712,7 +1905,7 @@ func (x *CreateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateResponse.ProtoReflect.Descriptor instead.
 func (*CreateResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{18}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CreateResponse) GetContainer() *Container {
@@ -1731,7 +1924,7 @@ type StartRequest struct {
 
 func (x *StartRequest) Reset() {
 	*x = StartRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[19]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1743,7 +1936,7 @@ func (x *StartRequest) String() string {
 func (*StartRequest) ProtoMessage() {}
 
 func (x *StartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[19]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1756,7 +1949,7 @@ func (x *StartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRequest.ProtoReflect.Descriptor instead.
 func (*StartRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{19}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *StartRequest) GetRef() string {
@@ -1775,7 +1968,7 @@ type StartResponse struct {
 
 func (x *StartResponse) Reset() {
 	*x = StartResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[20]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1787,7 +1980,7 @@ func (x *StartResponse) String() string {
 func (*StartResponse) ProtoMessage() {}
 
 func (x *StartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[20]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1800,7 +1993,7 @@ func (x *StartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartResponse.ProtoReflect.Descriptor instead.
 func (*StartResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{20}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *StartResponse) GetContainer() *Container {
@@ -1821,7 +2014,7 @@ type StopRequest struct {
 
 func (x *StopRequest) Reset() {
 	*x = StopRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[21]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1833,7 +2026,7 @@ func (x *StopRequest) String() string {
 func (*StopRequest) ProtoMessage() {}
 
 func (x *StopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[21]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1846,7 +2039,7 @@ func (x *StopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopRequest.ProtoReflect.Descriptor instead.
 func (*StopRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{21}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *StopRequest) GetRef() string {
@@ -1872,7 +2065,7 @@ type StopResponse struct {
 
 func (x *StopResponse) Reset() {
 	*x = StopResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[22]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1884,7 +2077,7 @@ func (x *StopResponse) String() string {
 func (*StopResponse) ProtoMessage() {}
 
 func (x *StopResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[22]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1897,7 +2090,7 @@ func (x *StopResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopResponse.ProtoReflect.Descriptor instead.
 func (*StopResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{22}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *StopResponse) GetContainer() *Container {
@@ -1917,7 +2110,7 @@ type KillRequest struct {
 
 func (x *KillRequest) Reset() {
 	*x = KillRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[23]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1929,7 +2122,7 @@ func (x *KillRequest) String() string {
 func (*KillRequest) ProtoMessage() {}
 
 func (x *KillRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[23]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1942,7 +2135,7 @@ func (x *KillRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillRequest.ProtoReflect.Descriptor instead.
 func (*KillRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{23}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *KillRequest) GetRef() string {
@@ -1967,7 +2160,7 @@ type KillResponse struct {
 
 func (x *KillResponse) Reset() {
 	*x = KillResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[24]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1979,7 +2172,7 @@ func (x *KillResponse) String() string {
 func (*KillResponse) ProtoMessage() {}
 
 func (x *KillResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[24]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1992,7 +2185,7 @@ func (x *KillResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillResponse.ProtoReflect.Descriptor instead.
 func (*KillResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{24}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{28}
 }
 
 type PauseRequest struct {
@@ -2004,7 +2197,7 @@ type PauseRequest struct {
 
 func (x *PauseRequest) Reset() {
 	*x = PauseRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[25]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2016,7 +2209,7 @@ func (x *PauseRequest) String() string {
 func (*PauseRequest) ProtoMessage() {}
 
 func (x *PauseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[25]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2029,7 +2222,7 @@ func (x *PauseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseRequest.ProtoReflect.Descriptor instead.
 func (*PauseRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{25}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PauseRequest) GetRef() string {
@@ -2048,7 +2241,7 @@ type PauseResponse struct {
 
 func (x *PauseResponse) Reset() {
 	*x = PauseResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[26]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2060,7 +2253,7 @@ func (x *PauseResponse) String() string {
 func (*PauseResponse) ProtoMessage() {}
 
 func (x *PauseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[26]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2073,7 +2266,7 @@ func (x *PauseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseResponse.ProtoReflect.Descriptor instead.
 func (*PauseResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{26}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *PauseResponse) GetContainer() *Container {
@@ -2092,7 +2285,7 @@ type ResumeRequest struct {
 
 func (x *ResumeRequest) Reset() {
 	*x = ResumeRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[27]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2104,7 +2297,7 @@ func (x *ResumeRequest) String() string {
 func (*ResumeRequest) ProtoMessage() {}
 
 func (x *ResumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[27]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2117,7 +2310,7 @@ func (x *ResumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeRequest.ProtoReflect.Descriptor instead.
 func (*ResumeRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{27}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ResumeRequest) GetRef() string {
@@ -2136,7 +2329,7 @@ type ResumeResponse struct {
 
 func (x *ResumeResponse) Reset() {
 	*x = ResumeResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[28]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2148,7 +2341,7 @@ func (x *ResumeResponse) String() string {
 func (*ResumeResponse) ProtoMessage() {}
 
 func (x *ResumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[28]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2161,7 +2354,7 @@ func (x *ResumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeResponse.ProtoReflect.Descriptor instead.
 func (*ResumeResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{28}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ResumeResponse) GetContainer() *Container {
@@ -2181,7 +2374,7 @@ type CheckpointRequest struct {
 
 func (x *CheckpointRequest) Reset() {
 	*x = CheckpointRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[29]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2193,7 +2386,7 @@ func (x *CheckpointRequest) String() string {
 func (*CheckpointRequest) ProtoMessage() {}
 
 func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[29]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2206,7 +2399,7 @@ func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointRequest.ProtoReflect.Descriptor instead.
 func (*CheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{29}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CheckpointRequest) GetRef() string {
@@ -2232,7 +2425,7 @@ type CheckpointResponse struct {
 
 func (x *CheckpointResponse) Reset() {
 	*x = CheckpointResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[30]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2244,7 +2437,7 @@ func (x *CheckpointResponse) String() string {
 func (*CheckpointResponse) ProtoMessage() {}
 
 func (x *CheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[30]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2257,7 +2450,7 @@ func (x *CheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointResponse.ProtoReflect.Descriptor instead.
 func (*CheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{30}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CheckpointResponse) GetContainer() *Container {
@@ -2276,7 +2469,7 @@ type RestoreRequest struct {
 
 func (x *RestoreRequest) Reset() {
 	*x = RestoreRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[31]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2288,7 +2481,7 @@ func (x *RestoreRequest) String() string {
 func (*RestoreRequest) ProtoMessage() {}
 
 func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[31]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2301,7 +2494,7 @@ func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreRequest.ProtoReflect.Descriptor instead.
 func (*RestoreRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{31}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RestoreRequest) GetRef() string {
@@ -2320,7 +2513,7 @@ type RestoreResponse struct {
 
 func (x *RestoreResponse) Reset() {
 	*x = RestoreResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[32]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2332,7 +2525,7 @@ func (x *RestoreResponse) String() string {
 func (*RestoreResponse) ProtoMessage() {}
 
 func (x *RestoreResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[32]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2345,7 +2538,7 @@ func (x *RestoreResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreResponse.ProtoReflect.Descriptor instead.
 func (*RestoreResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{32}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RestoreResponse) GetContainer() *Container {
@@ -2365,7 +2558,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[33]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2377,7 +2570,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[33]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2390,7 +2583,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{33}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *DeleteRequest) GetRef() string {
@@ -2415,7 +2608,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[34]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2427,7 +2620,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[34]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2440,7 +2633,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{34}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{38}
 }
 
 type GetRequest struct {
@@ -2452,7 +2645,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[35]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2464,7 +2657,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[35]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2477,7 +2670,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{35}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetRequest) GetRef() string {
@@ -2496,7 +2689,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[36]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2508,7 +2701,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[36]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2521,7 +2714,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{36}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetResponse) GetContainer() *Container {
@@ -2540,7 +2733,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[37]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2552,7 +2745,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[37]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2565,7 +2758,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{37}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListRequest) GetFilter() *Filter {
@@ -2584,7 +2777,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[38]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2596,7 +2789,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[38]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2609,7 +2802,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{38}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListResponse) GetContainers() []*Container {
@@ -2629,7 +2822,7 @@ type ExecRequest struct {
 
 func (x *ExecRequest) Reset() {
 	*x = ExecRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[39]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2641,7 +2834,7 @@ func (x *ExecRequest) String() string {
 func (*ExecRequest) ProtoMessage() {}
 
 func (x *ExecRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[39]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2654,7 +2847,7 @@ func (x *ExecRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecRequest.ProtoReflect.Descriptor instead.
 func (*ExecRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{39}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ExecRequest) GetRef() string {
@@ -2680,7 +2873,7 @@ type ExecResponse struct {
 
 func (x *ExecResponse) Reset() {
 	*x = ExecResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[40]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2692,7 +2885,7 @@ func (x *ExecResponse) String() string {
 func (*ExecResponse) ProtoMessage() {}
 
 func (x *ExecResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[40]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2705,7 +2898,7 @@ func (x *ExecResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecResponse.ProtoReflect.Descriptor instead.
 func (*ExecResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{40}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ExecResponse) GetExecId() string {
@@ -2730,7 +2923,7 @@ type AttachStart struct {
 
 func (x *AttachStart) Reset() {
 	*x = AttachStart{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[41]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2742,7 +2935,7 @@ func (x *AttachStart) String() string {
 func (*AttachStart) ProtoMessage() {}
 
 func (x *AttachStart) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[41]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2755,7 +2948,7 @@ func (x *AttachStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachStart.ProtoReflect.Descriptor instead.
 func (*AttachStart) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{41}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *AttachStart) GetRef() string {
@@ -2807,7 +3000,7 @@ type AttachRequest struct {
 
 func (x *AttachRequest) Reset() {
 	*x = AttachRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[42]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2819,7 +3012,7 @@ func (x *AttachRequest) String() string {
 func (*AttachRequest) ProtoMessage() {}
 
 func (x *AttachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[42]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2832,7 +3025,7 @@ func (x *AttachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachRequest.ProtoReflect.Descriptor instead.
 func (*AttachRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{42}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *AttachRequest) GetMsg() isAttachRequest_Msg {
@@ -2906,7 +3099,7 @@ type AttachResponse struct {
 
 func (x *AttachResponse) Reset() {
 	*x = AttachResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[43]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2918,7 +3111,7 @@ func (x *AttachResponse) String() string {
 func (*AttachResponse) ProtoMessage() {}
 
 func (x *AttachResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[43]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2931,7 +3124,7 @@ func (x *AttachResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachResponse.ProtoReflect.Descriptor instead.
 func (*AttachResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{43}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *AttachResponse) GetMsg() isAttachResponse_Msg {
@@ -2987,7 +3180,7 @@ type ResizeRequest struct {
 
 func (x *ResizeRequest) Reset() {
 	*x = ResizeRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[44]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2999,7 +3192,7 @@ func (x *ResizeRequest) String() string {
 func (*ResizeRequest) ProtoMessage() {}
 
 func (x *ResizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[44]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3012,7 +3205,7 @@ func (x *ResizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizeRequest.ProtoReflect.Descriptor instead.
 func (*ResizeRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{44}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ResizeRequest) GetRef() string {
@@ -3051,7 +3244,7 @@ type ResizeResponse struct {
 
 func (x *ResizeResponse) Reset() {
 	*x = ResizeResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[45]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3063,7 +3256,7 @@ func (x *ResizeResponse) String() string {
 func (*ResizeResponse) ProtoMessage() {}
 
 func (x *ResizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[45]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3076,7 +3269,7 @@ func (x *ResizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizeResponse.ProtoReflect.Descriptor instead.
 func (*ResizeResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{45}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{49}
 }
 
 type WaitRequest struct {
@@ -3088,7 +3281,7 @@ type WaitRequest struct {
 
 func (x *WaitRequest) Reset() {
 	*x = WaitRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[46]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3100,7 +3293,7 @@ func (x *WaitRequest) String() string {
 func (*WaitRequest) ProtoMessage() {}
 
 func (x *WaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[46]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3113,7 +3306,7 @@ func (x *WaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitRequest.ProtoReflect.Descriptor instead.
 func (*WaitRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{46}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *WaitRequest) GetRef() string {
@@ -3132,7 +3325,7 @@ type WaitResponse struct {
 
 func (x *WaitResponse) Reset() {
 	*x = WaitResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[47]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3144,7 +3337,7 @@ func (x *WaitResponse) String() string {
 func (*WaitResponse) ProtoMessage() {}
 
 func (x *WaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[47]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3157,7 +3350,7 @@ func (x *WaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitResponse.ProtoReflect.Descriptor instead.
 func (*WaitResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{47}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *WaitResponse) GetStatus() *ExitStatus {
@@ -3177,7 +3370,7 @@ type WaitExecRequest struct {
 
 func (x *WaitExecRequest) Reset() {
 	*x = WaitExecRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[48]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3189,7 +3382,7 @@ func (x *WaitExecRequest) String() string {
 func (*WaitExecRequest) ProtoMessage() {}
 
 func (x *WaitExecRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[48]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3202,7 +3395,7 @@ func (x *WaitExecRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitExecRequest.ProtoReflect.Descriptor instead.
 func (*WaitExecRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{48}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *WaitExecRequest) GetRef() string {
@@ -3228,7 +3421,7 @@ type WaitExecResponse struct {
 
 func (x *WaitExecResponse) Reset() {
 	*x = WaitExecResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[49]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3240,7 +3433,7 @@ func (x *WaitExecResponse) String() string {
 func (*WaitExecResponse) ProtoMessage() {}
 
 func (x *WaitExecResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[49]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3253,7 +3446,7 @@ func (x *WaitExecResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitExecResponse.ProtoReflect.Descriptor instead.
 func (*WaitExecResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{49}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *WaitExecResponse) GetStatus() *ExitStatus {
@@ -3273,7 +3466,7 @@ type RenameRequest struct {
 
 func (x *RenameRequest) Reset() {
 	*x = RenameRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[50]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3285,7 +3478,7 @@ func (x *RenameRequest) String() string {
 func (*RenameRequest) ProtoMessage() {}
 
 func (x *RenameRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[50]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3298,7 +3491,7 @@ func (x *RenameRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameRequest.ProtoReflect.Descriptor instead.
 func (*RenameRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{50}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *RenameRequest) GetRef() string {
@@ -3323,7 +3516,7 @@ type RenameResponse struct {
 
 func (x *RenameResponse) Reset() {
 	*x = RenameResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[51]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3335,7 +3528,7 @@ func (x *RenameResponse) String() string {
 func (*RenameResponse) ProtoMessage() {}
 
 func (x *RenameResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[51]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3348,7 +3541,7 @@ func (x *RenameResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameResponse.ProtoReflect.Descriptor instead.
 func (*RenameResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{51}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{55}
 }
 
 type UpdateRequest struct {
@@ -3361,7 +3554,7 @@ type UpdateRequest struct {
 
 func (x *UpdateRequest) Reset() {
 	*x = UpdateRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[52]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3373,7 +3566,7 @@ func (x *UpdateRequest) String() string {
 func (*UpdateRequest) ProtoMessage() {}
 
 func (x *UpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[52]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3386,7 +3579,7 @@ func (x *UpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRequest.ProtoReflect.Descriptor instead.
 func (*UpdateRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{52}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *UpdateRequest) GetRef() string {
@@ -3412,7 +3605,7 @@ type UpdateResponse struct {
 
 func (x *UpdateResponse) Reset() {
 	*x = UpdateResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[53]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3424,7 +3617,7 @@ func (x *UpdateResponse) String() string {
 func (*UpdateResponse) ProtoMessage() {}
 
 func (x *UpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[53]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3437,7 +3630,7 @@ func (x *UpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateResponse.ProtoReflect.Descriptor instead.
 func (*UpdateResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{53}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *UpdateResponse) GetContainer() *Container {
@@ -3456,7 +3649,7 @@ type StatsRequest struct {
 
 func (x *StatsRequest) Reset() {
 	*x = StatsRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[54]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3468,7 +3661,7 @@ func (x *StatsRequest) String() string {
 func (*StatsRequest) ProtoMessage() {}
 
 func (x *StatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[54]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3481,7 +3674,7 @@ func (x *StatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
 func (*StatsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{54}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *StatsRequest) GetRef() string {
@@ -3500,7 +3693,7 @@ type StatsResponse struct {
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[55]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3512,7 +3705,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[55]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3525,7 +3718,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{55}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *StatsResponse) GetStats() *Stats {
@@ -3543,7 +3736,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[56]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3555,7 +3748,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[56]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3568,7 +3761,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{56}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{60}
 }
 
 type SetRestartPolicyRequest struct {
@@ -3581,7 +3774,7 @@ type SetRestartPolicyRequest struct {
 
 func (x *SetRestartPolicyRequest) Reset() {
 	*x = SetRestartPolicyRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[57]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3593,7 +3786,7 @@ func (x *SetRestartPolicyRequest) String() string {
 func (*SetRestartPolicyRequest) ProtoMessage() {}
 
 func (x *SetRestartPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[57]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3606,7 +3799,7 @@ func (x *SetRestartPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRestartPolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetRestartPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{57}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *SetRestartPolicyRequest) GetRef() string {
@@ -3632,7 +3825,7 @@ type SetRestartPolicyResponse struct {
 
 func (x *SetRestartPolicyResponse) Reset() {
 	*x = SetRestartPolicyResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[58]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3644,7 +3837,7 @@ func (x *SetRestartPolicyResponse) String() string {
 func (*SetRestartPolicyResponse) ProtoMessage() {}
 
 func (x *SetRestartPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[58]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3657,7 +3850,7 @@ func (x *SetRestartPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRestartPolicyResponse.ProtoReflect.Descriptor instead.
 func (*SetRestartPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{58}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *SetRestartPolicyResponse) GetContainer() *Container {
@@ -3678,7 +3871,7 @@ type TopRequest struct {
 
 func (x *TopRequest) Reset() {
 	*x = TopRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[59]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3690,7 +3883,7 @@ func (x *TopRequest) String() string {
 func (*TopRequest) ProtoMessage() {}
 
 func (x *TopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[59]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3703,7 +3896,7 @@ func (x *TopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopRequest.ProtoReflect.Descriptor instead.
 func (*TopRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{59}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *TopRequest) GetRef() string {
@@ -3729,7 +3922,7 @@ type TopProcess struct {
 
 func (x *TopProcess) Reset() {
 	*x = TopProcess{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[60]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3741,7 +3934,7 @@ func (x *TopProcess) String() string {
 func (*TopProcess) ProtoMessage() {}
 
 func (x *TopProcess) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[60]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3754,7 +3947,7 @@ func (x *TopProcess) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopProcess.ProtoReflect.Descriptor instead.
 func (*TopProcess) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{60}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *TopProcess) GetFields() []string {
@@ -3774,7 +3967,7 @@ type TopResponse struct {
 
 func (x *TopResponse) Reset() {
 	*x = TopResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[61]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3786,7 +3979,7 @@ func (x *TopResponse) String() string {
 func (*TopResponse) ProtoMessage() {}
 
 func (x *TopResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[61]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3799,7 +3992,7 @@ func (x *TopResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopResponse.ProtoReflect.Descriptor instead.
 func (*TopResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{61}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *TopResponse) GetTitles() []string {
@@ -3826,7 +4019,7 @@ type ArchiveChunk struct {
 
 func (x *ArchiveChunk) Reset() {
 	*x = ArchiveChunk{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[62]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3838,7 +4031,7 @@ func (x *ArchiveChunk) String() string {
 func (*ArchiveChunk) ProtoMessage() {}
 
 func (x *ArchiveChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[62]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3851,7 +4044,7 @@ func (x *ArchiveChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArchiveChunk.ProtoReflect.Descriptor instead.
 func (*ArchiveChunk) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{62}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ArchiveChunk) GetData() []byte {
@@ -3871,7 +4064,7 @@ type CopyFromRequest struct {
 
 func (x *CopyFromRequest) Reset() {
 	*x = CopyFromRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[63]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3883,7 +4076,7 @@ func (x *CopyFromRequest) String() string {
 func (*CopyFromRequest) ProtoMessage() {}
 
 func (x *CopyFromRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[63]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3896,7 +4089,7 @@ func (x *CopyFromRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CopyFromRequest.ProtoReflect.Descriptor instead.
 func (*CopyFromRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{63}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *CopyFromRequest) GetRef() string {
@@ -3924,7 +4117,7 @@ type CopyToStart struct {
 
 func (x *CopyToStart) Reset() {
 	*x = CopyToStart{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[64]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3936,7 +4129,7 @@ func (x *CopyToStart) String() string {
 func (*CopyToStart) ProtoMessage() {}
 
 func (x *CopyToStart) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[64]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3949,7 +4142,7 @@ func (x *CopyToStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CopyToStart.ProtoReflect.Descriptor instead.
 func (*CopyToStart) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{64}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *CopyToStart) GetRef() string {
@@ -3979,7 +4172,7 @@ type CopyToRequest struct {
 
 func (x *CopyToRequest) Reset() {
 	*x = CopyToRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[65]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3991,7 +4184,7 @@ func (x *CopyToRequest) String() string {
 func (*CopyToRequest) ProtoMessage() {}
 
 func (x *CopyToRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[65]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4004,7 +4197,7 @@ func (x *CopyToRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CopyToRequest.ProtoReflect.Descriptor instead.
 func (*CopyToRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{65}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *CopyToRequest) GetMsg() isCopyToRequest_Msg {
@@ -4057,7 +4250,7 @@ type CopyToResponse struct {
 
 func (x *CopyToResponse) Reset() {
 	*x = CopyToResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[66]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4069,7 +4262,7 @@ func (x *CopyToResponse) String() string {
 func (*CopyToResponse) ProtoMessage() {}
 
 func (x *CopyToResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[66]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4082,7 +4275,7 @@ func (x *CopyToResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CopyToResponse.ProtoReflect.Descriptor instead.
 func (*CopyToResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{66}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{70}
 }
 
 type ExportRequest struct {
@@ -4094,7 +4287,7 @@ type ExportRequest struct {
 
 func (x *ExportRequest) Reset() {
 	*x = ExportRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[67]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4106,7 +4299,7 @@ func (x *ExportRequest) String() string {
 func (*ExportRequest) ProtoMessage() {}
 
 func (x *ExportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[67]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4119,7 +4312,7 @@ func (x *ExportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportRequest.ProtoReflect.Descriptor instead.
 func (*ExportRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{67}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ExportRequest) GetRef() string {
@@ -4148,7 +4341,7 @@ type Volume struct {
 
 func (x *Volume) Reset() {
 	*x = Volume{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[68]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4160,7 +4353,7 @@ func (x *Volume) String() string {
 func (*Volume) ProtoMessage() {}
 
 func (x *Volume) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[68]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4173,7 +4366,7 @@ func (x *Volume) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Volume.ProtoReflect.Descriptor instead.
 func (*Volume) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{68}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *Volume) GetName() string {
@@ -4236,7 +4429,7 @@ type CreateVolumeRequest struct {
 
 func (x *CreateVolumeRequest) Reset() {
 	*x = CreateVolumeRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[69]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4248,7 +4441,7 @@ func (x *CreateVolumeRequest) String() string {
 func (*CreateVolumeRequest) ProtoMessage() {}
 
 func (x *CreateVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[69]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4261,7 +4454,7 @@ func (x *CreateVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVolumeRequest.ProtoReflect.Descriptor instead.
 func (*CreateVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{69}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *CreateVolumeRequest) GetName() string {
@@ -4287,7 +4480,7 @@ type CreateVolumeResponse struct {
 
 func (x *CreateVolumeResponse) Reset() {
 	*x = CreateVolumeResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[70]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4299,7 +4492,7 @@ func (x *CreateVolumeResponse) String() string {
 func (*CreateVolumeResponse) ProtoMessage() {}
 
 func (x *CreateVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[70]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4312,7 +4505,7 @@ func (x *CreateVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVolumeResponse.ProtoReflect.Descriptor instead.
 func (*CreateVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{70}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *CreateVolumeResponse) GetVolume() *Volume {
@@ -4330,7 +4523,7 @@ type ListVolumesRequest struct {
 
 func (x *ListVolumesRequest) Reset() {
 	*x = ListVolumesRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[71]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4342,7 +4535,7 @@ func (x *ListVolumesRequest) String() string {
 func (*ListVolumesRequest) ProtoMessage() {}
 
 func (x *ListVolumesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[71]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4355,7 +4548,7 @@ func (x *ListVolumesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVolumesRequest.ProtoReflect.Descriptor instead.
 func (*ListVolumesRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{71}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{75}
 }
 
 type ListVolumesResponse struct {
@@ -4367,7 +4560,7 @@ type ListVolumesResponse struct {
 
 func (x *ListVolumesResponse) Reset() {
 	*x = ListVolumesResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[72]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4379,7 +4572,7 @@ func (x *ListVolumesResponse) String() string {
 func (*ListVolumesResponse) ProtoMessage() {}
 
 func (x *ListVolumesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[72]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4392,7 +4585,7 @@ func (x *ListVolumesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVolumesResponse.ProtoReflect.Descriptor instead.
 func (*ListVolumesResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{72}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *ListVolumesResponse) GetVolumes() []*Volume {
@@ -4411,7 +4604,7 @@ type InspectVolumeRequest struct {
 
 func (x *InspectVolumeRequest) Reset() {
 	*x = InspectVolumeRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[73]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4423,7 +4616,7 @@ func (x *InspectVolumeRequest) String() string {
 func (*InspectVolumeRequest) ProtoMessage() {}
 
 func (x *InspectVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[73]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4436,7 +4629,7 @@ func (x *InspectVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectVolumeRequest.ProtoReflect.Descriptor instead.
 func (*InspectVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{73}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *InspectVolumeRequest) GetName() string {
@@ -4455,7 +4648,7 @@ type InspectVolumeResponse struct {
 
 func (x *InspectVolumeResponse) Reset() {
 	*x = InspectVolumeResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[74]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4467,7 +4660,7 @@ func (x *InspectVolumeResponse) String() string {
 func (*InspectVolumeResponse) ProtoMessage() {}
 
 func (x *InspectVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[74]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4480,7 +4673,7 @@ func (x *InspectVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectVolumeResponse.ProtoReflect.Descriptor instead.
 func (*InspectVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{74}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *InspectVolumeResponse) GetVolume() *Volume {
@@ -4501,7 +4694,7 @@ type RemoveVolumeRequest struct {
 
 func (x *RemoveVolumeRequest) Reset() {
 	*x = RemoveVolumeRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[75]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4513,7 +4706,7 @@ func (x *RemoveVolumeRequest) String() string {
 func (*RemoveVolumeRequest) ProtoMessage() {}
 
 func (x *RemoveVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[75]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4526,7 +4719,7 @@ func (x *RemoveVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveVolumeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{75}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *RemoveVolumeRequest) GetName() string {
@@ -4551,7 +4744,7 @@ type RemoveVolumeResponse struct {
 
 func (x *RemoveVolumeResponse) Reset() {
 	*x = RemoveVolumeResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[76]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4563,7 +4756,7 @@ func (x *RemoveVolumeResponse) String() string {
 func (*RemoveVolumeResponse) ProtoMessage() {}
 
 func (x *RemoveVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[76]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4576,7 +4769,7 @@ func (x *RemoveVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveVolumeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{76}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{80}
 }
 
 type PruneVolumesRequest struct {
@@ -4589,7 +4782,7 @@ type PruneVolumesRequest struct {
 
 func (x *PruneVolumesRequest) Reset() {
 	*x = PruneVolumesRequest{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[77]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4601,7 +4794,7 @@ func (x *PruneVolumesRequest) String() string {
 func (*PruneVolumesRequest) ProtoMessage() {}
 
 func (x *PruneVolumesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[77]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4614,7 +4807,7 @@ func (x *PruneVolumesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PruneVolumesRequest.ProtoReflect.Descriptor instead.
 func (*PruneVolumesRequest) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{77}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *PruneVolumesRequest) GetAll() bool {
@@ -4634,7 +4827,7 @@ type PruneVolumesResponse struct {
 
 func (x *PruneVolumesResponse) Reset() {
 	*x = PruneVolumesResponse{}
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[78]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4646,7 +4839,7 @@ func (x *PruneVolumesResponse) String() string {
 func (*PruneVolumesResponse) ProtoMessage() {}
 
 func (x *PruneVolumesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[78]
+	mi := &file_berth_lifecycle_v1_lifecycle_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4659,7 +4852,7 @@ func (x *PruneVolumesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PruneVolumesResponse.ProtoReflect.Descriptor instead.
 func (*PruneVolumesResponse) Descriptor() ([]byte, []int) {
-	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{78}
+	return file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *PruneVolumesResponse) GetRemoved() []string {
@@ -4680,7 +4873,17 @@ var File_berth_lifecycle_v1_lifecycle_proto protoreflect.FileDescriptor
 
 const file_berth_lifecycle_v1_lifecycle_proto_rawDesc = "" +
 	"\n" +
-	"\"berth/lifecycle/v1/lifecycle.proto\x12\x12berth.lifecycle.v1\"D\n" +
+	"\"berth/lifecycle/v1/lifecycle.proto\x12\x12berth.lifecycle.v1\"m\n" +
+	"\x15ConnectNetworkRequest\x12\x10\n" +
+	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x18\n" +
+	"\anetwork\x18\x02 \x01(\tR\anetwork\x12\x0e\n" +
+	"\x02ip\x18\x03 \x01(\tR\x02ip\x12\x18\n" +
+	"\aaliases\x18\x04 \x03(\tR\aaliases\"\x18\n" +
+	"\x16ConnectNetworkResponse\"F\n" +
+	"\x18DisconnectNetworkRequest\x12\x10\n" +
+	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x18\n" +
+	"\anetwork\x18\x02 \x01(\tR\anetwork\"\x1b\n" +
+	"\x19DisconnectNetworkResponse\"D\n" +
 	"\rRestartPolicy\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
 	"\vmax_retries\x18\x02 \x01(\x03R\n" +
@@ -5030,7 +5233,7 @@ const file_berth_lifecycle_v1_lifecycle_proto_rawDesc = "" +
 	"\x03all\x18\x01 \x01(\bR\x03all\"Y\n" +
 	"\x14PruneVolumesResponse\x12\x18\n" +
 	"\aremoved\x18\x01 \x03(\tR\aremoved\x12'\n" +
-	"\x0freclaimed_bytes\x18\x02 \x01(\x04R\x0ereclaimedBytes2\xe0\x13\n" +
+	"\x0freclaimed_bytes\x18\x02 \x01(\x04R\x0ereclaimedBytes2\xbb\x15\n" +
 	"\tLifecycle\x12O\n" +
 	"\x06Create\x12!.berth.lifecycle.v1.CreateRequest\x1a\".berth.lifecycle.v1.CreateResponse\x12L\n" +
 	"\x05Start\x12 .berth.lifecycle.v1.StartRequest\x1a!.berth.lifecycle.v1.StartResponse\x12I\n" +
@@ -5062,7 +5265,9 @@ const file_berth_lifecycle_v1_lifecycle_proto_rawDesc = "" +
 	"\vListVolumes\x12&.berth.lifecycle.v1.ListVolumesRequest\x1a'.berth.lifecycle.v1.ListVolumesResponse\x12d\n" +
 	"\rInspectVolume\x12(.berth.lifecycle.v1.InspectVolumeRequest\x1a).berth.lifecycle.v1.InspectVolumeResponse\x12a\n" +
 	"\fRemoveVolume\x12'.berth.lifecycle.v1.RemoveVolumeRequest\x1a(.berth.lifecycle.v1.RemoveVolumeResponse\x12a\n" +
-	"\fPruneVolumes\x12'.berth.lifecycle.v1.PruneVolumesRequest\x1a(.berth.lifecycle.v1.PruneVolumesResponseBEZCgithub.com/berth-dev/berth/sdk/internal/gen/lifecyclev1;lifecyclev1b\x06proto3"
+	"\fPruneVolumes\x12'.berth.lifecycle.v1.PruneVolumesRequest\x1a(.berth.lifecycle.v1.PruneVolumesResponse\x12g\n" +
+	"\x0eConnectNetwork\x12).berth.lifecycle.v1.ConnectNetworkRequest\x1a*.berth.lifecycle.v1.ConnectNetworkResponse\x12p\n" +
+	"\x11DisconnectNetwork\x12,.berth.lifecycle.v1.DisconnectNetworkRequest\x1a-.berth.lifecycle.v1.DisconnectNetworkResponseBEZCgithub.com/berth-dev/berth/sdk/internal/gen/lifecyclev1;lifecyclev1b\x06proto3"
 
 var (
 	file_berth_lifecycle_v1_lifecycle_proto_rawDescOnce sync.Once
@@ -5076,197 +5281,205 @@ func file_berth_lifecycle_v1_lifecycle_proto_rawDescGZIP() []byte {
 	return file_berth_lifecycle_v1_lifecycle_proto_rawDescData
 }
 
-var file_berth_lifecycle_v1_lifecycle_proto_msgTypes = make([]protoimpl.MessageInfo, 84)
+var file_berth_lifecycle_v1_lifecycle_proto_msgTypes = make([]protoimpl.MessageInfo, 88)
 var file_berth_lifecycle_v1_lifecycle_proto_goTypes = []any{
-	(*RestartPolicy)(nil),            // 0: berth.lifecycle.v1.RestartPolicy
-	(*Mount)(nil),                    // 1: berth.lifecycle.v1.Mount
-	(*PortMapping)(nil),              // 2: berth.lifecycle.v1.PortMapping
-	(*HostEntry)(nil),                // 3: berth.lifecycle.v1.HostEntry
-	(*NetworkOptions)(nil),           // 4: berth.lifecycle.v1.NetworkOptions
-	(*VMSizing)(nil),                 // 5: berth.lifecycle.v1.VMSizing
-	(*DeviceRule)(nil),               // 6: berth.lifecycle.v1.DeviceRule
-	(*Limits)(nil),                   // 7: berth.lifecycle.v1.Limits
-	(*Config)(nil),                   // 8: berth.lifecycle.v1.Config
-	(*Ulimit)(nil),                   // 9: berth.lifecycle.v1.Ulimit
-	(*DeviceMapping)(nil),            // 10: berth.lifecycle.v1.DeviceMapping
-	(*Container)(nil),                // 11: berth.lifecycle.v1.Container
-	(*ExecConfig)(nil),               // 12: berth.lifecycle.v1.ExecConfig
-	(*Event)(nil),                    // 13: berth.lifecycle.v1.Event
-	(*Filter)(nil),                   // 14: berth.lifecycle.v1.Filter
-	(*ExitStatus)(nil),               // 15: berth.lifecycle.v1.ExitStatus
-	(*Stats)(nil),                    // 16: berth.lifecycle.v1.Stats
-	(*CreateRequest)(nil),            // 17: berth.lifecycle.v1.CreateRequest
-	(*CreateResponse)(nil),           // 18: berth.lifecycle.v1.CreateResponse
-	(*StartRequest)(nil),             // 19: berth.lifecycle.v1.StartRequest
-	(*StartResponse)(nil),            // 20: berth.lifecycle.v1.StartResponse
-	(*StopRequest)(nil),              // 21: berth.lifecycle.v1.StopRequest
-	(*StopResponse)(nil),             // 22: berth.lifecycle.v1.StopResponse
-	(*KillRequest)(nil),              // 23: berth.lifecycle.v1.KillRequest
-	(*KillResponse)(nil),             // 24: berth.lifecycle.v1.KillResponse
-	(*PauseRequest)(nil),             // 25: berth.lifecycle.v1.PauseRequest
-	(*PauseResponse)(nil),            // 26: berth.lifecycle.v1.PauseResponse
-	(*ResumeRequest)(nil),            // 27: berth.lifecycle.v1.ResumeRequest
-	(*ResumeResponse)(nil),           // 28: berth.lifecycle.v1.ResumeResponse
-	(*CheckpointRequest)(nil),        // 29: berth.lifecycle.v1.CheckpointRequest
-	(*CheckpointResponse)(nil),       // 30: berth.lifecycle.v1.CheckpointResponse
-	(*RestoreRequest)(nil),           // 31: berth.lifecycle.v1.RestoreRequest
-	(*RestoreResponse)(nil),          // 32: berth.lifecycle.v1.RestoreResponse
-	(*DeleteRequest)(nil),            // 33: berth.lifecycle.v1.DeleteRequest
-	(*DeleteResponse)(nil),           // 34: berth.lifecycle.v1.DeleteResponse
-	(*GetRequest)(nil),               // 35: berth.lifecycle.v1.GetRequest
-	(*GetResponse)(nil),              // 36: berth.lifecycle.v1.GetResponse
-	(*ListRequest)(nil),              // 37: berth.lifecycle.v1.ListRequest
-	(*ListResponse)(nil),             // 38: berth.lifecycle.v1.ListResponse
-	(*ExecRequest)(nil),              // 39: berth.lifecycle.v1.ExecRequest
-	(*ExecResponse)(nil),             // 40: berth.lifecycle.v1.ExecResponse
-	(*AttachStart)(nil),              // 41: berth.lifecycle.v1.AttachStart
-	(*AttachRequest)(nil),            // 42: berth.lifecycle.v1.AttachRequest
-	(*AttachResponse)(nil),           // 43: berth.lifecycle.v1.AttachResponse
-	(*ResizeRequest)(nil),            // 44: berth.lifecycle.v1.ResizeRequest
-	(*ResizeResponse)(nil),           // 45: berth.lifecycle.v1.ResizeResponse
-	(*WaitRequest)(nil),              // 46: berth.lifecycle.v1.WaitRequest
-	(*WaitResponse)(nil),             // 47: berth.lifecycle.v1.WaitResponse
-	(*WaitExecRequest)(nil),          // 48: berth.lifecycle.v1.WaitExecRequest
-	(*WaitExecResponse)(nil),         // 49: berth.lifecycle.v1.WaitExecResponse
-	(*RenameRequest)(nil),            // 50: berth.lifecycle.v1.RenameRequest
-	(*RenameResponse)(nil),           // 51: berth.lifecycle.v1.RenameResponse
-	(*UpdateRequest)(nil),            // 52: berth.lifecycle.v1.UpdateRequest
-	(*UpdateResponse)(nil),           // 53: berth.lifecycle.v1.UpdateResponse
-	(*StatsRequest)(nil),             // 54: berth.lifecycle.v1.StatsRequest
-	(*StatsResponse)(nil),            // 55: berth.lifecycle.v1.StatsResponse
-	(*EventsRequest)(nil),            // 56: berth.lifecycle.v1.EventsRequest
-	(*SetRestartPolicyRequest)(nil),  // 57: berth.lifecycle.v1.SetRestartPolicyRequest
-	(*SetRestartPolicyResponse)(nil), // 58: berth.lifecycle.v1.SetRestartPolicyResponse
-	(*TopRequest)(nil),               // 59: berth.lifecycle.v1.TopRequest
-	(*TopProcess)(nil),               // 60: berth.lifecycle.v1.TopProcess
-	(*TopResponse)(nil),              // 61: berth.lifecycle.v1.TopResponse
-	(*ArchiveChunk)(nil),             // 62: berth.lifecycle.v1.ArchiveChunk
-	(*CopyFromRequest)(nil),          // 63: berth.lifecycle.v1.CopyFromRequest
-	(*CopyToStart)(nil),              // 64: berth.lifecycle.v1.CopyToStart
-	(*CopyToRequest)(nil),            // 65: berth.lifecycle.v1.CopyToRequest
-	(*CopyToResponse)(nil),           // 66: berth.lifecycle.v1.CopyToResponse
-	(*ExportRequest)(nil),            // 67: berth.lifecycle.v1.ExportRequest
-	(*Volume)(nil),                   // 68: berth.lifecycle.v1.Volume
-	(*CreateVolumeRequest)(nil),      // 69: berth.lifecycle.v1.CreateVolumeRequest
-	(*CreateVolumeResponse)(nil),     // 70: berth.lifecycle.v1.CreateVolumeResponse
-	(*ListVolumesRequest)(nil),       // 71: berth.lifecycle.v1.ListVolumesRequest
-	(*ListVolumesResponse)(nil),      // 72: berth.lifecycle.v1.ListVolumesResponse
-	(*InspectVolumeRequest)(nil),     // 73: berth.lifecycle.v1.InspectVolumeRequest
-	(*InspectVolumeResponse)(nil),    // 74: berth.lifecycle.v1.InspectVolumeResponse
-	(*RemoveVolumeRequest)(nil),      // 75: berth.lifecycle.v1.RemoveVolumeRequest
-	(*RemoveVolumeResponse)(nil),     // 76: berth.lifecycle.v1.RemoveVolumeResponse
-	(*PruneVolumesRequest)(nil),      // 77: berth.lifecycle.v1.PruneVolumesRequest
-	(*PruneVolumesResponse)(nil),     // 78: berth.lifecycle.v1.PruneVolumesResponse
-	nil,                              // 79: berth.lifecycle.v1.Config.LabelsEntry
-	nil,                              // 80: berth.lifecycle.v1.Event.AttributesEntry
-	nil,                              // 81: berth.lifecycle.v1.Filter.LabelsEntry
-	nil,                              // 82: berth.lifecycle.v1.Volume.LabelsEntry
-	nil,                              // 83: berth.lifecycle.v1.CreateVolumeRequest.LabelsEntry
+	(*ConnectNetworkRequest)(nil),     // 0: berth.lifecycle.v1.ConnectNetworkRequest
+	(*ConnectNetworkResponse)(nil),    // 1: berth.lifecycle.v1.ConnectNetworkResponse
+	(*DisconnectNetworkRequest)(nil),  // 2: berth.lifecycle.v1.DisconnectNetworkRequest
+	(*DisconnectNetworkResponse)(nil), // 3: berth.lifecycle.v1.DisconnectNetworkResponse
+	(*RestartPolicy)(nil),             // 4: berth.lifecycle.v1.RestartPolicy
+	(*Mount)(nil),                     // 5: berth.lifecycle.v1.Mount
+	(*PortMapping)(nil),               // 6: berth.lifecycle.v1.PortMapping
+	(*HostEntry)(nil),                 // 7: berth.lifecycle.v1.HostEntry
+	(*NetworkOptions)(nil),            // 8: berth.lifecycle.v1.NetworkOptions
+	(*VMSizing)(nil),                  // 9: berth.lifecycle.v1.VMSizing
+	(*DeviceRule)(nil),                // 10: berth.lifecycle.v1.DeviceRule
+	(*Limits)(nil),                    // 11: berth.lifecycle.v1.Limits
+	(*Config)(nil),                    // 12: berth.lifecycle.v1.Config
+	(*Ulimit)(nil),                    // 13: berth.lifecycle.v1.Ulimit
+	(*DeviceMapping)(nil),             // 14: berth.lifecycle.v1.DeviceMapping
+	(*Container)(nil),                 // 15: berth.lifecycle.v1.Container
+	(*ExecConfig)(nil),                // 16: berth.lifecycle.v1.ExecConfig
+	(*Event)(nil),                     // 17: berth.lifecycle.v1.Event
+	(*Filter)(nil),                    // 18: berth.lifecycle.v1.Filter
+	(*ExitStatus)(nil),                // 19: berth.lifecycle.v1.ExitStatus
+	(*Stats)(nil),                     // 20: berth.lifecycle.v1.Stats
+	(*CreateRequest)(nil),             // 21: berth.lifecycle.v1.CreateRequest
+	(*CreateResponse)(nil),            // 22: berth.lifecycle.v1.CreateResponse
+	(*StartRequest)(nil),              // 23: berth.lifecycle.v1.StartRequest
+	(*StartResponse)(nil),             // 24: berth.lifecycle.v1.StartResponse
+	(*StopRequest)(nil),               // 25: berth.lifecycle.v1.StopRequest
+	(*StopResponse)(nil),              // 26: berth.lifecycle.v1.StopResponse
+	(*KillRequest)(nil),               // 27: berth.lifecycle.v1.KillRequest
+	(*KillResponse)(nil),              // 28: berth.lifecycle.v1.KillResponse
+	(*PauseRequest)(nil),              // 29: berth.lifecycle.v1.PauseRequest
+	(*PauseResponse)(nil),             // 30: berth.lifecycle.v1.PauseResponse
+	(*ResumeRequest)(nil),             // 31: berth.lifecycle.v1.ResumeRequest
+	(*ResumeResponse)(nil),            // 32: berth.lifecycle.v1.ResumeResponse
+	(*CheckpointRequest)(nil),         // 33: berth.lifecycle.v1.CheckpointRequest
+	(*CheckpointResponse)(nil),        // 34: berth.lifecycle.v1.CheckpointResponse
+	(*RestoreRequest)(nil),            // 35: berth.lifecycle.v1.RestoreRequest
+	(*RestoreResponse)(nil),           // 36: berth.lifecycle.v1.RestoreResponse
+	(*DeleteRequest)(nil),             // 37: berth.lifecycle.v1.DeleteRequest
+	(*DeleteResponse)(nil),            // 38: berth.lifecycle.v1.DeleteResponse
+	(*GetRequest)(nil),                // 39: berth.lifecycle.v1.GetRequest
+	(*GetResponse)(nil),               // 40: berth.lifecycle.v1.GetResponse
+	(*ListRequest)(nil),               // 41: berth.lifecycle.v1.ListRequest
+	(*ListResponse)(nil),              // 42: berth.lifecycle.v1.ListResponse
+	(*ExecRequest)(nil),               // 43: berth.lifecycle.v1.ExecRequest
+	(*ExecResponse)(nil),              // 44: berth.lifecycle.v1.ExecResponse
+	(*AttachStart)(nil),               // 45: berth.lifecycle.v1.AttachStart
+	(*AttachRequest)(nil),             // 46: berth.lifecycle.v1.AttachRequest
+	(*AttachResponse)(nil),            // 47: berth.lifecycle.v1.AttachResponse
+	(*ResizeRequest)(nil),             // 48: berth.lifecycle.v1.ResizeRequest
+	(*ResizeResponse)(nil),            // 49: berth.lifecycle.v1.ResizeResponse
+	(*WaitRequest)(nil),               // 50: berth.lifecycle.v1.WaitRequest
+	(*WaitResponse)(nil),              // 51: berth.lifecycle.v1.WaitResponse
+	(*WaitExecRequest)(nil),           // 52: berth.lifecycle.v1.WaitExecRequest
+	(*WaitExecResponse)(nil),          // 53: berth.lifecycle.v1.WaitExecResponse
+	(*RenameRequest)(nil),             // 54: berth.lifecycle.v1.RenameRequest
+	(*RenameResponse)(nil),            // 55: berth.lifecycle.v1.RenameResponse
+	(*UpdateRequest)(nil),             // 56: berth.lifecycle.v1.UpdateRequest
+	(*UpdateResponse)(nil),            // 57: berth.lifecycle.v1.UpdateResponse
+	(*StatsRequest)(nil),              // 58: berth.lifecycle.v1.StatsRequest
+	(*StatsResponse)(nil),             // 59: berth.lifecycle.v1.StatsResponse
+	(*EventsRequest)(nil),             // 60: berth.lifecycle.v1.EventsRequest
+	(*SetRestartPolicyRequest)(nil),   // 61: berth.lifecycle.v1.SetRestartPolicyRequest
+	(*SetRestartPolicyResponse)(nil),  // 62: berth.lifecycle.v1.SetRestartPolicyResponse
+	(*TopRequest)(nil),                // 63: berth.lifecycle.v1.TopRequest
+	(*TopProcess)(nil),                // 64: berth.lifecycle.v1.TopProcess
+	(*TopResponse)(nil),               // 65: berth.lifecycle.v1.TopResponse
+	(*ArchiveChunk)(nil),              // 66: berth.lifecycle.v1.ArchiveChunk
+	(*CopyFromRequest)(nil),           // 67: berth.lifecycle.v1.CopyFromRequest
+	(*CopyToStart)(nil),               // 68: berth.lifecycle.v1.CopyToStart
+	(*CopyToRequest)(nil),             // 69: berth.lifecycle.v1.CopyToRequest
+	(*CopyToResponse)(nil),            // 70: berth.lifecycle.v1.CopyToResponse
+	(*ExportRequest)(nil),             // 71: berth.lifecycle.v1.ExportRequest
+	(*Volume)(nil),                    // 72: berth.lifecycle.v1.Volume
+	(*CreateVolumeRequest)(nil),       // 73: berth.lifecycle.v1.CreateVolumeRequest
+	(*CreateVolumeResponse)(nil),      // 74: berth.lifecycle.v1.CreateVolumeResponse
+	(*ListVolumesRequest)(nil),        // 75: berth.lifecycle.v1.ListVolumesRequest
+	(*ListVolumesResponse)(nil),       // 76: berth.lifecycle.v1.ListVolumesResponse
+	(*InspectVolumeRequest)(nil),      // 77: berth.lifecycle.v1.InspectVolumeRequest
+	(*InspectVolumeResponse)(nil),     // 78: berth.lifecycle.v1.InspectVolumeResponse
+	(*RemoveVolumeRequest)(nil),       // 79: berth.lifecycle.v1.RemoveVolumeRequest
+	(*RemoveVolumeResponse)(nil),      // 80: berth.lifecycle.v1.RemoveVolumeResponse
+	(*PruneVolumesRequest)(nil),       // 81: berth.lifecycle.v1.PruneVolumesRequest
+	(*PruneVolumesResponse)(nil),      // 82: berth.lifecycle.v1.PruneVolumesResponse
+	nil,                               // 83: berth.lifecycle.v1.Config.LabelsEntry
+	nil,                               // 84: berth.lifecycle.v1.Event.AttributesEntry
+	nil,                               // 85: berth.lifecycle.v1.Filter.LabelsEntry
+	nil,                               // 86: berth.lifecycle.v1.Volume.LabelsEntry
+	nil,                               // 87: berth.lifecycle.v1.CreateVolumeRequest.LabelsEntry
 }
 var file_berth_lifecycle_v1_lifecycle_proto_depIdxs = []int32{
-	2,  // 0: berth.lifecycle.v1.NetworkOptions.ports:type_name -> berth.lifecycle.v1.PortMapping
-	3,  // 1: berth.lifecycle.v1.NetworkOptions.extra_hosts:type_name -> berth.lifecycle.v1.HostEntry
-	6,  // 2: berth.lifecycle.v1.Limits.devices:type_name -> berth.lifecycle.v1.DeviceRule
-	79, // 3: berth.lifecycle.v1.Config.labels:type_name -> berth.lifecycle.v1.Config.LabelsEntry
-	1,  // 4: berth.lifecycle.v1.Config.mounts:type_name -> berth.lifecycle.v1.Mount
-	7,  // 5: berth.lifecycle.v1.Config.limits:type_name -> berth.lifecycle.v1.Limits
-	0,  // 6: berth.lifecycle.v1.Config.restart:type_name -> berth.lifecycle.v1.RestartPolicy
-	4,  // 7: berth.lifecycle.v1.Config.network:type_name -> berth.lifecycle.v1.NetworkOptions
-	5,  // 8: berth.lifecycle.v1.Config.vm:type_name -> berth.lifecycle.v1.VMSizing
-	9,  // 9: berth.lifecycle.v1.Config.ulimits:type_name -> berth.lifecycle.v1.Ulimit
-	10, // 10: berth.lifecycle.v1.Config.devices:type_name -> berth.lifecycle.v1.DeviceMapping
-	8,  // 11: berth.lifecycle.v1.Container.config:type_name -> berth.lifecycle.v1.Config
-	80, // 12: berth.lifecycle.v1.Event.attributes:type_name -> berth.lifecycle.v1.Event.AttributesEntry
-	81, // 13: berth.lifecycle.v1.Filter.labels:type_name -> berth.lifecycle.v1.Filter.LabelsEntry
-	8,  // 14: berth.lifecycle.v1.CreateRequest.config:type_name -> berth.lifecycle.v1.Config
-	11, // 15: berth.lifecycle.v1.CreateResponse.container:type_name -> berth.lifecycle.v1.Container
-	11, // 16: berth.lifecycle.v1.StartResponse.container:type_name -> berth.lifecycle.v1.Container
-	11, // 17: berth.lifecycle.v1.StopResponse.container:type_name -> berth.lifecycle.v1.Container
-	11, // 18: berth.lifecycle.v1.PauseResponse.container:type_name -> berth.lifecycle.v1.Container
-	11, // 19: berth.lifecycle.v1.ResumeResponse.container:type_name -> berth.lifecycle.v1.Container
-	11, // 20: berth.lifecycle.v1.CheckpointResponse.container:type_name -> berth.lifecycle.v1.Container
-	11, // 21: berth.lifecycle.v1.RestoreResponse.container:type_name -> berth.lifecycle.v1.Container
-	11, // 22: berth.lifecycle.v1.GetResponse.container:type_name -> berth.lifecycle.v1.Container
-	14, // 23: berth.lifecycle.v1.ListRequest.filter:type_name -> berth.lifecycle.v1.Filter
-	11, // 24: berth.lifecycle.v1.ListResponse.containers:type_name -> berth.lifecycle.v1.Container
-	12, // 25: berth.lifecycle.v1.ExecRequest.config:type_name -> berth.lifecycle.v1.ExecConfig
-	41, // 26: berth.lifecycle.v1.AttachRequest.start:type_name -> berth.lifecycle.v1.AttachStart
-	15, // 27: berth.lifecycle.v1.WaitResponse.status:type_name -> berth.lifecycle.v1.ExitStatus
-	15, // 28: berth.lifecycle.v1.WaitExecResponse.status:type_name -> berth.lifecycle.v1.ExitStatus
-	7,  // 29: berth.lifecycle.v1.UpdateRequest.limits:type_name -> berth.lifecycle.v1.Limits
-	11, // 30: berth.lifecycle.v1.UpdateResponse.container:type_name -> berth.lifecycle.v1.Container
-	16, // 31: berth.lifecycle.v1.StatsResponse.stats:type_name -> berth.lifecycle.v1.Stats
-	0,  // 32: berth.lifecycle.v1.SetRestartPolicyRequest.policy:type_name -> berth.lifecycle.v1.RestartPolicy
-	11, // 33: berth.lifecycle.v1.SetRestartPolicyResponse.container:type_name -> berth.lifecycle.v1.Container
-	60, // 34: berth.lifecycle.v1.TopResponse.processes:type_name -> berth.lifecycle.v1.TopProcess
-	64, // 35: berth.lifecycle.v1.CopyToRequest.start:type_name -> berth.lifecycle.v1.CopyToStart
-	82, // 36: berth.lifecycle.v1.Volume.labels:type_name -> berth.lifecycle.v1.Volume.LabelsEntry
-	83, // 37: berth.lifecycle.v1.CreateVolumeRequest.labels:type_name -> berth.lifecycle.v1.CreateVolumeRequest.LabelsEntry
-	68, // 38: berth.lifecycle.v1.CreateVolumeResponse.volume:type_name -> berth.lifecycle.v1.Volume
-	68, // 39: berth.lifecycle.v1.ListVolumesResponse.volumes:type_name -> berth.lifecycle.v1.Volume
-	68, // 40: berth.lifecycle.v1.InspectVolumeResponse.volume:type_name -> berth.lifecycle.v1.Volume
-	17, // 41: berth.lifecycle.v1.Lifecycle.Create:input_type -> berth.lifecycle.v1.CreateRequest
-	19, // 42: berth.lifecycle.v1.Lifecycle.Start:input_type -> berth.lifecycle.v1.StartRequest
-	21, // 43: berth.lifecycle.v1.Lifecycle.Stop:input_type -> berth.lifecycle.v1.StopRequest
-	23, // 44: berth.lifecycle.v1.Lifecycle.Kill:input_type -> berth.lifecycle.v1.KillRequest
-	25, // 45: berth.lifecycle.v1.Lifecycle.Pause:input_type -> berth.lifecycle.v1.PauseRequest
-	27, // 46: berth.lifecycle.v1.Lifecycle.Resume:input_type -> berth.lifecycle.v1.ResumeRequest
-	29, // 47: berth.lifecycle.v1.Lifecycle.Checkpoint:input_type -> berth.lifecycle.v1.CheckpointRequest
-	31, // 48: berth.lifecycle.v1.Lifecycle.Restore:input_type -> berth.lifecycle.v1.RestoreRequest
-	33, // 49: berth.lifecycle.v1.Lifecycle.Delete:input_type -> berth.lifecycle.v1.DeleteRequest
-	35, // 50: berth.lifecycle.v1.Lifecycle.Get:input_type -> berth.lifecycle.v1.GetRequest
-	37, // 51: berth.lifecycle.v1.Lifecycle.List:input_type -> berth.lifecycle.v1.ListRequest
-	39, // 52: berth.lifecycle.v1.Lifecycle.Exec:input_type -> berth.lifecycle.v1.ExecRequest
-	42, // 53: berth.lifecycle.v1.Lifecycle.Attach:input_type -> berth.lifecycle.v1.AttachRequest
-	44, // 54: berth.lifecycle.v1.Lifecycle.Resize:input_type -> berth.lifecycle.v1.ResizeRequest
-	46, // 55: berth.lifecycle.v1.Lifecycle.Wait:input_type -> berth.lifecycle.v1.WaitRequest
-	48, // 56: berth.lifecycle.v1.Lifecycle.WaitExec:input_type -> berth.lifecycle.v1.WaitExecRequest
-	50, // 57: berth.lifecycle.v1.Lifecycle.Rename:input_type -> berth.lifecycle.v1.RenameRequest
-	52, // 58: berth.lifecycle.v1.Lifecycle.Update:input_type -> berth.lifecycle.v1.UpdateRequest
-	54, // 59: berth.lifecycle.v1.Lifecycle.Stats:input_type -> berth.lifecycle.v1.StatsRequest
-	56, // 60: berth.lifecycle.v1.Lifecycle.Events:input_type -> berth.lifecycle.v1.EventsRequest
-	57, // 61: berth.lifecycle.v1.Lifecycle.SetRestartPolicy:input_type -> berth.lifecycle.v1.SetRestartPolicyRequest
-	59, // 62: berth.lifecycle.v1.Lifecycle.Top:input_type -> berth.lifecycle.v1.TopRequest
-	63, // 63: berth.lifecycle.v1.Lifecycle.CopyFrom:input_type -> berth.lifecycle.v1.CopyFromRequest
-	65, // 64: berth.lifecycle.v1.Lifecycle.CopyTo:input_type -> berth.lifecycle.v1.CopyToRequest
-	67, // 65: berth.lifecycle.v1.Lifecycle.Export:input_type -> berth.lifecycle.v1.ExportRequest
-	69, // 66: berth.lifecycle.v1.Lifecycle.CreateVolume:input_type -> berth.lifecycle.v1.CreateVolumeRequest
-	71, // 67: berth.lifecycle.v1.Lifecycle.ListVolumes:input_type -> berth.lifecycle.v1.ListVolumesRequest
-	73, // 68: berth.lifecycle.v1.Lifecycle.InspectVolume:input_type -> berth.lifecycle.v1.InspectVolumeRequest
-	75, // 69: berth.lifecycle.v1.Lifecycle.RemoveVolume:input_type -> berth.lifecycle.v1.RemoveVolumeRequest
-	77, // 70: berth.lifecycle.v1.Lifecycle.PruneVolumes:input_type -> berth.lifecycle.v1.PruneVolumesRequest
-	18, // 71: berth.lifecycle.v1.Lifecycle.Create:output_type -> berth.lifecycle.v1.CreateResponse
-	20, // 72: berth.lifecycle.v1.Lifecycle.Start:output_type -> berth.lifecycle.v1.StartResponse
-	22, // 73: berth.lifecycle.v1.Lifecycle.Stop:output_type -> berth.lifecycle.v1.StopResponse
-	24, // 74: berth.lifecycle.v1.Lifecycle.Kill:output_type -> berth.lifecycle.v1.KillResponse
-	26, // 75: berth.lifecycle.v1.Lifecycle.Pause:output_type -> berth.lifecycle.v1.PauseResponse
-	28, // 76: berth.lifecycle.v1.Lifecycle.Resume:output_type -> berth.lifecycle.v1.ResumeResponse
-	30, // 77: berth.lifecycle.v1.Lifecycle.Checkpoint:output_type -> berth.lifecycle.v1.CheckpointResponse
-	32, // 78: berth.lifecycle.v1.Lifecycle.Restore:output_type -> berth.lifecycle.v1.RestoreResponse
-	34, // 79: berth.lifecycle.v1.Lifecycle.Delete:output_type -> berth.lifecycle.v1.DeleteResponse
-	36, // 80: berth.lifecycle.v1.Lifecycle.Get:output_type -> berth.lifecycle.v1.GetResponse
-	38, // 81: berth.lifecycle.v1.Lifecycle.List:output_type -> berth.lifecycle.v1.ListResponse
-	40, // 82: berth.lifecycle.v1.Lifecycle.Exec:output_type -> berth.lifecycle.v1.ExecResponse
-	43, // 83: berth.lifecycle.v1.Lifecycle.Attach:output_type -> berth.lifecycle.v1.AttachResponse
-	45, // 84: berth.lifecycle.v1.Lifecycle.Resize:output_type -> berth.lifecycle.v1.ResizeResponse
-	47, // 85: berth.lifecycle.v1.Lifecycle.Wait:output_type -> berth.lifecycle.v1.WaitResponse
-	49, // 86: berth.lifecycle.v1.Lifecycle.WaitExec:output_type -> berth.lifecycle.v1.WaitExecResponse
-	51, // 87: berth.lifecycle.v1.Lifecycle.Rename:output_type -> berth.lifecycle.v1.RenameResponse
-	53, // 88: berth.lifecycle.v1.Lifecycle.Update:output_type -> berth.lifecycle.v1.UpdateResponse
-	55, // 89: berth.lifecycle.v1.Lifecycle.Stats:output_type -> berth.lifecycle.v1.StatsResponse
-	13, // 90: berth.lifecycle.v1.Lifecycle.Events:output_type -> berth.lifecycle.v1.Event
-	58, // 91: berth.lifecycle.v1.Lifecycle.SetRestartPolicy:output_type -> berth.lifecycle.v1.SetRestartPolicyResponse
-	61, // 92: berth.lifecycle.v1.Lifecycle.Top:output_type -> berth.lifecycle.v1.TopResponse
-	62, // 93: berth.lifecycle.v1.Lifecycle.CopyFrom:output_type -> berth.lifecycle.v1.ArchiveChunk
-	66, // 94: berth.lifecycle.v1.Lifecycle.CopyTo:output_type -> berth.lifecycle.v1.CopyToResponse
-	62, // 95: berth.lifecycle.v1.Lifecycle.Export:output_type -> berth.lifecycle.v1.ArchiveChunk
-	70, // 96: berth.lifecycle.v1.Lifecycle.CreateVolume:output_type -> berth.lifecycle.v1.CreateVolumeResponse
-	72, // 97: berth.lifecycle.v1.Lifecycle.ListVolumes:output_type -> berth.lifecycle.v1.ListVolumesResponse
-	74, // 98: berth.lifecycle.v1.Lifecycle.InspectVolume:output_type -> berth.lifecycle.v1.InspectVolumeResponse
-	76, // 99: berth.lifecycle.v1.Lifecycle.RemoveVolume:output_type -> berth.lifecycle.v1.RemoveVolumeResponse
-	78, // 100: berth.lifecycle.v1.Lifecycle.PruneVolumes:output_type -> berth.lifecycle.v1.PruneVolumesResponse
-	71, // [71:101] is the sub-list for method output_type
-	41, // [41:71] is the sub-list for method input_type
+	6,  // 0: berth.lifecycle.v1.NetworkOptions.ports:type_name -> berth.lifecycle.v1.PortMapping
+	7,  // 1: berth.lifecycle.v1.NetworkOptions.extra_hosts:type_name -> berth.lifecycle.v1.HostEntry
+	10, // 2: berth.lifecycle.v1.Limits.devices:type_name -> berth.lifecycle.v1.DeviceRule
+	83, // 3: berth.lifecycle.v1.Config.labels:type_name -> berth.lifecycle.v1.Config.LabelsEntry
+	5,  // 4: berth.lifecycle.v1.Config.mounts:type_name -> berth.lifecycle.v1.Mount
+	11, // 5: berth.lifecycle.v1.Config.limits:type_name -> berth.lifecycle.v1.Limits
+	4,  // 6: berth.lifecycle.v1.Config.restart:type_name -> berth.lifecycle.v1.RestartPolicy
+	8,  // 7: berth.lifecycle.v1.Config.network:type_name -> berth.lifecycle.v1.NetworkOptions
+	9,  // 8: berth.lifecycle.v1.Config.vm:type_name -> berth.lifecycle.v1.VMSizing
+	13, // 9: berth.lifecycle.v1.Config.ulimits:type_name -> berth.lifecycle.v1.Ulimit
+	14, // 10: berth.lifecycle.v1.Config.devices:type_name -> berth.lifecycle.v1.DeviceMapping
+	12, // 11: berth.lifecycle.v1.Container.config:type_name -> berth.lifecycle.v1.Config
+	84, // 12: berth.lifecycle.v1.Event.attributes:type_name -> berth.lifecycle.v1.Event.AttributesEntry
+	85, // 13: berth.lifecycle.v1.Filter.labels:type_name -> berth.lifecycle.v1.Filter.LabelsEntry
+	12, // 14: berth.lifecycle.v1.CreateRequest.config:type_name -> berth.lifecycle.v1.Config
+	15, // 15: berth.lifecycle.v1.CreateResponse.container:type_name -> berth.lifecycle.v1.Container
+	15, // 16: berth.lifecycle.v1.StartResponse.container:type_name -> berth.lifecycle.v1.Container
+	15, // 17: berth.lifecycle.v1.StopResponse.container:type_name -> berth.lifecycle.v1.Container
+	15, // 18: berth.lifecycle.v1.PauseResponse.container:type_name -> berth.lifecycle.v1.Container
+	15, // 19: berth.lifecycle.v1.ResumeResponse.container:type_name -> berth.lifecycle.v1.Container
+	15, // 20: berth.lifecycle.v1.CheckpointResponse.container:type_name -> berth.lifecycle.v1.Container
+	15, // 21: berth.lifecycle.v1.RestoreResponse.container:type_name -> berth.lifecycle.v1.Container
+	15, // 22: berth.lifecycle.v1.GetResponse.container:type_name -> berth.lifecycle.v1.Container
+	18, // 23: berth.lifecycle.v1.ListRequest.filter:type_name -> berth.lifecycle.v1.Filter
+	15, // 24: berth.lifecycle.v1.ListResponse.containers:type_name -> berth.lifecycle.v1.Container
+	16, // 25: berth.lifecycle.v1.ExecRequest.config:type_name -> berth.lifecycle.v1.ExecConfig
+	45, // 26: berth.lifecycle.v1.AttachRequest.start:type_name -> berth.lifecycle.v1.AttachStart
+	19, // 27: berth.lifecycle.v1.WaitResponse.status:type_name -> berth.lifecycle.v1.ExitStatus
+	19, // 28: berth.lifecycle.v1.WaitExecResponse.status:type_name -> berth.lifecycle.v1.ExitStatus
+	11, // 29: berth.lifecycle.v1.UpdateRequest.limits:type_name -> berth.lifecycle.v1.Limits
+	15, // 30: berth.lifecycle.v1.UpdateResponse.container:type_name -> berth.lifecycle.v1.Container
+	20, // 31: berth.lifecycle.v1.StatsResponse.stats:type_name -> berth.lifecycle.v1.Stats
+	4,  // 32: berth.lifecycle.v1.SetRestartPolicyRequest.policy:type_name -> berth.lifecycle.v1.RestartPolicy
+	15, // 33: berth.lifecycle.v1.SetRestartPolicyResponse.container:type_name -> berth.lifecycle.v1.Container
+	64, // 34: berth.lifecycle.v1.TopResponse.processes:type_name -> berth.lifecycle.v1.TopProcess
+	68, // 35: berth.lifecycle.v1.CopyToRequest.start:type_name -> berth.lifecycle.v1.CopyToStart
+	86, // 36: berth.lifecycle.v1.Volume.labels:type_name -> berth.lifecycle.v1.Volume.LabelsEntry
+	87, // 37: berth.lifecycle.v1.CreateVolumeRequest.labels:type_name -> berth.lifecycle.v1.CreateVolumeRequest.LabelsEntry
+	72, // 38: berth.lifecycle.v1.CreateVolumeResponse.volume:type_name -> berth.lifecycle.v1.Volume
+	72, // 39: berth.lifecycle.v1.ListVolumesResponse.volumes:type_name -> berth.lifecycle.v1.Volume
+	72, // 40: berth.lifecycle.v1.InspectVolumeResponse.volume:type_name -> berth.lifecycle.v1.Volume
+	21, // 41: berth.lifecycle.v1.Lifecycle.Create:input_type -> berth.lifecycle.v1.CreateRequest
+	23, // 42: berth.lifecycle.v1.Lifecycle.Start:input_type -> berth.lifecycle.v1.StartRequest
+	25, // 43: berth.lifecycle.v1.Lifecycle.Stop:input_type -> berth.lifecycle.v1.StopRequest
+	27, // 44: berth.lifecycle.v1.Lifecycle.Kill:input_type -> berth.lifecycle.v1.KillRequest
+	29, // 45: berth.lifecycle.v1.Lifecycle.Pause:input_type -> berth.lifecycle.v1.PauseRequest
+	31, // 46: berth.lifecycle.v1.Lifecycle.Resume:input_type -> berth.lifecycle.v1.ResumeRequest
+	33, // 47: berth.lifecycle.v1.Lifecycle.Checkpoint:input_type -> berth.lifecycle.v1.CheckpointRequest
+	35, // 48: berth.lifecycle.v1.Lifecycle.Restore:input_type -> berth.lifecycle.v1.RestoreRequest
+	37, // 49: berth.lifecycle.v1.Lifecycle.Delete:input_type -> berth.lifecycle.v1.DeleteRequest
+	39, // 50: berth.lifecycle.v1.Lifecycle.Get:input_type -> berth.lifecycle.v1.GetRequest
+	41, // 51: berth.lifecycle.v1.Lifecycle.List:input_type -> berth.lifecycle.v1.ListRequest
+	43, // 52: berth.lifecycle.v1.Lifecycle.Exec:input_type -> berth.lifecycle.v1.ExecRequest
+	46, // 53: berth.lifecycle.v1.Lifecycle.Attach:input_type -> berth.lifecycle.v1.AttachRequest
+	48, // 54: berth.lifecycle.v1.Lifecycle.Resize:input_type -> berth.lifecycle.v1.ResizeRequest
+	50, // 55: berth.lifecycle.v1.Lifecycle.Wait:input_type -> berth.lifecycle.v1.WaitRequest
+	52, // 56: berth.lifecycle.v1.Lifecycle.WaitExec:input_type -> berth.lifecycle.v1.WaitExecRequest
+	54, // 57: berth.lifecycle.v1.Lifecycle.Rename:input_type -> berth.lifecycle.v1.RenameRequest
+	56, // 58: berth.lifecycle.v1.Lifecycle.Update:input_type -> berth.lifecycle.v1.UpdateRequest
+	58, // 59: berth.lifecycle.v1.Lifecycle.Stats:input_type -> berth.lifecycle.v1.StatsRequest
+	60, // 60: berth.lifecycle.v1.Lifecycle.Events:input_type -> berth.lifecycle.v1.EventsRequest
+	61, // 61: berth.lifecycle.v1.Lifecycle.SetRestartPolicy:input_type -> berth.lifecycle.v1.SetRestartPolicyRequest
+	63, // 62: berth.lifecycle.v1.Lifecycle.Top:input_type -> berth.lifecycle.v1.TopRequest
+	67, // 63: berth.lifecycle.v1.Lifecycle.CopyFrom:input_type -> berth.lifecycle.v1.CopyFromRequest
+	69, // 64: berth.lifecycle.v1.Lifecycle.CopyTo:input_type -> berth.lifecycle.v1.CopyToRequest
+	71, // 65: berth.lifecycle.v1.Lifecycle.Export:input_type -> berth.lifecycle.v1.ExportRequest
+	73, // 66: berth.lifecycle.v1.Lifecycle.CreateVolume:input_type -> berth.lifecycle.v1.CreateVolumeRequest
+	75, // 67: berth.lifecycle.v1.Lifecycle.ListVolumes:input_type -> berth.lifecycle.v1.ListVolumesRequest
+	77, // 68: berth.lifecycle.v1.Lifecycle.InspectVolume:input_type -> berth.lifecycle.v1.InspectVolumeRequest
+	79, // 69: berth.lifecycle.v1.Lifecycle.RemoveVolume:input_type -> berth.lifecycle.v1.RemoveVolumeRequest
+	81, // 70: berth.lifecycle.v1.Lifecycle.PruneVolumes:input_type -> berth.lifecycle.v1.PruneVolumesRequest
+	0,  // 71: berth.lifecycle.v1.Lifecycle.ConnectNetwork:input_type -> berth.lifecycle.v1.ConnectNetworkRequest
+	2,  // 72: berth.lifecycle.v1.Lifecycle.DisconnectNetwork:input_type -> berth.lifecycle.v1.DisconnectNetworkRequest
+	22, // 73: berth.lifecycle.v1.Lifecycle.Create:output_type -> berth.lifecycle.v1.CreateResponse
+	24, // 74: berth.lifecycle.v1.Lifecycle.Start:output_type -> berth.lifecycle.v1.StartResponse
+	26, // 75: berth.lifecycle.v1.Lifecycle.Stop:output_type -> berth.lifecycle.v1.StopResponse
+	28, // 76: berth.lifecycle.v1.Lifecycle.Kill:output_type -> berth.lifecycle.v1.KillResponse
+	30, // 77: berth.lifecycle.v1.Lifecycle.Pause:output_type -> berth.lifecycle.v1.PauseResponse
+	32, // 78: berth.lifecycle.v1.Lifecycle.Resume:output_type -> berth.lifecycle.v1.ResumeResponse
+	34, // 79: berth.lifecycle.v1.Lifecycle.Checkpoint:output_type -> berth.lifecycle.v1.CheckpointResponse
+	36, // 80: berth.lifecycle.v1.Lifecycle.Restore:output_type -> berth.lifecycle.v1.RestoreResponse
+	38, // 81: berth.lifecycle.v1.Lifecycle.Delete:output_type -> berth.lifecycle.v1.DeleteResponse
+	40, // 82: berth.lifecycle.v1.Lifecycle.Get:output_type -> berth.lifecycle.v1.GetResponse
+	42, // 83: berth.lifecycle.v1.Lifecycle.List:output_type -> berth.lifecycle.v1.ListResponse
+	44, // 84: berth.lifecycle.v1.Lifecycle.Exec:output_type -> berth.lifecycle.v1.ExecResponse
+	47, // 85: berth.lifecycle.v1.Lifecycle.Attach:output_type -> berth.lifecycle.v1.AttachResponse
+	49, // 86: berth.lifecycle.v1.Lifecycle.Resize:output_type -> berth.lifecycle.v1.ResizeResponse
+	51, // 87: berth.lifecycle.v1.Lifecycle.Wait:output_type -> berth.lifecycle.v1.WaitResponse
+	53, // 88: berth.lifecycle.v1.Lifecycle.WaitExec:output_type -> berth.lifecycle.v1.WaitExecResponse
+	55, // 89: berth.lifecycle.v1.Lifecycle.Rename:output_type -> berth.lifecycle.v1.RenameResponse
+	57, // 90: berth.lifecycle.v1.Lifecycle.Update:output_type -> berth.lifecycle.v1.UpdateResponse
+	59, // 91: berth.lifecycle.v1.Lifecycle.Stats:output_type -> berth.lifecycle.v1.StatsResponse
+	17, // 92: berth.lifecycle.v1.Lifecycle.Events:output_type -> berth.lifecycle.v1.Event
+	62, // 93: berth.lifecycle.v1.Lifecycle.SetRestartPolicy:output_type -> berth.lifecycle.v1.SetRestartPolicyResponse
+	65, // 94: berth.lifecycle.v1.Lifecycle.Top:output_type -> berth.lifecycle.v1.TopResponse
+	66, // 95: berth.lifecycle.v1.Lifecycle.CopyFrom:output_type -> berth.lifecycle.v1.ArchiveChunk
+	70, // 96: berth.lifecycle.v1.Lifecycle.CopyTo:output_type -> berth.lifecycle.v1.CopyToResponse
+	66, // 97: berth.lifecycle.v1.Lifecycle.Export:output_type -> berth.lifecycle.v1.ArchiveChunk
+	74, // 98: berth.lifecycle.v1.Lifecycle.CreateVolume:output_type -> berth.lifecycle.v1.CreateVolumeResponse
+	76, // 99: berth.lifecycle.v1.Lifecycle.ListVolumes:output_type -> berth.lifecycle.v1.ListVolumesResponse
+	78, // 100: berth.lifecycle.v1.Lifecycle.InspectVolume:output_type -> berth.lifecycle.v1.InspectVolumeResponse
+	80, // 101: berth.lifecycle.v1.Lifecycle.RemoveVolume:output_type -> berth.lifecycle.v1.RemoveVolumeResponse
+	82, // 102: berth.lifecycle.v1.Lifecycle.PruneVolumes:output_type -> berth.lifecycle.v1.PruneVolumesResponse
+	1,  // 103: berth.lifecycle.v1.Lifecycle.ConnectNetwork:output_type -> berth.lifecycle.v1.ConnectNetworkResponse
+	3,  // 104: berth.lifecycle.v1.Lifecycle.DisconnectNetwork:output_type -> berth.lifecycle.v1.DisconnectNetworkResponse
+	73, // [73:105] is the sub-list for method output_type
+	41, // [41:73] is the sub-list for method input_type
 	41, // [41:41] is the sub-list for extension type_name
 	41, // [41:41] is the sub-list for extension extendee
 	0,  // [0:41] is the sub-list for field type_name
@@ -5277,16 +5490,16 @@ func file_berth_lifecycle_v1_lifecycle_proto_init() {
 	if File_berth_lifecycle_v1_lifecycle_proto != nil {
 		return
 	}
-	file_berth_lifecycle_v1_lifecycle_proto_msgTypes[42].OneofWrappers = []any{
+	file_berth_lifecycle_v1_lifecycle_proto_msgTypes[46].OneofWrappers = []any{
 		(*AttachRequest_Start)(nil),
 		(*AttachRequest_Stdin)(nil),
 		(*AttachRequest_StdinClose)(nil),
 	}
-	file_berth_lifecycle_v1_lifecycle_proto_msgTypes[43].OneofWrappers = []any{
+	file_berth_lifecycle_v1_lifecycle_proto_msgTypes[47].OneofWrappers = []any{
 		(*AttachResponse_Stdout)(nil),
 		(*AttachResponse_Stderr)(nil),
 	}
-	file_berth_lifecycle_v1_lifecycle_proto_msgTypes[65].OneofWrappers = []any{
+	file_berth_lifecycle_v1_lifecycle_proto_msgTypes[69].OneofWrappers = []any{
 		(*CopyToRequest_Start)(nil),
 		(*CopyToRequest_Data)(nil),
 	}
@@ -5296,7 +5509,7 @@ func file_berth_lifecycle_v1_lifecycle_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_lifecycle_v1_lifecycle_proto_rawDesc), len(file_berth_lifecycle_v1_lifecycle_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   84,
+			NumMessages:   88,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,36 +26,38 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Lifecycle_Create_FullMethodName           = "/berth.lifecycle.v1.Lifecycle/Create"
-	Lifecycle_Start_FullMethodName            = "/berth.lifecycle.v1.Lifecycle/Start"
-	Lifecycle_Stop_FullMethodName             = "/berth.lifecycle.v1.Lifecycle/Stop"
-	Lifecycle_Kill_FullMethodName             = "/berth.lifecycle.v1.Lifecycle/Kill"
-	Lifecycle_Pause_FullMethodName            = "/berth.lifecycle.v1.Lifecycle/Pause"
-	Lifecycle_Resume_FullMethodName           = "/berth.lifecycle.v1.Lifecycle/Resume"
-	Lifecycle_Checkpoint_FullMethodName       = "/berth.lifecycle.v1.Lifecycle/Checkpoint"
-	Lifecycle_Restore_FullMethodName          = "/berth.lifecycle.v1.Lifecycle/Restore"
-	Lifecycle_Delete_FullMethodName           = "/berth.lifecycle.v1.Lifecycle/Delete"
-	Lifecycle_Get_FullMethodName              = "/berth.lifecycle.v1.Lifecycle/Get"
-	Lifecycle_List_FullMethodName             = "/berth.lifecycle.v1.Lifecycle/List"
-	Lifecycle_Exec_FullMethodName             = "/berth.lifecycle.v1.Lifecycle/Exec"
-	Lifecycle_Attach_FullMethodName           = "/berth.lifecycle.v1.Lifecycle/Attach"
-	Lifecycle_Resize_FullMethodName           = "/berth.lifecycle.v1.Lifecycle/Resize"
-	Lifecycle_Wait_FullMethodName             = "/berth.lifecycle.v1.Lifecycle/Wait"
-	Lifecycle_WaitExec_FullMethodName         = "/berth.lifecycle.v1.Lifecycle/WaitExec"
-	Lifecycle_Rename_FullMethodName           = "/berth.lifecycle.v1.Lifecycle/Rename"
-	Lifecycle_Update_FullMethodName           = "/berth.lifecycle.v1.Lifecycle/Update"
-	Lifecycle_Stats_FullMethodName            = "/berth.lifecycle.v1.Lifecycle/Stats"
-	Lifecycle_Events_FullMethodName           = "/berth.lifecycle.v1.Lifecycle/Events"
-	Lifecycle_SetRestartPolicy_FullMethodName = "/berth.lifecycle.v1.Lifecycle/SetRestartPolicy"
-	Lifecycle_Top_FullMethodName              = "/berth.lifecycle.v1.Lifecycle/Top"
-	Lifecycle_CopyFrom_FullMethodName         = "/berth.lifecycle.v1.Lifecycle/CopyFrom"
-	Lifecycle_CopyTo_FullMethodName           = "/berth.lifecycle.v1.Lifecycle/CopyTo"
-	Lifecycle_Export_FullMethodName           = "/berth.lifecycle.v1.Lifecycle/Export"
-	Lifecycle_CreateVolume_FullMethodName     = "/berth.lifecycle.v1.Lifecycle/CreateVolume"
-	Lifecycle_ListVolumes_FullMethodName      = "/berth.lifecycle.v1.Lifecycle/ListVolumes"
-	Lifecycle_InspectVolume_FullMethodName    = "/berth.lifecycle.v1.Lifecycle/InspectVolume"
-	Lifecycle_RemoveVolume_FullMethodName     = "/berth.lifecycle.v1.Lifecycle/RemoveVolume"
-	Lifecycle_PruneVolumes_FullMethodName     = "/berth.lifecycle.v1.Lifecycle/PruneVolumes"
+	Lifecycle_Create_FullMethodName            = "/berth.lifecycle.v1.Lifecycle/Create"
+	Lifecycle_Start_FullMethodName             = "/berth.lifecycle.v1.Lifecycle/Start"
+	Lifecycle_Stop_FullMethodName              = "/berth.lifecycle.v1.Lifecycle/Stop"
+	Lifecycle_Kill_FullMethodName              = "/berth.lifecycle.v1.Lifecycle/Kill"
+	Lifecycle_Pause_FullMethodName             = "/berth.lifecycle.v1.Lifecycle/Pause"
+	Lifecycle_Resume_FullMethodName            = "/berth.lifecycle.v1.Lifecycle/Resume"
+	Lifecycle_Checkpoint_FullMethodName        = "/berth.lifecycle.v1.Lifecycle/Checkpoint"
+	Lifecycle_Restore_FullMethodName           = "/berth.lifecycle.v1.Lifecycle/Restore"
+	Lifecycle_Delete_FullMethodName            = "/berth.lifecycle.v1.Lifecycle/Delete"
+	Lifecycle_Get_FullMethodName               = "/berth.lifecycle.v1.Lifecycle/Get"
+	Lifecycle_List_FullMethodName              = "/berth.lifecycle.v1.Lifecycle/List"
+	Lifecycle_Exec_FullMethodName              = "/berth.lifecycle.v1.Lifecycle/Exec"
+	Lifecycle_Attach_FullMethodName            = "/berth.lifecycle.v1.Lifecycle/Attach"
+	Lifecycle_Resize_FullMethodName            = "/berth.lifecycle.v1.Lifecycle/Resize"
+	Lifecycle_Wait_FullMethodName              = "/berth.lifecycle.v1.Lifecycle/Wait"
+	Lifecycle_WaitExec_FullMethodName          = "/berth.lifecycle.v1.Lifecycle/WaitExec"
+	Lifecycle_Rename_FullMethodName            = "/berth.lifecycle.v1.Lifecycle/Rename"
+	Lifecycle_Update_FullMethodName            = "/berth.lifecycle.v1.Lifecycle/Update"
+	Lifecycle_Stats_FullMethodName             = "/berth.lifecycle.v1.Lifecycle/Stats"
+	Lifecycle_Events_FullMethodName            = "/berth.lifecycle.v1.Lifecycle/Events"
+	Lifecycle_SetRestartPolicy_FullMethodName  = "/berth.lifecycle.v1.Lifecycle/SetRestartPolicy"
+	Lifecycle_Top_FullMethodName               = "/berth.lifecycle.v1.Lifecycle/Top"
+	Lifecycle_CopyFrom_FullMethodName          = "/berth.lifecycle.v1.Lifecycle/CopyFrom"
+	Lifecycle_CopyTo_FullMethodName            = "/berth.lifecycle.v1.Lifecycle/CopyTo"
+	Lifecycle_Export_FullMethodName            = "/berth.lifecycle.v1.Lifecycle/Export"
+	Lifecycle_CreateVolume_FullMethodName      = "/berth.lifecycle.v1.Lifecycle/CreateVolume"
+	Lifecycle_ListVolumes_FullMethodName       = "/berth.lifecycle.v1.Lifecycle/ListVolumes"
+	Lifecycle_InspectVolume_FullMethodName     = "/berth.lifecycle.v1.Lifecycle/InspectVolume"
+	Lifecycle_RemoveVolume_FullMethodName      = "/berth.lifecycle.v1.Lifecycle/RemoveVolume"
+	Lifecycle_PruneVolumes_FullMethodName      = "/berth.lifecycle.v1.Lifecycle/PruneVolumes"
+	Lifecycle_ConnectNetwork_FullMethodName    = "/berth.lifecycle.v1.Lifecycle/ConnectNetwork"
+	Lifecycle_DisconnectNetwork_FullMethodName = "/berth.lifecycle.v1.Lifecycle/DisconnectNetwork"
 )
 
 // LifecycleClient is the client API for Lifecycle service.
@@ -110,6 +112,10 @@ type LifecycleClient interface {
 	InspectVolume(ctx context.Context, in *InspectVolumeRequest, opts ...grpc.CallOption) (*InspectVolumeResponse, error)
 	RemoveVolume(ctx context.Context, in *RemoveVolumeRequest, opts ...grpc.CallOption) (*RemoveVolumeResponse, error)
 	PruneVolumes(ctx context.Context, in *PruneVolumesRequest, opts ...grpc.CallOption) (*PruneVolumesResponse, error)
+	// ConnectNetwork attaches a running container to a further network
+	// (docker network connect); DisconnectNetwork detaches it again.
+	ConnectNetwork(ctx context.Context, in *ConnectNetworkRequest, opts ...grpc.CallOption) (*ConnectNetworkResponse, error)
+	DisconnectNetwork(ctx context.Context, in *DisconnectNetworkRequest, opts ...grpc.CallOption) (*DisconnectNetworkResponse, error)
 }
 
 type lifecycleClient struct {
@@ -453,6 +459,26 @@ func (c *lifecycleClient) PruneVolumes(ctx context.Context, in *PruneVolumesRequ
 	return out, nil
 }
 
+func (c *lifecycleClient) ConnectNetwork(ctx context.Context, in *ConnectNetworkRequest, opts ...grpc.CallOption) (*ConnectNetworkResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConnectNetworkResponse)
+	err := c.cc.Invoke(ctx, Lifecycle_ConnectNetwork_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *lifecycleClient) DisconnectNetwork(ctx context.Context, in *DisconnectNetworkRequest, opts ...grpc.CallOption) (*DisconnectNetworkResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DisconnectNetworkResponse)
+	err := c.cc.Invoke(ctx, Lifecycle_DisconnectNetwork_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // LifecycleServer is the server API for Lifecycle service.
 // All implementations must embed UnimplementedLifecycleServer
 // for forward compatibility.
@@ -505,6 +531,10 @@ type LifecycleServer interface {
 	InspectVolume(context.Context, *InspectVolumeRequest) (*InspectVolumeResponse, error)
 	RemoveVolume(context.Context, *RemoveVolumeRequest) (*RemoveVolumeResponse, error)
 	PruneVolumes(context.Context, *PruneVolumesRequest) (*PruneVolumesResponse, error)
+	// ConnectNetwork attaches a running container to a further network
+	// (docker network connect); DisconnectNetwork detaches it again.
+	ConnectNetwork(context.Context, *ConnectNetworkRequest) (*ConnectNetworkResponse, error)
+	DisconnectNetwork(context.Context, *DisconnectNetworkRequest) (*DisconnectNetworkResponse, error)
 	mustEmbedUnimplementedLifecycleServer()
 }
 
@@ -604,6 +634,12 @@ func (UnimplementedLifecycleServer) RemoveVolume(context.Context, *RemoveVolumeR
 }
 func (UnimplementedLifecycleServer) PruneVolumes(context.Context, *PruneVolumesRequest) (*PruneVolumesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PruneVolumes not implemented")
+}
+func (UnimplementedLifecycleServer) ConnectNetwork(context.Context, *ConnectNetworkRequest) (*ConnectNetworkResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ConnectNetwork not implemented")
+}
+func (UnimplementedLifecycleServer) DisconnectNetwork(context.Context, *DisconnectNetworkRequest) (*DisconnectNetworkResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DisconnectNetwork not implemented")
 }
 func (UnimplementedLifecycleServer) mustEmbedUnimplementedLifecycleServer() {}
 func (UnimplementedLifecycleServer) testEmbeddedByValue()                   {}
@@ -1123,6 +1159,42 @@ func _Lifecycle_PruneVolumes_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Lifecycle_ConnectNetwork_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConnectNetworkRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LifecycleServer).ConnectNetwork(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Lifecycle_ConnectNetwork_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LifecycleServer).ConnectNetwork(ctx, req.(*ConnectNetworkRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Lifecycle_DisconnectNetwork_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DisconnectNetworkRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LifecycleServer).DisconnectNetwork(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Lifecycle_DisconnectNetwork_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LifecycleServer).DisconnectNetwork(ctx, req.(*DisconnectNetworkRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Lifecycle_ServiceDesc is the grpc.ServiceDesc for Lifecycle service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1229,6 +1301,14 @@ var Lifecycle_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "PruneVolumes",
 			Handler:    _Lifecycle_PruneVolumes_Handler,
+		},
+		{
+			MethodName: "ConnectNetwork",
+			Handler:    _Lifecycle_ConnectNetwork_Handler,
+		},
+		{
+			MethodName: "DisconnectNetwork",
+			Handler:    _Lifecycle_DisconnectNetwork_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

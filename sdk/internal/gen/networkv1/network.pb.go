@@ -1031,6 +1031,95 @@ func (*DetachResponse) Descriptor() ([]byte, []int) {
 	return file_berth_network_v1_network_proto_rawDescGZIP(), []int{16}
 }
 
+type DisconnectRequest struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	ContainerId string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	// network is a network's name, ID or ID prefix.
+	Network       string `protobuf:"bytes,2,opt,name=network,proto3" json:"network,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisconnectRequest) Reset() {
+	*x = DisconnectRequest{}
+	mi := &file_berth_network_v1_network_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisconnectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisconnectRequest) ProtoMessage() {}
+
+func (x *DisconnectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_network_v1_network_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisconnectRequest.ProtoReflect.Descriptor instead.
+func (*DisconnectRequest) Descriptor() ([]byte, []int) {
+	return file_berth_network_v1_network_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *DisconnectRequest) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
+func (x *DisconnectRequest) GetNetwork() string {
+	if x != nil {
+		return x.Network
+	}
+	return ""
+}
+
+type DisconnectResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisconnectResponse) Reset() {
+	*x = DisconnectResponse{}
+	mi := &file_berth_network_v1_network_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisconnectResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisconnectResponse) ProtoMessage() {}
+
+func (x *DisconnectResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_network_v1_network_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisconnectResponse.ProtoReflect.Descriptor instead.
+func (*DisconnectResponse) Descriptor() ([]byte, []int) {
+	return file_berth_network_v1_network_proto_rawDescGZIP(), []int{18}
+}
+
 type RenameRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
@@ -1041,7 +1130,7 @@ type RenameRequest struct {
 
 func (x *RenameRequest) Reset() {
 	*x = RenameRequest{}
-	mi := &file_berth_network_v1_network_proto_msgTypes[17]
+	mi := &file_berth_network_v1_network_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1053,7 +1142,7 @@ func (x *RenameRequest) String() string {
 func (*RenameRequest) ProtoMessage() {}
 
 func (x *RenameRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_network_v1_network_proto_msgTypes[17]
+	mi := &file_berth_network_v1_network_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1066,7 +1155,7 @@ func (x *RenameRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameRequest.ProtoReflect.Descriptor instead.
 func (*RenameRequest) Descriptor() ([]byte, []int) {
-	return file_berth_network_v1_network_proto_rawDescGZIP(), []int{17}
+	return file_berth_network_v1_network_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RenameRequest) GetContainerId() string {
@@ -1091,7 +1180,7 @@ type RenameResponse struct {
 
 func (x *RenameResponse) Reset() {
 	*x = RenameResponse{}
-	mi := &file_berth_network_v1_network_proto_msgTypes[18]
+	mi := &file_berth_network_v1_network_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1103,7 +1192,7 @@ func (x *RenameResponse) String() string {
 func (*RenameResponse) ProtoMessage() {}
 
 func (x *RenameResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_network_v1_network_proto_msgTypes[18]
+	mi := &file_berth_network_v1_network_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1116,7 +1205,7 @@ func (x *RenameResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameResponse.ProtoReflect.Descriptor instead.
 func (*RenameResponse) Descriptor() ([]byte, []int) {
-	return file_berth_network_v1_network_proto_rawDescGZIP(), []int{18}
+	return file_berth_network_v1_network_proto_rawDescGZIP(), []int{20}
 }
 
 type EndpointsRequest struct {
@@ -1130,7 +1219,7 @@ type EndpointsRequest struct {
 
 func (x *EndpointsRequest) Reset() {
 	*x = EndpointsRequest{}
-	mi := &file_berth_network_v1_network_proto_msgTypes[19]
+	mi := &file_berth_network_v1_network_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1142,7 +1231,7 @@ func (x *EndpointsRequest) String() string {
 func (*EndpointsRequest) ProtoMessage() {}
 
 func (x *EndpointsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_network_v1_network_proto_msgTypes[19]
+	mi := &file_berth_network_v1_network_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1155,7 +1244,7 @@ func (x *EndpointsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointsRequest.ProtoReflect.Descriptor instead.
 func (*EndpointsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_network_v1_network_proto_rawDescGZIP(), []int{19}
+	return file_berth_network_v1_network_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *EndpointsRequest) GetNetwork() string {
@@ -1185,7 +1274,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_berth_network_v1_network_proto_msgTypes[20]
+	mi := &file_berth_network_v1_network_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1197,7 +1286,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_network_v1_network_proto_msgTypes[20]
+	mi := &file_berth_network_v1_network_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1210,7 +1299,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_berth_network_v1_network_proto_rawDescGZIP(), []int{20}
+	return file_berth_network_v1_network_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Endpoint) GetContainerId() string {
@@ -1306,7 +1395,7 @@ type EndpointsResponse struct {
 
 func (x *EndpointsResponse) Reset() {
 	*x = EndpointsResponse{}
-	mi := &file_berth_network_v1_network_proto_msgTypes[21]
+	mi := &file_berth_network_v1_network_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1318,7 +1407,7 @@ func (x *EndpointsResponse) String() string {
 func (*EndpointsResponse) ProtoMessage() {}
 
 func (x *EndpointsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_network_v1_network_proto_msgTypes[21]
+	mi := &file_berth_network_v1_network_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1331,7 +1420,7 @@ func (x *EndpointsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointsResponse.ProtoReflect.Descriptor instead.
 func (*EndpointsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_network_v1_network_proto_rawDescGZIP(), []int{21}
+	return file_berth_network_v1_network_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *EndpointsResponse) GetEndpoints() []*Endpoint {
@@ -1425,7 +1514,11 @@ const file_berth_network_v1_network_proto_rawDesc = "" +
 	"\bhostname\x18\x06 \x01(\tR\bhostname\"2\n" +
 	"\rDetachRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\"\x10\n" +
-	"\x0eDetachResponse\"F\n" +
+	"\x0eDetachResponse\"P\n" +
+	"\x11DisconnectRequest\x12!\n" +
+	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x18\n" +
+	"\anetwork\x18\x02 \x01(\tR\anetwork\"\x14\n" +
+	"\x12DisconnectResponse\"F\n" +
 	"\rRenameRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\"\x10\n" +
@@ -1449,7 +1542,7 @@ const file_berth_network_v1_network_proto_rawDesc = "" +
 	"\x05ports\x18\v \x03(\v2\x1d.berth.network.v1.PortMappingR\x05ports\x12*\n" +
 	"\x11created_unix_nano\x18\f \x01(\x03R\x0fcreatedUnixNano\"M\n" +
 	"\x11EndpointsResponse\x128\n" +
-	"\tendpoints\x18\x01 \x03(\v2\x1a.berth.network.v1.EndpointR\tendpoints2\xb6\x05\n" +
+	"\tendpoints\x18\x01 \x03(\v2\x1a.berth.network.v1.EndpointR\tendpoints2\xd9\x06\n" +
 	"\aNetwork\x12H\n" +
 	"\x06Create\x12\x1f.berth.network.v1.CreateRequest\x1a\x1d.berth.network.v1.NetworkInfo\x12E\n" +
 	"\x04List\x12\x1d.berth.network.v1.ListRequest\x1a\x1e.berth.network.v1.ListResponse\x12J\n" +
@@ -1459,7 +1552,10 @@ const file_berth_network_v1_network_proto_rawDesc = "" +
 	"\x06Attach\x12\x1f.berth.network.v1.AttachRequest\x1a\x1c.berth.network.v1.Attachment\x12K\n" +
 	"\x06Detach\x12\x1f.berth.network.v1.DetachRequest\x1a .berth.network.v1.DetachResponse\x12K\n" +
 	"\x06Rename\x12\x1f.berth.network.v1.RenameRequest\x1a .berth.network.v1.RenameResponse\x12T\n" +
-	"\tEndpoints\x12\".berth.network.v1.EndpointsRequest\x1a#.berth.network.v1.EndpointsResponseBAZ?github.com/berth-dev/berth/sdk/internal/gen/networkv1;networkv1b\x06proto3"
+	"\tEndpoints\x12\".berth.network.v1.EndpointsRequest\x1a#.berth.network.v1.EndpointsResponse\x12H\n" +
+	"\aConnect\x12\x1f.berth.network.v1.AttachRequest\x1a\x1c.berth.network.v1.Attachment\x12W\n" +
+	"\n" +
+	"Disconnect\x12#.berth.network.v1.DisconnectRequest\x1a$.berth.network.v1.DisconnectResponseBAZ?github.com/berth-dev/berth/sdk/internal/gen/networkv1;networkv1b\x06proto3"
 
 var (
 	file_berth_network_v1_network_proto_rawDescOnce sync.Once
@@ -1473,36 +1569,38 @@ func file_berth_network_v1_network_proto_rawDescGZIP() []byte {
 	return file_berth_network_v1_network_proto_rawDescData
 }
 
-var file_berth_network_v1_network_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_berth_network_v1_network_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_berth_network_v1_network_proto_goTypes = []any{
-	(*NetworkInfo)(nil),       // 0: berth.network.v1.NetworkInfo
-	(*CreateRequest)(nil),     // 1: berth.network.v1.CreateRequest
-	(*ListRequest)(nil),       // 2: berth.network.v1.ListRequest
-	(*ListResponse)(nil),      // 3: berth.network.v1.ListResponse
-	(*InspectRequest)(nil),    // 4: berth.network.v1.InspectRequest
-	(*RemoveRequest)(nil),     // 5: berth.network.v1.RemoveRequest
-	(*RemoveResponse)(nil),    // 6: berth.network.v1.RemoveResponse
-	(*PruneRequest)(nil),      // 7: berth.network.v1.PruneRequest
-	(*PruneResponse)(nil),     // 8: berth.network.v1.PruneResponse
-	(*PortMapping)(nil),       // 9: berth.network.v1.PortMapping
-	(*HostEntry)(nil),         // 10: berth.network.v1.HostEntry
-	(*AttachRequest)(nil),     // 11: berth.network.v1.AttachRequest
-	(*Interface)(nil),         // 12: berth.network.v1.Interface
-	(*DNS)(nil),               // 13: berth.network.v1.DNS
-	(*Attachment)(nil),        // 14: berth.network.v1.Attachment
-	(*DetachRequest)(nil),     // 15: berth.network.v1.DetachRequest
-	(*DetachResponse)(nil),    // 16: berth.network.v1.DetachResponse
-	(*RenameRequest)(nil),     // 17: berth.network.v1.RenameRequest
-	(*RenameResponse)(nil),    // 18: berth.network.v1.RenameResponse
-	(*EndpointsRequest)(nil),  // 19: berth.network.v1.EndpointsRequest
-	(*Endpoint)(nil),          // 20: berth.network.v1.Endpoint
-	(*EndpointsResponse)(nil), // 21: berth.network.v1.EndpointsResponse
-	nil,                       // 22: berth.network.v1.NetworkInfo.LabelsEntry
-	nil,                       // 23: berth.network.v1.CreateRequest.LabelsEntry
+	(*NetworkInfo)(nil),        // 0: berth.network.v1.NetworkInfo
+	(*CreateRequest)(nil),      // 1: berth.network.v1.CreateRequest
+	(*ListRequest)(nil),        // 2: berth.network.v1.ListRequest
+	(*ListResponse)(nil),       // 3: berth.network.v1.ListResponse
+	(*InspectRequest)(nil),     // 4: berth.network.v1.InspectRequest
+	(*RemoveRequest)(nil),      // 5: berth.network.v1.RemoveRequest
+	(*RemoveResponse)(nil),     // 6: berth.network.v1.RemoveResponse
+	(*PruneRequest)(nil),       // 7: berth.network.v1.PruneRequest
+	(*PruneResponse)(nil),      // 8: berth.network.v1.PruneResponse
+	(*PortMapping)(nil),        // 9: berth.network.v1.PortMapping
+	(*HostEntry)(nil),          // 10: berth.network.v1.HostEntry
+	(*AttachRequest)(nil),      // 11: berth.network.v1.AttachRequest
+	(*Interface)(nil),          // 12: berth.network.v1.Interface
+	(*DNS)(nil),                // 13: berth.network.v1.DNS
+	(*Attachment)(nil),         // 14: berth.network.v1.Attachment
+	(*DetachRequest)(nil),      // 15: berth.network.v1.DetachRequest
+	(*DetachResponse)(nil),     // 16: berth.network.v1.DetachResponse
+	(*DisconnectRequest)(nil),  // 17: berth.network.v1.DisconnectRequest
+	(*DisconnectResponse)(nil), // 18: berth.network.v1.DisconnectResponse
+	(*RenameRequest)(nil),      // 19: berth.network.v1.RenameRequest
+	(*RenameResponse)(nil),     // 20: berth.network.v1.RenameResponse
+	(*EndpointsRequest)(nil),   // 21: berth.network.v1.EndpointsRequest
+	(*Endpoint)(nil),           // 22: berth.network.v1.Endpoint
+	(*EndpointsResponse)(nil),  // 23: berth.network.v1.EndpointsResponse
+	nil,                        // 24: berth.network.v1.NetworkInfo.LabelsEntry
+	nil,                        // 25: berth.network.v1.CreateRequest.LabelsEntry
 }
 var file_berth_network_v1_network_proto_depIdxs = []int32{
-	22, // 0: berth.network.v1.NetworkInfo.labels:type_name -> berth.network.v1.NetworkInfo.LabelsEntry
-	23, // 1: berth.network.v1.CreateRequest.labels:type_name -> berth.network.v1.CreateRequest.LabelsEntry
+	24, // 0: berth.network.v1.NetworkInfo.labels:type_name -> berth.network.v1.NetworkInfo.LabelsEntry
+	25, // 1: berth.network.v1.CreateRequest.labels:type_name -> berth.network.v1.CreateRequest.LabelsEntry
 	0,  // 2: berth.network.v1.ListResponse.networks:type_name -> berth.network.v1.NetworkInfo
 	9,  // 3: berth.network.v1.AttachRequest.ports:type_name -> berth.network.v1.PortMapping
 	10, // 4: berth.network.v1.AttachRequest.extra_hosts:type_name -> berth.network.v1.HostEntry
@@ -1511,7 +1609,7 @@ var file_berth_network_v1_network_proto_depIdxs = []int32{
 	10, // 7: berth.network.v1.Attachment.hosts:type_name -> berth.network.v1.HostEntry
 	9,  // 8: berth.network.v1.Attachment.ports:type_name -> berth.network.v1.PortMapping
 	9,  // 9: berth.network.v1.Endpoint.ports:type_name -> berth.network.v1.PortMapping
-	20, // 10: berth.network.v1.EndpointsResponse.endpoints:type_name -> berth.network.v1.Endpoint
+	22, // 10: berth.network.v1.EndpointsResponse.endpoints:type_name -> berth.network.v1.Endpoint
 	1,  // 11: berth.network.v1.Network.Create:input_type -> berth.network.v1.CreateRequest
 	2,  // 12: berth.network.v1.Network.List:input_type -> berth.network.v1.ListRequest
 	4,  // 13: berth.network.v1.Network.Inspect:input_type -> berth.network.v1.InspectRequest
@@ -1519,19 +1617,23 @@ var file_berth_network_v1_network_proto_depIdxs = []int32{
 	7,  // 15: berth.network.v1.Network.Prune:input_type -> berth.network.v1.PruneRequest
 	11, // 16: berth.network.v1.Network.Attach:input_type -> berth.network.v1.AttachRequest
 	15, // 17: berth.network.v1.Network.Detach:input_type -> berth.network.v1.DetachRequest
-	17, // 18: berth.network.v1.Network.Rename:input_type -> berth.network.v1.RenameRequest
-	19, // 19: berth.network.v1.Network.Endpoints:input_type -> berth.network.v1.EndpointsRequest
-	0,  // 20: berth.network.v1.Network.Create:output_type -> berth.network.v1.NetworkInfo
-	3,  // 21: berth.network.v1.Network.List:output_type -> berth.network.v1.ListResponse
-	0,  // 22: berth.network.v1.Network.Inspect:output_type -> berth.network.v1.NetworkInfo
-	6,  // 23: berth.network.v1.Network.Remove:output_type -> berth.network.v1.RemoveResponse
-	8,  // 24: berth.network.v1.Network.Prune:output_type -> berth.network.v1.PruneResponse
-	14, // 25: berth.network.v1.Network.Attach:output_type -> berth.network.v1.Attachment
-	16, // 26: berth.network.v1.Network.Detach:output_type -> berth.network.v1.DetachResponse
-	18, // 27: berth.network.v1.Network.Rename:output_type -> berth.network.v1.RenameResponse
-	21, // 28: berth.network.v1.Network.Endpoints:output_type -> berth.network.v1.EndpointsResponse
-	20, // [20:29] is the sub-list for method output_type
-	11, // [11:20] is the sub-list for method input_type
+	19, // 18: berth.network.v1.Network.Rename:input_type -> berth.network.v1.RenameRequest
+	21, // 19: berth.network.v1.Network.Endpoints:input_type -> berth.network.v1.EndpointsRequest
+	11, // 20: berth.network.v1.Network.Connect:input_type -> berth.network.v1.AttachRequest
+	17, // 21: berth.network.v1.Network.Disconnect:input_type -> berth.network.v1.DisconnectRequest
+	0,  // 22: berth.network.v1.Network.Create:output_type -> berth.network.v1.NetworkInfo
+	3,  // 23: berth.network.v1.Network.List:output_type -> berth.network.v1.ListResponse
+	0,  // 24: berth.network.v1.Network.Inspect:output_type -> berth.network.v1.NetworkInfo
+	6,  // 25: berth.network.v1.Network.Remove:output_type -> berth.network.v1.RemoveResponse
+	8,  // 26: berth.network.v1.Network.Prune:output_type -> berth.network.v1.PruneResponse
+	14, // 27: berth.network.v1.Network.Attach:output_type -> berth.network.v1.Attachment
+	16, // 28: berth.network.v1.Network.Detach:output_type -> berth.network.v1.DetachResponse
+	20, // 29: berth.network.v1.Network.Rename:output_type -> berth.network.v1.RenameResponse
+	23, // 30: berth.network.v1.Network.Endpoints:output_type -> berth.network.v1.EndpointsResponse
+	14, // 31: berth.network.v1.Network.Connect:output_type -> berth.network.v1.Attachment
+	18, // 32: berth.network.v1.Network.Disconnect:output_type -> berth.network.v1.DisconnectResponse
+	22, // [22:33] is the sub-list for method output_type
+	11, // [11:22] is the sub-list for method input_type
 	11, // [11:11] is the sub-list for extension type_name
 	11, // [11:11] is the sub-list for extension extendee
 	0,  // [0:11] is the sub-list for field type_name
@@ -1548,7 +1650,7 @@ func file_berth_network_v1_network_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_network_v1_network_proto_rawDesc), len(file_berth_network_v1_network_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   24,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,15 +22,17 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Network_Create_FullMethodName    = "/berth.network.v1.Network/Create"
-	Network_List_FullMethodName      = "/berth.network.v1.Network/List"
-	Network_Inspect_FullMethodName   = "/berth.network.v1.Network/Inspect"
-	Network_Remove_FullMethodName    = "/berth.network.v1.Network/Remove"
-	Network_Prune_FullMethodName     = "/berth.network.v1.Network/Prune"
-	Network_Attach_FullMethodName    = "/berth.network.v1.Network/Attach"
-	Network_Detach_FullMethodName    = "/berth.network.v1.Network/Detach"
-	Network_Rename_FullMethodName    = "/berth.network.v1.Network/Rename"
-	Network_Endpoints_FullMethodName = "/berth.network.v1.Network/Endpoints"
+	Network_Create_FullMethodName     = "/berth.network.v1.Network/Create"
+	Network_List_FullMethodName       = "/berth.network.v1.Network/List"
+	Network_Inspect_FullMethodName    = "/berth.network.v1.Network/Inspect"
+	Network_Remove_FullMethodName     = "/berth.network.v1.Network/Remove"
+	Network_Prune_FullMethodName      = "/berth.network.v1.Network/Prune"
+	Network_Attach_FullMethodName     = "/berth.network.v1.Network/Attach"
+	Network_Detach_FullMethodName     = "/berth.network.v1.Network/Detach"
+	Network_Rename_FullMethodName     = "/berth.network.v1.Network/Rename"
+	Network_Endpoints_FullMethodName  = "/berth.network.v1.Network/Endpoints"
+	Network_Connect_FullMethodName    = "/berth.network.v1.Network/Connect"
+	Network_Disconnect_FullMethodName = "/berth.network.v1.Network/Disconnect"
 )
 
 // NetworkClient is the client API for Network service.
@@ -49,6 +51,10 @@ type NetworkClient interface {
 	// Rename changes the name a container's endpoint answers to.
 	Rename(ctx context.Context, in *RenameRequest, opts ...grpc.CallOption) (*RenameResponse, error)
 	Endpoints(ctx context.Context, in *EndpointsRequest, opts ...grpc.CallOption) (*EndpointsResponse, error)
+	// Connect gives a container that has an endpoint already a further one
+	// on another network (docker network connect); Disconnect releases it.
+	Connect(ctx context.Context, in *AttachRequest, opts ...grpc.CallOption) (*Attachment, error)
+	Disconnect(ctx context.Context, in *DisconnectRequest, opts ...grpc.CallOption) (*DisconnectResponse, error)
 }
 
 type networkClient struct {
@@ -149,6 +155,26 @@ func (c *networkClient) Endpoints(ctx context.Context, in *EndpointsRequest, opt
 	return out, nil
 }
 
+func (c *networkClient) Connect(ctx context.Context, in *AttachRequest, opts ...grpc.CallOption) (*Attachment, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Attachment)
+	err := c.cc.Invoke(ctx, Network_Connect_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *networkClient) Disconnect(ctx context.Context, in *DisconnectRequest, opts ...grpc.CallOption) (*DisconnectResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DisconnectResponse)
+	err := c.cc.Invoke(ctx, Network_Disconnect_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // NetworkServer is the server API for Network service.
 // All implementations must embed UnimplementedNetworkServer
 // for forward compatibility.
@@ -165,6 +191,10 @@ type NetworkServer interface {
 	// Rename changes the name a container's endpoint answers to.
 	Rename(context.Context, *RenameRequest) (*RenameResponse, error)
 	Endpoints(context.Context, *EndpointsRequest) (*EndpointsResponse, error)
+	// Connect gives a container that has an endpoint already a further one
+	// on another network (docker network connect); Disconnect releases it.
+	Connect(context.Context, *AttachRequest) (*Attachment, error)
+	Disconnect(context.Context, *DisconnectRequest) (*DisconnectResponse, error)
 	mustEmbedUnimplementedNetworkServer()
 }
 
@@ -201,6 +231,12 @@ func (UnimplementedNetworkServer) Rename(context.Context, *RenameRequest) (*Rena
 }
 func (UnimplementedNetworkServer) Endpoints(context.Context, *EndpointsRequest) (*EndpointsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Endpoints not implemented")
+}
+func (UnimplementedNetworkServer) Connect(context.Context, *AttachRequest) (*Attachment, error) {
+	return nil, status.Error(codes.Unimplemented, "method Connect not implemented")
+}
+func (UnimplementedNetworkServer) Disconnect(context.Context, *DisconnectRequest) (*DisconnectResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Disconnect not implemented")
 }
 func (UnimplementedNetworkServer) mustEmbedUnimplementedNetworkServer() {}
 func (UnimplementedNetworkServer) testEmbeddedByValue()                 {}
@@ -385,6 +421,42 @@ func _Network_Endpoints_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Network_Connect_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AttachRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NetworkServer).Connect(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Network_Connect_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NetworkServer).Connect(ctx, req.(*AttachRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Network_Disconnect_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DisconnectRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NetworkServer).Disconnect(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Network_Disconnect_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NetworkServer).Disconnect(ctx, req.(*DisconnectRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Network_ServiceDesc is the grpc.ServiceDesc for Network service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -427,6 +499,14 @@ var Network_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Endpoints",
 			Handler:    _Network_Endpoints_Handler,
+		},
+		{
+			MethodName: "Connect",
+			Handler:    _Network_Connect_Handler,
+		},
+		{
+			MethodName: "Disconnect",
+			Handler:    _Network_Disconnect_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
