@@ -176,6 +176,18 @@ func (c *Client) Pause(ctx context.Context, id string) error {
 	return errdefs.FromGRPC(err)
 }
 
+// ConnectNetwork implements NetworkConnector.
+func (c *Client) ConnectNetwork(ctx context.Context, id string, a NetworkAttachment) error {
+	_, err := c.c.ConnectNetwork(ctx, &pb.ConnectNetworkRequest{Id: id, Network: networkToPB(&a)})
+	return errdefs.FromGRPC(err)
+}
+
+// DisconnectNetwork implements NetworkConnector.
+func (c *Client) DisconnectNetwork(ctx context.Context, id, bridge string) error {
+	_, err := c.c.DisconnectNetwork(ctx, &pb.DisconnectNetworkRequest{Id: id, Bridge: bridge})
+	return errdefs.FromGRPC(err)
+}
+
 // Resume implements Runtime.
 func (c *Client) Resume(ctx context.Context, id string) error {
 	_, err := c.c.Resume(ctx, &pb.ResumeRequest{Id: id})

@@ -45,6 +45,9 @@ const (
 	CapCheckpoint    = "checkpoint"
 	CapRecover       = "recover"
 	CapNetwork       = "network"
+	// CapNetworkConnect: the plugin implements NetworkConnector (docker
+	// network connect/disconnect on a running task).
+	CapNetworkConnect = "network.connect"
 	CapUserNS        = "userns"
 	CapSeccomp       = "seccomp"
 	CapVM            = "vm"
@@ -303,4 +306,21 @@ type Runtime interface {
 	Recover(ctx context.Context) ([]TaskInfo, error)
 	// Events streams task events until ctx is done, then closes the channel.
 	Events(ctx context.Context) (<-chan TaskEvent, error)
+}
+
+// NetworkConnector is implemented by runtimes that can add a bridge
+// network's interface to a running task and take it away again
+// (capability CapNetworkConnect). The Client always implements it (a
+// plugin without it answers NotImplemented).
+type NetworkConnector interface {
+	// ConnectNetwork adds the one interface of a (Mode bridge) to running
+	// task id: a veth on a.Interfaces[0].Bridge, its peer in the task's
+	// network namespace named a.Interfaces[0].Name or, when empty, the
+	// first free ethN, with its addresses and no route beyond its subnet
+	// (the task keeps its default route). Connecting the same bridge
+	// again is idempotent.
+	ConnectNetwork(ctx context.Context, id string, a NetworkAttachment) error
+	// DisconnectNetwork removes task id's interface on bridge (added by
+	// ConnectNetwork); one that is gone succeeds.
+	DisconnectNetwork(ctx context.Context, id, bridge string) error
 }

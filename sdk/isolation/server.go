@@ -202,6 +202,32 @@ func (s *server) Pause(ctx context.Context, r *pb.PauseRequest) (*pb.PauseRespon
 	return &pb.PauseResponse{}, nil
 }
 
+func (s *server) ConnectNetwork(ctx context.Context, r *pb.ConnectNetworkRequest) (*pb.ConnectNetworkResponse, error) {
+	nc, ok := s.impl.(NetworkConnector)
+	if !ok {
+		return nil, errdefs.ToGRPC(errdefs.NotImplemented("this isolation plugin cannot connect a running task to a network (no capability %q)", CapNetworkConnect))
+	}
+	a := networkFromPB(r.Network)
+	if a == nil {
+		return nil, errdefs.ToGRPC(errdefs.InvalidArgument("connect network: no attachment"))
+	}
+	if err := nc.ConnectNetwork(ctx, r.Id, *a); err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	return &pb.ConnectNetworkResponse{}, nil
+}
+
+func (s *server) DisconnectNetwork(ctx context.Context, r *pb.DisconnectNetworkRequest) (*pb.DisconnectNetworkResponse, error) {
+	nc, ok := s.impl.(NetworkConnector)
+	if !ok {
+		return nil, errdefs.ToGRPC(errdefs.NotImplemented("this isolation plugin cannot disconnect a running task from a network (no capability %q)", CapNetworkConnect))
+	}
+	if err := nc.DisconnectNetwork(ctx, r.Id, r.Bridge); err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	return &pb.DisconnectNetworkResponse{}, nil
+}
+
 func (s *server) Resume(ctx context.Context, r *pb.ResumeRequest) (*pb.ResumeResponse, error) {
 	if err := s.impl.Resume(ctx, r.Id); err != nil {
 		return nil, errdefs.ToGRPC(err)
