@@ -48,9 +48,9 @@ const (
 	// CapNetworkConnect: the plugin implements NetworkConnector (docker
 	// network connect/disconnect on a running task).
 	CapNetworkConnect = "network.connect"
-	CapUserNS        = "userns"
-	CapSeccomp       = "seccomp"
-	CapVM            = "vm"
+	CapUserNS         = "userns"
+	CapSeccomp        = "seccomp"
+	CapVM             = "vm"
 )
 
 // Annotations every isolation mode honours in Spec.Annotations.
