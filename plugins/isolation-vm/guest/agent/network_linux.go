@@ -112,10 +112,10 @@ func configureNetwork(ctx context.Context, h *netlink.Handle, r *agentpb.Configu
 		}
 		if !bytes.Equal(l.Attrs().HardwareAddr, n.mac) {
 			// A VM restored from a template: its NIC has the template's
-			// address. Down first (a virtio-net without the control
-			// queue's MAC command refuses a change while up); virtio-net
-			// tells the device (VIRTIO_NET_CTRL_MAC_ADDR_SET), whose
-			// receive filter then takes frames for the new address.
+			// address. Down first (a NIC without live address changes
+			// refuses one while up); the driver tells the device, whose
+			// receive filter then takes frames for the new address
+			// (TestTemplateBridgeNetwork: traffic flows).
 			if err := h.LinkSetDown(l); err != nil {
 				return fmt.Errorf("interface %s: down: %w", n.in.Mac, err)
 			}
