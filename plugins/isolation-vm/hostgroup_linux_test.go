@@ -78,7 +78,8 @@ func pssKB(pid int) int {
 // group in every controller; the group's memory limit is the VM's + the
 // overhead, not the container's 32 MiB, which the guest enforces (a 64 MiB
 // allocation is OOM-killed inside the VM while the host group is far from
-// its limit); after Delete the group is removed and nothing runs.
+// its limit); a checkpoint restored (new supervisor and qemu) is in the group
+// again; after Delete the group is removed and nothing runs.
 func TestVMHostGroup(t *testing.T) {
 	requireVM(t)
 	stateDir, runDir := pluginDirs(t)
@@ -142,25 +143,32 @@ func TestVMHostGroup(t *testing.T) {
 	if err := res.Update(ctx, id, manager.VMHostLimits(limits, info.Spec.VM.MemoryBytes)); err != nil {
 		t.Fatalf("size the group: %v", err)
 	}
-	var st State
-	if err := readJSON(filepath.Join(stateDir, "tasks", id, stateFile), &st); err != nil {
-		t.Fatal(err)
-	}
-	if st.VMPid == 0 || st.SupervisorPid == 0 {
-		t.Fatalf("state %+v lacks the supervisor's or qemu's pid", st)
-	}
-	for _, d := range dirs {
-		b, err := os.ReadFile(filepath.Join(d, "cgroup.procs"))
-		if err != nil {
+	// inGroup reads the task's pids and checks that its supervisor and
+	// qemu are in the group in every controller.
+	inGroup := func(when string) State {
+		t.Helper()
+		var st State
+		if err := readJSON(filepath.Join(stateDir, "tasks", id, stateFile), &st); err != nil {
 			t.Fatal(err)
 		}
-		procs := strings.Fields(string(b))
-		for _, pid := range []int{st.SupervisorPid, st.VMPid} {
-			if !slices.Contains(procs, strconv.Itoa(pid)) {
-				t.Errorf("pid %d not in %s/cgroup.procs %v", pid, d, procs)
+		if st.VMPid == 0 || st.SupervisorPid == 0 {
+			t.Fatalf("%s: state %+v lacks the supervisor's or qemu's pid", when, st)
+		}
+		for _, d := range dirs {
+			b, err := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			procs := strings.Fields(string(b))
+			for _, pid := range []int{st.SupervisorPid, st.VMPid} {
+				if !slices.Contains(procs, strconv.Itoa(pid)) {
+					t.Errorf("%s: pid %d not in %s/cgroup.procs %v", when, pid, d, procs)
+				}
 			}
 		}
+		return st
 	}
+	st := inGroup("after Create")
 	wantLimit := strconv.FormatInt(vmMem+manager.VMHostOverhead, 10)
 	if got := cgroupFile(t, dirs, "memory.limit_in_bytes", "memory.max"); got != wantLimit {
 		t.Errorf("host memory limit %s; want %s (VM %d + overhead %d)", got, wantLimit, vmMem, manager.VMHostOverhead)
@@ -204,6 +212,32 @@ func TestVMHostGroup(t *testing.T) {
 			t.Errorf("pid %d is gone after the guest OOM kill: %v", pid, err)
 		}
 	}
+	// Checkpoint (as lifecycle does it: paused, the VM ends), delete,
+	// restore: the new supervisor and qemu are in the group too.
+	if err := rt.Pause(ctx, id); err != nil {
+		t.Fatalf("Pause: %v", err)
+	}
+	ckDir := filepath.Join(t.TempDir(), "checkpoint")
+	if err := os.Mkdir(ckDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Checkpoint(ctx, id, isolation.CheckpointOptions{Dir: ckDir}); err != nil {
+		t.Fatalf("Checkpoint: %v", err)
+	}
+	if _, err := rt.Delete(ctx, id); err != nil {
+		t.Fatalf("Delete of the checkpointed task: %v", err)
+	}
+	procwait.Gone(st.VMPid, time.Minute)
+	restored := *info.Spec // with the VM size lifecycle records
+	info, err = rt.Restore(ctx, restored, ckDir)
+	if err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	if info.Spec == nil || info.Spec.VM == nil || info.Spec.VM.MemoryBytes != vmMem {
+		t.Errorf("Restore reported VM %+v; want %d bytes", info.Spec, vmMem)
+	}
+	st = inGroup("after Restore")
+	t.Logf("MEASURE restored VM host group: usage %s", cgroupFile(t, dirs, "memory.usage_in_bytes", "memory.current"))
 	run("done", "touch", "/done")
 	if e, err := rt.Wait(ctx, id, ""); err != nil || e.Code != 0 {
 		t.Fatalf("Wait = %+v, %v", e, err)
@@ -214,8 +248,9 @@ func TestVMHostGroup(t *testing.T) {
 	deleted = true
 	for _, pid := range []int{st.SupervisorPid, st.VMPid} {
 		procwait.Gone(pid, time.Minute)
-		if err := syscall.Kill(pid, 0); err == nil {
-			t.Errorf("pid %d still runs after Delete", pid)
+		// A zombie (exited, its new parent not yet reaping) counts as gone.
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && !strings.Contains(string(b), ") Z ") {
+			t.Errorf("pid %d still runs after Delete: %s", pid, b)
 		}
 	}
 	if err := res.Delete(ctx, id); err != nil {
