@@ -256,6 +256,125 @@ func AttachNetns(ctx context.Context, netnsPath string, ifc Interface) (string, 
 	return hostName, nil
 }
 
+// ConnectNetns adds a further veth pair for ifc (docker network connect):
+// the host end ConnectedVethName(ifc.ContainerID, ifc.Bridge) on
+// ifc.Bridge, the other end in the namespace at netnsPath as ifc.Name or,
+// when that is empty, the first free ethN, configured as AttachNetns does
+// (no default route without ifc.Gateway). It returns the name inside. A
+// host end left from an earlier attempt is replaced; on failure nothing
+// is left.
+func ConnectNetns(ctx context.Context, netnsPath string, ifc Interface) (string, error) {
+	pick := ifc.Name == ""
+	if pick {
+		ifc.Name = "eth1" // validated as a placeholder; picked below
+	}
+	if err := ifc.Validate(); err != nil {
+		return "", err
+	}
+	unlock, err := lock(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	hostName := ConnectedVethName(ifc.ContainerID, ifc.Bridge)
+	br, err := netlink.LinkByName(ifc.Bridge)
+	if err != nil {
+		if isNotFound(err) {
+			return "", errdefs.NotFound("container %s: bridge %s does not exist (ensure the network first)", ifc.ContainerID, ifc.Bridge)
+		}
+		return "", fmt.Errorf("container %s: bridge %s: %w", ifc.ContainerID, ifc.Bridge, err)
+	}
+	ns, err := netns.GetFromPath(netnsPath)
+	if err != nil {
+		return "", errdefs.InvalidArgument("container %s: network namespace %s: %v", ifc.ContainerID, netnsPath, err)
+	}
+	defer ns.Close()
+	if old, err := netlink.LinkByName(hostName); err == nil {
+		if err := netlink.LinkDel(old); err != nil && !isNotFound(err) {
+			return "", fmt.Errorf("container %s: delete stale %s: %w", ifc.ContainerID, hostName, err)
+		}
+	}
+	if pick {
+		name, err := freeEthName(ns)
+		if err != nil {
+			return "", fmt.Errorf("container %s: in %s: %w", ifc.ContainerID, netnsPath, err)
+		}
+		ifc.Name = name
+	}
+	veth := &netlink.Veth{
+		LinkAttrs:     netlink.LinkAttrs{Name: hostName, MTU: ifc.MTU},
+		PeerName:      ifc.Name,
+		PeerNamespace: netlink.NsFd(int(ns)),
+		PeerMTU:       uint32(ifc.MTU),
+	}
+	if ifc.MAC != "" {
+		veth.PeerHardwareAddr, _ = net.ParseMAC(ifc.MAC)
+	}
+	if err := netlink.LinkAdd(veth); err != nil {
+		return "", fmt.Errorf("container %s: create veth %s/%s: %w", ifc.ContainerID, hostName, ifc.Name, err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			if l, err := netlink.LinkByName(hostName); err == nil {
+				_ = netlink.LinkDel(l)
+			}
+		}
+	}()
+	host, err := netlink.LinkByName(hostName)
+	if err != nil {
+		return "", fmt.Errorf("container %s: %s: %w", ifc.ContainerID, hostName, err)
+	}
+	if err := netlink.LinkSetMaster(host, br); err != nil {
+		return "", fmt.Errorf("container %s: attach %s to %s: %w", ifc.ContainerID, hostName, ifc.Bridge, err)
+	}
+	if err := netlink.LinkSetHairpin(host, true); err != nil {
+		return "", fmt.Errorf("container %s: hairpin on %s: %w", ifc.ContainerID, hostName, err)
+	}
+	if err := netlink.LinkSetUp(host); err != nil {
+		return "", fmt.Errorf("container %s: set %s up: %w", ifc.ContainerID, hostName, err)
+	}
+	if err := configureInside(ns, ifc); err != nil {
+		return "", fmt.Errorf("container %s: in %s: %w", ifc.ContainerID, netnsPath, err)
+	}
+	ok = true
+	return ifc.Name, nil
+}
+
+// freeEthName is the first ethN the namespace has no link of.
+func freeEthName(ns netns.NsHandle) (string, error) {
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return "", err
+	}
+	defer h.Delete()
+	links, err := h.LinkList()
+	if err != nil {
+		return "", err
+	}
+	taken := map[string]bool{}
+	for _, l := range links {
+		taken[l.Attrs().Name] = true
+	}
+	for i := 0; ; i++ {
+		if name := fmt.Sprintf("eth%d", i); !taken[name] {
+			return name, nil
+		}
+	}
+}
+
+// DisconnectNetns deletes the host end of container id's veth on bridge
+// that ConnectNetns made (its peer goes with it); a missing one is fine.
+func DisconnectNetns(ctx context.Context, containerID, bridge string) error {
+	if err := validID("container id", containerID); err != nil {
+		return err
+	}
+	if err := validIfname("bridge", bridge); err != nil {
+		return err
+	}
+	return deleteLink(ctx, ConnectedVethName(containerID, bridge), "veth")
+}
+
 // configureInside sets the container's end up in its namespace, through a
 // netlink handle bound to that namespace (no thread switching).
 func configureInside(ns netns.NsHandle, ifc Interface) error {

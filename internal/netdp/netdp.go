@@ -58,6 +58,8 @@
 package netdp
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/netip"
@@ -117,6 +119,14 @@ func HostVethName(containerID string) string {
 		id = id[:11]
 	}
 	return "vb" + id
+}
+
+// ConnectedVethName is the host end of container id's further veth on
+// bridge (ConnectNetns): "vc" and 11 hex digits of a hash of both, so a
+// restarted plugin finds it.
+func ConnectedVethName(containerID, bridge string) string {
+	sum := sha256.Sum256([]byte(containerID + "/" + bridge))
+	return "vc" + hex.EncodeToString(sum[:])[:11]
 }
 
 var ifnameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$`)

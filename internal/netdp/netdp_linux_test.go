@@ -766,3 +766,66 @@ func TestForwardBlockers(t *testing.T) {
 		t.Errorf("ForwardBlockers = %v, want it to name ip %s FORWARD", got, tb.Name)
 	}
 }
+
+// TestConnectNetns: a container on network A gets a second interface on
+// network B (docker network connect): named eth1, no second default route,
+// it reaches a container of B and B's containers reach it; disconnecting
+// removes it (twice is fine) and B's container no longer reaches it.
+func TestConnectNetns(t *testing.T) {
+	requireRoot(t)
+	a, b := testNetwork(t, 11, false), testNetwork(t, 12, false)
+	ns1, _, id1 := container(t, a, 2)
+	ns2, ip2, _ := container(t, b, 3)
+	path1 := fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), int(ns1))
+	ip1b := netip.MustParseAddr("10.213.12.9")
+	name, err := ConnectNetns(context.Background(), path1, Interface{ContainerID: id1, Bridge: b.Bridge, MAC: "02:42:0a:d5:0c:09",
+		Addresses: []netip.Prefix{netip.PrefixFrom(ip1b, 24)}, MTU: 1400})
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := ConnectedVethName(id1, b.Bridge)
+	t.Cleanup(func() { _ = DisconnectNetns(context.Background(), id1, b.Bridge) })
+	if name != "eth1" {
+		t.Errorf("inside name %q, want eth1", name)
+	}
+	if _, err := netlink.LinkByName(host); err != nil {
+		t.Errorf("host end %s: %v", host, err)
+	}
+	h, _ := netlink.NewHandleAt(ns1)
+	defer h.Delete()
+	routes, _ := h.RouteList(nil, netlink.FAMILY_V4)
+	defaults := 0
+	for _, r := range routes {
+		if r.Dst == nil || r.Dst.String() == "0.0.0.0/0" {
+			defaults++
+			if r.Gw.String() != a.Gateway.String() {
+				t.Errorf("default route via %s, want only %s", r.Gw, a.Gateway)
+			}
+		}
+	}
+	if defaults != 1 {
+		t.Errorf("%d default routes, want 1 (A's): %v", defaults, routes)
+	}
+	echoServer(t, ns1, ip1b.String()+":7011")
+	echoServer(t, ns2, ip2.String()+":7011")
+	if seen, err := dial(t, &ns1, ip2.String()+":7011", 20*time.Second); err != nil || seen != ip1b.String() {
+		t.Errorf("connected → B's container: seen %q, %v; want from %s", seen, err, ip1b)
+	}
+	if seen, err := dial(t, &ns2, ip1b.String()+":7011", 20*time.Second); err != nil || seen != ip2.String() {
+		t.Errorf("B's container → connected: seen %q, %v", seen, err)
+	}
+	for range 2 {
+		if err := DisconnectNetns(context.Background(), id1, b.Bridge); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := netlink.LinkByName(host); err == nil {
+		t.Errorf("host end %s left after disconnect", host)
+	}
+	if _, err := h.LinkByName("eth1"); err == nil {
+		t.Errorf("eth1 left in the container after disconnect")
+	}
+	if _, err := dial(t, &ns2, ip1b.String()+":7011", 2*time.Second); err == nil {
+		t.Errorf("B's container still reaches %s after disconnect", ip1b)
+	}
+}

@@ -40,3 +40,7 @@ func PublishPorts(context.Context, string, netip.Addr, []isolation.PortMapping) 
 
 func ForwardBlockers(context.Context) ([]string, error) { return nil, unsupported("ForwardBlockers") }
 func Firewall() (string, error)                         { return "", unsupported("Firewall") }
+func ConnectNetns(context.Context, string, Interface) (string, error) {
+	return "", unsupported("ConnectNetns")
+}
+func DisconnectNetns(context.Context, string, string) error { return unsupported("DisconnectNetns") }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/berth-dev/berth/internal/netdp"
+	"github.com/berth-dev/berth/sdk/errdefs"
 	"github.com/berth-dev/berth/sdk/isolation"
 )
 
@@ -82,4 +84,50 @@ func recoverNetwork(ctx context.Context, spec isolation.Spec) error {
 		return fmt.Errorf("task %s: network attachment: %v", spec.ID, err)
 	}
 	return netdp.PublishPorts(ctx, spec.ID, ifc.Addresses[0].Addr(), spec.Network.Ports)
+}
+
+var _ isolation.NetworkConnector = (*runtime)(nil)
+
+// ConnectNetwork implements isolation.NetworkConnector: a further veth
+// into the running (or paused) task's namespace (netdp.ConnectNetns). The
+// task's /etc/hosts and resolv.conf stay as they are, as Docker leaves
+// them. The interface lasts as long as the namespace: a restarted task has
+// its spec's network only.
+func (r *runtime) ConnectNetwork(ctx context.Context, id string, a isolation.NetworkAttachment) error {
+	if a.Mode != "bridge" || len(a.Interfaces) != 1 {
+		return errdefs.InvalidArgument("task %s: connect needs a bridge attachment with one interface (mode %q, %d interfaces)", id, a.Mode, len(a.Interfaces))
+	}
+	info, err := r.info(ctx, id)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return errdefs.NotFound("task %s not found", id)
+		}
+		return err
+	}
+	if info.Status != isolation.StatusRunning && info.Status != isolation.StatusPaused {
+		return errdefs.InvalidState("task %s is %s: only a running task can be connected to a network", id, info.Status)
+	}
+	if info.Spec == nil || !isBridge(*info.Spec) {
+		return errdefs.InvalidState("task %s has no bridge network of its own (network none or host): it cannot be connected to another", id)
+	}
+	ifc, err := netdp.InterfaceFromAttachment(id, a.Interfaces[0])
+	if err != nil {
+		return err
+	}
+	if a.Interfaces[0].Name == "" {
+		ifc.Name = "" // ConnectNetns picks the next ethN
+	}
+	if len(ifc.Addresses) == 0 {
+		return errdefs.InvalidArgument("task %s: the interface on %s has no address", id, ifc.Bridge)
+	}
+	_, err = netdp.ConnectNetns(ctx, fmt.Sprintf("/proc/%d/ns/net", info.Pid), ifc)
+	return err
+}
+
+// DisconnectNetwork implements isolation.NetworkConnector.
+func (r *runtime) DisconnectNetwork(ctx context.Context, id, bridge string) error {
+	if err := isolation.CheckTaskID(id); err != nil {
+		return err
+	}
+	return netdp.DisconnectNetns(ctx, id, bridge)
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/netip"
@@ -17,9 +18,11 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 
 	"github.com/berth-dev/berth/internal/netd"
 	"github.com/berth-dev/berth/internal/netdp"
+	"github.com/berth-dev/berth/sdk/errdefs"
 	"github.com/berth-dev/berth/sdk/isolation"
 	"github.com/berth-dev/berth/sdk/isolation/conformance"
 	"github.com/berth-dev/berth/sdk/plugin"
@@ -250,4 +253,127 @@ func TestBridgeAttachmentErrors(t *testing.T) {
 		}
 	}
 	noLeaks(t, stateDir, runDir)
+}
+
+// TestConnectNetwork: a running task on network A is connected to network
+// B (NetworkConnector): its namespace gets eth1 with B's address, the host
+// reaches its HTTP server over B; DisconnectNetwork (twice) takes the
+// interface away; a stopped task cannot be connected.
+func TestConnectNetwork(t *testing.T) {
+	requireSetup(t)
+	ctx := context.Background()
+	var nets []netdp.Network
+	for i, third := range []int{132, 133} {
+		b := make([]byte, 32)
+		_, _ = rand.Read(b)
+		nid := hex.EncodeToString(b)
+		n := netdp.Network{ID: nid, Bridge: "bt-" + nid[:12], Subnet: netip.MustParsePrefix(fmt.Sprintf("10.213.%d.0/24", third)),
+			Gateway: netip.MustParseAddr(fmt.Sprintf("10.213.%d.1", third))}
+		if err := netdp.EnsureNetwork(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if err := netdp.RemoveNetwork(ctx, n); err != nil {
+				t.Errorf("remove network %d: %v", i, err)
+			}
+		}()
+		nets = append(nets, n)
+	}
+	a, b := nets[0], nets[1]
+	stateDir, runDir := shortDirs(t)
+	rt := newRuntime(hclog.New(&hclog.LoggerOptions{Level: hclog.Warn}))
+	cfg := schema.Config{JSON: []byte(`{"init_path":"` + filepath.Join(binDir, "berth-sandbox-init") + `"}`)}
+	if err := rt.Configure(ctx, plugin.ConfigureRequest{Config: cfg, StateDir: stateDir, RuntimeDir: runDir}); err != nil {
+		t.Fatal(err)
+	}
+	id := "net-connect-" + a.ID[:8]
+	s := newSpec(t, id, conformance.SpecOptions{Args: []string{"sh", "-c",
+		`mkdir -p /tmp/www && echo connected-page > /tmp/www/index.html && httpd -p 80 -h /tmp/www && exec sleep 1000`}})
+	s.Network = &isolation.NetworkAttachment{Mode: "bridge", Hostname: "conn",
+		Interfaces: []isolation.Interface{{Name: "eth0", Bridge: a.Bridge, Addresses: []string{"10.213.132.5/24"}, Gateway: "10.213.132.1"}}}
+	if _, err := rt.Create(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = rt.Signal(ctx, id, "", syscall.SIGKILL, true)
+		_, _ = rt.Wait(ctx, id, "")
+		_, _ = rt.Delete(ctx, id)
+	}()
+	pid, err := rt.Start(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	att := isolation.NetworkAttachment{Mode: "bridge", Interfaces: []isolation.Interface{{Bridge: b.Bridge, MAC: "02:be:0a:d5:85:05",
+		Addresses: []string{"10.213.133.5/24"}, MTU: 1500}}}
+	for range 2 { // idempotent
+		if err := rt.ConnectNetwork(ctx, id, att); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, err := netlink.NewHandleAt(mustNetns(t, pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Delete()
+	l, err := h.LinkByName("eth1")
+	if err != nil {
+		t.Fatalf("no eth1 in the task: %v", err)
+	}
+	addrs, _ := h.AddrList(l, netlink.FAMILY_V4)
+	if len(addrs) != 1 || addrs[0].IPNet.String() != "10.213.133.5/24" || l.Attrs().HardwareAddr.String() != "02:be:0a:d5:85:05" {
+		t.Errorf("eth1: %v %s", addrs, l.Attrs().HardwareAddr)
+	}
+	c := &http.Client{Timeout: 20 * time.Second}
+	var body []byte
+	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if resp, err := c.Get("http://10.213.133.5/index.html"); err == nil {
+			body, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			break
+		}
+	}
+	if string(body) != "connected-page\n" {
+		t.Errorf("host → task over the connected network: %q", body)
+	}
+	for range 2 {
+		if err := rt.DisconnectNetwork(ctx, id, b.Bridge); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := h.LinkByName("eth1"); err == nil {
+		t.Error("eth1 left after DisconnectNetwork")
+	}
+	if _, err := netlink.LinkByName(netdp.ConnectedVethName(id, b.Bridge)); err == nil {
+		t.Error("host end left after DisconnectNetwork")
+	}
+	if err := rt.ConnectNetwork(ctx, id, isolation.NetworkAttachment{Mode: "bridge"}); err == nil || !strings.Contains(err.Error(), "one interface") {
+		t.Errorf("connect without an interface: %v", err)
+	}
+	if err := rt.Signal(ctx, id, "", syscall.SIGKILL, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.Wait(ctx, id, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.ConnectNetwork(ctx, id, att); !errdefs.IsInvalidState(err) {
+		t.Errorf("connect a stopped task: %v, want InvalidState", err)
+	}
+	if err := rt.ConnectNetwork(ctx, "net-missing", att); !errdefs.IsNotFound(err) {
+		t.Errorf("connect a missing task: %v, want NotFound", err)
+	}
+	if _, err := rt.Delete(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	noLeaks(t, stateDir, runDir)
+}
+
+// mustNetns opens the network namespace of pid; closed at cleanup.
+func mustNetns(t *testing.T, pid int) netns.NsHandle {
+	t.Helper()
+	ns, err := netns.GetFromPid(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	return ns
 }

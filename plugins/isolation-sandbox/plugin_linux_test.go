@@ -102,7 +102,7 @@ func newSpec(t *testing.T, id string, o conformance.SpecOptions) isolation.Spec 
 }
 
 var wantCaps = []string{isolation.CapRootfsOverlay, isolation.CapRootfsBind, isolation.CapExec, isolation.CapTTY,
-	isolation.CapPause, isolation.CapRecover, isolation.CapSeccomp, isolation.CapNetwork}
+	isolation.CapPause, isolation.CapRecover, isolation.CapSeccomp, isolation.CapNetwork, isolation.CapNetworkConnect}
 
 // noLeaks asserts that nothing of the plugin's tasks is left: no task
 // dirs, sockets, supervisor processes, berth cgroups of ours, or mounts.

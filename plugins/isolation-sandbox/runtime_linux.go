@@ -23,7 +23,7 @@ import (
 
 func platformCaps() []string {
 	return []string{isolation.CapRootfsOverlay, isolation.CapRootfsBind, isolation.CapExec, isolation.CapTTY,
-		isolation.CapPause, isolation.CapRecover, isolation.CapSeccomp, isolation.CapNetwork}
+		isolation.CapPause, isolation.CapRecover, isolation.CapSeccomp, isolation.CapNetwork, isolation.CapNetworkConnect}
 }
 
 // maybeSupervise: on Linux the supervisor is berth-sandbox-init, never

@@ -24,7 +24,7 @@ import (
 func addNetworkCommands(root *cobra.Command, g *globals) {
 	cmd := &cobra.Command{Use: "network", Short: "Manage networks"}
 	cmd.AddCommand(newNetworkCreateCommand(g), newNetworkLsCommand(g), newNetworkInspectCommand(g),
-		newNetworkRmCommand(g), newNetworkPruneCommand(g))
+		newNetworkRmCommand(g), newNetworkPruneCommand(g), newNetworkConnectCommand(g), newNetworkDisconnectCommand(g))
 	root.AddCommand(cmd, newPortCommand(g))
 }
 
@@ -213,18 +213,64 @@ func newNetworkPruneCommand(g *globals) *cobra.Command {
 	return cmd
 }
 
-// endpointOf returns the network endpoint of container ct, if it has one.
+// endpointOf returns the network endpoint of container ct on the network
+// it was created on (not one `network connect` added), if it has one.
 func endpointOf(ctx context.Context, p *publicAPI, ct lifecycle.Container) (*network.Endpoint, error) {
 	eps, err := p.net.Endpoints(ctx, "")
 	if err != nil {
 		return nil, err
 	}
+	want := ct.Config.Network.Network
+	if want == "" {
+		want = network.DefaultNetwork
+	}
+	var first *network.Endpoint
 	for _, e := range eps {
-		if e.ContainerID == ct.ID {
+		if e.ContainerID != ct.ID {
+			continue
+		}
+		if e.Network == want || strings.HasPrefix(e.NetworkID, want) {
 			return &e, nil
 		}
+		if first == nil {
+			first = &e
+		}
 	}
-	return nil, nil
+	return first, nil
+}
+
+func newNetworkConnectCommand(g *globals) *cobra.Command {
+	var req lifecycle.NetworkConnect
+	cmd := &cobra.Command{
+		Use:   "connect [OPTIONS] NETWORK CONTAINER",
+		Short: "Connect a running container to a further network",
+		Long: "Connect a running container to a further network: it gets an interface (eth1, eth2, ...) and an address there, " +
+			"and the network's containers resolve its name and aliases. /etc/hosts is left as it is. Sandbox containers only: " +
+			"a VM's NIC cannot be hot-plugged.",
+		Args: cobra.ExactArgs(2),
+		RunE: func(c *cobra.Command, args []string) error {
+			req.Network = args[0]
+			return withAPI(c, g, func(ctx context.Context, p *publicAPI) error {
+				return networkError(p.lc.ConnectNetwork(ctx, args[1], req))
+			})
+		},
+	}
+	cmd.Flags().StringVar(&req.IP, "ip", "", "IPv4 address on the network (default: the next free one)")
+	cmd.Flags().StringSliceVar(&req.Aliases, "alias", nil, "further DNS name of the container on the network")
+	return cmd
+}
+
+func newNetworkDisconnectCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "disconnect NETWORK CONTAINER",
+		Short: "Disconnect a container from a network it was connected to",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(c *cobra.Command, args []string) error {
+			return withAPI(c, g, func(ctx context.Context, p *publicAPI) error {
+				return networkError(p.lc.DisconnectNetwork(ctx, args[1], args[0]))
+			})
+		},
+	}
 }
 
 func newPortCommand(g *globals) *cobra.Command {

@@ -3,6 +3,7 @@ package manager
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 
 	"github.com/berth-dev/berth/sdk/errdefs"
@@ -22,6 +23,12 @@ type NetworkSource interface {
 	Rename(ctx context.Context, containerID, name string) error
 	// Endpoints lists every network's endpoints (ref "").
 	Endpoints(ctx context.Context, ref string) ([]sdknet.Endpoint, error)
+	// Connect and Disconnect add and release a container's endpoints on
+	// further networks (docker network connect/disconnect).
+	Connect(ctx context.Context, req sdknet.AttachRequest) (isolation.NetworkAttachment, error)
+	Disconnect(ctx context.Context, containerID, ref string) error
+	// Inspect finds a network by name, ID or ID prefix.
+	Inspect(ctx context.Context, ref string) (sdknet.Network, error)
 }
 
 // NetworkLayers is implemented by Layers that reach a network service.
@@ -154,4 +161,125 @@ func (m *Manager) sweepEndpoints(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+var _ lifecycle.NetworkConnector = (*Manager)(nil)
+
+// connector returns what connect/disconnect of rec needs: the network
+// service and its isolation runtime as a NetworkConnector, or
+// NotImplemented naming why (a mode without capability network.connect:
+// VMs, as the microvm machine has no NIC hot-plug).
+func (m *Manager) connector(layers Layers, rec lifecycle.Container) (NetworkSource, isolation.NetworkConnector, error) {
+	netSvc, err := networkOf(layers)
+	if err != nil {
+		if errdefs.IsNotFound(err) {
+			return nil, nil, errdefs.NotImplemented("no network service: containers cannot be connected to networks")
+		}
+		return nil, nil, err
+	}
+	var mode Mode
+	for _, md := range layers.Modes() {
+		if md.Name == rec.Isolation {
+			mode = md
+		}
+	}
+	if !slices.Contains(mode.Capabilities, isolation.CapNetworkConnect) {
+		why := ""
+		if slices.Contains(mode.Capabilities, isolation.CapVM) {
+			why = "; a VM's NIC cannot be hot-plugged (the microvm machine has no PCI bus), so a VM container keeps the network it was created on"
+		}
+		return nil, nil, errdefs.NotImplemented("isolation mode %q cannot connect a running container to another network (its plugin does not declare %q%s)",
+			rec.Isolation, isolation.CapNetworkConnect, why)
+	}
+	iso, err := layers.Isolation(rec.Isolation)
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, ok := iso.(isolation.NetworkConnector)
+	if !ok {
+		return nil, nil, errdefs.NotImplemented("isolation mode %q declares %q but its runtime cannot connect networks", rec.Isolation, isolation.CapNetworkConnect)
+	}
+	return netSvc, nc, nil
+}
+
+// ConnectNetwork implements lifecycle.NetworkConnector: the network
+// service gives the container a further endpoint, then its isolation
+// plugin adds the interface to the running task (undone on failure).
+// /etc/hosts stays as it is, as Docker leaves it; the connection lasts
+// while the task runs (a restarted container has the network it was
+// created on, and its further endpoints keep their addresses and names
+// until Disconnect or removal).
+func (m *Manager) ConnectNetwork(ctx context.Context, ref string, req lifecycle.NetworkConnect) error {
+	_, layers, err := m.env()
+	if err != nil {
+		return err
+	}
+	rec, unlock, err := m.acquire(ref)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	c := rec.Container
+	netSvc, nc, err := m.connector(layers, c)
+	if err != nil {
+		return err
+	}
+	if c.State != lifecycle.StateRunning && c.State != lifecycle.StatePaused {
+		return errdefs.InvalidState("container %s is %s: only a running container can be connected to a network", c.Name, c.State)
+	}
+	eps, err := netSvc.Endpoints(ctx, req.Network)
+	if err != nil {
+		return err
+	}
+	for _, e := range eps {
+		if e.ContainerID == c.ID {
+			return errdefs.AlreadyExists("container %s is already on network %s", c.Name, e.Network)
+		}
+	}
+	a, err := netSvc.Connect(ctx, sdknet.AttachRequest{ContainerID: c.ID, Name: c.Name, Network: req.Network, IP: req.IP, Aliases: req.Aliases})
+	if err != nil {
+		return err
+	}
+	if err := nc.ConnectNetwork(ctx, c.ID, a); err != nil {
+		uctx, cancel := context.WithTimeout(context.Background(), undoTimeout)
+		defer cancel()
+		if derr := netSvc.Disconnect(uctx, c.ID, req.Network); derr != nil {
+			m.log.Error("undo a failed network connect", "container_id", c.ID, "network", req.Network, "error", derr)
+		}
+		return fmt.Errorf("connect %s to %s: %w", c.Name, req.Network, err)
+	}
+	m.log.Info("container connected to a network", "container_id", c.ID, "network", req.Network, "address", a.Interfaces[0].Addresses)
+	return nil
+}
+
+// DisconnectNetwork implements lifecycle.NetworkConnector: the network
+// service releases the endpoint (refusing the container's first network),
+// then the isolation plugin removes a running task's interface.
+func (m *Manager) DisconnectNetwork(ctx context.Context, ref, network string) error {
+	_, layers, err := m.env()
+	if err != nil {
+		return err
+	}
+	rec, unlock, err := m.acquire(ref)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	c := rec.Container
+	netSvc, nc, err := m.connector(layers, c)
+	if err != nil {
+		return err
+	}
+	nets, err := netSvc.Inspect(ctx, network)
+	if err != nil {
+		return err
+	}
+	if err := netSvc.Disconnect(ctx, c.ID, network); err != nil {
+		return err
+	}
+	if err := nc.DisconnectNetwork(ctx, c.ID, nets.Bridge); err != nil {
+		return fmt.Errorf("disconnect %s from %s: the endpoint is released, but the interface stays until the container stops: %w", c.Name, network, err)
+	}
+	m.log.Info("container disconnected from a network", "container_id", c.ID, "network", nets.Name)
+	return nil
 }
