@@ -4,17 +4,18 @@
 // (built static by them, never shipped). From the kernel command line:
 //
 //	netguest.mac=M netguest.ip=A/N netguest.gw=G   configure the NIC with MAC M
-//	netguest.hostport=P    GET http://G:P/ (the host's loopback through the gateway)
+//	netguest.hostport=P    GET http://G:P/ with busybox wget (the host's loopback through the gateway)
 //	netguest.names=a,b     resolve each name through G's DNS
-//	netguest.sendmib=N     after the checks, dial G:netguest.sendport and send N MiB
 //
-// It runs busybox httpd on :80 (/www/index.html = "hello from the vm") and
-// a source on :5001 that writes netguest.srcmib MiB to each client, then
-// prints "netguest: <what> <result>" lines on the console and
-// "netguest: ready" when the checks are done.
+// It runs busybox httpd on :80 (/www/index.html = "hello from the vm"), a
+// sink on :5002 (reads to EOF, answers "got N"), and a control port :5003
+// taking "send HOST:PORT MIB" (dials, sends MIB MiB, waits for the peer
+// to close, answers "sent N"). It prints "netguest: <what> <result>" lines
+// on the console and "netguest: ready" when the checks are done.
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -24,7 +25,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -54,8 +54,8 @@ func main() {
 	if err := httpd.Start(); err != nil {
 		logf("httpd: error %v", err)
 	}
-	srcMiB, _ := strconv.Atoi(args["netguest.srcmib"])
-	go source(srcMiB)
+	go serve(":5002", sinkConn)
+	go serve(":5003", controlConn)
 	gw := args["netguest.gw"]
 	if p := args["netguest.hostport"]; p != "" {
 		// busybox wget through the gateway: the host's 127.0.0.1:P.
@@ -78,9 +78,6 @@ func main() {
 			sort.Strings(addrs)
 			logf("dns %s %s %v", n, strings.Join(addrs, ","), err)
 		}
-	}
-	if mib, _ := strconv.Atoi(args["netguest.sendmib"]); mib > 0 {
-		send(net.JoinHostPort(gw, args["netguest.sendport"]), mib)
 	}
 	logf("ready")
 	hang()
@@ -170,14 +167,12 @@ func configure(args map[string]string) error {
 	return nil
 }
 
-// source writes mib MiB to every client of :5001.
-func source(mib int) {
-	ln, err := net.Listen("tcp", ":5001")
+func serve(addr string, handle func(net.Conn)) {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		logf("source: error %v", err)
+		logf("listen %s: error %v", addr, err)
 		return
 	}
-	buf := make([]byte, 1<<20)
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -185,35 +180,39 @@ func source(mib int) {
 		}
 		go func() {
 			defer c.Close()
-			for i := 0; i < mib; i++ {
-				if _, err := c.Write(buf); err != nil {
-					return
-				}
-			}
+			handle(c)
 		}()
 	}
 }
 
-// send writes mib MiB to addr and reports the time it took.
-func send(addr string, mib int) {
-	var c net.Conn
-	var err error
-	for i := 0; i < 50; i++ {
-		if c, err = net.Dial("tcp", addr); err == nil {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+// sinkConn reads to EOF and answers how much it got.
+func sinkConn(c net.Conn) {
+	n, err := io.Copy(io.Discard, c)
+	fmt.Fprintf(c, "got %d %v\n", n, err)
+}
+
+// controlConn runs one "send HOST:PORT MIB" and answers "sent N <err>".
+func controlConn(c net.Conn) {
+	line, err := bufio.NewReader(c).ReadString('\n')
 	if err != nil {
-		logf("send error %v", err)
 		return
 	}
-	start := time.Now()
-	n, err := io.CopyN(c, zero{}, int64(mib)<<20)
-	c.(*net.TCPConn).CloseWrite()
-	io.Copy(io.Discard, c) // the host closes when it has all
-	c.Close()
-	logf("send %d bytes in %s %v", n, time.Since(start), err)
+	var addr string
+	var mib int64
+	if _, err := fmt.Sscanf(line, "send %s %d", &addr, &mib); err != nil {
+		fmt.Fprintf(c, "error %v\n", err)
+		return
+	}
+	out, err := net.Dial("tcp", addr)
+	if err != nil {
+		fmt.Fprintf(c, "sent 0 %v\n", err)
+		return
+	}
+	defer out.Close()
+	n, err := io.CopyN(out, zero{}, mib<<20)
+	out.(*net.TCPConn).CloseWrite()
+	io.Copy(io.Discard, out) // the host closes when it has all
+	fmt.Fprintf(c, "sent %d %v\n", n, err)
 }
 
 type zero struct{}
