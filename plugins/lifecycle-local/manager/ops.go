@@ -527,6 +527,13 @@ func (m *Manager) Restore(ctx context.Context, ref string) (lifecycle.Container,
 		}
 		return rec.Container, fmt.Errorf("restore %s: %w", rec.Container.Name, err)
 	}
+	// A record made before lifecycle recorded VM sizes gets its group
+	// sized now; otherwise the restored VM is the recorded one (no-op).
+	if sized, err := m.resizeVMGroup(ctx, rec, layers, info); err != nil {
+		m.log.Warn("restored VM's host resource group not sized", "container_id", id, "error", err)
+	} else {
+		rec = sized
+	}
 	rec, err = m.update(id, func(r *store.Record) {
 		r.Container.State = lifecycle.StateRunning
 		r.Container.Pid = info.Pid

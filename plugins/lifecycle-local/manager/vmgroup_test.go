@@ -43,6 +43,7 @@ type sizingIso struct {
 	*fakeIso
 	noReport bool
 	creates  []isolation.Spec
+	restores []isolation.Spec
 }
 
 func (s *sizingIso) Create(ctx context.Context, spec isolation.Spec) (isolation.TaskInfo, error) {
@@ -51,6 +52,19 @@ func (s *sizingIso) Create(ctx context.Context, spec isolation.Spec) (isolation.
 		return info, err
 	}
 	s.creates = append(s.creates, spec)
+	return s.report(spec, info), nil
+}
+
+func (s *sizingIso) Restore(ctx context.Context, spec isolation.Spec, dir string) (isolation.TaskInfo, error) {
+	info, err := s.fakeIso.Restore(ctx, spec, dir)
+	if err != nil {
+		return info, err
+	}
+	s.restores = append(s.restores, spec)
+	return s.report(spec, info), nil
+}
+
+func (s *sizingIso) report(spec isolation.Spec, info isolation.TaskInfo) isolation.TaskInfo {
 	vm := isolation.VMSizing{CPUs: 2, MemoryBytes: 512 << 20}
 	if r := spec.OCI.Linux.Resources; r != nil && r.Memory != nil && r.Memory.Limit != nil {
 		vm.MemoryBytes = *r.Memory.Limit + 128<<20
@@ -61,7 +75,7 @@ func (s *sizingIso) Create(ctx context.Context, spec isolation.Spec) (isolation.
 	sp := spec
 	sp.VM = &vm
 	info.Spec = &sp
-	return info, nil
+	return info
 }
 
 func (f *fakeRes) limitsOf(t *testing.T, id string) resources.Limits {
@@ -177,6 +191,29 @@ func TestVMContainerHostGroup(t *testing.T) {
 	last := l.iso.creates[len(l.iso.creates)-1]
 	if *last.OCI.Linux.Resources.Memory.Limit != 256<<20 {
 		t.Errorf("the restart's task spec has memory %d", *last.OCI.Linux.Resources.Memory.Limit)
+	}
+
+	// A checkpointed VM container keeps its guest limits (the restore
+	// needs a VM of the same size), and the restore boots the recorded VM.
+	fl.iso.mu.Lock()
+	fl.iso.checkpoint = true
+	fl.iso.mu.Unlock()
+	if _, err := m.Checkpoint(ctx, "vm1", false); err != nil {
+		t.Fatalf("Checkpoint: %v", err)
+	}
+	less := more
+	less.MemoryBytes = 64 << 20
+	if _, err := m.Update(ctx, "vm1", less); !errdefs.IsNotImplemented(err) {
+		t.Errorf("memory update of a checkpointed VM container: %v; want NotImplemented", err)
+	}
+	if _, err := m.Restore(ctx, "vm1"); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	if r := l.iso.restores; len(r) != 1 || r[0].VM == nil || r[0].VM.MemoryBytes != vmMem {
+		t.Errorf("Restore got specs %+v; want the recorded VM of %d bytes", r, vmMem)
+	}
+	if g := fl.res.limitsOf(t, id); g.MemoryBytes != vmMem+VMHostOverhead {
+		t.Errorf("after the restore the group's memory is %d; want %d", g.MemoryBytes, vmMem+VMHostOverhead)
 	}
 	if err := m.Delete(ctx, "vm1", true); err != nil {
 		t.Fatal(err)
