@@ -264,3 +264,42 @@ func TestVMHostGroup(t *testing.T) {
 	}
 	noLeaks(t, stateDir, runDir)
 }
+
+// TestPlacementCgroup: the annotations name the directories exactly, and
+// a bad or missing one is an error naming it (no VM).
+func TestPlacementCgroup(t *testing.T) {
+	root := t.TempDir()
+	for _, d := range []string{"memory/berth/c1", "pids/berth/c1", "berth/c2"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ann := func(mode, ctls string) map[string]string {
+		return map[string]string{annotationCgroupMode: mode, annotationCgroupRoot: root, annotationCgroupControllers: ctls}
+	}
+	cg, err := placementCgroup(resources.Placement{CgroupPath: "/berth/c1", Annotations: ann("v1", "memory,pids")})
+	if err != nil || cg.V1["memory"] != filepath.Join(root, "memory/berth/c1") || cg.V1["pids"] != filepath.Join(root, "pids/berth/c1") || cg.V2 != "" {
+		t.Errorf("v1 placement = %+v, %v", cg, err)
+	}
+	cg, err = placementCgroup(resources.Placement{CgroupPath: "/berth/c2", Annotations: ann("v2", "")})
+	if err != nil || cg.V2 != filepath.Join(root, "berth/c2") || len(cg.V1) != 0 {
+		t.Errorf("v2 placement = %+v, %v", cg, err)
+	}
+	for _, c := range []struct {
+		p    resources.Placement
+		want string
+	}{
+		{resources.Placement{CgroupPath: "/berth/c1", Annotations: ann("v3", "memory")}, annotationCgroupMode},
+		{resources.Placement{CgroupPath: "/berth/c1", Annotations: ann("v1", "memory,../x")}, annotationCgroupControllers},
+		{resources.Placement{CgroupPath: "/berth/c1", Annotations: ann("v1", "memory,cpu")}, filepath.Join(root, "cpu/berth/c1")},
+		{resources.Placement{CgroupPath: "/berth/../c1", Annotations: ann("v1", "memory")}, "/berth/../c1"},
+		{resources.Placement{CgroupPath: "/berth/gone", Annotations: ann("v2", "")}, filepath.Join(root, "berth/gone")},
+	} {
+		if _, err := placementCgroup(c.p); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("placementCgroup(%+v) = %v; want an error naming %s", c.p, err, c.want)
+		}
+	}
+	if err := joinPlacement(hclog.NewNullLogger(), resources.Placement{}); err != nil {
+		t.Errorf("an empty placement joins nothing, got %v", err)
+	}
+}
