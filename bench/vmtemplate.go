@@ -27,7 +27,7 @@ func init() {
 	}, runner.Benchmark{
 		Name:        "vm-template-run-bridge",
 		Description: "vm-template-run on the default bridge network (what a plain `berth run` gets): the template has a placeholder NIC whose netdev the restore points at the container's TAP, and the agent gives the guest's NIC the container's MAC; against the same daemon setup booting each VM cold; TCG unless BERTH_BENCH_ACCEL=kvm",
-		Setup:       []runner.Command{runner.Cmd("scripts/bench-vm-template.sh", "setup")},
+		Setup:       []runner.Command{runner.Cmd("scripts/bench-vm-template.sh", "setup", "bridge")},
 		Teardown:    []runner.Command{runner.Cmd("scripts/bench-vm-template.sh", "teardown")},
 		Requires:    requireRoot,
 		Ours:        runner.Side{Run: run("tpl")},
