@@ -225,7 +225,7 @@ func (d *driver) check(cfg hypervisor.Config) error {
 			return errdefs.InvalidArgument("vm config: nic %d: tap name %q: want an interface name of 1-15 characters (or a user-mode network socket)", i, n.TAP)
 		}
 	}
-	return nil
+	return probeSockets(cfg) // usernet.go
 }
 
 func (d *driver) Start(ctx context.Context, cfg hypervisor.Config) (hypervisor.Machine, error) {

@@ -435,6 +435,9 @@ func TestStartErrors(t *testing.T) {
 		{name: "bad format", edit: func(c *hypervisor.Config) {
 			c.Disks = []hypervisor.Disk{{Path: a.kernel, Format: "vmdk"}}
 		}, want: "vmdk", kind: errdefs.ErrInvalidArgument},
+		{name: "user-mode network not listening", edit: func(c *hypervisor.Config) {
+			c.NICs = []hypervisor.NIC{{Socket: filepath.Join(c.RunDir, "nobody.sock")}}
+		}, want: "nobody.sock", kind: errdefs.ErrUnavailable},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
