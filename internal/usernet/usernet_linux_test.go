@@ -17,6 +17,9 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	mdns "github.com/miekg/dns"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 
 	"github.com/berth-dev/berth/sdk/errdefs"
 )
@@ -95,6 +98,16 @@ func freePort(t *testing.T) uint16 {
 	return uint16(ln.Addr().(*net.TCPAddr).Port)
 }
 
+func freeUDPPort(t *testing.T) uint16 {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	return uint16(pc.LocalAddr().(*net.UDPAddr).Port)
+}
+
 func lookupA(ctx context.Context, g *testGuest, name string) ([]string, int, error) {
 	c, err := g.dialUDP(netip.AddrPortFrom(testGateway, 53))
 	if err != nil {
@@ -167,6 +180,45 @@ func TestNetwork(t *testing.T) {
 				return nil
 			})
 		}
+	})
+
+	t.Run("host loopback through the gateway, udp", func(t *testing.T) {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pc.Close()
+		go func() {
+			buf := make([]byte, 1500)
+			for {
+				k, from, err := pc.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				pc.WriteTo([]byte(strings.ToUpper(string(buf[:k]))), from)
+			}
+		}()
+		port := uint16(pc.LocalAddr().(*net.UDPAddr).Port)
+		retry(t, "udp to the host's loopback", func(ctx context.Context) error {
+			c, err := a.dialUDP(netip.AddrPortFrom(testGateway, port))
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(2 * time.Second))
+			if _, err := c.Write([]byte("hi")); err != nil {
+				return err
+			}
+			buf := make([]byte, 16)
+			k, err := c.Read(buf)
+			if err != nil {
+				return err
+			}
+			if string(buf[:k]) != "HI" {
+				return fmt.Errorf("got %q", buf[:k])
+			}
+			return nil
+		})
 	})
 
 	t.Run("dns", func(t *testing.T) {
@@ -280,6 +332,50 @@ func TestNetwork(t *testing.T) {
 			t.Fatalf("host port still held after Unpublish: %v", err)
 		}
 		l.Close()
+	})
+
+	t.Run("published udp port", func(t *testing.T) {
+		pc, err := gonet.DialUDP(a.stack, &tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFrom4(guestA.As4()), Port: 5353}, nil, ipv4.ProtocolNumber)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pc.Close()
+		go func() { // echo, upper-cased
+			buf := make([]byte, 1500)
+			for {
+				n, from, err := pc.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				pc.WriteTo([]byte(strings.ToUpper(string(buf[:n]))), from)
+			}
+		}()
+		hp := freeUDPPort(t)
+		p := Port{HostIP: "127.0.0.1", HostPort: hp, GuestIP: guestA, GuestPort: 5353, Protocol: "udp"}
+		if err := n.Publish(p); err != nil {
+			t.Fatal(err)
+		}
+		defer n.Unpublish(p)
+		retry(t, "udp round trip through the published port", func(ctx context.Context) error {
+			c, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", hp))
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(2 * time.Second))
+			if _, err := c.Write([]byte("ping")); err != nil {
+				return err
+			}
+			buf := make([]byte, 16)
+			k, err := c.Read(buf)
+			if err != nil {
+				return err
+			}
+			if string(buf[:k]) != "PING" {
+				return fmt.Errorf("got %q", buf[:k])
+			}
+			return nil
+		})
 	})
 
 	t.Run("port in use", func(t *testing.T) {
