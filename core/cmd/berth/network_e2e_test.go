@@ -692,6 +692,84 @@ func TestNetworking(t *testing.T) {
 		}
 	})
 
+	t.Run("connect and disconnect", func(t *testing.T) {
+		e.t = t
+		e.mustBerth("run", "-d", "--name", "joiner", "--network", "other", demoImage, "sh", "-c", echoServer)
+		joiner := e.inspectContainer("joiner")
+		e.mustBerth("network", "connect", "--ip", "10.231.0.77", "--alias", "jn", "app", "joiner")
+		if out := e.mustBerth("exec", "joiner", "ip", "-4", "-o", "addr", "show", "eth1"); !strings.Contains(out, "10.231.0.77/24") {
+			t.Errorf("joiner's eth1 after connect:\n%s", out)
+		}
+		// Names on the new network, both ways (the resolver of app has
+		// joiner's records; joiner's resolv.conf still names other's).
+		echo := func(from, to string) string {
+			t.Helper()
+			var out string
+			for range 40 {
+				out, _, _ = e.berth("exec", from, "sh", "-c", "echo hello-"+from+" | nc -w 5 "+to+" 7777")
+				if out != "" {
+					break
+				}
+				time.Sleep(250 * time.Millisecond)
+			}
+			return out
+		}
+		if got := echo("srv", "jn"); got != "hello-srv\n" {
+			t.Errorf("srv → joiner by its alias on app: %q", got)
+		}
+		if got := echo("srv", "joiner"); got != "hello-srv\n" {
+			t.Errorf("srv → joiner by name on app: %q", got)
+		}
+		srvIP := e.inspectContainer("srv").NetworkSettings.IPAddress
+		if got := echo("joiner", srvIP); got != "hello-joiner\n" {
+			t.Errorf("joiner → srv over the connected network: %q", got)
+		}
+		if hosts := e.mustBerth("exec", "joiner", "cat", "/etc/hosts"); strings.Contains(hosts, "10.231.0.77") {
+			t.Errorf("/etc/hosts changed by connect (Docker leaves it):\n%s", hosts)
+		}
+		if ns := e.inspectContainer("joiner").NetworkSettings; ns == nil || ns.Network != "other" {
+			t.Errorf("inspect shows %+v, want the first network (other)", ns)
+		}
+		for _, c := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"network", "connect", "app", "joiner"}, "already on network app"},
+			{[]string{"network", "connect", "nosuch", "joiner"}, `"nosuch" not found`},
+			{[]string{"network", "disconnect", "other", "joiner"}, "first network"},
+			{[]string{"network", "disconnect", "intnet", "joiner"}, "not connected"},
+			{[]string{"network", "connect", "--ip", "10.231.0.77", "app", "web"}, "10.231.0.77"}, // taken by joiner
+		} {
+			if _, stderr, code := e.berth(c.args...); code == 0 || !strings.Contains(stderr, c.want) {
+				t.Errorf("berth %q: exit %d, stderr %q; want an error with %q", c.args, code, stderr, c.want)
+			}
+		}
+		e.mustBerth("network", "disconnect", "app", "joiner")
+		if out, _, _ := e.berth("exec", "joiner", "ip", "-4", "-o", "addr"); strings.Contains(out, "10.231.0.77") {
+			t.Errorf("address left after disconnect:\n%s", out)
+		}
+		if linkExists(netdp.ConnectedVethName(joiner.ID, app.Bridge)) {
+			t.Errorf("host veth of the connection left after disconnect")
+		}
+		if out, _, code := e.berth("exec", "srv", "nslookup", "jn"); code == 0 && strings.Contains(out, "10.231.0.77") {
+			t.Errorf("app still resolves joiner's alias after disconnect:\n%s", out)
+		}
+		if ep, ok := e.inspectNetwork("app").Endpoints[joiner.ID]; ok {
+			t.Errorf("endpoint (IPAM entry) of joiner left on app: %+v", ep)
+		}
+		// A removed container's connections go with it.
+		e.mustBerth("network", "connect", "app", "joiner")
+		e.mustBerth("rm", "-f", "joiner")
+		for _, n := range []string{"app", "other"} {
+			if _, ok := e.inspectNetwork(n).Endpoints[joiner.ID]; ok {
+				t.Errorf("endpoint of removed joiner left on %s", n)
+			}
+		}
+		if linkExists(netdp.ConnectedVethName(joiner.ID, app.Bridge)) || linkExists(netdp.HostVethName(joiner.ID)) {
+			t.Errorf("veths of removed joiner left")
+		}
+	})
+
 	t.Run("nothing left after rm and network rm", func(t *testing.T) {
 		e.t = t
 		srv, cli, web := e.inspectContainer("srv"), e.inspectContainer("cli"), e.inspectContainer("web")
