@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/sirupsen/logrus"
 
 	"github.com/berth-dev/berth/internal/atomicfile"
 )
@@ -54,7 +55,13 @@ func StatusPath(path string) string { return path + ".status" }
 // Run serves the user-mode network described by the state file at path
 // until ctx ends, reloading it on SIGHUP: the body of a per-network helper
 // process, started by the daemon and surviving its restarts (as netd's).
+//
+// gvisor-tap-vsock's own messages (logrus, process-wide) go to log at
+// debug level: most are a guest or client going away.
 func Run(ctx context.Context, path string, log hclog.Logger) error {
+	if log != nil {
+		logrus.SetOutput(log.Named("gvisor-tap-vsock").StandardWriter(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug}))
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -188,5 +189,40 @@ func TestServeBadState(t *testing.T) {
 	b, _ := os.ReadFile(StatusPath(path))
 	if json.Unmarshal(b, &s) != nil || !strings.Contains(s.Error, "gateway") {
 		t.Fatalf("status: %s", b)
+	}
+}
+
+// TestRunReloadsOnSIGHUP: Run (the helper process's body) re-reads its
+// state on SIGHUP.
+func TestRunReloadsOnSIGHUP(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state.json")
+	st := State{Subnet: testSubnet.String(), Gateway: testGateway.String()}
+	raw, _ := json.Marshal(st)
+	if err := atomicfile.WriteFile(path, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, path, testLogger(t)) }()
+	writeState(t, path, raw, nil) // the first load
+	p := Port{HostIP: "127.0.0.1", HostPort: freePort(t), GuestIP: guestA, GuestPort: 80}
+	st.Ports = []Port{p}
+	raw, _ = json.Marshal(st)
+	if err := atomicfile.WriteFile(path, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if s := writeState(t, path, raw, nil); s.Error != "" || len(s.PortErrors) > 0 {
+		t.Fatalf("status after SIGHUP: %+v", s)
+	}
+	if _, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p.HostPort)); err == nil {
+		t.Fatal("the port of the reloaded state is not held")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
