@@ -558,13 +558,16 @@ func (s *Service) publicLocked(n netRecord) (sdknet.Network, error) {
 	if err := s.store.db.View(func(tx *bolt.Tx) (err error) { eps, err = endpointsIn(tx); return }); err != nil {
 		return sdknet.Network{}, err
 	}
-	return public(n, eps), nil
+	return s.public(n, eps), nil
 }
 
-func public(n netRecord, eps []epRecord) sdknet.Network {
+func (s *Service) public(n netRecord, eps []epRecord) sdknet.Network {
 	out := sdknet.Network{
 		ID: n.ID, Name: n.Name, Bridge: n.Bridge, Subnet: n.Subnet.String(), Gateway: n.Gateway.String(),
 		Internal: n.Internal, Labels: n.Labels, CreatedAt: n.CreatedAt,
+	}
+	for _, c := range s.blockers {
+		out.Warnings = append(out.Warnings, fmt.Sprintf("forwarded traffic is dropped by firewall chain %q (found at daemon start): %s", c, ForwardBlockersHint))
 	}
 	for _, e := range eps {
 		if e.NetworkID == n.ID {
@@ -597,7 +600,7 @@ func (s *Service) List(ctx context.Context) ([]sdknet.Network, error) {
 	}
 	out := make([]sdknet.Network, 0, len(nets))
 	for _, n := range nets {
-		out = append(out, public(n, eps))
+		out = append(out, s.public(n, eps))
 	}
 	slices.SortFunc(out, func(a, b sdknet.Network) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil

@@ -25,6 +25,7 @@ func networkToPB(n Network) *pb.NetworkInfo {
 	return &pb.NetworkInfo{
 		Id: n.ID, Name: n.Name, Bridge: n.Bridge, Subnet: n.Subnet, Gateway: n.Gateway,
 		Internal: n.Internal, Labels: n.Labels, CreatedUnixNano: unixNano(n.CreatedAt), Containers: n.Containers,
+		Warnings: n.Warnings,
 	}
 }
 
@@ -32,7 +33,7 @@ func networkFromPB(n *pb.NetworkInfo) Network {
 	return Network{
 		ID: n.GetId(), Name: n.GetName(), Bridge: n.GetBridge(), Subnet: n.GetSubnet(), Gateway: n.GetGateway(),
 		Internal: n.GetInternal(), Labels: n.GetLabels(), CreatedAt: fromUnixNano(n.GetCreatedUnixNano()),
-		Containers: n.GetContainers(),
+		Containers: n.GetContainers(), Warnings: n.GetWarnings(),
 	}
 }
 

@@ -82,6 +82,9 @@ type Network struct {
 	CreatedAt time.Time
 	// Containers lists the IDs of the containers attached, sorted.
 	Containers []string
+	// Warnings say what on the host stops the network working as it
+	// should (another firewall chain dropping forwarded traffic).
+	Warnings []string
 }
 
 // CreateSpec describes a network to create.

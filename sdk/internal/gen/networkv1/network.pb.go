@@ -35,7 +35,9 @@ type NetworkInfo struct {
 	Labels          map[string]string      `protobuf:"bytes,7,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	CreatedUnixNano int64                  `protobuf:"varint,8,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
 	// containers lists the IDs of the containers attached, sorted.
-	Containers    []string `protobuf:"bytes,9,rep,name=containers,proto3" json:"containers,omitempty"`
+	Containers []string `protobuf:"bytes,9,rep,name=containers,proto3" json:"containers,omitempty"`
+	// warnings say what on the host stops the network working as it should.
+	Warnings      []string `protobuf:"bytes,10,rep,name=warnings,proto3" json:"warnings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -129,6 +131,13 @@ func (x *NetworkInfo) GetCreatedUnixNano() int64 {
 func (x *NetworkInfo) GetContainers() []string {
 	if x != nil {
 		return x.Containers
+	}
+	return nil
+}
+
+func (x *NetworkInfo) GetWarnings() []string {
+	if x != nil {
+		return x.Warnings
 	}
 	return nil
 }
@@ -1434,7 +1443,7 @@ var File_berth_network_v1_network_proto protoreflect.FileDescriptor
 
 const file_berth_network_v1_network_proto_rawDesc = "" +
 	"\n" +
-	"\x1eberth/network/v1/network.proto\x12\x10berth.network.v1\"\xe1\x02\n" +
+	"\x1eberth/network/v1/network.proto\x12\x10berth.network.v1\"\xfd\x02\n" +
 	"\vNetworkInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
@@ -1446,7 +1455,9 @@ const file_berth_network_v1_network_proto_rawDesc = "" +
 	"\x11created_unix_nano\x18\b \x01(\x03R\x0fcreatedUnixNano\x12\x1e\n" +
 	"\n" +
 	"containers\x18\t \x03(\tR\n" +
-	"containers\x1a9\n" +
+	"containers\x12\x1a\n" +
+	"\bwarnings\x18\n" +
+	" \x03(\tR\bwarnings\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd7\x01\n" +
