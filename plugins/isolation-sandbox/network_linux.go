@@ -26,10 +26,42 @@ func isBridge(spec isolation.Spec) bool {
 }
 
 // checkBridgeAttachment validates a bridge attachment before anything is
-// made.
+// made: the first interface as netdp.CheckBridgeAttachment does, further
+// ones (networks connected later, kept in the spec by lifecycle for the
+// task's next start) with an address and no gateway.
 func checkBridgeAttachment(spec isolation.Spec) error {
-	_, err := netdp.CheckBridgeAttachment(spec.ID, spec.Network)
+	first := *spec.Network
+	if len(first.Interfaces) > 1 {
+		first.Interfaces = first.Interfaces[:1]
+	}
+	if _, err := netdp.CheckBridgeAttachment(spec.ID, &first); err != nil {
+		return err
+	}
+	_, err := connectedInterfaces(spec)
 	return err
+}
+
+// connectedInterfaces are the attachment's interfaces after the first
+// (netdp.ConnectNetns picks a name for those without one).
+func connectedInterfaces(spec isolation.Spec) ([]netdp.Interface, error) {
+	var out []netdp.Interface
+	for i, in := range spec.Network.Interfaces {
+		if i == 0 {
+			continue
+		}
+		ifc, err := netdp.InterfaceFromAttachment(spec.ID, in)
+		if err != nil {
+			return nil, err
+		}
+		if in.Name == "" {
+			ifc.Name = ""
+		}
+		if len(ifc.Addresses) == 0 || ifc.Gateway.IsValid() {
+			return nil, errdefs.InvalidArgument("task %s: further interface %d (bridge %s) needs an address and no gateway", spec.ID, i, in.Bridge)
+		}
+		out = append(out, ifc)
+	}
+	return out, nil
 }
 
 // prepareNetwork writes the bridge attachment's files into the task dir
@@ -38,7 +70,14 @@ func prepareNetwork(spec isolation.Spec, oci *specs.Spec, dir string) error {
 	if !isBridge(spec) {
 		return nil
 	}
-	return writeNetworkFiles(spec.Network, oci, dir)
+	// /etc/hosts names the first network's address only, as when the
+	// task first ran (networks connected later are left out, as Docker
+	// leaves them out).
+	first := *spec.Network
+	if len(first.Interfaces) > 1 {
+		first.Interfaces = first.Interfaces[:1]
+	}
+	return writeNetworkFiles(&first, oci, dir)
 }
 
 // attachNetwork wires a created task's namespace (init pid) to its bridge
@@ -51,12 +90,23 @@ func attachNetwork(ctx context.Context, spec isolation.Spec, pid int) error {
 	if err != nil {
 		return err
 	}
-	if _, err := netdp.AttachNetns(ctx, fmt.Sprintf("/proc/%d/ns/net", pid), ifc); err != nil {
+	extra, err := connectedInterfaces(spec)
+	if err != nil {
+		return err
+	}
+	nsPath := fmt.Sprintf("/proc/%d/ns/net", pid)
+	if _, err := netdp.AttachNetns(ctx, nsPath, ifc); err != nil {
 		return err
 	}
 	if len(spec.Network.Ports) > 0 {
 		if err := netdp.PublishPorts(ctx, spec.ID, ifc.Addresses[0].Addr(), spec.Network.Ports); err != nil {
 			_ = netdp.DetachNetns(context.WithoutCancel(ctx), spec.ID)
+			return err
+		}
+	}
+	for _, x := range extra {
+		if _, err := netdp.ConnectNetns(ctx, nsPath, x); err != nil {
+			_ = detachNetwork(context.WithoutCancel(ctx), spec)
 			return err
 		}
 	}
@@ -69,7 +119,13 @@ func detachNetwork(ctx context.Context, spec isolation.Spec) error {
 	if !isBridge(spec) {
 		return nil
 	}
-	return errors.Join(netdp.UnpublishPorts(ctx, spec.ID), netdp.DetachNetns(ctx, spec.ID))
+	errs := []error{netdp.UnpublishPorts(ctx, spec.ID), netdp.DetachNetns(ctx, spec.ID)}
+	for i, in := range spec.Network.Interfaces {
+		if i > 0 && in.Bridge != "" {
+			errs = append(errs, netdp.DisconnectNetns(ctx, spec.ID, in.Bridge))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // recoverNetwork puts a live task's published-port rules back as its spec

@@ -364,6 +364,52 @@ func TestConnectNetwork(t *testing.T) {
 	if _, err := rt.Delete(ctx, id); err != nil {
 		t.Fatal(err)
 	}
+
+	// A task whose spec has a further interface (a connected network that
+	// lifecycle keeps for the next start) gets it at start, and Delete
+	// takes it away; a further interface with a gateway is refused.
+	id2 := "net-connect2-" + a.ID[:8]
+	s2 := newSpec(t, id2, conformance.SpecOptions{Args: []string{"sleep", "1000"}})
+	s2.Network = &isolation.NetworkAttachment{Mode: "bridge", Hostname: "conn2", Interfaces: []isolation.Interface{
+		{Name: "eth0", Bridge: a.Bridge, Addresses: []string{"10.213.132.6/24"}, Gateway: "10.213.132.1"},
+		{Bridge: b.Bridge, Addresses: []string{"10.213.133.6/24"}}}}
+	bad := *s2.Network
+	bad.Interfaces = []isolation.Interface{bad.Interfaces[0], {Bridge: b.Bridge, Addresses: []string{"10.213.133.6/24"}, Gateway: "10.213.133.1"}}
+	sBad := newSpec(t, id2+"x", conformance.SpecOptions{Args: []string{"true"}})
+	sBad.Network = &bad
+	if _, err := rt.Create(ctx, sBad); err == nil || !strings.Contains(err.Error(), "no gateway") {
+		t.Errorf("a further interface with a gateway: %v", err)
+	}
+	if _, err := rt.Create(ctx, s2); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = rt.Signal(ctx, id2, "", syscall.SIGKILL, true); _, _ = rt.Delete(ctx, id2) }()
+	pid2, err := rt.Start(ctx, id2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h2, err := netlink.NewHandleAt(mustNetns(t, pid2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h2.Delete()
+	if l, err := h2.LinkByName("eth1"); err != nil {
+		t.Errorf("no eth1 from the spec's further interface: %v", err)
+	} else if addrs, _ := h2.AddrList(l, netlink.FAMILY_V4); len(addrs) != 1 || addrs[0].IPNet.String() != "10.213.133.6/24" {
+		t.Errorf("eth1 addresses %v", addrs)
+	}
+	if err := rt.Signal(ctx, id2, "", syscall.SIGKILL, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.Wait(ctx, id2, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.Delete(ctx, id2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := netlink.LinkByName(netdp.ConnectedVethName(id2, b.Bridge)); err == nil {
+		t.Error("the further interface's host end left after Delete")
+	}
 	noLeaks(t, stateDir, runDir)
 }
 

@@ -744,6 +744,14 @@ func TestNetworking(t *testing.T) {
 				t.Errorf("berth %q: exit %d, stderr %q; want an error with %q", c.args, code, stderr, c.want)
 			}
 		}
+		// A restart wires the connected network again, same address.
+		e.mustBerth("restart", "-t", "1", "joiner")
+		if out := e.mustBerth("exec", "joiner", "ip", "-4", "-o", "addr", "show", "eth1"); !strings.Contains(out, "10.231.0.77/24") {
+			t.Errorf("joiner's eth1 after restart:\n%s", out)
+		}
+		if got := echo("srv", "jn"); got != "hello-srv\n" {
+			t.Errorf("srv → joiner's alias after joiner's restart: %q", got)
+		}
 		e.mustBerth("network", "disconnect", "app", "joiner")
 		if out, _, _ := e.berth("exec", "joiner", "ip", "-4", "-o", "addr"); strings.Contains(out, "10.231.0.77") {
 			t.Errorf("address left after disconnect:\n%s", out)

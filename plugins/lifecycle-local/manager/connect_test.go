@@ -96,6 +96,22 @@ func TestConnectNetwork(t *testing.T) {
 	if len(eps) != 1 || eps[0].ContainerName != "web" || eps[0].IP != "10.221.0.7" {
 		t.Errorf("endpoints on back %+v", eps)
 	}
+	taskIfcs := func() []isolation.Interface {
+		t.Helper()
+		st, _, err := m.env()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err := st.Get(c.ID)
+		if err != nil || rec.Task == nil || rec.Task.Network == nil {
+			t.Fatalf("record %+v, %v", rec, err)
+		}
+		return rec.Task.Network.Interfaces
+	}
+	// The task spec keeps the connected interface for the next start.
+	if ifcs := taskIfcs(); len(ifcs) != 2 || ifcs[1].Bridge != back.Bridge || ifcs[1].Addresses[0] != "10.221.0.7/24" || ifcs[1].Gateway != "" {
+		t.Errorf("task interfaces after connect %+v", ifcs)
+	}
 	if err := m.ConnectNetwork(ctx, "web", req); !errdefs.IsAlreadyExists(err) {
 		t.Errorf("connect twice = %v, want AlreadyExists", err)
 	}
@@ -110,6 +126,9 @@ func TestConnectNetwork(t *testing.T) {
 	}
 	if eps, _ := nl.svc.Endpoints(ctx, "back"); len(eps) != 0 {
 		t.Errorf("endpoints left on back: %+v", eps)
+	}
+	if ifcs := taskIfcs(); len(ifcs) != 1 {
+		t.Errorf("task interfaces after disconnect %+v, want the first only", ifcs)
 	}
 	if err := m.DisconnectNetwork(ctx, "web", "back"); !errdefs.IsNotFound(err) {
 		t.Errorf("disconnect twice = %v, want NotFound", err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/berth-dev/berth/plugins/lifecycle-local/store"
 	"github.com/berth-dev/berth/sdk/errdefs"
 	"github.com/berth-dev/berth/sdk/isolation"
 	"github.com/berth-dev/berth/sdk/lifecycle"
@@ -248,6 +249,15 @@ func (m *Manager) ConnectNetwork(ctx context.Context, ref string, req lifecycle.
 		}
 		return fmt.Errorf("connect %s to %s: %w", c.Name, req.Network, err)
 	}
+	// The task spec keeps the interface, so the container's next start
+	// wires it again (the endpoint keeps its address meanwhile).
+	if _, err := m.update(c.ID, func(r *store.Record) {
+		if r.Task != nil && r.Task.Network != nil && !slices.ContainsFunc(r.Task.Network.Interfaces, func(i isolation.Interface) bool { return i.Bridge == a.Interfaces[0].Bridge }) {
+			r.Task.Network.Interfaces = append(r.Task.Network.Interfaces, a.Interfaces[0])
+		}
+	}); err != nil {
+		m.log.Warn("connected, but the container's next start will not have the network", "container_id", c.ID, "network", req.Network, "error", err)
+	}
 	m.log.Info("container connected to a network", "container_id", c.ID, "network", req.Network, "address", a.Interfaces[0].Addresses)
 	return nil
 }
@@ -276,6 +286,18 @@ func (m *Manager) DisconnectNetwork(ctx context.Context, ref, network string) er
 	}
 	if err := netSvc.Disconnect(ctx, c.ID, network); err != nil {
 		return err
+	}
+	if _, err := m.update(c.ID, func(r *store.Record) {
+		if r.Task != nil && r.Task.Network != nil && len(r.Task.Network.Interfaces) > 1 {
+			r.Task.Network.Interfaces = append(r.Task.Network.Interfaces[:1], slices.DeleteFunc(slices.Clone(r.Task.Network.Interfaces[1:]),
+				func(i isolation.Interface) bool { return i.Bridge == nets.Bridge })...)
+		}
+	}); err != nil {
+		return fmt.Errorf("disconnect %s from %s: %w", c.Name, network, err)
+	}
+	if c.State != lifecycle.StateRunning && c.State != lifecycle.StatePaused {
+		m.log.Info("container disconnected from a network", "container_id", c.ID, "network", nets.Name)
+		return nil
 	}
 	if err := nc.DisconnectNetwork(ctx, c.ID, nets.Bridge); err != nil {
 		return fmt.Errorf("disconnect %s from %s: the endpoint is released, but the interface stays until the container stops: %w", c.Name, network, err)
