@@ -133,7 +133,14 @@ func TestVMHostGroup(t *testing.T) {
 	deleted := false
 	defer func() {
 		if !deleted {
-			_, _ = rt.Delete(context.Background(), id)
+			// A failed test may leave it running: Delete refuses that.
+			bg, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			_ = rt.Signal(bg, id, "", syscall.SIGKILL, true)
+			_, _ = rt.Wait(bg, id, "")
+			if _, err := rt.Delete(bg, id); err != nil {
+				t.Errorf("cleanup: Delete: %v", err)
+			}
 		}
 	}()
 	vmMem := int64(32<<20 + vmOverhead)
