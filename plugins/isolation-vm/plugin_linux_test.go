@@ -142,10 +142,30 @@ func pluginDirs(t *testing.T) (string, string) {
 	}
 	state := filepath.Join(coreState, "plugins", filepath.Base(run))
 	t.Cleanup(func() {
+		// A test that failed half way leaves its supervisors and VMs:
+		// they must not outlive it (a passing test has deleted them, and
+		// noLeaks said so).
+		killUsing(state, run)
 		_ = os.RemoveAll(run)
 		_ = os.RemoveAll(state)
 	})
 	return state, run
+}
+
+// killUsing SIGKILLs every process whose command line names one of dirs.
+func killUsing(dirs ...string) {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, _ := os.ReadFile(p)
+		for _, d := range dirs {
+			if strings.Contains(string(b), d) {
+				if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil && pid != os.Getpid() {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+				break
+			}
+		}
+	}
 }
 
 // testConfig is the plugin block the tests use: small VMs.
@@ -381,6 +401,7 @@ func TestConformanceOverGRPC(t *testing.T) {
 	}
 	hostState := filepath.Join(coreState, "grpc")
 	t.Cleanup(func() {
+		killUsing(run, hostState)
 		_ = os.RemoveAll(run)
 		_ = os.RemoveAll(hostState)
 	})
