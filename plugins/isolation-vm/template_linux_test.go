@@ -219,6 +219,7 @@ func TestTemplateStart(t *testing.T) {
 func TestConformanceFromTemplate(t *testing.T) {
 	requireVM(t)
 	stateDir, runDir := pluginDirs(t)
+	removeCloneDir(t, stateDir)
 	var logBuf strings.Builder
 	logw := &syncWriter{b: &logBuf}
 	newRT := func(t *testing.T) *runtime {
