@@ -224,6 +224,9 @@ func (t *Template) Start(ctx context.Context, drv hypervisor.Driver, cfg hypervi
 	if len(cfg.NICs) != t.Inputs.NICs {
 		return nil, st, errdefs.InvalidArgument("vm template %s: start: %d NICs, the template has %d", t.ID, len(cfg.NICs), t.Inputs.NICs)
 	}
+	if err := tapNICs(cfg.NICs); err != nil {
+		return nil, st, err
+	}
 	cloned := cfg.MemoryFile != ""
 	if cloned {
 		c0 := time.Now()

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,5 +102,11 @@ func TestInputsInvalidate(t *testing.T) {
 	c.Shares = []hypervisor.Share{{Tag: "x", Path: dir}}
 	if _, err := vmtemplate.InputsFor(drv, c); !errdefs.IsNotImplemented(err) {
 		t.Errorf("InputsFor with a share = %v, want NotImplemented", err)
+	}
+	// Nor socket NICs: the placeholders are TAPs.
+	c = cfg
+	c.NICs = []hypervisor.NIC{{Socket: filepath.Join(dir, "net.sock"), MAC: "02:be:00:00:00:01"}}
+	if _, err := vmtemplate.InputsFor(drv, c); !errdefs.IsNotImplemented(err) || !strings.Contains(err.Error(), "net.sock") {
+		t.Errorf("InputsFor with a socket NIC = %v, want NotImplemented naming the socket", err)
 	}
 }

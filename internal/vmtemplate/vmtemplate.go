@@ -112,11 +112,16 @@ type DiskRefresher interface {
 
 // InputsFor describes the template that can serve cfg on drv: cfg's kernel
 // and initramfs (hashed), command line, size, disk and NIC counts and
-// balloon. Configs with shares cannot be served (ErrNotImplemented): 9p
-// blocks migration.
+// balloon. Configs with shares (9p blocks migration) or socket NICs
+// (user-mode networks: the placeholders are TAPs with a vnet header, whose
+// negotiated offloads a socket backend cannot take over) cannot be served
+// (ErrNotImplemented).
 func InputsFor(drv hypervisor.Driver, cfg hypervisor.Config) (Inputs, error) {
 	if len(cfg.Shares) > 0 {
 		return Inputs{}, errdefs.NotImplemented("vm template: %d directory share(s): a VM with 9p shares cannot be saved", len(cfg.Shares))
+	}
+	if err := tapNICs(cfg.NICs); err != nil {
+		return Inputs{}, err
 	}
 	p := drv.Platform()
 	in := Inputs{Format: FormatVersion, Cmdline: slices.Clone(cfg.Cmdline), CPUs: cfg.CPUs,
@@ -137,6 +142,16 @@ func InputsFor(drv hypervisor.Driver, cfg hypervisor.Config) (Inputs, error) {
 		}
 	}
 	return in, nil
+}
+
+// tapNICs refuses socket NICs: template placeholders are TAPs.
+func tapNICs(nics []hypervisor.NIC) error {
+	for i, n := range nics {
+		if n.Socket != "" {
+			return errdefs.NotImplemented("vm template: NIC %d is a socket NIC (%s): template NIC placeholders are TAPs", i, n.Socket)
+		}
+	}
+	return nil
 }
 
 type hashKey struct {

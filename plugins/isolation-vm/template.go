@@ -248,7 +248,12 @@ func (r *runtime) chooseTemplate(dir string, boot bootConfig, spec isolation.Spe
 	// placeholder NIC, one without from a template without: a placeholder
 	// needs a backend with the same offloads on restore (a TAP), which a
 	// task without a network does not have.
-	cfg := templateConfig(boot, 1, len(nicsFor(spec))) // network.go
+	nics := nicsFor(spec) // network.go
+	if slices.ContainsFunc(nics, func(n hypervisor.NIC) bool { return n.Socket != "" }) {
+		tt.Reason = "a socket NIC (user-mode network): template NIC placeholders are TAPs"
+		return
+	}
+	cfg := templateConfig(boot, 1, len(nics))
 	drv, err := newDriver(boot, r.log)
 	if err != nil {
 		tt.Reason = err.Error()
