@@ -86,6 +86,9 @@ func stateOf(tx *bolt.Tx, n netRecord, upstreams []string) (HelperState, error) 
 // writeState rewrites n's state file from the store, atomically, and
 // returns the bytes written.
 func (s *Service) writeState(n netRecord) ([]byte, error) {
+	if s.opts.UserMode {
+		return s.writeUserState(n)
+	}
 	var st HelperState
 	if err := s.store.db.View(func(tx *bolt.Tx) (err error) { st, err = stateOf(tx, n, s.opts.DNSUpstreams); return }); err != nil {
 		return nil, err
@@ -210,11 +213,18 @@ func (h *helpers) ensure(id, statePath string) error {
 	return nil
 }
 
-// reload tells network id's helper to re-read its state.
+// reload tells network id's helper to re-read its state. A helper that
+// has not reported a status yet is not signalled: SIGHUP would kill it
+// before it handles the signal (its default action), and it reads the
+// state file when it starts anyway (and notices changes by polling).
 func (h *helpers) reload(id string) error {
 	pid := h.pid(id)
 	if pid == 0 {
 		return errors.New("not running")
+	}
+	if st, err := netd.ReadStatus(filepath.Join(h.root, id, "state.json")); err != nil || st.Pid != pid {
+		h.log.Debug("network helper still starting; it reads the state itself", "network_id", id, "pid", pid)
+		return nil
 	}
 	return syscall.Kill(pid, syscall.SIGHUP)
 }

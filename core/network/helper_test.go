@@ -57,6 +57,10 @@ func fakeHelper() int {
 		}
 		_, _ = netd.WriteJSON(netd.StatusPath(state), status)
 	}
+	// A slow start: until Notify, SIGHUP ends the process (its default).
+	if d, err := time.ParseDuration(os.Getenv("BERTH_TEST_HELPER_DELAY")); err == nil {
+		time.Sleep(d)
+	}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM)
 	report()
@@ -177,4 +181,68 @@ func freePort(t *testing.T) uint16 {
 	}
 	defer l.Close()
 	return uint16(l.Addr().(*net.TCPAddr).Port)
+}
+
+// TestHelperNotSignalledWhileStarting: changes made while a helper is still
+// starting (no status of its own yet) send it no SIGHUP, which would end it
+// before it handles the signal; it loads the latest state when it starts.
+func TestHelperNotSignalledWhileStarting(t *testing.T) {
+	ctx := context.Background()
+	t.Setenv("BERTH_TEST_HELPER", "1")
+	t.Setenv("BERTH_TEST_HELPER_DELAY", "1500ms")
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	s := open(t, root, func(o *Options) {
+		o.Datapath = &fakeDatapath{}
+		o.HelperArgv = []string{exe, "-test.run=^$", "helper"}
+	})
+	defer s.Close()
+	n, err := s.Create(ctx, sdknet.CreateSpec{Name: "slow", Subnet: "10.217.0.0/24"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(root, n.ID, "helper.pid"))
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	for i := range 3 { // each rewrites the state and would signal
+		if _, err := s.Attach(ctx, sdknet.AttachRequest{ContainerID: strings.Repeat(strconv.Itoa(i+1), 64), Network: "slow"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	statePath := filepath.Join(root, n.ID, "state.json")
+	raw, _ := os.ReadFile(statePath)
+	var st netd.Status
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if st, err = netd.ReadStatus(statePath); err == nil && st.StateSHA256 == netd.HashState(raw) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the helper never reported the latest state (status %+v, %v)", st, err)
+		}
+	}
+	if st.Pid != pid || !signalAlive(pid) {
+		t.Errorf("status of pid %d, first helper %d (alive %v): the starting helper was killed and restarted", st.Pid, pid, signalAlive(pid))
+	}
+	// Once it has reported, changes signal it again.
+	if _, err := s.Attach(ctx, sdknet.AttachRequest{ContainerID: strings.Repeat("8", 64), Network: "slow"}); err != nil {
+		t.Fatal(err)
+	}
+	events := filepath.Join(root, n.ID, "state.json.events")
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if b, _ := os.ReadFile(events); strings.Contains(string(b), "hup") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no SIGHUP reached the started helper")
+		}
+	}
+	for i := range 3 {
+		_ = s.Detach(ctx, strings.Repeat(strconv.Itoa(i+1), 64))
+	}
+	_ = s.Detach(ctx, strings.Repeat("8", 64))
+	if err := s.Remove(ctx, "slow"); err != nil {
+		t.Fatal(err)
+	}
 }

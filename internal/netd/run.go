@@ -28,14 +28,17 @@ func Run(ctx context.Context, statePath string, log hclog.Logger) error {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
+	// SIGHUP is handled before the first status is written: a writer
+	// signals only helpers whose status names them (core/network), and
+	// SIGHUP's default action would end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	h := &helper{statePath: statePath, log: log, res: newResolver(log.Named("dns")), proxies: map[string]proxy{}, portErr: map[string]string{}}
 	defer h.shutdown()
 	if err := h.reload(true); err != nil {
 		return err
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
 	for {

@@ -36,7 +36,7 @@ func TestFirewallSelected(t *testing.T) {
 // TestIptablesBackend runs this package's whole suite again with the
 // iptables backend, through iptables-legacy so that its rules and the
 // nftables backend's (of tests running meanwhile) do not see each other,
-// and checks that no chain of ours is left afterwards.
+// and checks that no rule of its networks is left afterwards.
 func TestIptablesBackend(t *testing.T) {
 	requireRoot(t)
 	if os.Getenv(FirewallEnv) != "" {
@@ -70,13 +70,18 @@ func TestIptablesBackend(t *testing.T) {
 			t.Errorf("%s did not pass with %s:\n%s", must, FirewallIptablesLegacy, out)
 		}
 	}
+	// Nothing of the suite's networks (all in 10.213.0.0/16) is left; a
+	// test daemon on the iptables backend may hold rules of its own
+	// meanwhile, so the base chains are not checked here.
 	for _, table := range []string{"filter", "nat"} {
 		rules, err := exec.Command(bin, "-w", "-t", table, "-S").CombinedOutput()
 		if err != nil {
 			t.Fatalf("%s -t %s -S: %v\n%s", bin, table, err, rules)
 		}
-		if strings.Contains(string(rules), "BERTH-") {
-			t.Errorf("%s table %s keeps chains of ours:\n%s", bin, table, rules)
+		for _, l := range strings.Split(string(rules), "\n") {
+			if strings.Contains(l, "berth") && strings.Contains(l, "10.213.") {
+				t.Errorf("%s table %s keeps a rule of the suite: %s", bin, table, l)
+			}
 		}
 	}
 }
