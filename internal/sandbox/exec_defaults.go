@@ -9,8 +9,9 @@ const AnnotationUser = "org.berth.user"
 
 // ExecDefaults fills what an exec's process leaves unset from the
 // container's process c, as docker exec does: capabilities, environment,
-// working dir, user (with c's user name annotation), rlimits and
-// no_new_privs (an exec never has fewer restrictions than the init).
+// working dir, user (with c's user name annotation), rlimits, the OOM
+// score adjustment and no_new_privs (an exec never has fewer restrictions
+// than the init).
 func ExecDefaults(p *specs.Process, c *specs.Spec) *specs.Process {
 	out := *p
 	base := c.Process
@@ -29,6 +30,9 @@ func ExecDefaults(p *specs.Process, c *specs.Spec) *specs.Process {
 	}
 	if out.Rlimits == nil {
 		out.Rlimits = base.Rlimits
+	}
+	if out.OOMScoreAdj == nil {
+		out.OOMScoreAdj = base.OOMScoreAdj
 	}
 	if base.NoNewPrivileges {
 		out.NoNewPrivileges = true

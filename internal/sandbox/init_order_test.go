@@ -69,7 +69,7 @@ func (r *recorder) SetNoNewPrivs() error          { return r.rec("no_new_privs")
 func (r *recorder) Setrlimit(res int, l *unix.Rlimit) error {
 	return r.rec("setrlimit %d %d", res, l.Cur)
 }
-func (r *recorder) SetOOMScoreAdj(adj int) error { return r.rec("oom_score_adj %d", adj) }
+func (r *recorder) SetOOMScoreAdj(adj int) error          { return r.rec("oom_score_adj %d", adj) }
 func (r *recorder) LoadSeccomp(*specs.LinuxSeccomp) error { return r.rec("seccomp") }
 func (r *recorder) LoadSeccompBPF(p []byte) error         { return r.rec("seccomp bpf %d", len(p)) }
 func (r *recorder) DropBoundingSet(keep []string) error   { return r.rec("bounding %d", len(keep)) }

@@ -57,6 +57,7 @@ var testConfig = Config{
 	Devices:     []DeviceMapping{{PathOnHost: "/dev/fuse", PathInContainer: "/dev/fuse", Permissions: "rw"}},
 	SecurityOpt: []string{"no-new-privileges", `seccomp={"defaultAction":"SCMP_ACT_ALLOW"}`},
 	Init:        true,
+	OOMScoreAdj: -17,
 }
 
 func testContainer(ref string, state State) Container {

@@ -20,7 +20,7 @@ func configToPB(c Config) *pb.Config {
 		Network:        networkToPB(c.Network),
 		ReadOnlyRootfs: c.ReadOnlyRootfs, Privileged: c.Privileged, CapAdd: c.CapAdd, CapDrop: c.CapDrop,
 	}
-	out.SecurityOpt, out.Init = c.SecurityOpt, c.Init
+	out.SecurityOpt, out.Init, out.OomScoreAdj = c.SecurityOpt, c.Init, int32(c.OOMScoreAdj)
 	for _, u := range c.Ulimits {
 		out.Ulimits = append(out.Ulimits, &pb.Ulimit{Name: u.Name, Soft: u.Soft, Hard: u.Hard})
 	}
@@ -51,7 +51,7 @@ func configFromPB(c *pb.Config) Config {
 	if r := c.Restart; r != nil {
 		out.Restart = RestartPolicy{Name: r.Name, MaxRetries: int(r.MaxRetries)}
 	}
-	out.SecurityOpt, out.Init = c.SecurityOpt, c.Init
+	out.SecurityOpt, out.Init, out.OOMScoreAdj = c.SecurityOpt, c.Init, int(c.OomScoreAdj)
 	for _, u := range c.Ulimits {
 		out.Ulimits = append(out.Ulimits, Ulimit{Name: u.Name, Soft: u.Soft, Hard: u.Hard})
 	}

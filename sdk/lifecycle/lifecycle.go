@@ -137,6 +137,11 @@ type Config struct {
 	// run --init): it runs the command as its child, forwards signals to
 	// it, reaps every zombie and exits with the command's status.
 	Init bool
+	// OOMScoreAdj is the OOM killer's score adjustment of the container's
+	// processes (docker run --oom-score-adj), -1000 (never chosen) to 1000
+	// (chosen first). 0 is a plain process's: containers do not inherit the
+	// daemon's protection (its unit lowers its own score).
+	OOMScoreAdj int
 }
 
 // Ulimit is one resource limit: Name is the lower-case rlimit name without

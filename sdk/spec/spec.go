@@ -213,6 +213,13 @@ func Build(img ImageConfig, cfg lifecycle.Config, extra Extra) (*specs.Spec, err
 	if err := setUser(s, user); err != nil {
 		return nil, err
 	}
+	// Always set, as Docker does: a container must not inherit the
+	// daemon's lowered score (its unit's OOMScoreAdjust).
+	if cfg.OOMScoreAdj < -1000 || cfg.OOMScoreAdj > 1000 {
+		return nil, fmt.Errorf("oom score adjustment %d is outside -1000..1000", cfg.OOMScoreAdj)
+	}
+	oomScoreAdj := cfg.OOMScoreAdj
+	s.Process.OOMScoreAdj = &oomScoreAdj
 	if cfg.Init {
 		// docker run --init: the init is PID 1 and runs the command.
 		s.Process.Args = append([]string{isolation.InitPath, "--"}, s.Process.Args...)

@@ -147,6 +147,13 @@ func TestBuildDockerDefaults(t *testing.T) {
 	if len(c.Inheritable) != 0 || len(c.Ambient) != 0 {
 		t.Errorf("inheritable %q ambient %q, want none (Docker sets none since 20.10)", c.Inheritable, c.Ambient)
 	}
+	// An explicit 0, never the daemon's inherited (lowered) score.
+	if a := s.Process.OOMScoreAdj; a == nil || *a != 0 {
+		t.Errorf("process.oomScoreAdj = %v, want an explicit 0", a)
+	}
+	if s, err := Build(nginx, lifecycle.Config{OOMScoreAdj: 500}, Extra{ContainerID: "abc"}); err != nil || *s.Process.OOMScoreAdj != 500 {
+		t.Errorf("--oom-score-adj 500: %v", err)
+	}
 	if s.Process.NoNewPrivileges {
 		t.Error("NoNewPrivileges set by default; Docker leaves it off unless --security-opt no-new-privileges")
 	}
@@ -319,6 +326,7 @@ func TestBuildErrorsNameTheInput(t *testing.T) {
 		{"bad ulimit", nginx, lifecycle.Config{}, Extra{Rlimits: []specs.POSIXRlimit{{Type: "RLIMIT_FOO"}}}, `ulimit "RLIMIT_FOO"`},
 		{"soft above hard", nginx, lifecycle.Config{}, Extra{Rlimits: []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 2, Hard: 1}}}, "soft limit 2 is above hard limit 1"},
 		{"device outside /dev", nginx, lifecycle.Config{}, Extra{Devices: []specs.LinuxDevice{{Path: "/tmp/x", Type: "c"}}}, `device "/tmp/x"`},
+		{"oom score too low", nginx, lifecycle.Config{OOMScoreAdj: -1001}, Extra{}, "oom score adjustment -1001 is outside -1000..1000"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -273,6 +273,23 @@ func TestContainerCommands(t *testing.T) {
 		}
 	})
 
+	t.Run("oom-score-adj", func(t *testing.T) {
+		e.t = t
+		// The container and its execs get the asked score; the default
+		// is an explicit 0, whatever the daemon's own.
+		e.mustBerth("run", "-d", "--oom-score-adj", "500", "--name", "oomadj", demoImage, "sleep", "1000")
+		defer e.berth("rm", "-f", "oomadj")
+		if out := e.mustBerth("exec", "oomadj", "cat", "/proc/1/oom_score_adj", "/proc/self/oom_score_adj"); out != "500\n500\n" {
+			t.Errorf("--oom-score-adj 500: init and exec read %q", out)
+		}
+		if out := e.mustBerth("run", "--rm", demoImage, "cat", "/proc/self/oom_score_adj"); out != "0\n" {
+			t.Errorf("default oom_score_adj %q, want 0", out)
+		}
+		if _, errOut, code := e.berth("run", "--rm", "--oom-score-adj", "1001", demoImage, "true"); code == 0 || !strings.Contains(errOut, "-1000..1000") {
+			t.Errorf("--oom-score-adj 1001: exit %d, stderr %q", code, errOut)
+		}
+	})
+
 	t.Run("init", func(t *testing.T) {
 		e.t = t
 		// --init: Berth's init is PID 1 and the command its child.

@@ -35,6 +35,7 @@ type createFlags struct {
 	stopTimeout                      int
 	ulimits, devices, securityOpts   []string
 	init                             bool
+	oomScoreAdj                      int
 	net                              networkFlags
 	// warnings receives lines about accepted but ignored options (nil is
 	// os.Stderr).
@@ -78,6 +79,7 @@ func (f *createFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.ulimits, "ulimit", nil, "resource limit NAME=SOFT[:HARD] (e.g. nofile=1024:2048; -1 is unlimited)")
 	fs.StringArrayVar(&f.devices, "device", nil, "host device HOST[:CONTAINER[:PERMS]] (PERMS from rwm)")
 	fs.BoolVar(&f.init, "init", false, "run Berth's init as PID 1: it forwards signals to the command and reaps zombies")
+	fs.IntVar(&f.oomScoreAdj, "oom-score-adj", 0, "OOM killer score adjustment of the container's processes (-1000 to 1000)")
 	fs.StringArrayVar(&f.securityOpts, "security-opt", nil, "no-new-privileges[=true|false], seccomp=unconfined|PROFILE.json (apparmor=, label= are ignored)")
 	f.net.register(fs)
 }
@@ -88,7 +90,7 @@ func (f *createFlags) config(image string, cmd []string) (lifecycle.Config, erro
 		Image: image, Isolation: f.isolation, Cmd: cmd, User: f.user, WorkingDir: f.workdir,
 		Hostname: f.host, Tty: f.tty, OpenStdin: f.interactive, ReadOnlyRootfs: f.readOnly,
 		Privileged: f.priv, CapAdd: f.capAdd, CapDrop: f.capDrop, StopSignal: f.stopSignal,
-		StopTimeout: time.Duration(f.stopTimeout) * time.Second, Init: f.init,
+		StopTimeout: time.Duration(f.stopTimeout) * time.Second, Init: f.init, OOMScoreAdj: f.oomScoreAdj,
 	}
 	if f.entrypoint != "" {
 		cfg.Entrypoint = []string{f.entrypoint}

@@ -878,7 +878,11 @@ type Config struct {
 	SecurityOpt []string `protobuf:"bytes,25,rep,name=security_opt,json=securityOpt,proto3" json:"security_opt,omitempty"`
 	// init runs Berth's small init as the container's PID 1 (docker run
 	// --init): it forwards signals to the command and reaps zombies.
-	Init          bool `protobuf:"varint,26,opt,name=init,proto3" json:"init,omitempty"`
+	Init bool `protobuf:"varint,26,opt,name=init,proto3" json:"init,omitempty"`
+	// oom_score_adj is the container processes' /proc/PID/oom_score_adj
+	// (docker run --oom-score-adj), -1000..1000; 0 by default, whatever the
+	// daemon's own score.
+	OomScoreAdj   int32 `protobuf:"varint,27,opt,name=oom_score_adj,json=oomScoreAdj,proto3" json:"oom_score_adj,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1093,6 +1097,13 @@ func (x *Config) GetInit() bool {
 		return x.Init
 	}
 	return false
+}
+
+func (x *Config) GetOomScoreAdj() int32 {
+	if x != nil {
+		return x.OomScoreAdj
+	}
+	return 0
 }
 
 type Ulimit struct {
@@ -4944,7 +4955,7 @@ const file_berth_lifecycle_v1_lifecycle_proto_rawDesc = "" +
 	"\tio_device\x18\n" +
 	" \x01(\tR\bioDevice\x12\x12\n" +
 	"\x04pids\x18\v \x01(\x03R\x04pids\x128\n" +
-	"\adevices\x18\f \x03(\v2\x1e.berth.lifecycle.v1.DeviceRuleR\adevices\"\x84\b\n" +
+	"\adevices\x18\f \x03(\v2\x1e.berth.lifecycle.v1.DeviceRuleR\adevices\"\xa8\b\n" +
 	"\x06Config\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12\x1c\n" +
 	"\tisolation\x18\x02 \x01(\tR\tisolation\x12\x1e\n" +
@@ -4979,7 +4990,8 @@ const file_berth_lifecycle_v1_lifecycle_proto_rawDesc = "" +
 	"\aulimits\x18\x17 \x03(\v2\x1a.berth.lifecycle.v1.UlimitR\aulimits\x12;\n" +
 	"\adevices\x18\x18 \x03(\v2!.berth.lifecycle.v1.DeviceMappingR\adevices\x12!\n" +
 	"\fsecurity_opt\x18\x19 \x03(\tR\vsecurityOpt\x12\x12\n" +
-	"\x04init\x18\x1a \x01(\bR\x04init\x1a9\n" +
+	"\x04init\x18\x1a \x01(\bR\x04init\x12\"\n" +
+	"\room_score_adj\x18\x1b \x01(\x05R\voomScoreAdj\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"D\n" +
