@@ -221,7 +221,7 @@ func (r *runtime) create(ctx context.Context, spec isolation.Spec, restore strin
 	if restore != "" {
 		status = isolation.StatusRunning
 	}
-	r.log.Info("task created", "container_id", spec.ID, "pid", pid, "restored", restore != "", "took", time.Since(began).Round(time.Millisecond))
+	r.log.Info("task created", "container_id", spec.ID, "pid", pid, "restored", restore != "", "took", time.Since(began).Round(time.Millisecond).String())
 	return isolation.TaskInfo{ID: spec.ID, Pid: pid, Status: status, Spec: reportedSpec(spec, boot), CreatedAt: time.Now().UTC()}, nil
 }
 
@@ -581,7 +581,7 @@ func (r *runtime) Delete(ctx context.Context, id string) (isolation.ExitStatus, 
 	if err := os.RemoveAll(dir); err != nil {
 		return isolation.ExitStatus{}, fmt.Errorf("delete task %s: %w", id, err)
 	}
-	r.log.Info("task deleted", "container_id", id, "took", time.Since(began).Round(time.Millisecond))
+	r.log.Info("task deleted", "container_id", id, "took", time.Since(began).Round(time.Millisecond).String())
 	return exit, nil
 }
 

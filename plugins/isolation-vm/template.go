@@ -312,7 +312,7 @@ func (r *runtime) buildTemplate(store *vmtemplate.Store, drv hypervisor.Driver, 
 			}
 			return
 		}
-		r.log.Info("vm template built", "template", id, "took", tpl.BuildTook.Round(time.Millisecond))
+		r.log.Info("vm template built", "template", id, "took", tpl.BuildTook.Round(time.Millisecond).String())
 		pruneTemplates(r.log, store, tpl.ID, in)
 	}()
 }
