@@ -70,6 +70,13 @@ const (
 // loopback answering inetName, and the daemon configured to forward to it.
 func networkEnv(t *testing.T) *env {
 	t.Helper()
+	return networkEnvWith(t, 'n', "")
+}
+
+// networkEnvWith is networkEnv with its own default network (kind, see
+// testNetworkDefaults) and extra lines in the berth block.
+func networkEnvWith(t *testing.T, kind byte, berthExtra string) *env {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: bridges, veths, nftables, namespaces (CI runs as root)")
 	}
@@ -89,7 +96,7 @@ func networkEnv(t *testing.T) *env {
 	}
 	parent := fmt.Sprintf("berth-nettest-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
 	e := newEnv(t, strings.NewReplacer("CGROUP_PARENT", parent, "DNS_UPSTREAM", upstream,
-		"NETWORK_DEFAULTS", testNetworkDefaults('n')).Replace(networkConfig))
+		"NETWORK_DEFAULTS", testNetworkDefaults(kind)+"\n  "+berthExtra).Replace(networkConfig))
 	t.Cleanup(func() {
 		if out, _, code := e.berth("ps", "-a", "-q"); code == 0 {
 			for _, id := range strings.Fields(out) {
@@ -125,8 +132,11 @@ func networkEnv(t *testing.T) *env {
 func testNetworkDefaults(kind byte) string {
 	pid := os.Getpid()
 	third := 0
-	if kind == 'n' {
+	switch kind {
+	case 'n':
 		third = 128
+	case 'i':
+		third = 64
 	}
 	return fmt.Sprintf("default_bridge = \"bt%c%d\"\n  default_subnet = \"10.%d.%d.0/25\"",
 		kind, pid%1000000, 200+pid%50, third+(pid/50)%128)
@@ -859,4 +869,62 @@ func readPid(path string) int {
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	return pid
+}
+
+// TestNetworkingIptables runs a daemon with `firewall = "iptables-legacy"`:
+// its plugins inherit the choice, so a published port's DNAT rule and the
+// default network's rules are in iptables-legacy's BERTH- chains and none in
+// the nftables table; containers reach each other by name and the host
+// reaches the published port; rm and network rm leave no rule. Root only.
+func TestNetworkingIptables(t *testing.T) {
+	bin, err := exec.LookPath("iptables-legacy")
+	if err != nil {
+		t.Skipf("iptables-legacy missing (scripts/install-deps.sh installs iptables): %v", err)
+	}
+	e := networkEnvWith(t, 'i', `firewall = "iptables-legacy"`)
+	ipt := func(table, chain string) string {
+		t.Helper()
+		out, err := exec.Command(bin, "-w", "-t", table, "-S", chain).CombinedOutput()
+		if err != nil {
+			return "" // the chain is gone
+		}
+		return string(out)
+	}
+	e.mustBerth("run", "-d", "--name", "iptweb", "-p", "80", demoImage, "sh", "-c",
+		"mkdir -p /www && echo hello-ipt > /www/index.html && exec httpd -f -p 80 -h /www")
+	web := e.inspectContainer("iptweb")
+	ns := web.NetworkSettings
+	if ns == nil || len(ns.Ports["80/tcp"]) == 0 {
+		t.Fatalf("iptweb NetworkSettings %+v", ns)
+	}
+	if pub := ipt("nat", "BERTH-PUBLISH"); !strings.Contains(pub, "berth ctr "+web.ID) || !strings.Contains(pub, ns.IPAddress+":80") {
+		t.Errorf("no DNAT rule of iptweb in iptables-legacy's BERTH-PUBLISH:\n%s", pub)
+	}
+	if fwd := ipt("filter", "BERTH-FORWARD"); !strings.Contains(fwd, ns.NetworkID) {
+		t.Errorf("no rules of the default network in BERTH-FORWARD:\n%s", fwd)
+	}
+	if n := rulesTagged(t, web.ID) + rulesTagged(t, ns.NetworkID); n != 0 {
+		t.Errorf("%d nftables rules of ours with firewall = iptables-legacy", n)
+	}
+	if got := httpBody(t, "http://"+ns.Gateway+":"+ns.Ports["80/tcp"][0].HostPort+"/"); got != "hello-ipt\n" {
+		t.Errorf("host → published port on the gateway address: %q", got)
+	}
+	if out, stderr, code := e.berth("run", "--rm", demoImage, "wget", "-q", "-O", "-", "http://iptweb/"); code != 0 || out != "hello-ipt\n" {
+		t.Errorf("container → iptweb by name: exit %d %q %s", code, out, stderr)
+		logs, _ := filepath.Glob(filepath.Join(e.dir, "state", "network", "*", "helper.log"))
+		for _, l := range logs {
+			b, _ := os.ReadFile(l)
+			t.Logf("%s:\n%s", l, b)
+		}
+	}
+	e.mustBerth("rm", "-f", "iptweb")
+	if pub := ipt("nat", "BERTH-PUBLISH"); strings.Contains(pub, web.ID) {
+		t.Errorf("DNAT rule of removed iptweb left:\n%s", pub)
+	}
+	e.mustBerth("network", "rm", network.DefaultNetwork)
+	for _, table := range []string{"filter", "nat"} {
+		if out := ipt(table, ""); strings.Contains(out, ns.NetworkID) {
+			t.Errorf("rules of the removed default network left in %s:\n%s", table, out)
+		}
+	}
 }
