@@ -37,6 +37,7 @@ func RunInit(sys Syscalls, ch Channel, cfg *InitConfig, users UserResolver) erro
 	if err := ch.Wait(msgGo); err != nil {
 		return err
 	}
+	markPhase("go")
 	s, p := cfg.Spec, cfg.Process
 	// process.oomScoreAdj first, as runc does from its parent: the setup
 	// below already counts as the workload for the OOM killer, and lowering
@@ -60,6 +61,7 @@ func RunInit(sys Syscalls, ch Channel, cfg *InitConfig, users UserResolver) erro
 		if err := prepareRootfs(sys, cfg); err != nil {
 			return err
 		}
+		markPhase("rootfs")
 		// The terminal comes from the container's own devpts, after its
 		// mounts are in place and before the paths are masked (runc's
 		// setupConsole), and is its /dev/console too.
@@ -85,6 +87,7 @@ func RunInit(sys Syscalls, ch Channel, cfg *InitConfig, users UserResolver) erro
 				}
 			}
 		}
+		markPhase("paths")
 	}
 	if p.Terminal && cfg.Mode != ModeCreate {
 		// An exec has entered the container's mount namespace: its ptmx
@@ -129,6 +132,7 @@ func RunInit(sys Syscalls, ch Channel, cfg *InitConfig, users UserResolver) erro
 		if err := loadFilter(); err != nil {
 			return err
 		}
+		markPhase("seccomp")
 	}
 	// A container's user may be a name (resolved here, in its rootfs); an
 	// exec names its own in Process.User.Username.

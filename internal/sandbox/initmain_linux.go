@@ -5,7 +5,29 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"sync"
+	"time"
 )
+
+// runtimeStarted is when the init binary's Go packages were initialised
+// (its runtime had started).
+var runtimeStarted = time.Now()
+
+// phases records the init's setup steps for the parent (msgReady); one
+// init runs per process, tests run RunInit in process concurrently.
+var (
+	phasesMu sync.Mutex
+	phases   []Phase
+)
+
+// markPhase records that step name ended now.
+func markPhase(name string) {
+	phasesMu.Lock()
+	defer phasesMu.Unlock()
+	if len(phases) < 64 {
+		phases = append(phases, Phase{Name: name, At: time.Now().UnixNano()})
+	}
+}
 
 // InitMain is the main of the sandbox init binary: it reads its config from
 // the init socket, runs RunInit with sys, and on failure reports the error
@@ -21,6 +43,9 @@ func InitMain(sys Syscalls) {
 		fmt.Fprintln(os.Stderr, "berth-sandbox-init is started by Berth's sandbox runtime, not by hand")
 		os.Exit(2)
 	}
+	phasesMu.Lock()
+	phases = append(phases, Phase{Name: "runtime", At: runtimeStarted.UnixNano()})
+	phasesMu.Unlock()
 	sock := os.NewFile(uintptr(fd), "init-sock")
 	ch := &socketChannel{sock}
 	var cfg InitConfig
@@ -47,7 +72,16 @@ func (c *socketChannel) Wait(kind string) error {
 	return nil
 }
 
-func (c *socketChannel) Send(kind string) error { return sendJSON(c.f, message{Type: kind}) }
+func (c *socketChannel) Send(kind string) error {
+	m := message{Type: kind}
+	if kind == msgReady {
+		markPhase("ready")
+		phasesMu.Lock()
+		m.Phases = append([]Phase(nil), phases...)
+		phasesMu.Unlock()
+	}
+	return sendJSON(c.f, m)
+}
 
 func (c *socketChannel) SendConsole(master *os.File) error {
 	defer master.Close()

@@ -69,4 +69,13 @@ const (
 type message struct {
 	Type  string `json:"type"`
 	Error string `json:"error,omitempty"`
+	// Phases are the init's setup timings, sent with msgReady.
+	Phases []Phase `json:"phases,omitempty"`
+}
+
+// Phase is one step of a container's setup and when it ended (unix
+// nanoseconds, the clock of the machine the init runs on).
+type Phase struct {
+	Name string `json:"name"`
+	At   int64  `json:"at"`
 }

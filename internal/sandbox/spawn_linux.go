@@ -9,7 +9,9 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -34,6 +36,9 @@ type Launcher struct {
 	identity string
 	// how is "ro-bind" or "memfd".
 	how string
+	// memo holds programs compiled by Precompile (key as the cache dir's).
+	memoMu sync.Mutex
+	memo   map[string][]byte
 }
 
 // NewLauncher prepares the init binary at path.
@@ -147,6 +152,10 @@ type CreateOptions struct {
 	// Cgroup is joined before the init does anything; nil joins none.
 	Cgroup *Cgroup
 	Stdio  Stdio
+	// Prestarted, when set, is the init to use (Launcher.Prestart): it
+	// must be Usable for Spec; Stdio is then ignored (it has its own). On
+	// error it is killed like an init Create started.
+	Prestarted *Prestarted
 }
 
 // Container is a created container whose init waits for Start.
@@ -158,7 +167,17 @@ type Container struct {
 	// devpts, whose replica is the init's stdio, controlling terminal and
 	// /dev/console. The caller owns it; nil without a terminal.
 	Console *os.File
-	sock    *os.File
+	// Phases are the timings of its setup, in order: "spawn" (Create
+	// began), "exec" (the init binary was exec'd in its new namespaces) or
+	// "prestarted" (a Prestarted init was taken),
+	// "joined" (cgroup joined), then the init's own steps ("runtime" = its
+	// Go runtime had started, "go", "rootfs", "paths", "seccomp", "ready").
+	// For logs; the init's steps are missing when it sent none.
+	Phases []Phase
+	// SeccompCompiled says the init got its seccomp program compiled (a
+	// cache or Precompile) rather than compiling the profile itself.
+	SeccompCompiled bool
+	sock            *os.File
 }
 
 // Create starts the init of a new container and returns once it is set up
@@ -184,17 +203,53 @@ func (l *Launcher) Create(opts CreateOptions) (_ *Container, err error) {
 			return nil, err
 		}
 	}
+	phases := []Phase{{Name: "spawn", At: time.Now().UnixNano()}}
+	if opts.Prestarted != nil {
+		proc, parent, err := opts.Prestarted.take(attr)
+		if err != nil {
+			return nil, err
+		}
+		return l.created(proc, parent, nil, cfg, opts.Cgroup, s, append(phases, Phase{Name: "prestarted", At: time.Now().UnixNano()}))
+	}
 	parent, child, err := socketPair()
 	if err != nil {
 		return nil, err
 	}
 	defer child.Close()
 	env := []string{EnvInitSock + "=3"}
+	// On a pure cgroup v2 hierarchy the init is cloned straight into its
+	// cgroup (clone3 CLONE_INTO_CGROUP): it never runs outside it, and no
+	// migration (a write lock on every fork of the machine, and an RCU
+	// grace period) is needed. Elsewhere the parent joins it below, before
+	// it does anything.
+	if cg := opts.Cgroup; cg != nil && cg.V2 != "" && len(cg.V1) == 0 {
+		if fd, oerr := unix.Open(cg.V2, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); oerr == nil {
+			into := *attr
+			into.UseCgroupFD, into.CgroupFD = true, fd
+			proc, err := l.start(opts.Stdio, []*os.File{child}, env, &into)
+			unix.Close(fd)
+			if err == nil {
+				return l.created(proc, parent, child, cfg, nil, s, append(phases, Phase{Name: "exec", At: time.Now().UnixNano()}))
+			}
+			if !errors.Is(err, unix.ENOSYS) {
+				parent.Close()
+				return nil, err
+			}
+			// No clone3 (an old kernel or a filter that hides it): join.
+		}
+	}
 	proc, err := l.start(opts.Stdio, []*os.File{child}, env, attr)
 	if err != nil {
 		parent.Close()
 		return nil, err
 	}
+	return l.created(proc, parent, child, cfg, opts.Cgroup, s, append(phases, Phase{Name: "exec", At: time.Now().UnixNano()}))
+}
+
+// created finishes Create once the init runs: config, cgroup join (join
+// nil: it was cloned into its cgroup), go, terminal, ready. child is the
+// init's end of the socket (nil for a prestarted init).
+func (l *Launcher) created(proc *os.Process, parent, child *os.File, cfg *InitConfig, join *Cgroup, s *specs.Spec, phases []Phase) (_ *Container, err error) {
 	c := &Container{Process: proc, sock: parent}
 	defer func() {
 		if err != nil {
@@ -206,14 +261,17 @@ func (l *Launcher) Create(opts CreateOptions) (_ *Container, err error) {
 			}
 		}
 	}()
-	child.Close()
+	if child != nil {
+		child.Close()
+	}
 	if err := sendJSON(parent, cfg); err != nil {
 		return nil, fmt.Errorf("send the init its config: %w", err)
 	}
-	if opts.Cgroup != nil {
-		if err := opts.Cgroup.Join(proc.Pid); err != nil {
+	if join != nil {
+		if err := join.Join(proc.Pid); err != nil {
 			return nil, err
 		}
+		phases = append(phases, Phase{Name: "joined", At: time.Now().UnixNano()})
 	}
 	if err := sendJSON(parent, message{Type: msgGo}); err != nil {
 		return nil, fmt.Errorf("release the init: %w", err)
@@ -227,13 +285,16 @@ func (l *Launcher) Create(opts CreateOptions) (_ *Container, err error) {
 			return nil, err
 		}
 	}
-	if err := expect(parent, msgReady); err != nil {
+	ready, err := expectMessage(parent, msgReady)
+	if err != nil {
 		if errors.Is(err, io.EOF) {
 			st, _ := proc.Wait()
 			return nil, fmt.Errorf("the container init exited during setup (%v)", st)
 		}
 		return nil, err
 	}
+	c.Phases = append(phases, ready.Phases...)
+	c.SeccompCompiled = cfg.SeccompBPF != nil
 	return c, nil
 }
 
@@ -592,21 +653,38 @@ func expectConsole(f *os.File) (*os.File, error) {
 // expect reads one message: nil for kind, the init's error for msgError,
 // io.EOF when the init closed the socket (it exec'd or died).
 func expect(f *os.File, kind string) error {
+	_, err := expectMessage(f, kind)
+	return err
+}
+
+// expectMessage is expect returning the message.
+func expectMessage(f *os.File, kind string) (message, error) {
 	var m message
 	if err := recvJSON(f, &m); err != nil {
 		if errors.Is(err, io.EOF) {
-			return io.EOF
+			return m, io.EOF
 		}
-		return fmt.Errorf("read from the init: %w", err)
+		return m, fmt.Errorf("read from the init: %w", err)
 	}
 	switch m.Type {
 	case kind:
-		return nil
+		return m, nil
 	case msgError:
-		return &InitError{Msg: m.Error}
+		return m, &InitError{Msg: m.Error}
 	default:
-		return fmt.Errorf("init sent %q, want %q", m.Type, kind)
+		return m, fmt.Errorf("init sent %q, want %q", m.Type, kind)
 	}
+}
+
+// PhaseDurations renders phases as "name=duration" pairs, each the time
+// since the phase before it (log fields).
+func PhaseDurations(phases []Phase) []any {
+	var out []any
+	for i := 1; i < len(phases); i++ {
+		d := time.Duration(phases[i].At - phases[i-1].At)
+		out = append(out, phases[i].Name, d.Round(time.Millisecond))
+	}
+	return out
 }
 
 // InitError is a setup failure reported by the init.

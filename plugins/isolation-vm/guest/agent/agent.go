@@ -76,6 +76,9 @@ type Config struct {
 	System  System
 	// Modules are the kernel modules boot loaded, reported by Info.
 	Modules []string
+	// NoPrestart turns off the prestarted container init
+	// (prestart_linux.go).
+	NoPrestart bool
 }
 
 // Agent serves the containers of one guest.
@@ -94,6 +97,8 @@ type Agent struct {
 	unclaimed map[int]unix.WaitStatus
 	events    map[chan *agentpb.Event]bool
 	stopping  bool
+
+	pre prestarter
 
 	sigs   chan os.Signal
 	cancel context.CancelFunc
@@ -146,6 +151,10 @@ func New(cfg Config) (*Agent, error) {
 	go a.reap()
 	a.srv = grpc.NewServer(errdefs.ServerOptions()...)
 	agentpb.RegisterAgentServer(a.srv, &service{a: a})
+	if !cfg.NoPrestart {
+		a.startPrestart()
+		a.precompileSeccomp()
+	}
 	return a, nil
 }
 
@@ -165,6 +174,7 @@ func (a *Agent) Serve(l net.Listener) error { return a.srv.Serve(vmagent.SyncLis
 // (mounts, cgroups). The guest's agent never calls it; tests do.
 func (a *Agent) Close() {
 	a.srv.Stop()
+	a.stopPrestart()
 	a.killAll()
 	a.mu.Lock()
 	ids := make([]string, 0, len(a.containers))
@@ -197,6 +207,7 @@ func (a *Agent) Shutdown() {
 	a.stopping = true
 	a.mu.Unlock()
 	a.log.Info("shutting down: killing the containers, then power off")
+	a.stopPrestart()
 	a.killAll()
 	a.mu.Lock()
 	ids := make([]string, 0, len(a.containers))

@@ -337,18 +337,26 @@ func (a *Agent) create(ctx context.Context, req *agentpb.CreateContainerRequest,
 		return 0, fmt.Errorf("container %s: guest cgroup: %w", id, err)
 	}
 	c.group = true
+	groupMade := time.Now()
 	if c.cg, err = sandbox.OpenCgroup(pl.CgroupPath, false); err != nil {
 		return 0, fmt.Errorf("container %s: guest cgroup %s: %w", id, pl.CgroupPath, err)
 	}
 
 	grouped := time.Now()
 	p := newProc(c, "", spec.Process.Terminal)
-	stdio, err := p.stdio(req.OpenStdin)
-	if err != nil {
+	var stdio sandbox.Stdio
+	var prestarted *sandbox.Prestarted
+	if w := a.takePrestarted(spec, rootDir, req.OpenStdin); w != nil {
+		prestarted = w.p
+		p.pumpFrom(w.stdout, w.stderr)
+	} else if stdio, err = p.stdio(req.OpenStdin); err != nil {
 		return 0, err
 	}
-	sc, err := a.launcher.Create(sandbox.CreateOptions{Spec: spec, RootDir: rootDir, Cgroup: c.cg, Stdio: stdio})
+	sc, err := a.launcher.Create(sandbox.CreateOptions{Spec: spec, RootDir: rootDir, Cgroup: c.cg, Stdio: stdio, Prestarted: prestarted})
 	closeChildEnds(stdio)
+	if prestarted != nil {
+		a.refillPrestart()
+	}
 	if err == nil {
 		if err = p.useConsole(sc.Console); err != nil {
 			_ = sc.Process.Kill()
@@ -369,7 +377,9 @@ func (a *Agent) create(ctx context.Context, req *agentpb.CreateContainerRequest,
 	go a.watch(p)
 	a.log.Info("container created", "container_id", id, "pid", pid, "rootfs", req.Rootfs.Source,
 		"took", time.Since(began).Round(time.Millisecond), "mounts", mounted.Sub(began).Round(time.Millisecond),
-		"cgroup", grouped.Sub(mounted).Round(time.Millisecond), "init", time.Since(grouped).Round(time.Millisecond))
+		"cgroup", grouped.Sub(mounted).Round(time.Millisecond), "cgroup_open", grouped.Sub(groupMade).Round(time.Millisecond),
+		"init", time.Since(grouped).Round(time.Millisecond), "prestarted", prestarted != nil, "seccomp_compiled", sc.SeccompCompiled)
+	a.log.Info("container init phases", append([]any{"container_id", id}, sandbox.PhaseDurations(sc.Phases)...)...)
 	return pid, nil
 }
 

@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -66,9 +65,18 @@ func Setup(log hclog.Logger) ([]string, error) {
 		{"devpts", "/dev/pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"},
 		{"shm", "/dev/shm", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777"},
 		{"tmpfs", "/run", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=0755"},
-		{"cgroup2", "/sys/fs/cgroup", "cgroup2", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, "nsdelegate"},
+		// favordynmods (Linux 6.1+): moving a process between cgroups
+		// (every exec into a container joins its cgroup) skips an RCU
+		// grace period, at a slightly dearer fork/exit; an older kernel
+		// refuses it and gets the plain mount.
+		{"cgroup2", "/sys/fs/cgroup", "cgroup2", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, "nsdelegate,favordynmods"},
 	} {
-		if err := mountAt(m.src, m.dir, m.typ, m.flags, m.data); err != nil {
+		err := mountAt(m.src, m.dir, m.typ, m.flags, m.data)
+		if err != nil && m.typ == "cgroup2" && errors.Is(err, unix.EINVAL) {
+			log.Info("cgroup2 without favordynmods", "error", err)
+			err = mountAt(m.src, m.dir, m.typ, m.flags, "nsdelegate")
+		}
+		if err != nil {
 			return mods, err
 		}
 	}
@@ -108,7 +116,7 @@ func mountAt(src, dir, typ string, flags uintptr, data string) error {
 		return err
 	}
 	if err := unix.Mount(src, dir, typ, flags, data); err != nil {
-		return fmt.Errorf("mount %s on %s: %w", typ, dir, err)
+		return fmt.Errorf("mount %s on %s (%s): %w", typ, dir, data, err)
 	}
 	return nil
 }
@@ -151,32 +159,4 @@ func Cmdline() map[string]string {
 		out[k] = v
 	}
 	return out
-}
-
-// LoadModules loads dir/*.ko in lexical order with finit_module; a module
-// already there (EEXIST) is fine, other failures are logged and skipped.
-func LoadModules(log hclog.Logger, dir string) []string {
-	files, _ := filepath.Glob(filepath.Join(dir, "*.ko"))
-	var loaded []string
-	for _, f := range files {
-		name := strings.TrimSuffix(filepath.Base(f), ".ko")
-		if pre, rest, ok := strings.Cut(name, "-"); ok && strings.Trim(pre, "0123456789") == "" {
-			name = rest // NN- keeps the load order only
-		}
-		fd, err := unix.Open(f, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			log.Error("open module", "module", name, "error", err)
-			continue
-		}
-		err = unix.FinitModule(fd, "", 0)
-		unix.Close(fd)
-		switch {
-		case err == nil:
-			loaded = append(loaded, name)
-		case errors.Is(err, unix.EEXIST):
-		default:
-			log.Error("load module", "module", name, "error", err)
-		}
-	}
-	return loaded
 }
