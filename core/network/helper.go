@@ -86,9 +86,6 @@ func stateOf(tx *bolt.Tx, n netRecord, upstreams []string) (HelperState, error) 
 // writeState rewrites n's state file from the store, atomically, and
 // returns the bytes written.
 func (s *Service) writeState(n netRecord) ([]byte, error) {
-	if s.opts.UserMode {
-		return s.writeUserState(n)
-	}
 	var st HelperState
 	if err := s.store.db.View(func(tx *bolt.Tx) (err error) { st, err = stateOf(tx, n, s.opts.DNSUpstreams); return }); err != nil {
 		return nil, err
@@ -128,12 +125,13 @@ type helpers struct {
 	argv []string
 	log  hclog.Logger
 
-	mu     sync.Mutex
-	exited map[string]chan struct{} // helpers we started: closed when reaped
+	mu      sync.Mutex
+	exited  map[string]chan struct{} // helpers we started: closed when reaped
+	started map[string]time.Time     // when we started them
 }
 
 func newHelpers(root string, argv []string, log hclog.Logger) *helpers {
-	return &helpers{root: root, argv: argv, log: log, exited: map[string]chan struct{}{}}
+	return &helpers{root: root, argv: argv, log: log, exited: map[string]chan struct{}{}, started: map[string]time.Time{}}
 }
 
 func (h *helpers) pidPath(id string) string { return filepath.Join(h.root, id, "helper.pid") }
@@ -194,6 +192,7 @@ func (h *helpers) ensure(id, statePath string) error {
 	cmd.Dir = "/"
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	startedAt := time.Now()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", h.argv[0], err)
 	}
@@ -204,6 +203,7 @@ func (h *helpers) ensure(id, statePath string) error {
 	}()
 	h.mu.Lock()
 	h.exited[id] = exited
+	h.started[id] = startedAt
 	h.mu.Unlock()
 	if err := atomicfile.WriteFile(h.pidPath(id), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o600); err != nil {
 		_ = cmd.Process.Kill()
@@ -222,11 +222,34 @@ func (h *helpers) reload(id string) error {
 	if pid == 0 {
 		return errors.New("not running")
 	}
-	if st, err := netd.ReadStatus(filepath.Join(h.root, id, "state.json")); err != nil || st.Pid != pid {
+	if h.starting(id, pid) {
 		h.log.Debug("network helper still starting; it reads the state itself", "network_id", id, "pid", pid)
 		return nil
 	}
 	return syscall.Kill(pid, syscall.SIGHUP)
+}
+
+// starting says whether helper pid of network id has not reported a
+// status yet: its status names another pid, or (a helper whose status
+// has no pid, as usernet's) the status is older than the helper we
+// started. A helper we adopted has long been running.
+func (h *helpers) starting(id string, pid int) bool {
+	path := netd.StatusPath(filepath.Join(h.root, id, "state.json"))
+	st, err := netd.ReadStatus(filepath.Join(h.root, id, "state.json"))
+	if err != nil {
+		return true
+	}
+	if st.Pid != 0 {
+		return st.Pid != pid
+	}
+	h.mu.Lock()
+	startedAt, ours := h.started[id]
+	h.mu.Unlock()
+	if !ours {
+		return false
+	}
+	fi, err := os.Stat(path)
+	return err != nil || fi.ModTime().Before(startedAt)
 }
 
 // stopHelper stops network id's helper: SIGTERM, then SIGKILL after 5 s.
@@ -249,6 +272,7 @@ func (h *helpers) stopHelper(id string) {
 	h.mu.Lock()
 	ch := h.exited[id]
 	delete(h.exited, id)
+	delete(h.started, id)
 	h.mu.Unlock()
 	if ch != nil {
 		select {
