@@ -18,6 +18,9 @@
 //	  default_subnet      = "10.88.0.0/16"   # and its IPv4 subnet
 //	  firewall            = "auto"           # auto, nftables, iptables (iptables-legacy, iptables-nft):
 //	                                         # the backend of network rules; auto: nftables if usable
+//	  network_datapath    = "auto"           # auto, kernel (bridge + nft, root on Linux), user (a
+//	                                         # user-mode switch per network, VMs only); auto: kernel
+//	                                         # when root on Linux, else user
 //	}
 //
 //	plugin "<layer>" "<name>" {              # layer: resources, isolation, snapshot, lifecycle, api
@@ -154,6 +157,9 @@ type Berth struct {
 	// "nftables", "iptables", "iptables-legacy", "iptables-nft"); empty
 	// is auto.
 	Firewall string
+	// NetworkDatapath is "auto" (or empty), "kernel" or "user": the
+	// datapath of every network (core/network.ChooseDatapath).
+	NetworkDatapath string
 }
 
 // Plugin is one plugin block: its envelope decoded, its own settings kept

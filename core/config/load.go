@@ -248,6 +248,15 @@ func (d *decoder) berth(b *hcl.Block, filename string) Berth {
 				out.Firewall = v
 			}
 		}
+		if v, ok := d.str(attrs["network_datapath"], false); ok {
+			switch v {
+			case "auto", "kernel", "user":
+				out.NetworkDatapath = v
+			default:
+				d.errorf(attrs["network_datapath"].Expr.Range(), "Invalid network_datapath",
+					"network_datapath %q: want \"auto\", \"kernel\" or \"user\".", v)
+			}
+		}
 		if a := attrs["pull_parallelism"]; a != nil {
 			if v, ok := d.value(a, cty.Number); ok {
 				n, acc := v.AsBigFloat().Int64()

@@ -20,7 +20,7 @@ var berthSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
 		{Name: "state_dir"}, {Name: "runtime_dir"}, {Name: "plugin_dirs"}, {Name: "log_level"}, {Name: "log_file"},
 		{Name: "insecure_registries"}, {Name: "pull_parallelism"}, {Name: "dns_upstreams"},
-		{Name: "default_bridge"}, {Name: "default_subnet"}, {Name: "firewall"},
+		{Name: "default_bridge"}, {Name: "default_subnet"}, {Name: "firewall"}, {Name: "network_datapath"},
 	},
 }
 

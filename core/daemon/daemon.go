@@ -80,6 +80,11 @@ type Options struct {
 	// helpers; without it (or elsewhere) the network service only keeps
 	// its records.
 	NetworkHelper []string
+	// UsernetHelper is the command of a user-mode network's helper
+	// (`berth system usernet-helper`), used when the network datapath is
+	// "user" (config network_datapath; auto: when not root on Linux, and
+	// on macOS).
+	UsernetHelper []string
 }
 
 // Run runs the daemon until ctx is done or a client asks it to shut down.
@@ -132,10 +137,19 @@ func Run(ctx context.Context, opts Options) error {
 			return err
 		}
 	}
-	if len(opts.NetworkHelper) > 0 && runtime.GOOS == "linux" && os.Geteuid() == 0 {
+	datapath, err := network.ChooseDatapath(cfg.Berth.NetworkDatapath, runtime.GOOS, os.Geteuid() == 0)
+	if err != nil {
+		return err
+	}
+	switch {
+	case datapath == network.DatapathKernel && len(opts.NetworkHelper) > 0:
 		netOpts.Datapath = network.Kernel{}
 		netOpts.HelperArgv = opts.NetworkHelper
+	case datapath == network.DatapathUser && len(opts.UsernetHelper) > 0:
+		netOpts.UserMode = true
+		netOpts.HelperArgv = opts.UsernetHelper
 	}
+	log.Info("network datapath", "datapath", datapath, "setting", cfg.Berth.NetworkDatapath)
 	netSvc, err := network.New(ctx, netOpts)
 	if err != nil {
 		return err

@@ -142,7 +142,8 @@ func (s *Service) Attach(ctx context.Context, req sdknet.AttachRequest) (isolati
 		return isolation.NetworkAttachment{}, err
 	}
 	// With published ports, wait for the helper to report them served.
-	st, err := s.publishState(n, len(ports) > 0)
+	// A user-mode VM dials the helper's socket: wait for it too.
+	st, err := s.publishState(n, len(ports) > 0 || s.opts.UserMode)
 	if err == nil && st != nil {
 		err = portErrors(st, e)
 	}

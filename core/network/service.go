@@ -110,6 +110,11 @@ type Options struct {
 	// its own.
 	DefaultBridge string
 	DefaultSubnet netip.Prefix
+	// UserMode makes every network user-mode (DatapathUser, usermode.go):
+	// no kernel datapath (Datapath is ignored), HelperArgv is the
+	// usernet helper's (`berth system usernet-helper`), attachments are
+	// ModeUser naming the helper's socket.
+	UserMode bool
 }
 
 // Service implements sdk/network.Service.
@@ -163,7 +168,10 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		opts: opts, log: opts.Logger, store: st, released: map[string]time.Time{},
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
-	if opts.Datapath != nil && len(opts.HelperArgv) > 0 {
+	if opts.UserMode {
+		opts.Datapath = nil
+	}
+	if (opts.Datapath != nil || opts.UserMode) && len(opts.HelperArgv) > 0 {
 		s.helpers = newHelpers(opts.Root, opts.HelperArgv, opts.Logger.Named("helper"))
 	}
 	s.reconcile(ctx)
@@ -254,7 +262,7 @@ func (s *Service) bringUp(ctx context.Context, n netRecord) error {
 			return fmt.Errorf("network %s datapath: %w", n.Name, err)
 		}
 	}
-	if _, err := s.writeState(n); err != nil {
+	if _, err := s.writeAnyState(n); err != nil {
 		return err
 	}
 	if s.helpers != nil {
@@ -276,6 +284,11 @@ func (s *Service) tearDown(ctx context.Context, n netRecord) error {
 			return fmt.Errorf("remove network %s datapath: %w", n.Name, err)
 		}
 	}
+	if s.opts.UserMode {
+		if err := s.removeUserSockets(n.ID); err != nil {
+			return fmt.Errorf("remove network %s sockets: %w", n.Name, err)
+		}
+	}
 	return os.RemoveAll(filepath.Join(s.opts.Root, n.ID))
 }
 
@@ -285,7 +298,7 @@ func (s *Service) tearDown(ctx context.Context, n netRecord) error {
 // polls the file, and the supervisor restarts a dead one). Called with mu
 // held.
 func (s *Service) publishState(n netRecord, await bool) (*netd.Status, error) {
-	raw, err := s.writeState(n)
+	raw, err := s.writeAnyState(n)
 	if err != nil {
 		return nil, err
 	}
@@ -299,7 +312,18 @@ func (s *Service) publishState(n netRecord, await bool) (*netd.Status, error) {
 	if !await {
 		return nil, nil
 	}
-	st, ok := s.helpers.awaitStatus(s.statePath(n.ID), raw, helperAnswerTimeout)
+	st, ok := netd.Status{}, false
+	if s.opts.UserMode {
+		var ust *netd.Status
+		if ust, ok, err = s.awaitUserStatus(n, raw, helperAnswerTimeout); err != nil {
+			return nil, err
+		}
+		if ok {
+			st = *ust
+		}
+	} else {
+		st, ok = s.helpers.awaitStatus(s.statePath(n.ID), raw, helperAnswerTimeout)
+	}
 	if !ok {
 		s.log.Warn("network helper did not report loading its new state in time", "network", n.Name, "timeout", helperAnswerTimeout)
 		return nil, nil
@@ -422,6 +446,9 @@ func (s *Service) Create(ctx context.Context, spec sdknet.CreateSpec) (sdknet.Ne
 	}
 	if spec.Name == sdknet.DefaultNetwork {
 		return sdknet.Network{}, errdefs.AlreadyExists("network %q is the default network; it is created on first use", spec.Name)
+	}
+	if spec.Internal && s.opts.UserMode {
+		return sdknet.Network{}, errdefs.NotImplemented("network %s: --internal needs the kernel datapath (the user-mode datapath always NATs): run the daemon as root with network_datapath = \"kernel\" or \"auto\"", spec.Name)
 	}
 	var subnet netip.Prefix
 	if spec.Subnet != "" {
@@ -565,6 +592,9 @@ func (s *Service) public(n netRecord, eps []epRecord) sdknet.Network {
 	out := sdknet.Network{
 		ID: n.ID, Name: n.Name, Bridge: n.Bridge, Subnet: n.Subnet.String(), Gateway: n.Gateway.String(),
 		Internal: n.Internal, Labels: n.Labels, CreatedAt: n.CreatedAt,
+	}
+	if s.opts.UserMode {
+		out.Bridge = "" // a user-mode switch, no kernel bridge
 	}
 	for _, c := range s.blockers {
 		out.Warnings = append(out.Warnings, fmt.Sprintf("forwarded traffic is dropped by firewall chain %q (found at daemon start): %s", c, ForwardBlockersHint))
@@ -783,6 +813,9 @@ func (s *Service) attachmentOf(n netRecord, e epRecord) isolation.NetworkAttachm
 			h.IP = n.Gateway.String()
 		}
 		a.Hosts = append(a.Hosts, h)
+	}
+	if s.opts.UserMode {
+		s.userAttachment(&a, n, e)
 	}
 	return a
 }

@@ -1,6 +1,7 @@
 package usernet
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -13,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/sirupsen/logrus"
@@ -41,6 +43,9 @@ type State struct {
 
 // Status is written to StatusPath(state) after each load.
 type Status struct {
+	// Pid is the helper's: a status of another pid is a former helper's
+	// (core/network signals a helper only once it has reported).
+	Pid int `json:"pid"`
 	// StateSHA256 is the hex SHA-256 of the state bytes this status
 	// reflects: a writer polls for the hash of what it wrote.
 	StateSHA256 string `json:"stateSHA256"`
@@ -102,20 +107,35 @@ func Serve(ctx context.Context, path string, reload <-chan struct{}, log hclog.L
 	defer n.Close()
 	h := &helper{n: n, first: st, vfkit: map[string]bool{}, log: log}
 	h.apply(path, raw, st)
+	loaded := raw
+	// The file is also polled: a writer does not signal a helper that has
+	// not reported yet (SIGHUP before signal.Notify would kill it), so a
+	// change made while it started is picked up here.
+	poll := time.NewTicker(pollInterval)
+	defer poll.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-reload:
-			raw, st, err := readState(path)
-			if err == nil {
-				h.apply(path, raw, st)
-			} else {
-				writeStatus(path, raw, err, nil, log)
+		case <-poll.C:
+			if b, err := os.ReadFile(path); err != nil || bytes.Equal(b, loaded) {
+				continue
 			}
+		}
+		raw, st, err := readState(path)
+		loaded = raw
+		if err == nil {
+			h.apply(path, raw, st)
+		} else {
+			writeStatus(path, raw, err, nil, log)
 		}
 	}
 }
+
+// pollInterval is how often Serve checks its state file for changes it
+// was not signalled about.
+const pollInterval = time.Second
 
 type helper struct {
 	n     *Network
@@ -201,7 +221,7 @@ func (h *helper) apply(path string, raw []byte, st State) {
 
 func writeStatus(path string, raw []byte, err error, portErrs map[string]string, log hclog.Logger) {
 	sum := sha256.Sum256(raw)
-	st := Status{StateSHA256: hex.EncodeToString(sum[:]), PortErrors: portErrs}
+	st := Status{Pid: os.Getpid(), StateSHA256: hex.EncodeToString(sum[:]), PortErrors: portErrs}
 	if len(st.PortErrors) == 0 {
 		st.PortErrors = nil
 	}

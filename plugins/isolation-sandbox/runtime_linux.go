@@ -87,6 +87,10 @@ func platformSpec(spec isolation.Spec, oci *specs.Spec) error {
 		if !hasNet {
 			oci.Linux.Namespaces = append(oci.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace})
 		}
+	case "user":
+		// A user-mode network (core/network DatapathUser) is a switch in a
+		// helper process that only VMs attach to (a socket NIC).
+		return errdefs.NotImplemented("task %s: sandbox containers need the kernel datapath: run the daemon as root (network_datapath = \"auto\" or \"kernel\"), or use --network none", spec.ID)
 	case "host":
 		oci.Linux.Namespaces = slices.DeleteFunc(oci.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == specs.NetworkNamespace })
 	default:

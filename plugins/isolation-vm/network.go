@@ -45,18 +45,29 @@ import (
 //
 // The daemon's network service ensures the bridge (and its nft rules)
 // before; a missing bridge fails Create naming it.
+//
+// A user-mode attachment (mode "user", Linux and macOS: core/network's
+// user datapath) names in Interfaces[0].Bridge the unix socket of the
+// network's usernet helper: the VM's NIC is that socket
+// (hypervisor.NIC.Socket: qemu stream, vz datagram), the plugin makes
+// nothing on the host (the helper publishes the ports), and the guest is
+// configured as for bridge (address, gateway; DNS = the gateway).
 
-// networkCaps are the network capabilities: bridge attachments need the
-// kernel datapath, Linux only.
+// networkCaps are the network capabilities: bridge attachments (Linux)
+// and user-mode ones (Linux and macOS).
 func networkCaps() []string {
-	if goruntime.GOOS == "linux" {
-		return []string{isolation.CapNetwork}
-	}
-	return nil
+	return []string{isolation.CapNetwork}
 }
 
 func isBridge(spec isolation.Spec) bool {
 	return spec.Network != nil && spec.Network.Mode == "bridge"
+}
+
+// modeUser is core/network's ModeUser.
+const modeUser = "user"
+
+func isUser(spec isolation.Spec) bool {
+	return spec.Network != nil && spec.Network.Mode == modeUser
 }
 
 // tapName is the host TAP of task id's NIC: "tb" and the id's first 11
@@ -85,8 +96,11 @@ func checkNetwork(spec isolation.Spec) error {
 	if n == nil || n.Mode == "" || n.Mode == "none" || n.Mode == "host" {
 		return nil
 	}
+	if n.Mode == modeUser {
+		return checkUserAttachment(spec)
+	}
 	if n.Mode != "bridge" {
-		return errdefs.NotImplemented("task %s: network mode %q is not supported by mode vm (none, host = the VM's own stack, bridge)", spec.ID, n.Mode)
+		return errdefs.NotImplemented("task %s: network mode %q is not supported by mode vm (none, host = the VM's own stack, bridge, user)", spec.ID, n.Mode)
 	}
 	if goruntime.GOOS != "linux" {
 		return errdefs.NotImplemented("task %s: bridge networks of mode vm need a Linux host (TAP devices on the network's bridge)", spec.ID)
@@ -159,8 +173,12 @@ func recoverNetwork(ctx context.Context, spec isolation.Spec) error {
 	return netdp.PublishPorts(ctx, spec.ID, ifc.Addresses[0].Addr(), spec.Network.Ports)
 }
 
-// nicsFor are the VM's NICs: one on the TAP of a bridge attachment.
+// nicsFor are the VM's NICs: one on the TAP of a bridge attachment, one on
+// the helper's socket of a user-mode one.
 func nicsFor(spec isolation.Spec) []hypervisor.NIC {
+	if isUser(spec) {
+		return []hypervisor.NIC{{Socket: spec.Network.Interfaces[0].Bridge, MAC: guestMAC(spec)}}
+	}
 	if !isBridge(spec) {
 		return nil
 	}
@@ -172,7 +190,7 @@ func nicsFor(spec isolation.Spec) []hypervisor.NIC {
 // guest's network namespace and gets the attachment's /etc files (unless
 // the spec mounts something there: a user's volume wins).
 func configureGuestNetwork(ctx context.Context, agent *vmagent.Client, spec isolation.Spec, req *vmagent.CreateRequest) error {
-	if !isBridge(spec) {
+	if !isBridge(spec) && !isUser(spec) {
 		return nil
 	}
 	n := spec.Network

@@ -25,7 +25,7 @@ func newRootCommand() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&g.configFile, "config", "", "config file (default $BERTH_CONFIG, /etc/berth/config.hcl, or config.hcl beside the berth binary's bin/)")
 	system := newSystemCommand(g)
-	system.AddCommand(newSystemInstallCommand(g), newSystemDfCommand(g), newSystemPruneCommand(g), newNetworkHelperCommand())
+	system.AddCommand(newSystemInstallCommand(g), newSystemDfCommand(g), newSystemPruneCommand(g), newNetworkHelperCommand(), newUsernetHelperCommand())
 	system.AddCommand(newSystemKernelCommand(g))
 	system.AddCommand(newSystemTemplatesCommand(g))
 	root.AddCommand(system, newPluginCommand(g), newConfigCommand(g), newVersionCommand(g))

@@ -95,7 +95,7 @@ func runForeground(ctx context.Context, g *globals) error {
 	})
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := daemon.Run(ctx, daemon.Options{Config: cfg, Logger: log, NetworkHelper: networkHelperArgs()}); err != nil {
+	if err := daemon.Run(ctx, daemon.Options{Config: cfg, Logger: log, NetworkHelper: networkHelperArgs(), UsernetHelper: usernetHelperArgs()}); err != nil {
 		log.Error("daemon failed", "error", err)
 		return err
 	}
