@@ -1,11 +1,11 @@
 package network
 
 import (
-	"crypto/sha256"
-	"fmt"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/signal"
