@@ -152,7 +152,7 @@ func (d vmDefaults) bootFor(spec isolation.Spec) bootConfig {
 	if len(bindMounts(spec)) > 0 && d.InitrdShares != "" {
 		initrd = d.InitrdShares
 	}
-	if isBridge(spec) && d.InitrdNet != "" {
+	if hasNIC(spec) && d.InitrdNet != "" { // network_user.go
 		initrd = d.InitrdNet
 		if len(bindMounts(spec)) > 0 && d.InitrdSharesNet != "" {
 			initrd = d.InitrdSharesNet

@@ -37,3 +37,9 @@ func checkUserAttachment(spec isolation.Spec) error {
 	}
 	return nil
 }
+
+// hasNIC says whether spec's VM gets a NIC (and so the initramfs with its
+// driver): a bridge or a user-mode attachment.
+func hasNIC(spec isolation.Spec) bool {
+	return isBridge(spec) || isUser(spec)
+}
