@@ -25,6 +25,9 @@ func (s *Service) Connect(ctx context.Context, req sdknet.AttachRequest) (isolat
 	if len(req.Ports) > 0 {
 		return isolation.NetworkAttachment{}, errdefs.InvalidArgument("connect: ports are published only on the container's first network")
 	}
+	if s.opts.UserMode {
+		return isolation.NetworkAttachment{}, errdefs.NotImplemented("connect: user-mode networks take VMs at create only (a VM's NIC cannot be hot-plugged; sandbox containers need the kernel datapath)")
+	}
 	var want netip.Addr
 	if req.IP != "" {
 		a, err := netip.ParseAddr(req.IP)

@@ -163,6 +163,10 @@ func TestUserMode(t *testing.T) {
 		t.Errorf("helper state %+v", st)
 	}
 
+	if _, err := s.Connect(ctx, sdknet.AttachRequest{ContainerID: "c3c3c3c3c3c3c3c3", Network: "un"}); !errdefs.IsNotImplemented(err) {
+		t.Errorf("connect to a user-mode network: %v, want NotImplemented", err)
+	}
+
 	// A port another process holds fails the Attach naming it, undone.
 	held, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
