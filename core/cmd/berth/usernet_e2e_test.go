@@ -3,15 +3,20 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/internal/vmkernel/vmkerneltest"
 	"github.com/berth-dev/berth/sdk/network"
 )
 
@@ -127,5 +132,193 @@ func TestUserNetworkingDaemon(t *testing.T) {
 		if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s left after network rm: %v", p, err)
 		}
+	}
+}
+
+// userVMConfig is a daemon with the VM isolation plugin (ext4 snapshots)
+// besides the sandbox, every network user-mode.
+const userVMConfig = `
+berth {
+  state_dir     = "%s/state"
+  runtime_dir   = "%s/run"
+  log_level     = "debug"
+  dns_upstreams = ["127.0.0.1:9"]
+  NETWORK_DEFAULTS
+  network_datapath = "user"
+}
+plugin "api" "grpc" {}
+plugin "resources" "cgroup" {
+  parent = "CGROUP_PARENT"
+}
+plugin "snapshot" "overlay" {}
+plugin "snapshot" "ext4" {
+  size = "256MiB"
+}
+plugin "isolation" "sandbox" {
+  default     = true
+  snapshotter = "overlay"
+}
+plugin "isolation" "vm" {
+  snapshotter  = "ext4"
+  kernel       = "KERNEL"
+  memory       = "256MiB"
+  cpus         = 1
+  accel        = "tcg"
+  boot_timeout = "90s"
+}
+plugin "lifecycle" "local" {
+  restart_backoff = "50ms"
+}
+`
+
+var buildAgentOnce sync.Once
+var buildAgentErr error
+
+// TestUserNetworkVMDaemon: `berth run --isolation vm` on a user-mode
+// network through the real daemon (one TCG boot): -p 127.0.0.1:P:80 to
+// busybox httpd in the VM answers from the host, the VM reaches a server
+// on the host's 127.0.0.1 through the gateway, an alias of the network
+// resolves; after rm and network rm no helper, socket or endpoint is left.
+func TestUserNetworkVMDaemon(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the container plugins need it (CI runs as root)")
+	}
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("qemu-system-x86_64 not installed (scripts/install-deps.sh)")
+	}
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		t.Skip("busybox-static missing (scripts/install-deps.sh installs it): the demo image needs it")
+	}
+	kernel := vmkerneltest.Kernel(t)
+	buildAgentOnce.Do(func() {
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(binDir, "berth-vm-agent"), "../../../plugins/isolation-vm/guest")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildAgentErr = fmt.Errorf("build berth-vm-agent: %v\n%s", err, out)
+		}
+	})
+	if buildAgentErr != nil {
+		t.Fatal(buildAgentErr)
+	}
+	buildInitOnce.Do(func() {
+		cmd := exec.Command("go", "build", "-tags", "netgo,osusergo", "-ldflags", `-s -w -linkmode external -extldflags "-static"`,
+			"-o", filepath.Join(binDir, "berth-sandbox-init"), "../../../cmd/berth-sandbox-init")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildInitErr = fmt.Errorf("build berth-sandbox-init: %v\n%s", err, out)
+		}
+	})
+	if buildInitErr != nil {
+		t.Fatal(buildInitErr)
+	}
+
+	// A server on the host's loopback, for the VM to reach via the gateway.
+	hostLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostSrv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "host-page\n") })}
+	go func() { _ = hostSrv.Serve(hostLn) }()
+	defer hostSrv.Close()
+	hostPort := hostLn.Addr().(*net.TCPAddr).Port
+
+	parent := fmt.Sprintf("berth-unvm-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
+	e := newEnv(t, strings.NewReplacer("CGROUP_PARENT", parent, "KERNEL", kernel.Image(),
+		"NETWORK_DEFAULTS", testNetworkDefaults('v')).Replace(userVMConfig))
+	t.Cleanup(func() {
+		if out, _, code := e.berth("ps", "-a", "-q"); code == 0 {
+			for _, id := range strings.Fields(out) {
+				_, _, _ = e.berth("rm", "-f", id)
+			}
+		}
+		_, _, _ = e.berth("network", "rm", "un")
+		_, _, _ = e.berth("network", "rm", network.DefaultNetwork)
+		_, _, _ = e.berth("system", "stop")
+		dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + parent)
+		dirs = append(dirs, "/sys/fs/cgroup/"+parent)
+		for _, d := range dirs {
+			_ = syscall.Rmdir(d)
+		}
+	})
+	demoImageScript := func(args ...string) {
+		cmd := exec.Command("../../../scripts/demo-image.sh", args...)
+		cmd.Env = append(os.Environ(), "BERTH="+filepath.Join(binDir, "berth"), "BERTH_CONFIG="+e.config)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("demo-image.sh %v: %v\n%s", args, err, out)
+		}
+	}
+	demoImageScript("--rootfs", filepath.Join(e.dir, "rootfs-warmup"))
+	e.mustBerth("system", "start")
+	demoImageScript()
+	e.mustBerth("run", "--rm", "--network", "none", demoImage, "true")
+
+	id := strings.TrimSpace(e.mustBerth("network", "create", "--subnet", "10.233.9.0/24", "un"))
+	netRoot := filepath.Join(e.dir, "state", "network")
+	b, _ := os.ReadFile(filepath.Join(netRoot, id, "helper.pid"))
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if pid == 0 {
+		t.Fatal("no usernet helper pid")
+	}
+	pubPort := freeLoopbackPort(t)
+	// (No wget -T: Debian 12's static busybox 1.35 segfaults with it.)
+	script := fmt.Sprintf(`mkdir -p /tmp/www && echo "page-of-$(hostname)" > /tmp/www/index.html && httpd -p 80 -h /tmp/www
+i=0; while [ $i -lt 300 ]; do if nslookup uwww 2>&1 | sed -n 's/^Address: *\(10\.[0-9.]*\)$/RESOLVED \1/p' | grep RESOLVED; then break; fi; i=$((i+1)); sleep 0.2; done
+i=0; while [ $i -lt 300 ]; do if wget -q -O - http://10.233.9.1:%d/; then echo HOST-FETCHED; break; fi; i=$((i+1)); sleep 0.2; done
+sleep 1000`, hostPort)
+	e.mustBerth("run", "-d", "--isolation", "vm", "--name", "uweb", "--hostname", "uweb", "--network", "un", "--network-alias", "uwww",
+		"-p", fmt.Sprintf("127.0.0.1:%d:80", pubPort), demoImage, "sh", "-c", script)
+	var logs string
+	for deadline := time.Now().Add(180 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		logs, _, _ = e.berth("logs", "uweb")
+		if strings.Contains(logs, "HOST-FETCHED") {
+			break
+		}
+	}
+	for _, want := range []string{"RESOLVED 10.233.9.2\n", "host-page\nHOST-FETCHED"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("VM output lacks %q:\n%s", want, logs)
+		}
+	}
+	hc := &http.Client{Timeout: 20 * time.Second}
+	u := fmt.Sprintf("http://127.0.0.1:%d/index.html", pubPort)
+	var got string
+	for deadline := time.Now().Add(60 * time.Second); got != "page-of-uweb\n" && time.Now().Before(deadline); {
+		if resp, err := hc.Get(u); err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			got = string(body)
+		} else {
+			got = err.Error()
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	if got != "page-of-uweb\n" {
+		t.Errorf("host → %s: %q", u, got)
+	}
+
+	e.mustBerth("rm", "-f", "uweb")
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		if b, _ := os.ReadFile(p); strings.Contains(string(b), "qemu-system") && strings.Contains(string(b), e.dir) {
+			t.Errorf("qemu left after rm: %s", strings.ReplaceAll(string(b), "\x00", " "))
+		}
+	}
+	if v := e.inspectNetwork("un"); len(v.Containers) != 0 || len(v.Endpoints) != 0 {
+		t.Errorf("network un after rm: %+v", v)
+	}
+	e.mustBerth("network", "rm", "un")
+	for deadline := time.Now().Add(60 * time.Second); !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("usernet helper %d still runs after network rm", pid)
+		}
+	}
+	for _, p := range []string{filepath.Join(netRoot, id[:16]+".qemu.sock"), filepath.Join(netRoot, id)} {
+		if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s left after network rm: %v", p, err)
+		}
+	}
+	if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", pubPort)); err != nil {
+		t.Errorf("published port still held after rm: %v", err)
+	} else {
+		l.Close()
 	}
 }
