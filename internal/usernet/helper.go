@@ -186,6 +186,14 @@ func (h *helper) apply(path string, raw []byte, st State) {
 	} else if st.QemuSocket != h.qemu {
 		errs = append(errs, fmt.Sprintf("qemu socket %q: the helper serves %q until restarted", st.QemuSocket, h.qemu))
 	}
+	for p := range h.vfkit {
+		if !slices.Contains(st.VfkitSockets, p) {
+			if err := h.n.CloseVfkit(p); err != nil {
+				h.log.Warn("usernet: close vfkit socket", "path", p, "error", err)
+			}
+			delete(h.vfkit, p)
+		}
+	}
 	for _, p := range st.VfkitSockets {
 		if !h.vfkit[p] {
 			if err := h.n.ListenVfkit(p); err != nil {

@@ -226,3 +226,47 @@ func TestRunReloadsOnSIGHUP(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestServeClosesVfkitSockets: a vfkit socket dropped from the state (its
+// container detached) is closed and removed on reload; the others stay.
+func TestServeClosesVfkitSockets(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state.json")
+	a, b := filepath.Join(dir, "a.vfkit.sock"), filepath.Join(dir, "b.vfkit.sock")
+	st := State{Subnet: testSubnet.String(), Gateway: testGateway.String(), VfkitSockets: []string{a, b}}
+	raw, _ := json.Marshal(st)
+	if err := atomicfile.WriteFile(path, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reload := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, path, reload, testLogger(t)) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		for _, p := range []string{a, b} {
+			if _, err := os.Lstat(p); err == nil {
+				t.Errorf("%s left after Serve ended", p)
+			}
+		}
+	}()
+	isSock := func(p string) bool { fi, err := os.Lstat(p); return err == nil && fi.Mode()&os.ModeSocket != 0 }
+	for deadline := time.Now().Add(60 * time.Second); !isSock(a) || !isSock(b); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("vfkit sockets never bound")
+		}
+	}
+	st.VfkitSockets = []string{b}
+	if s := writeState(t, path, st, reload); s.Error != "" {
+		t.Fatalf("status error: %s", s.Error)
+	}
+	if _, err := os.Lstat(a); err == nil {
+		t.Errorf("%s still there after it left the state", a)
+	}
+	if !isSock(b) {
+		t.Errorf("%s gone though still in the state", b)
+	}
+}

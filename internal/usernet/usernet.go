@@ -128,6 +128,7 @@ type Network struct {
 	closed  bool
 	ports   map[string]Port // by Port.String()
 	closers []func() error  // listeners, DNS sockets, guest connections
+	vfkit   map[string]func() error // ListenVfkit's sockets by path: CloseVfkit
 }
 
 // New starts the network's gateway (stack, NAT, DNS). Nothing listens on
@@ -290,10 +291,21 @@ func (n *Network) ListenVfkit(path string) error {
 	if err != nil {
 		return fmt.Errorf("usernet: listen %s: %w", path, err)
 	}
-	if err := n.track(func() error { err := conn.Close(); _ = os.Remove(path); return err }); err != nil {
+	var once sync.Once
+	closeSock := func() (err error) {
+		once.Do(func() { err = conn.Close(); _ = os.Remove(path) })
+		return err
+	}
+	if err := n.track(closeSock); err != nil {
 		conn.Close()
 		return err
 	}
+	n.mu.Lock()
+	if n.vfkit == nil {
+		n.vfkit = map[string]func() error{}
+	}
+	n.vfkit[path] = closeSock
+	n.mu.Unlock()
 	n.goLog("vfkit socket "+path, func() error {
 		c, err := transport.AcceptVfkit(conn)
 		if err != nil {
@@ -303,6 +315,20 @@ func (n *Network) ListenVfkit(path string) error {
 		return nil
 	})
 	return nil
+}
+
+// CloseVfkit closes and removes the socket ListenVfkit bound at path (its
+// VM loses the link: a container detached from the network). Unknown
+// paths are a no-op.
+func (n *Network) CloseVfkit(path string) error {
+	n.mu.Lock()
+	closeSock := n.vfkit[path]
+	delete(n.vfkit, path)
+	n.mu.Unlock()
+	if closeSock == nil {
+		return nil
+	}
+	return closeSock()
 }
 
 // AttachQemu attaches one guest connection speaking qemu's stream framing
