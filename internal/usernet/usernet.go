@@ -126,8 +126,8 @@ type Network struct {
 
 	mu      sync.Mutex
 	closed  bool
-	ports   map[string]Port // by Port.String()
-	closers []func() error  // listeners, DNS sockets, guest connections
+	ports   map[string]Port         // by Port.String()
+	closers []func() error          // listeners, DNS sockets, guest connections
 	vfkit   map[string]func() error // ListenVfkit's sockets by path: CloseVfkit
 }
 
