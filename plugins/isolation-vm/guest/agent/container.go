@@ -354,8 +354,8 @@ func (a *Agent) create(ctx context.Context, req *agentpb.CreateContainerRequest,
 	}
 	sc, err := a.launcher.Create(sandbox.CreateOptions{Spec: spec, RootDir: rootDir, Cgroup: c.cg, Stdio: stdio, Prestarted: prestarted})
 	closeChildEnds(stdio)
-	if prestarted != nil {
-		a.refillPrestart()
+	if prestarted == nil {
+		a.refillPrestart() // for the next Create
 	}
 	if err == nil {
 		if err = p.useConsole(sc.Console); err != nil {

@@ -22,8 +22,11 @@ import (
 // exec and Go runtime start take hundreds of milliseconds. The agent keeps
 // one init prestarted (sandbox.Prestart; namespaces: warmNamespaces), with
 // its own stdout/stderr pipes, and a Create that fits (those namespaces,
-// no terminal, no stdin, a hostname of its own) takes it; another is
-// started right after. A VM template's
+// no terminal, no stdin, a hostname of its own) takes it. It is started at
+// boot; a Create that took none starts the next one. So a VM with one
+// container (the usual case) keeps no idle init beside it: in a small
+// guest (memory limit + 128 MiB) an idle init refilled after the take
+// starved a memory-limited container's OOM test. A VM template's
 // guest carries it, so a template start gets it warm too. Anything else,
 // or a prestarted init that died, takes the cold path.
 //
