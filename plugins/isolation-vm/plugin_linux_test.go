@@ -299,7 +299,10 @@ func TestRunInVM(t *testing.T) {
 	// one EventOOM of the task (from the agent's events) arrives.
 	run := func(execID string, args ...string) isolation.ExitStatus {
 		t.Helper()
-		if _, err := rt.Exec(ctx, id, execID, &specs.Process{Args: args, Cwd: "/", Env: []string{"PATH=/bin"}}); err != nil {
+		// An exec inherits the init's oomScoreAdj unless it sets its own
+		// (as runc's exec): these are plain processes, the hog killable.
+		plain := 0
+		if _, err := rt.Exec(ctx, id, execID, &specs.Process{Args: args, Cwd: "/", Env: []string{"PATH=/bin"}, OOMScoreAdj: &plain}); err != nil {
 			b, _ := os.ReadFile(bootFile)
 			t.Fatalf("Exec %v: %v\nboot log:\n%s", args, err, b)
 		}
