@@ -189,7 +189,10 @@ func TestVMHostGroup(t *testing.T) {
 	}
 	run := func(execID string, args ...string) isolation.ExitStatus {
 		t.Helper()
-		if _, err := rt.Exec(ctx, id, execID, &specs.Process{Args: args, Cwd: "/", Env: []string{"PATH=/bin"}}); err != nil {
+		// Execs inherit the init's oomScoreAdj (-1000) unless they set
+		// their own: the hog must stay killable.
+		plain := 0
+		if _, err := rt.Exec(ctx, id, execID, &specs.Process{Args: args, Cwd: "/", Env: []string{"PATH=/bin"}, OOMScoreAdj: &plain}); err != nil {
 			t.Fatalf("Exec %v: %v", args, err)
 		}
 		e, err := rt.Wait(ctx, id, execID)
