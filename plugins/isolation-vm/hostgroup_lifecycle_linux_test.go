@@ -50,7 +50,7 @@ func (l *vmLayers) Isolation(mode string) (isolation.Runtime, error) {
 	return l.rt, nil
 }
 func (l *vmLayers) Snapshotter(name string) (snapshot.Snapshotter, error) { return l.sn, nil }
-func (l *vmLayers) Images() (manager.ImageSource, error)                { return demoImage{}, nil }
+func (l *vmLayers) Images() (manager.ImageSource, error)                  { return demoImage{}, nil }
 func (l *vmLayers) Modes() []manager.Mode {
 	return []manager.Mode{{Name: "vm", Snapshotter: "blk", Default: true, Capabilities: capabilities()}}
 }
