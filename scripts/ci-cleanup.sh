@@ -8,8 +8,9 @@ log() { echo "ci-cleanup: $*"; }
 
 # Daemons and plugins left by killed runs (test daemons live in /tmp/berth-*).
 # Also VM-mode qemu processes (their agent port is named org.berth.agent) and
-# per-network helpers (berth system network-helper).
-for pid in $(pgrep -f '(/bin/plugins/|/berth-test|berth system start --foreground|org\.berth\.agent|system network-helper)' 2>/dev/null); do
+# per-network helpers (berth system network-helper, usernet-helper; test
+# binaries re-run themselves as helpers: "X.test usernet-helper").
+for pid in $(pgrep -f '(/bin/plugins/|/berth-test|berth system start --foreground|org\.berth\.agent|system network-helper| usernet-helper |\.test network-helper )' 2>/dev/null); do
   [ "$pid" = "$$" ] && continue
   log "killing leftover process $pid ($(tr '\0' ' ' </proc/$pid/cmdline 2>/dev/null | cut -c1-80))"
   kill -9 "$pid" 2>/dev/null
