@@ -178,6 +178,10 @@ type Platform struct {
 	// KernelArgs are appended to Config.Cmdline by Start/Restore (console,
 	// agent transport, timer fixes).
 	KernelArgs []string
+	// RAMInState is set when the driver cannot back guest RAM with a file
+	// (Config.MemoryFile; vz): a saved state carries the guest's RAM, so
+	// VM templates on it are of internal/vmtemplate's KindStateRAM.
+	RAMInState bool
 	// Modules are the guest kernel modules (names as in modules.dep, without
 	// .ko) the machine's devices need beyond filesystems: bus, console
 	// port, block, balloon, net, 9p or virtiofs, vsock.

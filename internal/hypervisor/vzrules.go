@@ -12,7 +12,7 @@ import (
 // console on hvc0, the agent on vsock port AgentVsockPort, virtiofs shares.
 func VZPlatform(arch string) Platform {
 	return Platform{
-		Name: "vz", Arch: arch, Accel: "vz",
+		Name: "vz", Arch: arch, Accel: "vz", RAMInState: true,
 		KernelArgs: []string{"console=hvc0", "berth.agent=vsock"},
 		Modules: []string{"virtio_pci", "virtio_console", "vmw_vsock_virtio_transport", "virtio_blk",
 			"virtio_balloon", "virtio_net", "virtiofs"},

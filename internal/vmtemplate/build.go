@@ -35,9 +35,11 @@ type BuildOptions struct {
 // Build boots base (kernel, initrd, cmdline, size, balloon; its Disks and
 // NICs give only the counts: each disk becomes an empty placeholder, each
 // NIC a virtio-net with PlaceholderMAC(i) on a TAP the hypervisor creates
-// for the build and removes when it ends — Linux, root; ConsoleLog, RunDir
-// and MemoryFile are the template's own) on drv, waits for the agent,
-// saves it with guest RAM in the template's RAM file and stores it as the
+// for the build and removes when it ends — Linux, root; on vz, whose NICs
+// take no TAP, a NAT NIC with that MAC; ConsoleLog, RunDir and MemoryFile
+// are the template's own) on drv, waits for the agent, saves it — with
+// guest RAM in the template's RAM file, or for in.Kind KindStateRAM
+// without a MemoryFile, the RAM in the saved state — and stores it as the
 // template for in. ErrBusy when another process is building it; an
 // existing valid template is returned as is. On error nothing is left.
 func (s *Store) Build(ctx context.Context, drv hypervisor.Driver, in Inputs, base hypervisor.Config, opts BuildOptions) (_ *Template, err error) {
@@ -82,7 +84,12 @@ func (s *Store) Build(ctx context.Context, drv hypervisor.Driver, in Inputs, bas
 		}
 		cfg.Disks = append(cfg.Disks, hypervisor.Disk{Path: p, Format: "raw"})
 	}
+	vzNICs := drv.Platform().Name == "vz"
 	for i := range base.NICs {
+		if vzNICs {
+			cfg.NICs = append(cfg.NICs, hypervisor.NIC{MAC: PlaceholderMAC(i)})
+			continue
+		}
 		// Not on any bridge, and not persistent: qemu creates it (with a
 		// vnet header, as the containers' TAPs have: the offloads the guest
 		// negotiates are in the saved state and must be there on restore)
@@ -91,7 +98,14 @@ func (s *Store) Build(ctx context.Context, drv hypervisor.Driver, in Inputs, bas
 	}
 	cfg.ConsoleLog = filepath.Join(tmp, ConsoleFile)
 	cfg.RunDir = runDir
-	cfg.MemoryFile = filepath.Join(tmp, RAMFile)
+	switch in.Kind {
+	case KindRAMFile:
+		cfg.MemoryFile = filepath.Join(tmp, RAMFile)
+	case KindStateRAM:
+		cfg.MemoryFile, cfg.MemoryPrivate = "", false
+	default:
+		return nil, errdefs.InvalidArgument("vm template %s: unknown kind %q", id, in.Kind)
+	}
 
 	bctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
@@ -115,20 +129,28 @@ func (s *Store) Build(ctx context.Context, drv hypervisor.Driver, in Inputs, bas
 	if err != nil {
 		return nil, err
 	}
-	sum, err := FileSHA256(filepath.Join(vmDir, ck.State))
-	if err != nil {
+	statePath := filepath.Join(vmDir, ck.State)
+	if err := syncFile(statePath); err != nil {
 		return nil, err
 	}
-	if err := syncFile(cfg.MemoryFile); err != nil {
-		return nil, err
-	}
-	modified, sample, err := RAMFingerprint(cfg.MemoryFile)
+	sum, err := FileSHA256(statePath)
 	if err != nil {
 		return nil, err
 	}
 	man := Manifest{ID: id, Inputs: in, Kernel: base.Kernel, Initrd: base.Initrd, Created: time.Now().UTC(),
-		BuildTook: time.Since(start), StateSHA256: sum, RAMBytes: base.MemoryBytes,
-		RAMModified: modified, RAMSample: sample}
+		BuildTook: time.Since(start), StateSHA256: sum}
+	if fi, err := os.Stat(statePath); err == nil {
+		man.StateBytes = fi.Size()
+	}
+	if in.Kind == KindRAMFile {
+		if err := syncFile(cfg.MemoryFile); err != nil {
+			return nil, err
+		}
+		if man.RAMModified, man.RAMSample, err = RAMFingerprint(cfg.MemoryFile); err != nil {
+			return nil, err
+		}
+		man.RAMBytes = base.MemoryBytes
+	}
 	b, err := json.MarshalIndent(man, "", "  ")
 	if err != nil {
 		return nil, err
@@ -211,6 +233,9 @@ type StartInfo struct {
 // with its agent before creating the container.
 func (t *Template) Start(ctx context.Context, drv hypervisor.Driver, cfg hypervisor.Config) (hypervisor.Machine, StartInfo, error) {
 	st := StartInfo{CloneMethod: "private"}
+	if t.Inputs.Kind == KindStateRAM {
+		return t.startStateRAM(ctx, drv, cfg)
+	}
 	if cfg.MemoryFile == "" && cfg.Balloon {
 		// qemu 7.2 discards freed pages of a file-backed block with
 		// fallocate(PUNCH_HOLE) even on a private mapping (fixed in 8.1):
@@ -261,6 +286,96 @@ func (t *Template) Start(ctx context.Context, drv hypervisor.Driver, cfg hypervi
 	}
 	st.Config = cfg
 	return m, st, nil
+}
+
+// checkArgs checks cfg's device counts against t's.
+func (t *Template) checkArgs(cfg hypervisor.Config) error {
+	if len(cfg.Disks) != t.Inputs.Disks {
+		return errdefs.InvalidArgument("vm template %s: start: %d disks, the template has %d", t.ID, len(cfg.Disks), t.Inputs.Disks)
+	}
+	if len(cfg.NICs) != t.Inputs.NICs {
+		return errdefs.InvalidArgument("vm template %s: start: %d NICs, the template has %d", t.ID, len(cfg.NICs), t.Inputs.NICs)
+	}
+	return tapNICs(cfg.NICs)
+}
+
+// StateCloneDir is the dir inside a VM's RunDir that Start of a
+// KindStateRAM template clones the saved state into (removed once the
+// restore has read it).
+const StateCloneDir = "template-state"
+
+// startStateRAM is Start for KindStateRAM: clone the saved state dir into
+// cfg.RunDir, restore from the clone (the hypervisor reads all of it
+// before Restore returns: qemu waits for the incoming migration to
+// complete, vz's RestoreMachineStateFromURL is synchronous), remove it.
+func (t *Template) startStateRAM(ctx context.Context, drv hypervisor.Driver, cfg hypervisor.Config) (hypervisor.Machine, StartInfo, error) {
+	var st StartInfo
+	if cfg.MemoryFile != "" {
+		return nil, st, errdefs.InvalidArgument("vm template %s: its guest RAM is in the saved state: start it without a memory file (%s)", t.ID, cfg.MemoryFile)
+	}
+	if err := t.checkArgs(cfg); err != nil {
+		return nil, st, err
+	}
+	if cfg.RunDir == "" {
+		return nil, st, errdefs.InvalidArgument("vm template %s: start: no RunDir to clone the saved state into", t.ID)
+	}
+	dst := filepath.Join(cfg.RunDir, StateCloneDir)
+	defer os.RemoveAll(dst)
+	c0 := time.Now()
+	method, err := cloneDir(filepath.Join(t.Dir, VMDir), dst)
+	if err != nil {
+		return nil, st, fmt.Errorf("vm template %s: clone the saved state: %w", t.ID, err)
+	}
+	st.CloneMethod, st.Clone = method, time.Since(c0)
+	r0 := time.Now()
+	m, err := drv.Restore(ctx, cfg, dst)
+	if err != nil {
+		return nil, st, fmt.Errorf("vm template %s: %w", t.ID, err)
+	}
+	st.Restore = time.Since(r0)
+	if r, ok := m.(DiskRefresher); ok {
+		if err := r.RefreshDisks(ctx); err != nil {
+			m.Kill()
+			m.Wait()
+			return nil, st, fmt.Errorf("vm template %s: %w", t.ID, err)
+		}
+	}
+	st.Config = cfg
+	return m, st, nil
+}
+
+// cloneDir makes dst (replaced) hold a clone of each regular file of src
+// (cloneReadOnly), and returns the method of the largest file's clone.
+func cloneDir(src, dst string) (string, error) {
+	des, err := os.ReadDir(src)
+	if err != nil {
+		return "", err
+	}
+	if err := os.RemoveAll(dst); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		return "", err
+	}
+	method, largest := "", int64(-1)
+	for _, de := range des {
+		if !de.Type().IsRegular() {
+			continue
+		}
+		fi, err := de.Info()
+		if err != nil {
+			return "", err
+		}
+		m, err := cloneReadOnly(filepath.Join(src, de.Name()), filepath.Join(dst, de.Name()))
+		if err != nil {
+			os.RemoveAll(dst)
+			return "", err
+		}
+		if fi.Size() > largest {
+			method, largest = m, fi.Size()
+		}
+	}
+	return method, nil
 }
 
 // Agent is what Personalize needs of the guest agent (*vmagent.Client).

@@ -36,3 +36,18 @@ func Clone(src, dst string) (string, error) {
 // CloneDir is where the RAM files of VMs started from this store's
 // templates go: next to the templates (APFS clonefile).
 func (s *Store) CloneDir() string { return filepath.Join(s.Dir, ".clones") }
+
+// cloneReadOnly makes dst (replaced) a copy of src that nobody writes (a
+// template's saved state): a clonefile(2) on APFS, else a hard link (same
+// volume; safe because neither side is written), else a copy. It returns
+// "reflink", "link" or "copy".
+func cloneReadOnly(src, dst string) (string, error) {
+	os.Remove(dst)
+	if err := unix.Clonefile(src, dst, 0); err == nil {
+		return "reflink", nil
+	}
+	if os.Link(src, dst) == nil {
+		return "link", nil
+	}
+	return Clone(src, dst)
+}

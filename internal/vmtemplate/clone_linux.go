@@ -117,3 +117,30 @@ func reflinks(dir string) bool {
 	defer b.Close()
 	return unix.IoctlFileClone(int(b.Fd()), int(a.Fd())) == nil
 }
+
+// cloneReadOnly makes dst (replaced) a copy of src that nobody writes (a
+// template's saved state): a reflink where the filesystem shares extents,
+// else a hard link (same filesystem: free, and safe because neither side
+// is written), else a sparse copy. It returns "reflink", "link" or "copy".
+func cloneReadOnly(src, dst string) (string, error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return "", err
+	}
+	defer in.Close()
+	os.Remove(dst)
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", err
+	}
+	err = unix.IoctlFileClone(int(out.Fd()), int(in.Fd()))
+	out.Close()
+	if err == nil {
+		return "reflink", nil
+	}
+	os.Remove(dst)
+	if os.Link(src, dst) == nil {
+		return "link", nil
+	}
+	return Clone(src, dst)
+}

@@ -23,6 +23,13 @@
 // NIC has the template's MAC until the agent gives it the container's
 // (vmagent.NetworkInterface.FormerMAC).
 //
+// A template of KindStateRAM (drivers whose Platform.RAMInState: vz,
+// whose saved state contains guest RAM; or forced on qemu) has no ram
+// file: Build boots without a MemoryFile and saves the whole guest into
+// vm/, and Start clones vm/ into the new VM's RunDir (reflink/clonefile,
+// else a hard link: nothing writes a saved state; else a copy), restores
+// from the clone and removes it once the restore has read it.
+//
 // Templates are built in a temporary dir and renamed into place; a
 // per-ID lock file (flock) keeps two builders apart. Everything here is
 // platform-neutral; hypervisor specifics sit behind hypervisor.Driver and
@@ -89,7 +96,22 @@ type Inputs struct {
 	Arch       string `json:"arch"`
 	Accel      string `json:"accel"`
 	Hypervisor string `json:"hypervisor"` // version string
+	// Kind is how the template keeps guest RAM: KindRAMFile (omitted, so
+	// RAM-file templates keep their IDs) or KindStateRAM.
+	Kind string `json:"kind,omitempty"`
 }
+
+// Template kinds (Inputs.Kind).
+const (
+	// KindRAMFile: guest RAM in the template's ram file (memory-backend-file
+	// + x-ignore-shared on qemu), cloned or mapped privately per VM; the
+	// saved state holds device state only.
+	KindRAMFile = ""
+	// KindStateRAM: guest RAM inside the saved state (vz's
+	// SaveMachineStateToPath; a plain migration to file on qemu); each VM
+	// restores from a clone of the saved state.
+	KindStateRAM = "state-ram"
+)
 
 // ID is the template's name: a hash of the inputs.
 func (in Inputs) ID() string {
@@ -111,8 +133,9 @@ type DiskRefresher interface {
 }
 
 // InputsFor describes the template that can serve cfg on drv: cfg's kernel
-// and initramfs (hashed), command line, size, disk and NIC counts and
-// balloon. Configs with shares (9p blocks migration) or socket NICs
+// and initramfs (hashed), command line, size, disk and NIC counts,
+// balloon, and the kind (KindStateRAM when drv's Platform.RAMInState, else
+// KindRAMFile; a caller may set Kind to KindStateRAM on any driver). Configs with shares (9p blocks migration) or socket NICs
 // (user-mode networks: the placeholders are TAPs with a vnet header, whose
 // negotiated offloads a socket backend cannot take over) cannot be served
 // (ErrNotImplemented).
@@ -127,6 +150,9 @@ func InputsFor(drv hypervisor.Driver, cfg hypervisor.Config) (Inputs, error) {
 	in := Inputs{Format: FormatVersion, Cmdline: slices.Clone(cfg.Cmdline), CPUs: cfg.CPUs,
 		MemoryMiB: cfg.MemoryBytes >> 20, Disks: len(cfg.Disks), NICs: len(cfg.NICs), Balloon: cfg.Balloon,
 		Platform: p.Name, Arch: p.Arch, Accel: p.Accel}
+	if p.RAMInState {
+		in.Kind = KindStateRAM
+	}
 	var err error
 	if in.KernelSHA256, err = FileSHA256(cfg.Kernel); err != nil {
 		return in, fmt.Errorf("vm template: kernel: %w", err)
@@ -196,8 +222,9 @@ type Manifest struct {
 	Initrd      string        `json:"initrd"`
 	Created     time.Time     `json:"created"`
 	BuildTook   time.Duration `json:"build_took"`
-	StateSHA256 string        `json:"state_sha256"` // the saved device state
-	RAMBytes    int64         `json:"ram_bytes"`
+	StateSHA256 string        `json:"state_sha256"` // the saved state (with the RAM for KindStateRAM)
+	StateBytes  int64         `json:"state_bytes,omitempty"`
+	RAMBytes    int64         `json:"ram_bytes"` // the ram file's size; 0 for KindStateRAM
 	// RAMModified is the RAM file's mtime (Unix ns) after the build, and
 	// RAMSample the sha256 of RAMSampleBlocks 4 KiB blocks spread over it:
 	// a cheap check (hashing 256 MiB per start is not) that catches a
@@ -342,6 +369,12 @@ func (s *Store) load(id string) (*Template, error) {
 	if sum != t.StateSHA256 {
 		return nil, errdefs.InvalidArgument("vm template %s: saved state %s is corrupt (sha256 %s, recorded %s)",
 			id, filepath.Join(dir, VMDir, ck.State), sum[:16], t.StateSHA256[:min(16, len(t.StateSHA256))])
+	}
+	if t.Inputs.Kind == KindStateRAM {
+		return t, nil // no ram file: the RAM is in the state just checked
+	}
+	if t.Inputs.Kind != KindRAMFile {
+		return nil, errdefs.InvalidArgument("vm template %s: %s: unknown kind %q", id, mpath, t.Inputs.Kind)
 	}
 	fi, err := os.Stat(t.RAM())
 	if err != nil {

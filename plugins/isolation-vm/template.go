@@ -96,17 +96,21 @@ func (s *supervisor) startFromTemplate(ctx context.Context, drv hypervisor.Drive
 	if err != nil {
 		return nil, err
 	}
-	// A clone of the template's RAM file, mapped shared (fast
-	// checkpoints). Not a private mapping of the template's file: the VM
-	// has a balloon, and qemu 7.2's free-page reporting punches holes
-	// into a private mapping's FILE (fixed in 8.1), which would damage
-	// the template (vmtemplate.Start refuses it).
-	dir := store.CloneDir()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
 	tcfg := cfg
-	tcfg.MemoryFile = filepath.Join(dir, filepath.Base(cfg.RunDir)+".ram")
+	if tpl.Inputs.Kind == vmtemplate.KindRAMFile {
+		// A clone of the template's RAM file, mapped shared (fast
+		// checkpoints). Not a private mapping of the template's file: the VM
+		// has a balloon, and qemu 7.2's free-page reporting punches holes
+		// into a private mapping's FILE (fixed in 8.1), which would damage
+		// the template (vmtemplate.Start refuses it).
+		dir := store.CloneDir()
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+		tcfg.MemoryFile = filepath.Join(dir, filepath.Base(cfg.RunDir)+".ram")
+	}
+	// (KindStateRAM, vz: the RAM is in the saved state, which Start
+	// clones into the VM's RunDir and removes after the restore.)
 	m, st, err := tpl.Start(ctx, drv, tcfg)
 	if err != nil {
 		// Not removed: the files passed Load's checks, and a machine that
@@ -115,7 +119,9 @@ func (s *supervisor) startFromTemplate(ctx context.Context, drv hypervisor.Drive
 		s.log.Error("vm template start failed", "template", tpl.ID, "error", err)
 		return nil, err
 	}
-	go func() { _ = m.Wait(); _ = os.Remove(tcfg.MemoryFile) }()
+	if tcfg.MemoryFile != "" {
+		go func() { _ = m.Wait(); _ = os.Remove(tcfg.MemoryFile) }()
+	}
 	s.vmCfg = st.Config
 	s.fromTemplate = true
 	s.log.Info("vm started from template", "template", tpl.ID, "ram_clone", st.CloneMethod, "clone", st.Clone.Round(time.Millisecond),
@@ -259,12 +265,8 @@ func (r *runtime) chooseTemplate(dir string, boot bootConfig, spec isolation.Spe
 		tt.Reason = err.Error()
 		return
 	}
-	if drv.Platform().Name == "vz" {
-		// vz saves and restores (macOS 14+, arm64), but its driver has no
-		// file-backed RAM or disk swap on restore yet.
-		tt.Reason = "vm templates are not wired for Virtualization.framework yet"
-		return
-	}
+	// On vz (Platform.RAMInState) InputsFor picks vmtemplate.KindStateRAM:
+	// the template's saved state carries the guest RAM.
 	in, err := vmtemplate.InputsFor(drv, cfg)
 	if err != nil {
 		tt.Reason = err.Error()
