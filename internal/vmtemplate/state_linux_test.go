@@ -90,7 +90,7 @@ func TestStateRAMTemplate(t *testing.T) {
 			t.Fatalf("clone %d output %q", i, out)
 		}
 		outs[i] = lines
-		t.Logf("clone %d: %q", i, lines)
+		t.Logf("clone %d: %q; qemu %s", i, lines, memOf(c.m.Pid()))
 		if lines[0] != host {
 			t.Errorf("clone %d hostname %q, want %q", i, lines[0], host)
 		}

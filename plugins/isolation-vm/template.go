@@ -344,8 +344,8 @@ func sweepClones(store *vmtemplate.Store, runDir string) {
 }
 
 // pruneTemplates drops, after keep was built for in, the templates it
-// supersedes (same size, devices and machine, other kernel, initramfs, command line
-// or hypervisor) and the oldest beyond maxTemplates.
+// supersedes (same size, devices, machine and kind, other kernel, initramfs,
+// command line or hypervisor) and the oldest beyond maxTemplates.
 func pruneTemplates(log hclog.Logger, store *vmtemplate.Store, keep string, in vmtemplate.Inputs) {
 	entries, _ := store.List()
 	var kept []vmtemplate.Entry
@@ -354,7 +354,7 @@ func pruneTemplates(log hclog.Logger, store *vmtemplate.Store, keep string, in v
 			continue
 		}
 		o := e.Manifest.Inputs
-		if o.CPUs == in.CPUs && o.MemoryMiB == in.MemoryMiB && o.Disks == in.Disks && o.NICs == in.NICs && o.Platform == in.Platform {
+		if o.CPUs == in.CPUs && o.MemoryMiB == in.MemoryMiB && o.Disks == in.Disks && o.NICs == in.NICs && o.Platform == in.Platform && o.Kind == in.Kind {
 			log.Info("removing superseded vm template", "template", e.ID, "by", keep)
 			_ = store.Remove(e.ID)
 			continue

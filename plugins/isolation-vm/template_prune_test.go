@@ -45,3 +45,27 @@ func TestPruneTemplates(t *testing.T) {
 		t.Errorf("left %v, want %v (superseded %s, oldest %s)", left, want, oldKernel, sizes[0])
 	}
 }
+
+// TestPruneTemplatesKeepsOtherKind: a template of another kind (RAM in
+// the saved state vs a RAM file) of the same size and machine is not
+// superseded.
+func TestPruneTemplatesKeepsOtherKind(t *testing.T) {
+	store := &vmtemplate.Store{Dir: t.TempDir()}
+	in := vmtemplate.Inputs{Format: vmtemplate.FormatVersion, KernelSHA256: strings.Repeat("a", 64), CPUs: 1,
+		MemoryMiB: 64, Disks: 1, Platform: "qemu-microvm", Arch: "amd64", Accel: "tcg"}
+	stateIn := in
+	stateIn.Kind = vmtemplate.KindStateRAM
+	now := time.Now()
+	state := vmtemplatetest.Write(t, store.Dir, stateIn, now.Add(-time.Minute))
+	keep := vmtemplatetest.Write(t, store.Dir, in, now)
+	pruneTemplates(hclog.NewNullLogger(), store, keep, in)
+	entries, err := store.List()
+	if err != nil || len(entries) != 2 {
+		t.Fatalf("left %+v, %v: want both %s and %s", entries, err, keep, state)
+	}
+	for _, e := range entries {
+		if e.Err != nil {
+			t.Errorf("template %s: %v", e.ID, e.Err)
+		}
+	}
+}

@@ -17,7 +17,8 @@ import (
 )
 
 // Write makes a valid template for in under dir, created at created, and
-// returns its ID. The RAM file is sparse (in.MemoryMiB).
+// returns its ID. The RAM file is sparse (in.MemoryMiB); a template of
+// in.Kind KindStateRAM has none.
 func Write(t testing.TB, dir string, in vmtemplate.Inputs, created time.Time) string {
 	t.Helper()
 	id := in.ID()
@@ -31,10 +32,29 @@ func Write(t testing.TB, dir string, in vmtemplate.Inputs, created time.Time) st
 		t.Fatal(err)
 	}
 	ck := hypervisor.Checkpoint{Version: hypervisor.CheckpointVersion, Platform: in.Platform, Arch: in.Arch, Accel: in.Accel,
-		CPUs: in.CPUs, MemoryMiB: in.MemoryMiB, Disks: in.Disks, Balloon: in.Balloon, SharedRAM: true, State: "state", Saved: created}
+		CPUs: in.CPUs, MemoryMiB: in.MemoryMiB, Disks: in.Disks, Balloon: in.Balloon, SharedRAM: in.Kind == vmtemplate.KindRAMFile,
+		State: "state", Saved: created}
 	if err := hypervisor.WriteCheckpoint(vm, ck); err != nil {
 		t.Fatal(err)
 	}
+	sum := sha256.Sum256(state)
+	man := vmtemplate.Manifest{ID: id, Inputs: in, Created: created, StateSHA256: hex.EncodeToString(sum[:]), StateBytes: int64(len(state))}
+	if in.Kind == vmtemplate.KindRAMFile {
+		man.RAMBytes, man.RAMModified, man.RAMSample = writeRAM(t, tdir, in)
+	}
+	b, err := json.Marshal(man)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tdir, vmtemplate.ManifestFile), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// writeRAM makes tdir's sparse RAM file and returns its manifest fields.
+func writeRAM(t testing.TB, tdir string, in vmtemplate.Inputs) (int64, int64, string) {
+	t.Helper()
 	ram := filepath.Join(tdir, vmtemplate.RAMFile)
 	if err := os.WriteFile(ram, nil, 0o600); err != nil {
 		t.Fatal(err)
@@ -46,14 +66,5 @@ func Write(t testing.TB, dir string, in vmtemplate.Inputs, created time.Time) st
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum := sha256.Sum256(state)
-	b, err := json.Marshal(vmtemplate.Manifest{ID: id, Inputs: in, Created: created, StateSHA256: hex.EncodeToString(sum[:]),
-		RAMBytes: in.MemoryMiB << 20, RAMModified: mod, RAMSample: sample})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(tdir, vmtemplate.ManifestFile), b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return id
+	return in.MemoryMiB << 20, mod, sample
 }
