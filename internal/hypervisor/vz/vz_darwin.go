@@ -44,6 +44,7 @@ func (d *driver) Start(ctx context.Context, cfg hypervisor.Config) (hypervisor.M
 		return nil, err
 	}
 	if err := m.vm.Start(); err != nil {
+		m.discard()
 		return nil, fmt.Errorf("start vm: %w", err)
 	}
 	m.watch()
@@ -66,11 +67,18 @@ func (d *driver) Restore(ctx context.Context, cfg hypervisor.Config, dir string)
 	if err != nil {
 		return nil, err
 	}
+	// The restored VM has cfg's devices: the container's disks in the
+	// saved ones' places, its NICs with cfg's MACs (the guest keeps the
+	// saved MAC until its agent sets the new one, as on qemu: not yet
+	// verified on a Mac), as a VM template
+	// (internal/vmtemplate, KindStateRAM) needs.
 	if err := restoreState(m.vm, filepath.Join(dir, ck.State)); err != nil {
+		m.discard()
 		return nil, fmt.Errorf("restore vm from %s: %w", dir, err)
 	}
 	if err := m.vm.Resume(); err != nil {
 		m.vm.Stop()
+		m.discard()
 		return nil, fmt.Errorf("resume restored vm: %w", err)
 	}
 	m.watch()
@@ -267,6 +275,14 @@ func (m *machine) watch() {
 			}
 		}
 	}()
+}
+
+// discard releases a machine that never ran (Start or Restore failed
+// before watch): done closes, so its user-mode network sockets are closed
+// and removed, and a cold boot after a failed restore binds them afresh.
+func (m *machine) discard() {
+	m.exitErr = errors.New("vz: the virtual machine did not start")
+	close(m.done)
 }
 
 func (m *machine) exited() bool {
