@@ -195,64 +195,9 @@ func AttachNetns(ctx context.Context, netnsPath string, ifc Interface) (string, 
 	}
 	defer unlock()
 	hostName := HostVethName(ifc.ContainerID)
-	br, err := netlink.LinkByName(ifc.Bridge)
-	if err != nil {
-		if isNotFound(err) {
-			return "", errdefs.NotFound("container %s: bridge %s does not exist (ensure the network first)", ifc.ContainerID, ifc.Bridge)
-		}
-		return "", fmt.Errorf("container %s: bridge %s: %w", ifc.ContainerID, ifc.Bridge, err)
+	if _, err := plugVeth(netnsPath, ifc, hostName, false); err != nil {
+		return "", err
 	}
-	ns, err := netns.GetFromPath(netnsPath)
-	if err != nil {
-		return "", errdefs.InvalidArgument("container %s: network namespace %s: %v", ifc.ContainerID, netnsPath, err)
-	}
-	defer ns.Close()
-	if old, err := netlink.LinkByName(hostName); err == nil {
-		if err := netlink.LinkDel(old); err != nil && !isNotFound(err) {
-			return "", fmt.Errorf("container %s: delete stale %s: %w", ifc.ContainerID, hostName, err)
-		}
-	}
-	veth := &netlink.Veth{
-		LinkAttrs:     netlink.LinkAttrs{Name: hostName, MTU: ifc.MTU},
-		PeerName:      ifc.Name,
-		PeerNamespace: netlink.NsFd(int(ns)),
-		PeerMTU:       uint32(ifc.MTU),
-	}
-	if ifc.MAC != "" {
-		veth.PeerHardwareAddr, _ = net.ParseMAC(ifc.MAC)
-	}
-	if err := netlink.LinkAdd(veth); err != nil {
-		return "", fmt.Errorf("container %s: create veth %s/%s: %w", ifc.ContainerID, hostName, ifc.Name, err)
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			if l, err := netlink.LinkByName(hostName); err == nil {
-				_ = netlink.LinkDel(l)
-			}
-		}
-	}()
-	host, err := netlink.LinkByName(hostName)
-	if err != nil {
-		return "", fmt.Errorf("container %s: %s: %w", ifc.ContainerID, hostName, err)
-	}
-	if err := netlink.LinkSetMaster(host, br); err != nil {
-		return "", fmt.Errorf("container %s: attach %s to %s: %w", ifc.ContainerID, hostName, ifc.Bridge, err)
-	}
-	// Hairpin: with br_netfilter loaded, a container's connection to its
-	// own published port is DNATed while bridged and must leave by the
-	// port it came in on (as kubelet's hairpin-veth and Docker without its
-	// userland proxy do).
-	if err := netlink.LinkSetHairpin(host, true); err != nil {
-		return "", fmt.Errorf("container %s: hairpin on %s: %w", ifc.ContainerID, hostName, err)
-	}
-	if err := netlink.LinkSetUp(host); err != nil {
-		return "", fmt.Errorf("container %s: set %s up: %w", ifc.ContainerID, hostName, err)
-	}
-	if err := configureInside(ns, ifc); err != nil {
-		return "", fmt.Errorf("container %s: in %s: %w", ifc.ContainerID, netnsPath, err)
-	}
-	ok = true
 	return hostName, nil
 }
 
@@ -276,7 +221,15 @@ func ConnectNetns(ctx context.Context, netnsPath string, ifc Interface) (string,
 		return "", err
 	}
 	defer unlock()
-	hostName := ConnectedVethName(ifc.ContainerID, ifc.Bridge)
+	return plugVeth(netnsPath, ifc, ConnectedVethName(ifc.ContainerID, ifc.Bridge), pick)
+}
+
+// plugVeth, under the datapath lock, creates the veth pair hostName (on
+// ifc.Bridge, hairpin, up) / ifc.Name (or, with pickName, the first free
+// ethN) directly in the namespace at netnsPath, configured as ifc says. A
+// stale hostName is replaced; on failure the pair is deleted. It returns
+// the name inside.
+func plugVeth(netnsPath string, ifc Interface, hostName string, pickName bool) (string, error) {
 	br, err := netlink.LinkByName(ifc.Bridge)
 	if err != nil {
 		if isNotFound(err) {
@@ -294,7 +247,7 @@ func ConnectNetns(ctx context.Context, netnsPath string, ifc Interface) (string,
 			return "", fmt.Errorf("container %s: delete stale %s: %w", ifc.ContainerID, hostName, err)
 		}
 	}
-	if pick {
+	if pickName {
 		name, err := freeEthName(ns)
 		if err != nil {
 			return "", fmt.Errorf("container %s: in %s: %w", ifc.ContainerID, netnsPath, err)
@@ -328,6 +281,10 @@ func ConnectNetns(ctx context.Context, netnsPath string, ifc Interface) (string,
 	if err := netlink.LinkSetMaster(host, br); err != nil {
 		return "", fmt.Errorf("container %s: attach %s to %s: %w", ifc.ContainerID, hostName, ifc.Bridge, err)
 	}
+	// Hairpin: with br_netfilter loaded, a container's connection to its
+	// own published port is DNATed while bridged and must leave by the
+	// port it came in on (as kubelet's hairpin-veth and Docker without its
+	// userland proxy do).
 	if err := netlink.LinkSetHairpin(host, true); err != nil {
 		return "", fmt.Errorf("container %s: hairpin on %s: %w", ifc.ContainerID, hostName, err)
 	}
