@@ -105,12 +105,15 @@ func (d *driver) build(cfg hypervisor.Config, machineID []byte) (*machine, error
 	}
 	m := &machine{cfg: cfg, log: d.log, done: make(chan struct{})}
 	if err := m.devices(c, machineID); err != nil {
+		m.discard()
 		return nil, err
 	}
 	if ok, err := c.Validate(); !ok || err != nil {
+		m.discard()
 		return nil, fmt.Errorf("vz configuration invalid (is the binary signed with com.apple.security.virtualization?): %w", err)
 	}
 	if m.vm, err = vz.NewVirtualMachine(c); err != nil {
+		m.discard()
 		return nil, fmt.Errorf("vz machine: %w", err)
 	}
 	return m, nil
