@@ -36,7 +36,8 @@ type BuildOptions struct {
 // NICs give only the counts: each disk becomes an empty placeholder, each
 // NIC a virtio-net with PlaceholderMAC(i) on a TAP the hypervisor creates
 // for the build and removes when it ends — Linux, root; on vz, whose NICs
-// take no TAP, a NAT NIC with that MAC; ConsoleLog, RunDir and MemoryFile
+// take no TAP, a NAT NIC with that MAC; for in.NICKind NICSocket a socket
+// NIC on a unix stream socket the build listens on (and drains) itself; ConsoleLog, RunDir and MemoryFile
 // are the template's own) on drv, waits for the agent, saves it — with
 // guest RAM in the template's RAM file, or for in.Kind KindStateRAM
 // without a MemoryFile, the RAM in the saved state — and stores it as the
@@ -85,7 +86,22 @@ func (s *Store) Build(ctx context.Context, drv hypervisor.Driver, in Inputs, bas
 		cfg.Disks = append(cfg.Disks, hypervisor.Disk{Path: p, Format: "raw"})
 	}
 	vzNICs := drv.Platform().Name == "vz"
+	var sockets *placeholderSockets
+	if in.NICKind == NICSocket && len(base.NICs) > 0 {
+		if vzNICs {
+			return nil, errdefs.NotImplemented("vm template %s: socket NIC placeholders on vz", id)
+		}
+		if sockets, err = listenPlaceholders(runDir, len(base.NICs)); err != nil {
+			return nil, fmt.Errorf("vm template %s: %w", id, err)
+		}
+		// Closed after the VM is killed (deferred earlier = runs later).
+		defer sockets.Close()
+	}
 	for i := range base.NICs {
+		if sockets != nil {
+			cfg.NICs = append(cfg.NICs, hypervisor.NIC{Socket: sockets.Path(i), MAC: PlaceholderMAC(i)})
+			continue
+		}
 		if vzNICs {
 			cfg.NICs = append(cfg.NICs, hypervisor.NIC{MAC: PlaceholderMAC(i)})
 			continue
@@ -249,7 +265,7 @@ func (t *Template) Start(ctx context.Context, drv hypervisor.Driver, cfg hypervi
 	if len(cfg.NICs) != t.Inputs.NICs {
 		return nil, st, errdefs.InvalidArgument("vm template %s: start: %d NICs, the template has %d", t.ID, len(cfg.NICs), t.Inputs.NICs)
 	}
-	if err := tapNICs(cfg.NICs); err != nil {
+	if err := t.checkNICs(cfg.NICs); err != nil {
 		return nil, st, err
 	}
 	cloned := cfg.MemoryFile != ""
@@ -296,7 +312,7 @@ func (t *Template) checkArgs(cfg hypervisor.Config) error {
 	if len(cfg.NICs) != t.Inputs.NICs {
 		return errdefs.InvalidArgument("vm template %s: start: %d NICs, the template has %d", t.ID, len(cfg.NICs), t.Inputs.NICs)
 	}
-	return tapNICs(cfg.NICs)
+	return t.checkNICs(cfg.NICs)
 }
 
 // StateCloneDir is the dir inside a VM's RunDir that Start of a

@@ -1,6 +1,7 @@
 package vmtemplate_test
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -103,10 +104,29 @@ func TestInputsInvalidate(t *testing.T) {
 	if _, err := vmtemplate.InputsFor(drv, c); !errdefs.IsNotImplemented(err) {
 		t.Errorf("InputsFor with a share = %v, want NotImplemented", err)
 	}
-	// Nor socket NICs: the placeholders are TAPs.
+	// A socket NIC (user-mode network) gets a socket-placeholder template:
+	// another ID than the TAP one; the TAP inputs carry no nic_kind (their
+	// IDs did not change).
 	c = cfg
+	c.NICs = []hypervisor.NIC{{TAP: "tbx", MAC: "02:be:00:00:00:01"}}
+	tapIn, err := vmtemplate.InputsFor(drv, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := json.Marshal(tapIn); strings.Contains(string(b), "nic_kind") {
+		t.Errorf("TAP inputs carry nic_kind: %s", b)
+	}
 	c.NICs = []hypervisor.NIC{{Socket: filepath.Join(dir, "net.sock"), MAC: "02:be:00:00:00:01"}}
-	if _, err := vmtemplate.InputsFor(drv, c); !errdefs.IsNotImplemented(err) || !strings.Contains(err.Error(), "net.sock") {
-		t.Errorf("InputsFor with a socket NIC = %v, want NotImplemented naming the socket", err)
+	sockIn, err := vmtemplate.InputsFor(drv, c)
+	if err != nil || sockIn.NICKind != vmtemplate.NICSocket {
+		t.Fatalf("InputsFor with a socket NIC = %+v, %v; want NICKind %q", sockIn, err, vmtemplate.NICSocket)
+	}
+	if sockIn.ID() == tapIn.ID() {
+		t.Errorf("socket and TAP NIC templates share ID %s", sockIn.ID())
+	}
+	// Mixed kinds cannot be served.
+	c.NICs = append(c.NICs, hypervisor.NIC{TAP: "tby", MAC: "02:be:00:00:00:02"})
+	if _, err := vmtemplate.InputsFor(drv, c); !errdefs.IsNotImplemented(err) {
+		t.Errorf("InputsFor with a socket and a TAP NIC = %v, want NotImplemented", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,6 +50,12 @@ func TestKindFromPlatform(t *testing.T) {
 	ramFile.Kind = vmtemplate.KindRAMFile
 	if ramFile.ID() == in.ID() {
 		t.Fatal("kind not part of the template ID")
+	}
+	// Socket NICs on vz stay cold: its placeholders are NAT NICs.
+	scfgNIC := cfg
+	scfgNIC.NICs = []hypervisor.NIC{{Socket: filepath.Join(dir, "un.sock"), MAC: "02:be:00:00:00:02"}}
+	if _, err := vmtemplate.InputsFor(vz, scfgNIC); !errdefs.IsNotImplemented(err) || !strings.Contains(err.Error(), "vz") {
+		t.Errorf("InputsFor(vz, socket NIC) = %v, want NotImplemented naming vz", err)
 	}
 	other := platformOnly{hypervisor.Platform{Name: "qemu-virt", Arch: "arm64", Accel: "tcg"}}
 	if in2, err := vmtemplate.InputsFor(other, cfg); err != nil || in2.Kind != vmtemplate.KindRAMFile {

@@ -99,7 +99,22 @@ type Inputs struct {
 	// Kind is how the template keeps guest RAM: KindRAMFile (omitted, so
 	// RAM-file templates keep their IDs) or KindStateRAM.
 	Kind string `json:"kind,omitempty"`
+	// NICKind is what backs the placeholder NICs: NICTAP (omitted, so TAP
+	// templates keep their IDs) or NICSocket. A placeholder's backend on
+	// restore must offer what the guest negotiated at build (a TAP has a
+	// vnet header, a stream socket none), so the kinds never mix.
+	NICKind string `json:"nic_kind,omitempty"`
 }
+
+// Placeholder NIC kinds (Inputs.NICKind).
+const (
+	// NICTAP: placeholders on TAPs (hypervisor.NIC.TAP; vz: NAT NICs).
+	NICTAP = ""
+	// NICSocket: placeholders on unix stream sockets (hypervisor.NIC.Socket,
+	// user-mode networks: qemu -netdev stream). The build listens on a
+	// socket of its own; a restore connects to the container's network.
+	NICSocket = "socket"
+)
 
 // Template kinds (Inputs.Kind).
 const (
@@ -135,25 +150,30 @@ type DiskRefresher interface {
 // InputsFor describes the template that can serve cfg on drv: cfg's kernel
 // and initramfs (hashed), command line, size, disk and NIC counts,
 // balloon, and the kind (KindStateRAM when drv's Platform.RAMInState, else
-// KindRAMFile; a caller may set Kind to KindStateRAM on any driver). Configs with shares (9p blocks migration) or socket NICs
-// (user-mode networks: the placeholders are TAPs with a vnet header, whose
-// negotiated offloads a socket backend cannot take over) cannot be served
-// (ErrNotImplemented).
+// KindRAMFile; a caller may set Kind to KindStateRAM on any driver) and
+// the NIC kind (NICSocket when cfg's NICs are socket NICs, else NICTAP).
+// Configs with shares (9p blocks migration), with TAP and socket NICs
+// mixed, or with socket NICs on vz (its placeholders are NAT NICs; a
+// restore with a file-handle attachment in their place is unverified)
+// cannot be served (ErrNotImplemented).
 func InputsFor(drv hypervisor.Driver, cfg hypervisor.Config) (Inputs, error) {
 	if len(cfg.Shares) > 0 {
 		return Inputs{}, errdefs.NotImplemented("vm template: %d directory share(s): a VM with 9p shares cannot be saved", len(cfg.Shares))
 	}
-	if err := tapNICs(cfg.NICs); err != nil {
+	nicKind, err := nicKindOf(cfg.NICs)
+	if err != nil {
 		return Inputs{}, err
 	}
 	p := drv.Platform()
+	if nicKind == NICSocket && p.Name == "vz" {
+		return Inputs{}, errdefs.NotImplemented("vm template: socket NICs on vz: template placeholders there are NAT NICs, and a restore with a file-handle attachment in their place is unverified")
+	}
 	in := Inputs{Format: FormatVersion, Cmdline: slices.Clone(cfg.Cmdline), CPUs: cfg.CPUs,
 		MemoryMiB: cfg.MemoryBytes >> 20, Disks: len(cfg.Disks), NICs: len(cfg.NICs), Balloon: cfg.Balloon,
-		Platform: p.Name, Arch: p.Arch, Accel: p.Accel}
+		Platform: p.Name, Arch: p.Arch, Accel: p.Accel, NICKind: nicKind}
 	if p.RAMInState {
 		in.Kind = KindStateRAM
 	}
-	var err error
 	if in.KernelSHA256, err = FileSHA256(cfg.Kernel); err != nil {
 		return in, fmt.Errorf("vm template: kernel: %w", err)
 	}
@@ -170,12 +190,38 @@ func InputsFor(drv hypervisor.Driver, cfg hypervisor.Config) (Inputs, error) {
 	return in, nil
 }
 
-// tapNICs refuses socket NICs: template placeholders are TAPs.
-func tapNICs(nics []hypervisor.NIC) error {
+// nicKindOf is the placeholder kind that serves nics: NICSocket when they
+// are socket NICs, NICTAP when none is; both mixed are refused.
+func nicKindOf(nics []hypervisor.NIC) (string, error) {
+	kind := NICTAP
 	for i, n := range nics {
+		k := NICTAP
 		if n.Socket != "" {
-			return errdefs.NotImplemented("vm template: NIC %d is a socket NIC (%s): template NIC placeholders are TAPs", i, n.Socket)
+			k = NICSocket
 		}
+		if i > 0 && k != kind {
+			return "", errdefs.NotImplemented("vm template: NIC %d is %s but NIC 0 is %s: a template's placeholder NICs are all of one kind", i, nicKindName(k), nicKindName(kind))
+		}
+		kind = k
+	}
+	return kind, nil
+}
+
+func nicKindName(k string) string {
+	if k == NICSocket {
+		return "a socket NIC"
+	}
+	return "a TAP NIC"
+}
+
+// checkNICs checks that nics match the placeholder kind of t.
+func (t *Template) checkNICs(nics []hypervisor.NIC) error {
+	k, err := nicKindOf(nics)
+	if err != nil {
+		return err
+	}
+	if len(nics) > 0 && k != t.Inputs.NICKind {
+		return errdefs.InvalidArgument("vm template %s: start: the NICs are %ss, the template's placeholders are %ss", t.ID, nicKindName(k), nicKindName(t.Inputs.NICKind))
 	}
 	return nil
 }

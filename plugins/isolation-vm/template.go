@@ -224,8 +224,9 @@ func templatesEnabled(c schema.Config) bool {
 
 // chooseTemplate notes in the task dir which template the task's VM
 // starts from, or why none: templates off, a restore, bind mounts (9p
-// blocks saving), other than one disk, or none built yet (templates with
-// and without a NIC are separate) — then it starts
+// blocks saving), other than one disk, socket NICs on vz, or none built
+// yet (templates with and without a NIC, and with a TAP or a socket NIC,
+// are separate) — then it starts
 // building one in the background (that task boots cold).
 func (r *runtime) chooseTemplate(dir string, boot bootConfig, spec isolation.Spec) {
 	tt := taskTemplate{}
@@ -253,13 +254,12 @@ func (r *runtime) chooseTemplate(dir string, boot bootConfig, spec isolation.Spe
 	// A task with a bridge attachment starts from a template with one
 	// placeholder NIC, one without from a template without: a placeholder
 	// needs a backend with the same offloads on restore (a TAP), which a
-	// task without a network does not have.
+	// task without a network does not have. A task on a user-mode network
+	// (a socket NIC) starts from a template whose placeholder is a socket
+	// NIC (no vnet header: vmtemplate.NICSocket, another ID).
 	nics := nicsFor(spec) // network.go
-	if slices.ContainsFunc(nics, func(n hypervisor.NIC) bool { return n.Socket != "" }) {
-		tt.Reason = "a socket NIC (user-mode network): template NIC placeholders are TAPs"
-		return
-	}
 	cfg := templateConfig(boot, 1, len(nics))
+	copy(cfg.NICs, nics) // InputsFor takes their kind; Build only that and the count
 	drv, err := newDriver(boot, r.log)
 	if err != nil {
 		tt.Reason = err.Error()
@@ -354,7 +354,7 @@ func pruneTemplates(log hclog.Logger, store *vmtemplate.Store, keep string, in v
 			continue
 		}
 		o := e.Manifest.Inputs
-		if o.CPUs == in.CPUs && o.MemoryMiB == in.MemoryMiB && o.Disks == in.Disks && o.NICs == in.NICs && o.Platform == in.Platform && o.Kind == in.Kind {
+		if o.CPUs == in.CPUs && o.MemoryMiB == in.MemoryMiB && o.Disks == in.Disks && o.NICs == in.NICs && o.NICKind == in.NICKind && o.Platform == in.Platform && o.Kind == in.Kind {
 			log.Info("removing superseded vm template", "template", e.ID, "by", keep)
 			_ = store.Remove(e.ID)
 			continue
