@@ -338,8 +338,11 @@ sleep 1000`
 			time.Sleep(200 * time.Millisecond)
 		}
 		slog, _ := os.ReadFile(filepath.Join(stateDir, "tasks", id, supervisorLog))
-		if !strings.Contains(string(slog), "vm started from template") {
+		if _, line, ok := strings.Cut(string(slog), "vm started from template"); !ok {
 			t.Errorf("%s did not start from the template; supervisor log:\n%s", id, slog)
+		} else {
+			line, _, _ = strings.Cut(line, "\n")
+			t.Logf("%s: vm started from template%s", id, line)
 		}
 		out := logText(logs[i])
 		for _, want := range []string{"mac=" + macs[i] + "\n", "page-of-" + names[1-i] + "\nFETCHED\n"} {
