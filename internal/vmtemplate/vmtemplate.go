@@ -21,7 +21,11 @@
 // with it) is restored with each netdev pointed at the container's TAP;
 // the device state, MAC included, comes from the saved VM, so the guest's
 // NIC has the template's MAC until the agent gives it the container's
-// (vmagent.NetworkInterface.FormerMAC).
+// (vmagent.NetworkInterface.FormerMAC). Templates for socket NICs
+// (user-mode networks, Inputs.NICKind NICSocket) build on unix sockets the
+// build listens on and restore with each netdev on the container's network
+// socket: a TAP's vnet header and a stream socket's lack of one are
+// different device features, so the kinds have different IDs.
 //
 // A template of KindStateRAM (drivers whose Platform.RAMInState: vz,
 // whose saved state contains guest RAM; or forced on qemu) has no ram
