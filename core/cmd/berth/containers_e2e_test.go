@@ -27,6 +27,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/berth-dev/berth/sdk/network"
 )
 
 // The container tests drive the berth binary against a real daemon with the
@@ -75,6 +77,14 @@ func containerEnv(t *testing.T) *env {
 	if _, err := os.Stat("/bin/busybox"); err != nil {
 		t.Skip("busybox-static missing (scripts/install-deps.sh installs it): the demo image needs it")
 	}
+	needSandboxInit(t)
+	parent := fmt.Sprintf("berth-clitest-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
+	return startDaemon(t, strings.NewReplacer("CGROUP_PARENT", parent, "NETWORK_DEFAULTS", testNetworkDefaults('c')).Replace(containersConfig), parent)
+}
+
+// needSandboxInit builds berth-sandbox-init into the tests' bin dir, once.
+func needSandboxInit(t *testing.T) {
+	t.Helper()
 	buildInitOnce.Do(func() {
 		cmd := exec.Command("go", "build", "-tags", "netgo,osusergo", "-ldflags", `-s -w -linkmode external -extldflags "-static"`,
 			"-o", filepath.Join(binDir, "berth-sandbox-init"), "../../../cmd/berth-sandbox-init")
@@ -85,29 +95,35 @@ func containerEnv(t *testing.T) *env {
 	if buildInitErr != nil {
 		t.Fatal(buildInitErr)
 	}
-	parent := fmt.Sprintf("berth-clitest-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
-	e := newEnv(t, strings.NewReplacer("CGROUP_PARENT", parent, "NETWORK_DEFAULTS", testNetworkDefaults('c')).Replace(containersConfig))
+}
+
+// startDaemon makes a test env of config (whose resources cgroup parent
+// is parent), builds the demo image's rootfs, starts the daemon, imports
+// the image and at once runs a first container (`run --rm [warmUpArgs]
+// IMG true`): lifecycle-local dials its handles at first use, and
+// go-plugin drops a handle nobody dials within 5 s (NOTES, "Known bug").
+// At the end every container and network goes (their bridges, rules and
+// helpers with them), the daemon stops and the cgroup parent, which the
+// resources plugin leaves empty behind, is removed.
+func startDaemon(t *testing.T, config, parent string, warmUpArgs ...string) *env {
+	t.Helper()
+	e := newEnv(t, config)
 	t.Cleanup(func() {
 		if out, _, code := e.berth("ps", "-a", "-q"); code == 0 {
 			for _, id := range strings.Fields(out) {
 				_, _, _ = e.berth("rm", "-f", id)
 			}
 		}
-		// Containers join the default network: its bridge, rules and
-		// helper go with it.
-		_, _, _ = e.berth("network", "rm", "bridge")
+		_, _, _ = e.berth("network", "prune", "-f")
+		_, _, _ = e.berth("network", "rm", network.DefaultNetwork)
 		_, _, _ = e.berth("system", "stop")
-		// The resources plugin leaves the (empty) parent group behind.
 		dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + parent)
 		dirs = append(dirs, "/sys/fs/cgroup/"+parent)
 		for _, d := range dirs {
 			_ = syscall.Rmdir(d)
 		}
 	})
-	// The rootfs is built first (its go build is the slow part), then the
-	// daemon starts, the image is imported and a first container runs at
-	// once: lifecycle-local dials its handles at first use, and go-plugin
-	// drops a handle nobody dials within 5 s (NOTES, "Known bug").
+	// The rootfs is built first (its go build is the slow part).
 	demoImageScript := func(args ...string) {
 		cmd := exec.Command("../../../scripts/demo-image.sh", args...)
 		cmd.Env = append(os.Environ(), "BERTH="+filepath.Join(binDir, "berth"), "BERTH_CONFIG="+e.config)
@@ -118,7 +134,7 @@ func containerEnv(t *testing.T) *env {
 	demoImageScript("--rootfs", filepath.Join(e.dir, "rootfs-warmup"))
 	e.mustBerth("system", "start")
 	demoImageScript()
-	e.warmUp()
+	e.mustBerth(append(append([]string{"run", "--rm"}, warmUpArgs...), demoImage, "true")...)
 	return e
 }
 

@@ -84,46 +84,10 @@ func networkEnvWith(t *testing.T, kind byte, berthExtra string) *env {
 		t.Skip("busybox-static missing (scripts/install-deps.sh installs it): the demo image needs it")
 	}
 	upstream := upstreamDNS(t)
-	buildInitOnce.Do(func() {
-		cmd := exec.Command("go", "build", "-tags", "netgo,osusergo", "-ldflags", `-s -w -linkmode external -extldflags "-static"`,
-			"-o", filepath.Join(binDir, "berth-sandbox-init"), "../../../cmd/berth-sandbox-init")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildInitErr = fmt.Errorf("build berth-sandbox-init: %v\n%s", err, out)
-		}
-	})
-	if buildInitErr != nil {
-		t.Fatal(buildInitErr)
-	}
+	needSandboxInit(t)
 	parent := fmt.Sprintf("berth-nettest-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
-	e := newEnv(t, strings.NewReplacer("CGROUP_PARENT", parent, "DNS_UPSTREAM", upstream,
-		"NETWORK_DEFAULTS", testNetworkDefaults(kind)+"\n  "+berthExtra).Replace(networkConfig))
-	t.Cleanup(func() {
-		if out, _, code := e.berth("ps", "-a", "-q"); code == 0 {
-			for _, id := range strings.Fields(out) {
-				_, _, _ = e.berth("rm", "-f", id)
-			}
-		}
-		_, _, _ = e.berth("network", "prune", "-f")
-		_, _, _ = e.berth("network", "rm", network.DefaultNetwork)
-		_, _, _ = e.berth("system", "stop")
-		dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + parent)
-		dirs = append(dirs, "/sys/fs/cgroup/"+parent)
-		for _, d := range dirs {
-			_ = syscall.Rmdir(d)
-		}
-	})
-	demoImageScript := func(args ...string) {
-		cmd := exec.Command("../../../scripts/demo-image.sh", args...)
-		cmd.Env = append(os.Environ(), "BERTH="+filepath.Join(binDir, "berth"), "BERTH_CONFIG="+e.config)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("demo-image.sh %v: %v\n%s", args, err, out)
-		}
-	}
-	demoImageScript("--rootfs", filepath.Join(e.dir, "rootfs-warmup"))
-	e.mustBerth("system", "start")
-	demoImageScript()
-	e.warmUp()
-	return e
+	return startDaemon(t, strings.NewReplacer("CGROUP_PARENT", parent, "DNS_UPSTREAM", upstream,
+		"NETWORK_DEFAULTS", testNetworkDefaults(kind)+"\n  "+berthExtra).Replace(networkConfig), parent)
 }
 
 // testNetworkDefaults gives a test daemon a default network of its own

@@ -35,47 +35,13 @@ func TestUserNetworkingDaemon(t *testing.T) {
 	if _, err := os.Stat("/bin/busybox"); err != nil {
 		t.Skip("busybox-static missing (scripts/install-deps.sh installs it): the demo image needs it")
 	}
-	buildInitOnce.Do(func() {
-		cmd := exec.Command("go", "build", "-tags", "netgo,osusergo", "-ldflags", `-s -w -linkmode external -extldflags "-static"`,
-			"-o", filepath.Join(binDir, "berth-sandbox-init"), "../../../cmd/berth-sandbox-init")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildInitErr = fmt.Errorf("build berth-sandbox-init: %v\n%s", err, out)
-		}
-	})
-	if buildInitErr != nil {
-		t.Fatal(buildInitErr)
-	}
+	needSandboxInit(t)
 	parent := fmt.Sprintf("berth-untest-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
-	e := newEnv(t, strings.NewReplacer("CGROUP_PARENT", parent, "DNS_UPSTREAM", "127.0.0.1:9",
-		"NETWORK_DEFAULTS", testNetworkDefaults('u')+"\n  network_datapath = \"user\"").Replace(networkConfig))
-	t.Cleanup(func() {
-		if out, _, code := e.berth("ps", "-a", "-q"); code == 0 {
-			for _, id := range strings.Fields(out) {
-				_, _, _ = e.berth("rm", "-f", id)
-			}
-		}
-		_, _, _ = e.berth("network", "rm", "un")
-		_, _, _ = e.berth("network", "rm", network.DefaultNetwork)
-		_, _, _ = e.berth("system", "stop")
-		dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + parent)
-		dirs = append(dirs, "/sys/fs/cgroup/"+parent)
-		for _, d := range dirs {
-			_ = syscall.Rmdir(d)
-		}
-	})
-	demoImageScript := func(args ...string) {
-		cmd := exec.Command("../../../scripts/demo-image.sh", args...)
-		cmd.Env = append(os.Environ(), "BERTH="+filepath.Join(binDir, "berth"), "BERTH_CONFIG="+e.config)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("demo-image.sh %v: %v\n%s", args, err, out)
-		}
-	}
-	demoImageScript("--rootfs", filepath.Join(e.dir, "rootfs-warmup"))
-	e.mustBerth("system", "start")
-	demoImageScript()
 	// The warm-up container (lifecycle dials its handles at first use)
 	// has no network: a sandbox cannot join a user network.
-	e.mustBerth("run", "--rm", "--network", "none", demoImage, "true")
+	e := startDaemon(t, strings.NewReplacer("CGROUP_PARENT", parent, "DNS_UPSTREAM", "127.0.0.1:9",
+		"NETWORK_DEFAULTS", testNetworkDefaults('u')+"\n  network_datapath = \"user\"").Replace(networkConfig), parent,
+		"--network", "none")
 
 	// A sandbox container on the (user-mode) default network is refused
 	// with the reason; the failed create leaves no endpoint.
@@ -200,16 +166,7 @@ func TestUserNetworkVMDaemon(t *testing.T) {
 	if buildAgentErr != nil {
 		t.Fatal(buildAgentErr)
 	}
-	buildInitOnce.Do(func() {
-		cmd := exec.Command("go", "build", "-tags", "netgo,osusergo", "-ldflags", `-s -w -linkmode external -extldflags "-static"`,
-			"-o", filepath.Join(binDir, "berth-sandbox-init"), "../../../cmd/berth-sandbox-init")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildInitErr = fmt.Errorf("build berth-sandbox-init: %v\n%s", err, out)
-		}
-	})
-	if buildInitErr != nil {
-		t.Fatal(buildInitErr)
-	}
+	needSandboxInit(t)
 
 	// A server on the host's loopback, for the VM to reach via the gateway.
 	hostLn, err := net.Listen("tcp", "127.0.0.1:0")
@@ -222,34 +179,8 @@ func TestUserNetworkVMDaemon(t *testing.T) {
 	hostPort := hostLn.Addr().(*net.TCPAddr).Port
 
 	parent := fmt.Sprintf("berth-unvm-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
-	e := newEnv(t, strings.NewReplacer("CGROUP_PARENT", parent, "KERNEL", kernel.Image(),
-		"NETWORK_DEFAULTS", testNetworkDefaults('v')).Replace(userVMConfig))
-	t.Cleanup(func() {
-		if out, _, code := e.berth("ps", "-a", "-q"); code == 0 {
-			for _, id := range strings.Fields(out) {
-				_, _, _ = e.berth("rm", "-f", id)
-			}
-		}
-		_, _, _ = e.berth("network", "rm", "un")
-		_, _, _ = e.berth("network", "rm", network.DefaultNetwork)
-		_, _, _ = e.berth("system", "stop")
-		dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + parent)
-		dirs = append(dirs, "/sys/fs/cgroup/"+parent)
-		for _, d := range dirs {
-			_ = syscall.Rmdir(d)
-		}
-	})
-	demoImageScript := func(args ...string) {
-		cmd := exec.Command("../../../scripts/demo-image.sh", args...)
-		cmd.Env = append(os.Environ(), "BERTH="+filepath.Join(binDir, "berth"), "BERTH_CONFIG="+e.config)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("demo-image.sh %v: %v\n%s", args, err, out)
-		}
-	}
-	demoImageScript("--rootfs", filepath.Join(e.dir, "rootfs-warmup"))
-	e.mustBerth("system", "start")
-	demoImageScript()
-	e.mustBerth("run", "--rm", "--network", "none", demoImage, "true")
+	e := startDaemon(t, strings.NewReplacer("CGROUP_PARENT", parent, "KERNEL", kernel.Image(),
+		"NETWORK_DEFAULTS", testNetworkDefaults('v')).Replace(userVMConfig), parent, "--network", "none")
 
 	id := strings.TrimSpace(e.mustBerth("network", "create", "--subnet", "10.233.9.0/24", "un"))
 	netRoot := filepath.Join(e.dir, "state", "network")
