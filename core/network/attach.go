@@ -48,18 +48,9 @@ func (s *Service) Attach(ctx context.Context, req sdknet.AttachRequest) (isolati
 		}
 		return a, nil
 	}
-	var want netip.Addr
-	if req.IP != "" {
-		a, err := netip.ParseAddr(req.IP)
-		if err != nil || !a.Is4() {
-			return isolation.NetworkAttachment{}, errdefs.InvalidArgument("ip %q is not an IPv4 address", req.IP)
-		}
-		want = a
-	}
-	for _, al := range req.Aliases {
-		if !dnsNameRE.MatchString(al) {
-			return isolation.NetworkAttachment{}, errdefs.InvalidArgument("network alias %q is not a DNS name", al)
-		}
+	want, err := checkAddressAndAliases(req)
+	if err != nil {
+		return isolation.NetworkAttachment{}, err
 	}
 	for _, d := range req.DNS {
 		if _, err := netip.ParseAddr(d); err != nil {
@@ -406,4 +397,23 @@ func bindPort(proto, addr string) (io.Closer, int, error) {
 		return nil, 0, err
 	}
 	return l, l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// checkAddressAndAliases validates what Attach and Connect share: the
+// requested IPv4 address (zero when none) and the aliases as DNS names.
+func checkAddressAndAliases(req sdknet.AttachRequest) (netip.Addr, error) {
+	var want netip.Addr
+	if req.IP != "" {
+		a, err := netip.ParseAddr(req.IP)
+		if err != nil || !a.Is4() {
+			return netip.Addr{}, errdefs.InvalidArgument("ip %q is not an IPv4 address", req.IP)
+		}
+		want = a
+	}
+	for _, al := range req.Aliases {
+		if !dnsNameRE.MatchString(al) {
+			return netip.Addr{}, errdefs.InvalidArgument("network alias %q is not a DNS name", al)
+		}
+	}
+	return want, nil
 }

@@ -28,23 +28,13 @@ func (s *Service) Connect(ctx context.Context, req sdknet.AttachRequest) (isolat
 	if s.opts.UserMode {
 		return isolation.NetworkAttachment{}, errdefs.NotImplemented("connect: user-mode networks take VMs at create only (a VM's NIC cannot be hot-plugged; sandbox containers need the kernel datapath)")
 	}
-	var want netip.Addr
-	if req.IP != "" {
-		a, err := netip.ParseAddr(req.IP)
-		if err != nil || !a.Is4() {
-			return isolation.NetworkAttachment{}, errdefs.InvalidArgument("ip %q is not an IPv4 address", req.IP)
-		}
-		want = a
-	}
-	for _, al := range req.Aliases {
-		if !dnsNameRE.MatchString(al) {
-			return isolation.NetworkAttachment{}, errdefs.InvalidArgument("network alias %q is not a DNS name", al)
-		}
+	want, err := checkAddressAndAliases(req)
+	if err != nil {
+		return isolation.NetworkAttachment{}, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var n netRecord
-	var err error
 	if req.Network == "" || req.Network == sdknet.DefaultNetwork {
 		n, err = s.ensureDefaultLocked(ctx)
 	} else {
